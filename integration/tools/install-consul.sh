@@ -19,7 +19,7 @@ CACHE_DIR="${LATCH_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/latch}"
 mkdir -p "$BIN_DIR"
 
 have_version() {
-	[ -x "$1" ] && "$1" version 2>/dev/null | head -1 | grep -q "Consul v${VERSION}"
+	[ -x "$1" ] && [[ "$("$1" version 2>/dev/null)" == "Consul v${VERSION}"* ]]
 }
 
 if have_version "$BIN_DIR/consul"; then
@@ -43,9 +43,7 @@ chmod -R u+w "$work/consul"
 cd "$work/consul"
 
 # Drop every replace directive (single-line and block form).
-go mod edit -json | sed -n 's/.*"Path": "\(github.com\/hashicorp\/consul[^"]*\)".*/\1/p' >/dev/null
-for old in $(go mod edit -json | python3 -c 'import json,sys; [print(r["Old"]["Path"]) for r in json.load(sys.stdin).get("Replace") or []]' 2>/dev/null ||
-	awk '/^replace \(/{b=1;next} b&&/^\)/{b=0} b{print $1} /^replace [^(]/{print $2}' go.mod); do
+for old in $(awk '/^replace \(/{b=1;next} b&&/^\)/{b=0} b{print $1} /^replace [^(]/{print $2}' go.mod); do
 	go mod edit -dropreplace="$old"
 done
 
@@ -56,4 +54,4 @@ export GOFLAGS=-mod=mod
 CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$BIN_DIR/consul.tmp" .
 mv "$BIN_DIR/consul.tmp" "$BIN_DIR/consul"
 mkdir -p "$CACHE_DIR" && cp "$BIN_DIR/consul" "$CACHE_DIR/consul-$VERSION"
-"$BIN_DIR/consul" version | head -1
+echo "consul v$VERSION: built into $BIN_DIR"

@@ -1,0 +1,88 @@
+// Command latch is a sticky-session HTTP gateway: Consul tells it which
+// backends exist, Redis remembers which client is pinned to which backend.
+//
+// It only parses configuration and wires the packages together
+// (gateway.Assemble); see the README for flags, environment variables and
+// the config file.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/latchgw/latch/gateway"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	inv, err := gateway.ParseArgs(args, os.Getenv, os.Stderr)
+	if errors.Is(err, gateway.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "latch: invalid configuration:\n%v\n", err)
+		return 2
+	}
+	if inv.HealthcheckURL != "" {
+		return healthcheck(inv.HealthcheckURL)
+	}
+	if inv.CheckConfig {
+		fmt.Println("latch: configuration ok")
+		return 0
+	}
+	cfg := inv.Config
+	log := gateway.NewLogger(cfg.Log, os.Stderr)
+
+	g, closeAll, err := gateway.Assemble(cfg, log)
+	defer closeAll()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "latch: invalid configuration: %v\n", err)
+		return 2
+	}
+	public, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		log.Error("listen", "addr", cfg.Listen, "err", err)
+		return 1
+	}
+	var admin net.Listener
+	if cfg.Admin.Listen != "off" {
+		if admin, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
+			log.Error("listen admin", "addr", cfg.Admin.Listen, "err", err)
+			return 1
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := g.Run(ctx, public, admin); err != nil {
+		log.Error("latch stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// healthcheck GETs url and reports 0 on 2xx: the container health check of
+// an image without a shell.
+func healthcheck(url string) int {
+	c := &http.Client{Timeout: 3 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "latch:", err)
+		return 1
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		fmt.Fprintln(os.Stderr, "latch:", resp.Status)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,263 @@
+package gateway
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"net/http"
+	"net/http/pprof"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/latchgw/latch/session"
+)
+
+// AdminHandler serves the admin API. It is meant for a separate listener
+// (127.0.0.1 by default) and never mounted on the public one.
+func (g *Gateway) AdminHandler() http.Handler {
+	r := chi.NewRouter()
+	r.Use(middleware.Recoverer)
+	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { writeText(w, http.StatusOK, "ok\n") })
+	r.Get("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if g.Ready() {
+			writeText(w, http.StatusOK, "ready\n")
+			return
+		}
+		writeText(w, http.StatusServiceUnavailable, "waiting for the first snapshot of every service\n")
+	})
+	r.Group(func(r chi.Router) {
+		r.Use(g.requireToken)
+		r.Get("/admin/backends", g.adminBackends)
+		r.Post("/admin/backends/{id}/drain", g.adminDrain(true))
+		r.Post("/admin/backends/{id}/undrain", g.adminDrain(false))
+		r.Get("/admin/routes", g.adminRoutes)
+		r.Get("/admin/sessions/{id}", g.adminSession)
+		r.Delete("/admin/sessions/{id}", g.adminUnpin)
+		r.Handle("/metrics", promhttp.HandlerFor(g.metrics.reg, promhttp.HandlerOpts{}))
+		if g.cfg.Admin.Pprof {
+			r.HandleFunc("/debug/pprof/*", pprof.Index)
+			r.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+			r.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			r.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+			r.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		}
+	})
+	return r
+}
+
+// requireToken checks "Authorization: Bearer <token>" in constant time
+// when a token is configured.
+func (g *Gateway) requireToken(next http.Handler) http.Handler {
+	want := []byte(g.cfg.Admin.Token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if len(want) > 0 {
+			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || subtle.ConstantTimeCompare([]byte(got), want) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="latch admin"`)
+				writeText(w, http.StatusUnauthorized, "admin token required\n")
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+type adminBackend struct {
+	ID       string   `json:"id"`
+	Address  string   `json:"address"`
+	Health   string   `json:"health"`
+	Weight   int      `json:"weight"`
+	Tags     []string `json:"tags,omitempty"`
+	Breaker  string   `json:"breaker"`
+	InFlight int64    `json:"in_flight"`
+	// LatencyMS is the EWMA of response times (0: no data yet).
+	LatencyMS float64 `json:"latency_ms"`
+	Drained   bool    `json:"drained"`
+	// Sessions pinned to the backend (-1: unknown, store unreachable).
+	Sessions int64 `json:"sessions"`
+	// AcceptsNew reports whether new sessions may go to it.
+	AcceptsNew bool `json:"accepts_new"`
+}
+
+type adminService struct {
+	Service  string         `json:"service"`
+	Stale    bool           `json:"stale"`
+	Index    uint64         `json:"index"`
+	Updated  *time.Time     `json:"updated,omitempty"`
+	Backends []adminBackend `json:"backends"`
+}
+
+func (g *Gateway) adminBackends(w http.ResponseWriter, r *http.Request) {
+	g.mu.Lock()
+	services := make([]*service, 0, len(g.services))
+	for _, svc := range g.services {
+		services = append(services, svc)
+	}
+	g.mu.Unlock()
+	slices.SortFunc(services, func(a, b *service) int { return strings.Compare(a.name, b.name) })
+
+	out := make([]adminService, 0, len(services))
+	for _, svc := range services {
+		as := adminService{Service: svc.name, Backends: []adminBackend{}}
+		if snap := svc.snapshot(); snap != nil {
+			as.Stale, as.Index = snap.Stale, snap.Index
+		}
+		if ns := svc.updated.Load(); ns != 0 {
+			t := time.Unix(0, ns).UTC()
+			as.Updated = &t
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+		counts, err := g.affinity.Sessions(ctx, svc.name)
+		cancel()
+		if set := svc.registry.Current(); set != nil {
+			for _, b := range set.Backends {
+				n := int64(-1)
+				if err == nil {
+					n = counts[b.ID]
+				}
+				as.Backends = append(as.Backends, adminBackend{
+					ID: b.ID, Address: b.Addr, Health: b.Health.String(), Weight: b.Weight, Tags: b.Tags,
+					Breaker: b.Breaker().String(), InFlight: b.InFlight(),
+					LatencyMS: float64(b.Latency().Microseconds()) / 1000,
+					Drained:   b.Drained(), Sessions: n, AcceptsNew: b.CanTake(),
+				})
+			}
+		}
+		out = append(out, as)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"services": out})
+}
+
+// adminDrain drains (or undrains) a backend of every service it is in: it
+// keeps its sessions and gets no new ones. The drain is this replica's;
+// Consul maintenance mode drains it for every replica.
+func (g *Gateway) adminDrain(drain bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id := chi.URLParam(r, "id")
+		g.mu.Lock()
+		found := false
+		for _, svc := range g.services {
+			if svc.registry.Drain(id, drain) {
+				found = true
+			}
+		}
+		g.mu.Unlock()
+		if !found {
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no backend with id " + id})
+			return
+		}
+		g.log.Info("admin drain", "backend", id, "drained", drain)
+		writeJSON(w, http.StatusOK, map[string]any{"id": id, "drained": drain})
+	}
+}
+
+func (g *Gateway) adminRoutes(w http.ResponseWriter, _ *http.Request) {
+	type adminRoute struct {
+		Name       string   `json:"name"`
+		Host       string   `json:"host,omitempty"`
+		PathPrefix string   `json:"path_prefix"`
+		Service    string   `json:"service"`
+		Policy     []string `json:"policy"`
+		Sticky     bool     `json:"sticky"`
+		FromTags   bool     `json:"from_tags"`
+	}
+	g.mu.Lock()
+	var routes []adminRoute
+	add := func(rt *route) {
+		routes = append(routes, adminRoute{Name: rt.cfg.Name, Host: rt.cfg.Host, PathPrefix: rt.cfg.PathPrefix,
+			Service: rt.service.name, Policy: rt.cfg.Policy, Sticky: rt.sticky, FromTags: rt.cfg.fromTags})
+	}
+	for _, rt := range g.fileRoutes {
+		add(rt)
+	}
+	for _, rts := range g.tagRoutes {
+		for _, rt := range rts {
+			add(rt)
+		}
+	}
+	conflicts := slices.Clone(g.conflicts)
+	g.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]any{"routes": routes, "conflicts": conflicts})
+}
+
+// sessionParam reads {id}: a session id (base64url) or a whole latch
+// cookie value.
+func (g *Gateway) sessionParam(r *http.Request) (session.ID, bool) {
+	raw := chi.URLParam(r, "id")
+	if c, ok := g.codec.Decode(raw); ok {
+		return c.ID, true
+	}
+	return session.ParseID(raw)
+}
+
+// sessionServices is ?service=NAME, or every service.
+func (g *Gateway) sessionServices(r *http.Request) []string {
+	if s := r.URL.Query().Get("service"); s != "" {
+		return []string{s}
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []string
+	for name := range g.services {
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (g *Gateway) adminSession(w http.ResponseWriter, r *http.Request) {
+	id, ok := g.sessionParam(r)
+	if !ok {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "not a session id or latch cookie"})
+		return
+	}
+	pins := map[string]string{}
+	for _, svc := range g.sessionServices(r) {
+		if b, _, found, err := g.affinity.Lookup(r.Context(), svc, id); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "session store: " + err.Error()})
+			return
+		} else if found {
+			pins[svc] = b
+		}
+	}
+	if len(pins) == 0 {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "session not pinned"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"session": id.String(), "pins": pins})
+}
+
+func (g *Gateway) adminUnpin(w http.ResponseWriter, r *http.Request) {
+	id, ok := g.sessionParam(r)
+	if !ok {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "not a session id or latch cookie"})
+		return
+	}
+	for _, svc := range g.sessionServices(r) {
+		if err := g.affinity.Unpin(r.Context(), svc, id); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "session store: " + err.Error()})
+			return
+		}
+	}
+	g.log.Info("admin unpin", "session_hash", hashID(id[:]))
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeText(w http.ResponseWriter, code int, s string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(code)
+	_, _ = w.Write([]byte(s))
+}

@@ -1,0 +1,88 @@
+package gateway
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/latchgw/latch/discovery"
+	"github.com/latchgw/latch/session"
+)
+
+// Assemble builds a Gateway and its parts from a validated config: the
+// Consul source (or the static one), the cookie codec, the session store
+// (Redis or memory) and the session layer. close releases what it opened.
+// It is cmd/latch's wiring, shared with the integration tests so they run
+// exactly what users run.
+func Assemble(cfg Config, log *slog.Logger) (g *Gateway, close func(), err error) {
+	deps := Deps{Logger: log, Metrics: NewMetrics()}
+	closers := []func(){}
+	close = func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	if cfg.Consul.Disabled {
+		static := discovery.NewStatic(nil)
+		for _, r := range cfg.Routes {
+			backends, err := discovery.ParseStatic(r.Service, r.Backends)
+			if err != nil {
+				return nil, close, fmt.Errorf("backends: %w", err)
+			}
+			static.Set(r.Service, backends)
+		}
+		deps.Source = static
+	} else {
+		ccfg := api.DefaultConfig() // reads CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, CONSUL_CACERT...
+		if cfg.Consul.Address != "" {
+			ccfg.Address = cfg.Consul.Address
+		}
+		client, err := api.NewClient(ccfg)
+		if err != nil {
+			return nil, close, fmt.Errorf("consul: %w", err)
+		}
+		opts := discovery.ConsulOptions{Logger: log}
+		deps.Source = discovery.NewConsul(client, opts)
+		deps.Catalog = discovery.NewCatalog(client, opts)
+		log.Info("using consul", "address", ccfg.Address, "token_set", ccfg.Token != "" || ccfg.TokenFile != "")
+	}
+
+	secrets := make([][]byte, 0, len(cfg.Cookie.Secrets))
+	for _, s := range cfg.Cookie.Secrets {
+		secrets = append(secrets, []byte(s))
+	}
+	if len(secrets) == 0 {
+		secrets = append(secrets, session.RandomSecret())
+		log.Warn("no cookie secret set (-cookie-secret / " + EnvCookieSecret + "): using a random one; " +
+			"replicas will not share sessions and a restart forgets them")
+	}
+	if deps.Codec, err = session.NewCodec(secrets); err != nil {
+		return nil, close, fmt.Errorf("cookie.secrets: %w", err)
+	}
+
+	var store session.Store
+	var rdb redis.UniversalClient
+	if cfg.Redis.URL != "" {
+		if rdb, err = session.ParseRedisURL(cfg.Redis.URL); err != nil {
+			return nil, close, fmt.Errorf("redis.url: %w", err)
+		}
+		closers = append(closers, func() { _ = rdb.Close() })
+		store = session.NewRedisStore(rdb, session.RedisOptions{})
+	} else {
+		store = session.NewMemoryStore(cfg.Redis.CacheSize, nil)
+		log.Warn("no redis URL (-redis / " + EnvRedisURL + "): sessions are kept in memory, " +
+			"not shared between replicas and lost on restart")
+	}
+	deps.Affinity = session.NewAffinity(session.Options{
+		Store: store, Client: rdb, CacheSize: cfg.Redis.CacheSize, CacheTTL: cfg.Redis.CacheTTL,
+		StoreTimeout: cfg.Redis.Timeout, Logger: log, Metrics: deps.Metrics,
+	})
+	g, err = New(cfg, deps)
+	if err != nil {
+		return nil, close, err
+	}
+	return g, close, nil
+}
+

@@ -1,0 +1,233 @@
+// Package gateway is latch's HTTP side: configuration, the chi router, the
+// proxy handler with its retries and breaker bookkeeping, the admin API,
+// metrics and the process lifecycle. Balancing lives in policy, affinity in
+// session, backend lists in discovery.
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/latchgw/latch/discovery"
+	"github.com/latchgw/latch/session"
+)
+
+// Deps are the parts of a Gateway that talk to the world, built by the
+// caller (cmd/latch, or a test).
+type Deps struct {
+	Logger *slog.Logger
+	// Source watches backends (discovery.Consul, or discovery.Static).
+	Source discovery.Source
+	// Catalog, when set, turns Consul services with latch.* tags into routes.
+	Catalog *discovery.Catalog
+	// Affinity is the session layer (session.NewAffinity over Redis or memory).
+	Affinity *session.Affinity
+	// Codec signs the affinity cookie.
+	Codec *session.Codec
+	// Metrics, when set, is the registry of latch's series (share it with
+	// the session layer's observer); nil makes a new one.
+	Metrics *Metrics
+}
+
+// Gateway is a running latch. Build it with New, run it with Run.
+type Gateway struct {
+	cfg         Config
+	log         *slog.Logger
+	source      discovery.Source
+	catalog     *discovery.Catalog
+	affinity    *session.Affinity
+	codec       *session.Codec
+	metrics     *Metrics
+	transport   *http.Transport
+	proxy       *httputil.ReverseProxy
+	accessLogOn bool
+
+	table atomic.Pointer[table]
+
+	mu         sync.Mutex // guards the fields below (state path only)
+	services   map[string]*service
+	fileRoutes []*route
+	tagRoutes  map[string][]*route // service → routes from its tags
+	conflicts  []string
+	runCtx     context.Context
+
+	reqPrefix string
+	reqSeq    atomic.Uint64
+}
+
+// New builds a gateway from a validated config.
+func New(cfg Config, deps Deps) (*Gateway, error) {
+	if deps.Source == nil || deps.Affinity == nil || deps.Codec == nil {
+		return nil, errors.New("gateway: Source, Affinity and Codec are required")
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.Default()
+	}
+	g := &Gateway{
+		cfg:         cfg,
+		log:         deps.Logger,
+		source:      deps.Source,
+		catalog:     deps.Catalog,
+		affinity:    deps.Affinity,
+		codec:       deps.Codec,
+		metrics:     deps.Metrics,
+		transport:   newTransport(cfg.Transport),
+		accessLogOn: cfg.Log.Access == nil || *cfg.Log.Access,
+		services:    map[string]*service{},
+		tagRoutes:   map[string][]*route{},
+	}
+	if g.metrics == nil {
+		g.metrics = NewMetrics()
+	}
+	var p [6]byte
+	_, _ = rand.Read(p[:])
+	g.reqPrefix = hex.EncodeToString(p[:]) + "-"
+	g.proxy = g.newReverseProxy()
+	for _, rc := range cfg.Routes {
+		g.fileRoutes = append(g.fileRoutes, newRoute(rc, g.serviceFor(rc.Service, rc.RouteSettings)))
+	}
+	g.table.Store(newTable(g.fileRoutes))
+	return g, nil
+}
+
+// serviceFor returns the service named name, creating it. Called with
+// g.mu held or before Run.
+func (g *Gateway) serviceFor(name string, settings RouteSettings) *service {
+	if svc, ok := g.services[name]; ok {
+		return svc
+	}
+	svc := g.newService(name, settings)
+	g.services[name] = svc
+	return svc
+}
+
+// Handler is the public handler: chi with its middleware around the proxy.
+func (g *Gateway) Handler() http.Handler {
+	r := chi.NewRouter()
+	r.Use(g.requestID, middleware.Recoverer)
+	r.Handle("/*", g)
+	r.NotFound(g.ServeHTTP)
+	r.MethodNotAllowed(g.ServeHTTP)
+	return r
+}
+
+// requestID keeps the client's X-Request-Id when it is sane and otherwise
+// gives the request one; the backend and the response see it.
+func (g *Gateway) requestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-Id")
+		if id == "" || len(id) > 128 {
+			id = g.reqPrefix + strconv.FormatUint(g.reqSeq.Add(1), 10)
+			r.Header.Set("X-Request-Id", id)
+		}
+		w.Header().Set("X-Request-Id", id)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Ready reports whether every configured service has had its first snapshot.
+func (g *Gateway) Ready() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, rt := range g.fileRoutes {
+		if !rt.service.ready.Load() {
+			return false
+		}
+	}
+	return true
+}
+
+// Run serves the public and admin listeners (admin may be nil) until ctx
+// ends, then stops accepting, lets in-flight requests finish within
+// Server.ShutdownTimeout, and stops every watch it started.
+func (g *Gateway) Run(ctx context.Context, public, admin net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	g.mu.Lock()
+	g.runCtx = ctx
+	for _, svc := range g.services {
+		svc.start(ctx)
+	}
+	g.mu.Unlock()
+
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := g.affinity.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			g.log.Error("session layer stopped", "err", err)
+		}
+	})
+	if g.catalog != nil && *g.cfg.Consul.RoutesFromTags {
+		wg.Go(func() {
+			err := g.catalog.Watch(ctx, g.applyTags)
+			if err != nil && !errors.Is(err, context.Canceled) {
+				g.log.Error("catalog watch stopped", "err", err)
+			}
+		})
+	}
+
+	sc := g.cfg.Server
+	srv := &http.Server{
+		Handler:           g.Handler(),
+		ReadHeaderTimeout: sc.ReadHeaderTimeout,
+		ReadTimeout:       sc.ReadTimeout,
+		WriteTimeout:      sc.WriteTimeout,
+		IdleTimeout:       sc.IdleTimeout,
+		MaxHeaderBytes:    sc.MaxHeaderBytes,
+		ErrorLog:          slogErrorLog(g.log),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	servers := []*http.Server{srv}
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(public) }()
+	g.log.Info("latch listening", "addr", public.Addr().String())
+	if admin != nil {
+		asrv := &http.Server{
+			Handler: g.AdminHandler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: sc.IdleTimeout,
+			ErrorLog: slogErrorLog(g.log),
+		}
+		servers = append(servers, asrv)
+		go func() { errc <- asrv.Serve(admin) }()
+		g.log.Info("admin listening", "addr", admin.Addr().String())
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+		runErr = fmt.Errorf("serving: %w", runErr)
+	}
+	g.log.Info("shutting down", "timeout", sc.ShutdownTimeout.String())
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), sc.ShutdownTimeout)
+	defer scancel()
+	for _, s := range servers {
+		if err := s.Shutdown(sctx); err != nil {
+			g.log.Warn("shutdown deadline passed with requests in flight", "err", err)
+			_ = s.Close()
+		}
+	}
+	cancel()
+	g.mu.Lock()
+	for _, svc := range g.services {
+		svc.stop()
+	}
+	g.mu.Unlock()
+	wg.Wait()
+	g.transport.CloseIdleConnections()
+	g.log.Info("stopped")
+	return runErr
+}

@@ -1,0 +1,177 @@
+package gateway
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/latchgw/latch/discovery"
+	"github.com/latchgw/latch/policy"
+)
+
+// Metrics are latch's Prometheus series. Names follow the Prometheus
+// conventions: latch_ prefix, _total counters, _seconds durations.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	requests      *prometheus.CounterVec   // route, backend, code (1xx..5xx)
+	duration      *prometheus.HistogramVec // route
+	upstreamDur   *prometheus.HistogramVec // route, backend
+	retries       *prometheus.CounterVec   // route
+	fallbacks     *prometheus.CounterVec   // route, from, to
+	breakerState  *prometheus.GaugeVec     // service, backend (0 closed, 1 half-open, 2 open)
+	breakerTrans  *prometheus.CounterVec   // service, backend, to
+	sessions      *prometheus.CounterVec   // route, outcome
+	storeErrors   *prometheus.CounterVec   // op
+	storeDuration *prometheus.HistogramVec // op
+	cache         *prometheus.CounterVec   // result (hit, miss)
+	expired       prometheus.Counter
+	discUpdates   *prometheus.CounterVec // service
+	discStale     *prometheus.GaugeVec   // service
+	discBackends  *prometheus.GaugeVec   // service, health
+	discLastOK    *prometheus.GaugeVec   // service: unix time of the last fresh snapshot
+	tagConflicts  prometheus.Gauge
+}
+
+var codeClasses = [6]string{"other", "1xx", "2xx", "3xx", "4xx", "5xx"}
+
+// NewMetrics registers latch's series in a registry of their own. It also
+// implements the session layer's observer: pass it as session.Options.Metrics.
+func NewMetrics() *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry()}
+	latency := []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "latch_requests_total", Help: "Requests answered, by route, backend and status class.",
+	}, []string{"route", "backend", "code"})
+	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "latch_request_duration_seconds", Help: "Time from request to the end of the response, by route.",
+		Buckets: latency,
+	}, []string{"route"})
+	m.upstreamDur = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "latch_upstream_duration_seconds", Help: "Time from sending to a backend to its response headers.",
+		Buckets: latency,
+	}, []string{"route", "backend"})
+	m.retries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "latch_retries_total", Help: "Requests sent to another backend after an attempt failed.",
+	}, []string{"route"})
+	m.fallbacks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "latch_policy_fallbacks_total", Help: "Picks handed from one policy of the chain to the next.",
+	}, []string{"route", "from", "to"})
+	m.breakerState = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "latch_breaker_state", Help: "Circuit breaker state per backend: 0 closed, 1 half-open, 2 open.",
+	}, []string{"service", "backend"})
+	m.breakerTrans = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "latch_breaker_transitions_total", Help: "Circuit breaker state changes, by the state entered.",
+	}, []string{"service", "backend", "to"})
+	m.sessions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "latch_sessions_total", Help: "Requests by what happened to their session: new, sticky, restored (from the cookie hint), repinned.",
+	}, []string{"route", "outcome"})
+	m.storeErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "latch_session_store_errors_total", Help: "Failed session store (Redis) calls, by operation.",
+	}, []string{"op"})
+	m.storeDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "latch_session_store_duration_seconds", Help: "Session store (Redis) call latency, by operation.",
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05},
+	}, []string{"op"})
+	m.cache = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "latch_session_cache_total", Help: "Local session cache lookups, by result.",
+	}, []string{"result"})
+	m.expired = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "latch_sessions_expired_total", Help: "Sessions whose pin had expired when their client came back.",
+	})
+	m.discUpdates = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "latch_discovery_updates_total", Help: "Snapshots received from discovery, by service.",
+	}, []string{"service"})
+	m.discStale = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "latch_discovery_stale", Help: "1 while the service's snapshot is stale (Consul unreachable).",
+	}, []string{"service"})
+	m.discBackends = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "latch_backends", Help: "Backends in the last snapshot, by service and health.",
+	}, []string{"service", "health"})
+	m.discLastOK = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "latch_discovery_last_fresh_timestamp_seconds", Help: "Unix time of the last fresh snapshot (staleness age = time() - this).",
+	}, []string{"service"})
+	m.tagConflicts = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "latch_route_conflicts", Help: "Routes from Consul tags ignored because a config route has the same host and prefix.",
+	})
+	m.reg.MustRegister(m.requests, m.duration, m.upstreamDur, m.retries, m.fallbacks, m.breakerState,
+		m.breakerTrans, m.sessions, m.storeErrors, m.storeDuration, m.cache, m.expired, m.discUpdates,
+		m.discStale, m.discBackends, m.discLastOK, m.tagConflicts,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *Metrics) request(route, backend string, code int, d time.Duration) {
+	class := codeClasses[0]
+	if c := code / 100; c >= 1 && c <= 5 {
+		class = codeClasses[c]
+	}
+	m.requests.WithLabelValues(route, backend, class).Inc()
+	m.duration.WithLabelValues(route).Observe(d.Seconds())
+}
+
+func (m *Metrics) upstream(route, backend string, d time.Duration) {
+	if d > 0 {
+		m.upstreamDur.WithLabelValues(route, backend).Observe(d.Seconds())
+	}
+}
+
+func (m *Metrics) retry(route string) { m.retries.WithLabelValues(route).Inc() }
+
+func (m *Metrics) fallback(route, from, to string) {
+	m.fallbacks.WithLabelValues(route, from, to).Inc()
+}
+
+func (m *Metrics) breakerChange(service, backend string, to policy.BreakerState) {
+	m.breakerState.WithLabelValues(service, backend).Set(breakerGauge(to))
+	m.breakerTrans.WithLabelValues(service, backend, to.String()).Inc()
+}
+
+func breakerGauge(s policy.BreakerState) float64 {
+	switch s {
+	case policy.HalfOpen:
+		return 1
+	case policy.Open:
+		return 2
+	}
+	return 0
+}
+
+func (m *Metrics) session(route string, k sessionKind) {
+	if k != sessNone {
+		m.sessions.WithLabelValues(route, k.String()).Inc()
+	}
+}
+
+func (m *Metrics) discoveryUpdate(service string, s discovery.Snapshot) {
+	m.discUpdates.WithLabelValues(service).Inc()
+	if s.Stale {
+		m.discStale.WithLabelValues(service).Set(1)
+	} else {
+		m.discStale.WithLabelValues(service).Set(0)
+		m.discLastOK.WithLabelValues(service).SetToCurrentTime()
+	}
+	var counts [4]int
+	for _, b := range s.Backends {
+		counts[b.Health]++
+	}
+	for h, n := range counts {
+		m.discBackends.WithLabelValues(service, discovery.Health(h).String()).Set(float64(n))
+	}
+}
+
+// forgetBackend drops the series of a backend that left.
+func (m *Metrics) forgetBackend(service, backend string) {
+	m.breakerState.DeleteLabelValues(service, backend)
+}
+
+// The session layer's observer (session.Observer).
+func (m *Metrics) StoreError(op string) { m.storeErrors.WithLabelValues(op).Inc() }
+func (m *Metrics) StoreLatency(op string, d time.Duration) {
+	m.storeDuration.WithLabelValues(op).Observe(d.Seconds())
+}
+func (m *Metrics) CacheHit()  { m.cache.WithLabelValues("hit").Inc() }
+func (m *Metrics) CacheMiss() { m.cache.WithLabelValues("miss").Inc() }
+func (m *Metrics) Expired()   { m.expired.Inc() }
+

@@ -1,0 +1,169 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/latchgw/latch/discovery"
+	"github.com/latchgw/latch/policy"
+	"github.com/latchgw/latch/session"
+)
+
+// service is one watched Consul service: its backend registry (breakers and
+// load statistics survive snapshot changes) and the routes that use it.
+// Everything here runs on the state path; the request path only reads the
+// routeState pointers this publishes.
+type service struct {
+	name     string
+	registry *policy.Registry
+	g        *Gateway
+
+	mu     sync.Mutex // guards routes and snap; held by the watch goroutine and route changes
+	routes []*route
+	snap   *discovery.Snapshot
+
+	ready    atomic.Bool
+	updated  atomic.Int64 // unix nanos of the last snapshot
+	cancel   context.CancelFunc
+	done     chan struct{}
+	checks   *activeChecks
+	checkCfg HealthCheck
+}
+
+func (g *Gateway) newService(name string, settings RouteSettings) *service {
+	svc := &service{name: name, g: g, done: make(chan struct{}), checkCfg: settings.HealthCheck}
+	svc.registry = policy.NewRegistry(name, policy.Options{
+		Breaker:       settings.Breaker.settings(),
+		SlowStart:     settings.SlowStart,
+		WarningUsable: *settings.WarningUsable,
+		OnBreakerChange: func(id string, from, to policy.BreakerState) {
+			// Runs under the breaker's mutex: log and count, nothing more.
+			g.log.Warn("circuit breaker", "service", name, "backend", id, "from", from.String(), "to", to.String())
+			g.metrics.breakerChange(name, id, to)
+		},
+	})
+	return svc
+}
+
+// start watches the service until ctx ends or stop is called.
+func (svc *service) start(ctx context.Context) {
+	ctx, svc.cancel = context.WithCancel(ctx)
+	if svc.checkCfg.Path != "" {
+		svc.checks = newActiveChecks(svc.name, svc.checkCfg, svc.g.transport, svc.g.log)
+		go svc.checks.run(ctx, func() { svc.republish() })
+	}
+	go func() {
+		defer close(svc.done)
+		err := svc.g.source.Watch(ctx, svc.name, svc.update)
+		if err != nil && !errors.Is(err, context.Canceled) {
+			svc.g.log.Error("discovery stopped", "service", svc.name, "err", err)
+		}
+	}()
+}
+
+// stop ends the watch and waits for it.
+func (svc *service) stop() {
+	if svc.cancel != nil {
+		svc.cancel()
+		<-svc.done
+	}
+}
+
+// update is the Source's callback: one goroutine at a time.
+func (svc *service) update(s discovery.Snapshot) {
+	svc.mu.Lock()
+	svc.snap = &s
+	svc.mu.Unlock()
+	svc.g.metrics.discoveryUpdate(svc.name, s)
+	svc.updated.Store(time.Now().UnixNano())
+	if !svc.ready.Swap(true) {
+		svc.g.log.Info("service discovered", "service", svc.name, "backends", len(s.Backends), "stale", s.Stale)
+	} else {
+		svc.g.log.Debug("service changed", "service", svc.name, "backends", len(s.Backends), "stale", s.Stale)
+	}
+	svc.republish()
+}
+
+// republish rebuilds the set and every route's pickers from the last
+// snapshot (after a snapshot or an active health check changed).
+func (svc *service) republish() {
+	svc.mu.Lock()
+	defer svc.mu.Unlock()
+	if svc.snap == nil {
+		return
+	}
+	s := *svc.snap
+	if svc.checks != nil {
+		s = svc.checks.apply(s)
+	}
+	set := svc.registry.Update(s)
+	hints := make(map[session.Hint]*policy.Backend, len(set.Backends))
+	for _, b := range set.Backends {
+		hints[session.HintFor(svc.name, b.ID)] = b
+	}
+	for _, rt := range svc.routes {
+		svc.publishRoute(rt, set, hints)
+	}
+}
+
+// publishRoute builds rt's policy chain over set. Called with mu held.
+func (svc *service) publishRoute(rt *route, set *policy.Set, hints map[session.Hint]*policy.Backend) {
+	name := rt.cfg.Name
+	chain, err := policy.NewChain(rt.cfg.Policy, set, policy.BuildOptions{
+		HashHeader:     rt.cfg.Hash.Header,
+		HashCookie:     rt.cfg.Hash.Cookie,
+		TrustedProxies: svc.g.cfg.trusted,
+	}, func(from, to string) {
+		svc.g.metrics.fallback(name, from, to)
+		svc.g.log.Debug("policy fallback", "route", name, "from", from, "to", to)
+	})
+	if err != nil {
+		// Policies are validated at start; this is a bug, not bad input.
+		svc.g.log.Error("building policy chain", "route", name, "err", err)
+		return
+	}
+	rt.state.Store(&routeState{set: set, chain: chain, hints: hints})
+}
+
+// addRoute attaches rt and publishes its state at once when the service
+// is already known.
+func (svc *service) addRoute(rt *route) {
+	svc.mu.Lock()
+	svc.routes = append(svc.routes, rt)
+	var set *policy.Set
+	if svc.snap != nil {
+		set = svc.registry.Current()
+	}
+	if set != nil {
+		hints := make(map[session.Hint]*policy.Backend, len(set.Backends))
+		for _, b := range set.Backends {
+			hints[session.HintFor(svc.name, b.ID)] = b
+		}
+		svc.publishRoute(rt, set, hints)
+	}
+	svc.mu.Unlock()
+}
+
+// removeRoute detaches rt; it reports whether the service has no routes left.
+func (svc *service) removeRoute(rt *route) bool {
+	svc.mu.Lock()
+	defer svc.mu.Unlock()
+	for i, r := range svc.routes {
+		if r == rt {
+			svc.routes = append(svc.routes[:i], svc.routes[i+1:]...)
+			break
+		}
+	}
+	return len(svc.routes) == 0
+}
+
+// snapshot returns the last snapshot (nil before the first).
+func (svc *service) snapshot() *discovery.Snapshot {
+	svc.mu.Lock()
+	defer svc.mu.Unlock()
+	return svc.snap
+}
+

@@ -1,0 +1,223 @@
+// Package harness starts the real parts integration tests run against: a
+// Consul agent, a Redis server, demo backends and latch itself, each on free
+// loopback ports, each stopped by the test that started it.
+package harness
+
+import (
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// Consul is a single-node Consul server agent. Unlike `consul agent -dev`
+// it keeps its state in a data directory, so Restart brings back the
+// registrations, as a production agent does after a restart.
+type Consul struct {
+	HTTPAddr string // 127.0.0.1:port
+
+	dir   string
+	ports [4]int // http, serf lan, serf wan, server
+	cmd   *exec.Cmd
+	done  chan struct{}
+	log   *os.File
+}
+
+// StartConsul starts a Consul agent on free loopback ports and stops it when
+// the test ends. It fails the test, never skips it, when consul is missing.
+func StartConsul(t testing.TB) *Consul {
+	t.Helper()
+	c := &Consul{dir: t.TempDir()}
+	for i := range c.ports {
+		c.ports[i] = FreePort(t)
+	}
+	c.HTTPAddr = "127.0.0.1:" + strconv.Itoa(c.ports[0])
+	c.Start(t)
+	t.Cleanup(func() { c.Stop(t) })
+	return c
+}
+
+// ConsulBinary finds consul on PATH or in the repository's .tools/bin.
+func ConsulBinary(t testing.TB) string {
+	t.Helper()
+	if p, err := exec.LookPath("consul"); err == nil {
+		return p
+	}
+	p := filepath.Join(RepoRoot(), ".tools", "bin", "consul")
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	t.Fatalf("consul not found on PATH or in %s: run `make tools`", p)
+	return ""
+}
+
+// RepoRoot is the repository's top folder.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// Start (re)starts the agent on its ports and waits until it has a leader
+// and its node is in the catalog.
+func (c *Consul) Start(t testing.TB) {
+	t.Helper()
+	if c.cmd != nil {
+		t.Fatalf("consul already running")
+	}
+	log, err := os.OpenFile(filepath.Join(c.dir, "consul.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.log = log
+	cmd := exec.Command(ConsulBinary(t), "agent", "-server", "-bootstrap-expect=1",
+		"-node=latch-test", "-data-dir="+filepath.Join(c.dir, "data"),
+		"-bind=127.0.0.1", "-client=127.0.0.1", "-advertise=127.0.0.1",
+		"-http-port="+strconv.Itoa(c.ports[0]), "-serf-lan-port="+strconv.Itoa(c.ports[1]),
+		"-serf-wan-port="+strconv.Itoa(c.ports[2]), "-server-port="+strconv.Itoa(c.ports[3]),
+		"-dns-port=-1", "-grpc-port=-1", "-grpc-tls-port=-1", "-log-level=warn",
+		"-hcl", "performance { raft_multiplier = 1 }",
+		"-hcl", "disable_update_check = true",
+	)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting consul: %v", err)
+	}
+	c.cmd, c.done = cmd, make(chan struct{})
+	go func() { _ = cmd.Wait(); close(c.done) }()
+
+	client := c.Client(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		leader, err := client.Status().Leader()
+		if err == nil && leader != "" {
+			if node, _, err := client.Catalog().Node("latch-test", nil); err == nil && node != nil {
+				return
+			}
+		}
+		select {
+		case <-c.done:
+			t.Fatalf("consul exited during start; log: %s", filepath.Join(c.dir, "consul.log"))
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("consul not ready after 30s (last error %v); log: %s", err, filepath.Join(c.dir, "consul.log"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Stop ends the agent with SIGTERM (SIGKILL after 10s). Idempotent.
+func (c *Consul) Stop(t testing.TB) { c.signal(t, syscall.SIGTERM) }
+
+// Kill ends the agent with SIGKILL, as a crash would. Idempotent.
+func (c *Consul) Kill(t testing.TB) { c.signal(t, syscall.SIGKILL) }
+
+func (c *Consul) signal(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	if c.cmd == nil {
+		return
+	}
+	_ = c.cmd.Process.Signal(sig)
+	select {
+	case <-c.done:
+	case <-time.After(10 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-c.done
+	}
+	c.cmd = nil
+	_ = c.log.Close()
+}
+
+// Client is a consul/api client for the agent.
+func (c *Consul) Client(t testing.TB) *api.Client {
+	t.Helper()
+	cfg := api.DefaultConfig()
+	cfg.Address = c.HTTPAddr
+	cfg.Token = ""
+	cfg.Transport.Proxy = nil
+	client, err := api.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return client
+}
+
+// Register registers a service with a TTL check that starts passing, so a
+// test can flip its health at once with SetHealth.
+func (c *Consul) Register(t testing.TB, id, service, addr string, tags ...string) {
+	t.Helper()
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, _ := strconv.Atoi(portStr)
+	err = c.Client(t).Agent().ServiceRegister(&api.AgentServiceRegistration{
+		ID: id, Name: service, Address: host, Port: port, Tags: tags,
+		Check: &api.AgentServiceCheck{CheckID: "ttl:" + id, TTL: "1h", Status: api.HealthPassing},
+	})
+	if err != nil {
+		t.Fatalf("registering %s: %v", id, err)
+	}
+}
+
+// SetHealth sets the TTL check of a service registered with Register.
+func (c *Consul) SetHealth(t testing.TB, id, status string) {
+	t.Helper()
+	if err := c.Client(t).Agent().UpdateTTL("ttl:"+id, "set by test", status); err != nil {
+		t.Fatalf("updating check of %s: %v", id, err)
+	}
+}
+
+// Deregister removes a service from the agent.
+func (c *Consul) Deregister(t testing.TB, id string) {
+	t.Helper()
+	if err := c.Client(t).Agent().ServiceDeregister(id); err != nil {
+		t.Fatalf("deregistering %s: %v", id, err)
+	}
+}
+
+// FreePort returns a TCP port free on 127.0.0.1 at the time of the call.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// WaitFor polls cond every 20ms until it holds or timeout passes, then
+// fails the test with what.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Get is a GET with a client that follows no redirects and keeps no jar.
+func Get(client *http.Client, url string, header http.Header) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	return client.Do(req)
+}
+

@@ -223,4 +223,3 @@ func setCookieValue(h http.Header, name string) string {
 	}
 	return ""
 }
-

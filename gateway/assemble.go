@@ -85,4 +85,3 @@ func Assemble(cfg Config, log *slog.Logger) (g *Gateway, close func(), err error
 	}
 	return g, close, nil
 }
-

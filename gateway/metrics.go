@@ -174,4 +174,3 @@ func (m *Metrics) StoreLatency(op string, d time.Duration) {
 func (m *Metrics) CacheHit()  { m.cache.WithLabelValues("hit").Inc() }
 func (m *Metrics) CacheMiss() { m.cache.WithLabelValues("miss").Inc() }
 func (m *Metrics) Expired()   { m.expired.Inc() }
-

@@ -166,4 +166,3 @@ func (svc *service) snapshot() *discovery.Snapshot {
 	defer svc.mu.Unlock()
 	return svc.snap
 }
-

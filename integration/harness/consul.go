@@ -220,4 +220,3 @@ func Get(client *http.Client, url string, header http.Header) (*http.Response, e
 	}
 	return client.Do(req)
 }
-

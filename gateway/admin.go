@@ -112,9 +112,16 @@ func (g *Gateway) adminBackends(w http.ResponseWriter, r *http.Request) {
 			as.Updated = &t
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
-		counts, err := g.affinity.Sessions(ctx, svc.name)
+		set := svc.registry.Current()
+		var ids []string
+		if set != nil {
+			for _, b := range set.Backends {
+				ids = append(ids, b.ID)
+			}
+		}
+		counts, err := g.affinity.Sessions(ctx, svc.name, ids, svc.ttl)
 		cancel()
-		if set := svc.registry.Current(); set != nil {
+		if set != nil {
 			for _, b := range set.Backends {
 				n := int64(-1)
 				if err == nil {
@@ -216,9 +223,19 @@ func (g *Gateway) adminSession(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "not a session id or latch cookie"})
 		return
 	}
+	// ?source=store asks the store only, bypassing this replica's cache.
+	fromStore := r.URL.Query().Get("source") == "store"
 	pins := map[string]string{}
 	for _, svc := range g.sessionServices(r) {
-		if b, _, found, err := g.affinity.Lookup(r.Context(), svc, id); err != nil {
+		var b string
+		var found bool
+		var err error
+		if fromStore {
+			b, found, err = g.affinity.LookupStore(r.Context(), svc, id)
+		} else {
+			b, _, found, err = g.affinity.Lookup(r.Context(), svc, id)
+		}
+		if err != nil {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "session store: " + err.Error()})
 			return
 		} else if found {

@@ -3,6 +3,7 @@ package gateway
 import (
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/latchgw/latch/policy"
 	"github.com/latchgw/latch/session"
@@ -54,6 +55,7 @@ func (g *Gateway) resolveSession(r *http.Request, st *reqState) *policy.Backend 
 	}
 	ss := &st.sess
 	var hint session.Hint
+	var issued int64
 	if learn := rt.cfg.Sticky.Learn; learn != "" {
 		v := cookieValue(r.Header, learn)
 		if v == "" {
@@ -67,7 +69,7 @@ func (g *Gateway) resolveSession(r *http.Request, st *reqState) *policy.Backend 
 			ss.kind, ss.id, ss.hasID, ss.store, ss.setCookie = sessNew, session.NewID(), true, true, true
 			return nil
 		}
-		ss.id, ss.hasID, hint = c.ID, true, c.Hint
+		ss.id, ss.hasID, hint, issued = c.ID, true, c.Hint, int64(c.Issued)
 	}
 
 	svc := rt.service.name
@@ -77,14 +79,18 @@ func (g *Gateway) resolveSession(r *http.Request, st *reqState) *policy.Backend 
 	case found:
 		ss.pinned = id
 		b = rs.set.Lookup(id)
-	case hint != 0:
+	case hint != 0 && time.Now().Unix()-issued < int64(rt.cookie.ttl/time.Second):
 		// The store has no pin (it lost it, or it is unreachable: err says
-		// which): the signed hint names the backend the session was on.
+		// which) but the cookie is younger than the session TTL: its signed
+		// hint names the backend the session was on.
 		if b = rs.hints[hint]; b != nil {
 			ss.pinned, ss.store = b.ID, true
 		}
+	case err == nil:
+		// Not pinned and the cookie outlived the TTL: the session expired.
+		g.metrics.expired.Inc()
+		ss.id = session.NewID()
 	}
-	_ = err // Lookup already logged and counted store errors
 	if b != nil && b.CanKeep() {
 		if ss.store {
 			ss.kind = sessRestored
@@ -92,8 +98,11 @@ func (g *Gateway) resolveSession(r *http.Request, st *reqState) *policy.Backend 
 			ss.kind = sessSticky
 			g.affinity.Touch(svc, ss.id, rt.cookie.ttl)
 		}
-		if !ss.learn && hint != session.HintFor(svc, b.ID) {
-			ss.setCookie = true // another replica re-pinned it: tell the client
+		if !ss.learn && (hint != session.HintFor(svc, b.ID) ||
+			time.Now().Unix()-issued > int64(rt.cookie.ttl/4/time.Second)) {
+			// Another replica re-pinned it, or the cookie is getting old:
+			// reissue it so its hint stays current and honoured.
+			ss.setCookie = true
 		}
 		return b
 	}
@@ -171,7 +180,7 @@ func (g *Gateway) commitSession(resp *http.Response, st *reqState) {
 
 // cookieString renders latch's Set-Cookie value.
 func (g *Gateway) cookieString(rt *route, r *http.Request, id session.ID, hint session.Hint) string {
-	v := g.codec.Encode(session.Cookie{ID: id, Hint: hint})
+	v := g.codec.Encode(session.Cookie{ID: id, Hint: hint, Issued: uint32(time.Now().Unix())})
 	secure := false
 	switch rt.cookie.secure {
 	case "always":

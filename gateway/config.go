@@ -577,3 +577,4 @@ func validCookieName(s string) bool {
 	}
 	return true
 }
+

@@ -98,7 +98,10 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 	g.reqPrefix = hex.EncodeToString(p[:]) + "-"
 	g.proxy = g.newReverseProxy()
 	for _, rc := range cfg.Routes {
-		g.fileRoutes = append(g.fileRoutes, newRoute(rc, g.serviceFor(rc.Service, rc.RouteSettings)))
+		svc := g.serviceFor(rc.Service, rc.RouteSettings)
+		rt := newRoute(rc, svc)
+		svc.addRoute(rt)
+		g.fileRoutes = append(g.fileRoutes, rt)
 	}
 	g.table.Store(newTable(g.fileRoutes))
 	return g, nil

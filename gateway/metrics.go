@@ -161,11 +161,6 @@ func (m *Metrics) discoveryUpdate(service string, s discovery.Snapshot) {
 	}
 }
 
-// forgetBackend drops the series of a backend that left.
-func (m *Metrics) forgetBackend(service, backend string) {
-	m.breakerState.DeleteLabelValues(service, backend)
-}
-
 // The session layer's observer (session.Observer).
 func (m *Metrics) StoreError(op string) { m.storeErrors.WithLabelValues(op).Inc() }
 func (m *Metrics) StoreLatency(op string, d time.Duration) {
@@ -173,4 +168,3 @@ func (m *Metrics) StoreLatency(op string, d time.Duration) {
 }
 func (m *Metrics) CacheHit()  { m.cache.WithLabelValues("hit").Inc() }
 func (m *Metrics) CacheMiss() { m.cache.WithLabelValues("miss").Inc() }
-func (m *Metrics) Expired()   { m.expired.Inc() }

@@ -121,7 +121,11 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	}
 	out.Host = pr.In.Host // backends see the host the client asked for
 	if g.trustedPeer(pr.In) {
-		pr.SetXForwarded() // appends to the trusted proxy's X-Forwarded-For
+		// Keep the trusted proxy's chain and append its address to it.
+		if prior := pr.In.Header["X-Forwarded-For"]; len(prior) > 0 {
+			out.Header["X-Forwarded-For"] = prior
+		}
+		pr.SetXForwarded()
 		if p := pr.In.Header.Get("X-Forwarded-Proto"); p == "https" || p == "http" {
 			out.Header.Set("X-Forwarded-Proto", p)
 		}

@@ -31,10 +31,11 @@ type service struct {
 	done     chan struct{}
 	checks   *activeChecks
 	checkCfg HealthCheck
+	ttl      time.Duration // session TTL, for session counts
 }
 
 func (g *Gateway) newService(name string, settings RouteSettings) *service {
-	svc := &service{name: name, g: g, done: make(chan struct{}), checkCfg: settings.HealthCheck}
+	svc := &service{name: name, g: g, done: make(chan struct{}), checkCfg: settings.HealthCheck, ttl: settings.Sticky.TTL}
 	svc.registry = policy.NewRegistry(name, policy.Options{
 		Breaker:       settings.Breaker.settings(),
 		SlowStart:     settings.SlowStart,

@@ -1,0 +1,482 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/latchgw/latch/discovery"
+	"github.com/latchgw/latch/session"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// net/http keeps idle client connections' goroutines briefly.
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+	)
+}
+
+// testBackend is an httptest server that says who it is and counts.
+type testBackend struct {
+	id   string
+	srv  *httptest.Server
+	hits atomic.Int64
+	// status, when set, is answered instead of 200.
+	status atomic.Int32
+}
+
+func newBackend(t *testing.T, id string) *testBackend {
+	t.Helper()
+	b := &testBackend{id: id}
+	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.hits.Add(1)
+		w.Header().Set("X-Backend-Id", id)
+		if s := b.status.Load(); s != 0 {
+			w.WriteHeader(int(s))
+		}
+		fmt.Fprintf(w, "%s %s xff=%s xfh=%s xfp=%s conn=%s te=%s host=%s\n", id, r.URL.Path,
+			r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Forwarded-Host"), r.Header.Get("X-Forwarded-Proto"),
+			r.Header.Get("Connection"), r.Header.Get("X-Hop"), r.Host)
+	}))
+	t.Cleanup(b.srv.Close)
+	return b
+}
+
+func (b *testBackend) addr() string { return strings.TrimPrefix(b.srv.URL, "http://") }
+
+func (b *testBackend) backend() discovery.Backend {
+	return discovery.Backend{ID: b.id, Service: "web", Addr: b.addr(), Weight: 1, Health: discovery.Passing}
+}
+
+type testGateway struct {
+	g      *Gateway
+	url    string
+	admin  string
+	static *discovery.Static
+	client *http.Client
+}
+
+const testSecret = "0123456789abcdef0123456789abcdef"
+
+// startGateway runs a gateway over a static source with an in-memory store.
+func startGateway(t *testing.T, mutate func(*Config), backends ...*testBackend) *testGateway {
+	t.Helper()
+	cfg := Config{Routes: []Route{{Service: "web"}}, Consul: Consul{Disabled: true}}
+	cfg.Routes[0].Backends = []string{"127.0.0.1:1"} // validated; the static source below is what serves
+	cfg.Log.Access = ptr(false)
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	static := discovery.NewStatic(nil)
+	var list []discovery.Backend
+	for _, b := range backends {
+		list = append(list, b.backend())
+	}
+	for _, r := range cfg.Routes {
+		static.Set(r.Service, list)
+	}
+	codec, err := session.NewCodec([][]byte{[]byte(testSecret)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	g, err := New(cfg, Deps{
+		Logger: log, Source: static, Codec: codec,
+		Affinity: session.NewAffinity(session.Options{Store: session.NewMemoryStore(10000, nil), Logger: log}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	adm, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx, pub, adm) }()
+	tg := &testGateway{g: g, url: "http://" + pub.Addr().String(), admin: "http://" + adm.Addr().String(), static: static,
+		client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}}}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		tg.client.CloseIdleConnections()
+	})
+	waitUntil(t, "gateway ready", g.Ready)
+	return tg
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// get sends a GET with the given cookie header and returns the backend id,
+// the status and latch's Set-Cookie value (if any).
+func (tg *testGateway) get(t *testing.T, path, cookie string) (backend string, status int, setCookie string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, tg.url+path, nil)
+	if cookie != "" {
+		req.Header.Set("Cookie", cookie)
+	}
+	resp, err := tg.client.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	for _, c := range resp.Cookies() {
+		if c.Name == "latch" {
+			setCookie = "latch=" + c.Value
+		}
+	}
+	return resp.Header.Get("X-Backend-Id"), resp.StatusCode, setCookie
+}
+
+func TestStickySession(t *testing.T) {
+	a, b, c := newBackend(t, "a"), newBackend(t, "b"), newBackend(t, "c")
+	tg := startGateway(t, nil, a, b, c)
+	first, status, cookie := tg.get(t, "/", "")
+	if status != 200 || cookie == "" {
+		t.Fatalf("first request: status %d cookie %q; want 200 and a latch cookie", status, cookie)
+	}
+	for i := range 50 {
+		got, status, set := tg.get(t, "/", cookie)
+		if got != first || status != 200 {
+			t.Fatalf("request %d with cookie went to %s (%d); want %s", i, got, status, first)
+		}
+		if set != "" {
+			t.Fatalf("request %d: cookie rewritten to %q with the backend unchanged", i, set)
+		}
+	}
+}
+
+func TestNewSessionsSpread(t *testing.T) {
+	backends := []*testBackend{newBackend(t, "a"), newBackend(t, "b"), newBackend(t, "c")}
+	tg := startGateway(t, func(c *Config) { c.Defaults.Policy = []string{"round_robin"} }, backends...)
+	seen := map[string]int{}
+	for range 300 {
+		id, status, cookie := tg.get(t, "/", "")
+		if status != 200 || cookie == "" {
+			t.Fatalf("status %d cookie %q", status, cookie)
+		}
+		seen[id]++
+	}
+	for _, b := range backends {
+		// Round robin over 300 new sessions: exactly 100 each.
+		if seen[b.id] != 100 {
+			t.Fatalf("new sessions per backend %v; want 100 each", seen)
+		}
+	}
+}
+
+func TestBadCookiesStartNewSessions(t *testing.T) {
+	a := newBackend(t, "a")
+	tg := startGateway(t, nil, a)
+	_, _, good := tg.get(t, "/", "")
+	val := strings.TrimPrefix(good, "latch=")
+	flipped := []byte(val)
+	flipped[len(flipped)/2] ^= 1
+	for name, cookie := range map[string]string{
+		"garbage":   "latch=%%%not-base64%%%",
+		"truncated": "latch=" + val[:len(val)/2],
+		"forged":    "latch=" + string(flipped),
+		"oversized": "latch=" + strings.Repeat("A", 4000),
+		"empty":     "latch=",
+		"unsigned":  "latch=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, status, set := tg.get(t, "/", cookie)
+			if status != 200 {
+				t.Fatalf("status %d; want 200", status)
+			}
+			if set == "" || set == good {
+				t.Fatalf("Set-Cookie %q; want a new session's cookie", set)
+			}
+		})
+	}
+}
+
+// A backend that refuses connections costs no client error: the request
+// goes to another backend and the session moves with it.
+func TestRetryOnRefusedBackend(t *testing.T) {
+	a, b := newBackend(t, "a"), newBackend(t, "b")
+	tg := startGateway(t, func(c *Config) { c.Defaults.Policy = []string{"round_robin"} }, a, b)
+	var cookies []string
+	for range 10 {
+		_, _, c := tg.get(t, "/", "")
+		cookies = append(cookies, c)
+	}
+	a.srv.Close() // refuses connections from now on
+	for i, c := range cookies {
+		got, status, _ := tg.get(t, "/", c)
+		if status != 200 || got != "b" {
+			t.Fatalf("session %d after a died: %s %d; want b 200", i, got, status)
+		}
+	}
+}
+
+func TestNoBackend503(t *testing.T) {
+	a := newBackend(t, "a")
+	tg := startGateway(t, nil, a)
+	tg.static.Set("web", nil)
+	waitUntil(t, "empty snapshot", func() bool {
+		rs := tg.g.fileRoutes[0].state.Load()
+		return rs != nil && len(rs.set.Backends) == 0
+	})
+	_, status, _ := tg.get(t, "/", "")
+	if status != http.StatusServiceUnavailable {
+		t.Fatalf("status %d; want 503", status)
+	}
+}
+
+func TestUpstreamErrorIs502(t *testing.T) {
+	a := newBackend(t, "a")
+	tg := startGateway(t, func(c *Config) { c.Defaults.Retry.Attempts = 1 }, a)
+	a.srv.Close()
+	_, status, _ := tg.get(t, "/", "")
+	if status != http.StatusBadGateway {
+		t.Fatalf("status %d; want 502", status)
+	}
+}
+
+func TestRetryOnStatusForIdempotentRequests(t *testing.T) {
+	a, b := newBackend(t, "a"), newBackend(t, "b")
+	a.status.Store(503)
+	tg := startGateway(t, func(c *Config) {
+		c.Defaults.Policy = []string{"round_robin"}
+		c.Defaults.Retry.OnStatus = []int{503}
+	}, a, b)
+	for range 6 {
+		got, status, _ := tg.get(t, "/", "")
+		if status != 200 || got != "b" {
+			t.Fatalf("got %s %d; want b 200 (503 from a retried)", got, status)
+		}
+	}
+}
+
+// Client-sent forwarding headers are not trusted from unknown peers;
+// hop-by-hop headers do not reach the backend.
+func TestForwardedHeaders(t *testing.T) {
+	a := newBackend(t, "a")
+	tg := startGateway(t, nil, a)
+	req, _ := http.NewRequest(http.MethodGet, tg.url+"/p", nil)
+	req.Header.Set("X-Forwarded-For", "6.6.6.6")
+	req.Header.Set("X-Forwarded-Proto", "https")
+	req.Header.Set("Connection", "X-Hop")
+	req.Header.Set("X-Hop", "secret")
+	req.Host = "shop.example"
+	resp, err := tg.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	got := string(body)
+	for _, want := range []string{"xff=127.0.0.1 ", "xfh=shop.example ", "xfp=http ", "te= ", "host=shop.example"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("backend saw %q; want it to contain %q", got, want)
+		}
+	}
+}
+
+func TestTrustedProxyForwardedFor(t *testing.T) {
+	a := newBackend(t, "a")
+	tg := startGateway(t, func(c *Config) { c.TrustedProxies = []string{"127.0.0.1"} }, a)
+	req, _ := http.NewRequest(http.MethodGet, tg.url+"/", nil)
+	req.Header.Set("X-Forwarded-For", "203.0.113.7")
+	req.Header.Set("X-Forwarded-Proto", "https")
+	resp, err := tg.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "xff=203.0.113.7, 127.0.0.1 ") || !strings.Contains(string(body), "xfp=https") {
+		t.Fatalf("backend saw %q; want the trusted chain extended and https kept", body)
+	}
+	if c := resp.Header.Get("Set-Cookie"); !strings.Contains(c, "; Secure") {
+		t.Fatalf("cookie %q; want Secure behind a trusted proxy saying https", c)
+	}
+}
+
+// latch is not an open proxy: an absolute-form URI for a host no route
+// names is refused.
+func TestAbsoluteURIRejected(t *testing.T) {
+	a := newBackend(t, "a")
+	tg := startGateway(t, nil, a)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(tg.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET http://evil.example/ HTTP/1.1\r\nHost: evil.example\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || a.hits.Load() != 0 {
+		t.Fatalf("status %d, backend hits %d; want 400 and none", resp.StatusCode, a.hits.Load())
+	}
+}
+
+// Conflicting Content-Length and Transfer-Encoding never reach a backend.
+func TestSmugglingRejected(t *testing.T) {
+	a := newBackend(t, "a")
+	tg := startGateway(t, nil, a)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(tg.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || a.hits.Load() != 0 {
+		t.Fatalf("status %d, backend hits %d; want 400 and none", resp.StatusCode, a.hits.Load())
+	}
+}
+
+func TestAdminTokenAndDrain(t *testing.T) {
+	a, b := newBackend(t, "a"), newBackend(t, "b")
+	tg := startGateway(t, func(c *Config) { c.Admin.Token = "s3cret" }, a, b)
+	do := func(method, path, token string) int {
+		req, _ := http.NewRequest(method, tg.admin+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := tg.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if s := do("GET", "/healthz", ""); s != 200 {
+		t.Errorf("healthz %d; want 200 without a token", s)
+	}
+	for _, p := range []string{"/admin/backends", "/metrics", "/admin/routes"} {
+		if s := do("GET", p, ""); s != 401 {
+			t.Errorf("GET %s without token: %d; want 401", p, s)
+		}
+		if s := do("GET", p, "wrong"); s != 401 {
+			t.Errorf("GET %s with a wrong token: %d; want 401", p, s)
+		}
+		if s := do("GET", p, "s3cret"); s != 200 {
+			t.Errorf("GET %s with the token: %d; want 200", p, s)
+		}
+	}
+	// Pin sessions to a, drain it: they stay, new sessions go to b.
+	var onA []string
+	for len(onA) < 3 {
+		if id, _, c := tg.get(t, "/", ""); id == "a" {
+			onA = append(onA, c)
+		}
+	}
+	if s := do("POST", "/admin/backends/a/drain", ""); s != 401 {
+		t.Fatalf("drain without token: %d; want 401", s)
+	}
+	if s := do("POST", "/admin/backends/a/drain", "s3cret"); s != 200 {
+		t.Fatalf("drain: %d; want 200", s)
+	}
+	if s := do("POST", "/admin/backends/nope/drain", "s3cret"); s != 404 {
+		t.Fatalf("drain of an unknown backend: %d; want 404", s)
+	}
+	for range 20 {
+		if id, _, _ := tg.get(t, "/", ""); id != "b" {
+			t.Fatalf("new session went to %s while a is drained", id)
+		}
+	}
+	for _, c := range onA {
+		if id, _, _ := tg.get(t, "/", c); id != "a" {
+			t.Fatalf("existing session moved to %s when a was drained", id)
+		}
+	}
+}
+
+func TestPublicListenerHasNoAdmin(t *testing.T) {
+	a := newBackend(t, "a")
+	tg := startGateway(t, nil, a)
+	for _, p := range []string{"/admin/backends", "/metrics", "/readyz"} {
+		tg.get(t, p, "")
+	}
+	if a.hits.Load() != 3 {
+		t.Fatalf("admin paths on the public listener: backend hits %d; want all 3 proxied", a.hits.Load())
+	}
+}
+
+func TestWebSocketPassesThrough(t *testing.T) {
+	ws := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "websocket" {
+			http.Error(w, "want upgrade", 400)
+			return
+		}
+		conn, buf, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		fmt.Fprintf(buf, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Backend-Id: ws\r\n\r\n")
+		buf.Flush()
+		line, _ := buf.ReadString('\n')
+		fmt.Fprintf(buf, "echo %s", line)
+		buf.Flush()
+	}))
+	defer ws.Close()
+	tb := &testBackend{id: "ws", srv: ws}
+	tg := startGateway(t, nil, tb)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(tg.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 101 || !strings.HasPrefix(resp.Header.Get("Set-Cookie"), "latch=") {
+		t.Fatalf("status %d cookie %q; want 101 with the affinity cookie", resp.StatusCode, resp.Header.Get("Set-Cookie"))
+	}
+	fmt.Fprintf(conn, "hello\n")
+	line, err := br.ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		t.Fatal(err)
+	}
+	if line != "echo hello\n" {
+		t.Fatalf("through the tunnel: %q; want echo hello", line)
+	}
+}

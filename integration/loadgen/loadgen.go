@@ -1,0 +1,137 @@
+// Package loadgen is latch's load generator: closed-loop HTTP clients on
+// loopback, bounded in requests and time, reporting throughput and latency
+// percentiles. `make bench` drives it through the real stack
+// (integration.BenchmarkLoad); wrk from Debian is the other supported tool.
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Options describe one scenario.
+type Options struct {
+	URL         string
+	Concurrency int           // closed-loop workers (default 32)
+	Duration    time.Duration // stop after this long (default 5s)
+	MaxRequests int64         // and after this many requests (default 1,000,000)
+	// Cookies, when set, are sent in rotation (one per request): sticky
+	// clients. Empty: no cookie, every request a new session.
+	Cookies []string
+	// Warmup requests are sent first and not measured (default 1000).
+	Warmup int
+}
+
+// Result is what a scenario measured.
+type Result struct {
+	Requests int64         `json:"requests"`
+	Errors   int64         `json:"errors"` // transport errors and non-2xx
+	Elapsed  time.Duration `json:"elapsed_ns"`
+	RPS      float64       `json:"rps"`
+	P50      time.Duration `json:"p50_ns"`
+	P99      time.Duration `json:"p99_ns"`
+	P999     time.Duration `json:"p999_ns"`
+}
+
+func (r Result) String() string {
+	return fmt.Sprintf("%8.0f req/s  p50 %7s  p99 %7s  p99.9 %7s  errors %d/%d",
+		r.RPS, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.P999.Round(time.Microsecond), r.Errors, r.Requests)
+}
+
+// Run runs one scenario. Only loopback URLs are accepted.
+func Run(ctx context.Context, o Options) (Result, error) {
+	if o.Concurrency <= 0 {
+		o.Concurrency = 32
+	}
+	if o.Duration <= 0 {
+		o.Duration = 5 * time.Second
+	}
+	if o.MaxRequests <= 0 {
+		o.MaxRequests = 1_000_000
+	}
+	if o.Warmup == 0 {
+		o.Warmup = 1000
+	}
+	tr := &http.Transport{
+		MaxIdleConnsPerHost: o.Concurrency, MaxConnsPerHost: o.Concurrency,
+		DisableCompression: true, Proxy: nil,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			host, _, err := net.SplitHostPort(addr)
+			if err != nil {
+				return nil, err
+			}
+			if ip := net.ParseIP(host); (ip == nil || !ip.IsLoopback()) && host != "localhost" {
+				return nil, errors.New("loadgen: only loopback targets")
+			}
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		},
+	}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+
+	var next atomic.Int64
+	do := func(ctx context.Context) (time.Duration, bool) {
+		i := next.Add(1)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, o.URL, nil)
+		if len(o.Cookies) > 0 {
+			req.Header.Set("Cookie", o.Cookies[int(i)%len(o.Cookies)])
+		}
+		start := time.Now()
+		resp, err := client.Do(req)
+		if err != nil {
+			return time.Since(start), false
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return time.Since(start), resp.StatusCode/100 == 2
+	}
+	for range o.Warmup {
+		if ctx.Err() != nil {
+			return Result{}, ctx.Err()
+		}
+		do(ctx)
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, o.Duration)
+	defer cancel()
+	var count, errs atomic.Int64
+	lat := make([][]time.Duration, o.Concurrency)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range o.Concurrency {
+		wg.Go(func() {
+			own := make([]time.Duration, 0, 1<<14)
+			for ctx.Err() == nil && count.Add(1) <= o.MaxRequests {
+				d, ok := do(ctx)
+				if ctx.Err() != nil {
+					break // cut off by the deadline: not a server error
+				}
+				if !ok {
+					errs.Add(1)
+				}
+				own = append(own, d)
+			}
+			lat[w] = own
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	res := Result{Requests: int64(len(all)), Errors: errs.Load(), Elapsed: elapsed}
+	if len(all) > 0 {
+		res.RPS = float64(len(all)) / elapsed.Seconds()
+		res.P50 = all[len(all)*50/100]
+		res.P99 = all[len(all)*99/100]
+		res.P999 = all[len(all)*999/1000]
+	}
+	return res, nil
+}

@@ -1,0 +1,120 @@
+package session
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"hash"
+	"sync"
+)
+
+// Cookie is what latch's affinity cookie carries.
+type Cookie struct {
+	ID   ID
+	Hint Hint
+	// Issued is when the cookie was (re)issued, in Unix seconds: a hint is
+	// honoured only while the cookie is younger than the session TTL.
+	Issued uint32
+}
+
+const (
+	cookieVersion = 1
+	tagLen        = 16
+	payloadLen    = 1 + 16 + 8 + 4
+	rawLen        = payloadLen + tagLen
+	encodedLen    = (rawLen*8 + 5) / 6 // base64url, no padding: 60
+	// MaxCookieLen is the longest value Decode looks at.
+	MaxCookieLen = 256
+)
+
+// Codec signs and verifies cookie values:
+//
+//	base64url( version=1 | id[16] | hint[8] | issued[4] | HMAC-SHA256(secret, those 29 bytes)[:16] )
+//
+// It signs with the first secret and accepts any (rotation: add the new
+// secret first, drop the old one after the cookie lifetime). Verification is
+// constant-time. Safe for concurrent use.
+type Codec struct {
+	secrets [][]byte
+	pools   []sync.Pool // one HMAC pool per secret
+}
+
+// NewCodec returns a codec; every secret must have at least 16 bytes.
+func NewCodec(secrets [][]byte) (*Codec, error) {
+	if len(secrets) == 0 {
+		return nil, errors.New("no cookie secret")
+	}
+	c := &Codec{pools: make([]sync.Pool, len(secrets))}
+	for i, s := range secrets {
+		if len(s) < 16 {
+			return nil, errors.New("cookie secrets must be at least 16 bytes")
+		}
+		key := append([]byte(nil), s...)
+		c.secrets = append(c.secrets, key)
+		c.pools[i].New = func() any { return hmac.New(sha256.New, key) }
+	}
+	return c, nil
+}
+
+// RandomSecret returns 32 random bytes.
+func RandomSecret() []byte {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return b
+}
+
+func (c *Codec) tag(i int, payload []byte, out *[sha256.Size]byte) {
+	h := c.pools[i].Get().(hash.Hash)
+	h.Reset()
+	h.Write(payload)
+	h.Sum(out[:0])
+	c.pools[i].Put(h)
+}
+
+// Encode signs v.
+func (c *Codec) Encode(v Cookie) string {
+	var raw [rawLen]byte
+	raw[0] = cookieVersion
+	copy(raw[1:17], v.ID[:])
+	binary.BigEndian.PutUint64(raw[17:25], uint64(v.Hint))
+	binary.BigEndian.PutUint32(raw[25:29], v.Issued)
+	var sum [sha256.Size]byte
+	c.tag(0, raw[:payloadLen], &sum)
+	copy(raw[payloadLen:], sum[:tagLen])
+	return base64.RawURLEncoding.EncodeToString(raw[:])
+}
+
+// Decode verifies a cookie value. Anything malformed, oversized, of another
+// version, unsigned or signed with an unknown secret gives ok=false.
+func (c *Codec) Decode(value string) (Cookie, bool) {
+	if len(value) != encodedLen {
+		return Cookie{}, false
+	}
+	var in [encodedLen]byte // a stack copy: []byte(value) would allocate
+	copy(in[:], value)
+	var raw [rawLen + 2]byte
+	n, err := base64.RawURLEncoding.Decode(raw[:], in[:])
+	if err != nil || n != rawLen || raw[0] != cookieVersion {
+		return Cookie{}, false
+	}
+	var sum [sha256.Size]byte
+	ok := false
+	for i := range c.secrets {
+		c.tag(i, raw[:payloadLen], &sum)
+		if hmac.Equal(sum[:tagLen], raw[payloadLen:rawLen]) {
+			ok = true
+			break
+		}
+	}
+	if !ok {
+		return Cookie{}, false
+	}
+	var v Cookie
+	copy(v.ID[:], raw[1:17])
+	v.Hint = Hint(binary.BigEndian.Uint64(raw[17:25]))
+	v.Issued = binary.BigEndian.Uint32(raw[25:29])
+	return v, true
+}

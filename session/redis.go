@@ -1,0 +1,137 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisStore is the Store shared by every latch replica. Values are backend
+// ids; keys are short binary strings (see Affinity) to keep Redis memory per
+// session small.
+type RedisStore struct {
+	c redis.UniversalClient
+}
+
+// RedisOptions is reserved for future tuning; the zero value is used.
+type RedisOptions struct{}
+
+var _ Store = (*RedisStore)(nil)
+
+// NewRedisStore wraps a go-redis client.
+func NewRedisStore(c redis.UniversalClient, _ RedisOptions) *RedisStore { return &RedisStore{c: c} }
+
+// ParseRedisURL builds a client from a redis:// or rediss:// URL as go-redis
+// parses it (user, password, db, and options such as dial_timeout in the
+// query). A comma-separated list of such URLs makes a Cluster client. The
+// timeouts default short: Redis trouble must cost a request milliseconds.
+func ParseRedisURL(url string) (redis.UniversalClient, error) {
+	if first, rest, ok := strings.Cut(url, ","); ok {
+		// redis://h1:p1,h2:p2?opts → go-redis's redis://h1:p1?opts&addr=h2:p2
+		more, query, _ := strings.Cut(rest, "?")
+		u := first + "?" + query
+		for _, a := range strings.Split(more, ",") {
+			u += "&addr=" + strings.TrimPrefix(strings.TrimPrefix(a, "redis://"), "rediss://")
+		}
+		opts, err := redis.ParseClusterURL(u)
+		if err != nil {
+			return nil, fmt.Errorf("parsing cluster URL: %w", redacted(err))
+		}
+		shorten(&opts.DialTimeout, &opts.ReadTimeout, &opts.WriteTimeout, url)
+		return redis.NewClusterClient(opts), nil
+	}
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, redacted(err)
+	}
+	shorten(&opts.DialTimeout, &opts.ReadTimeout, &opts.WriteTimeout, url)
+	opts.MaxRetries = 0 // the session layer has its own breaker and fallbacks
+	opts.ContextTimeoutEnabled = true
+	return redis.NewClient(opts), nil
+}
+
+// shorten sets latch's defaults unless the URL set the timeouts itself.
+func shorten(dial, read, write *time.Duration, url string) {
+	if !strings.Contains(url, "dial_timeout=") {
+		*dial = 200 * time.Millisecond
+	}
+	if !strings.Contains(url, "read_timeout=") {
+		*read = 100 * time.Millisecond
+	}
+	if !strings.Contains(url, "write_timeout=") {
+		*write = 100 * time.Millisecond
+	}
+}
+
+// redacted drops the URL (and its password) from go-redis parse errors.
+func redacted(err error) error {
+	msg := err.Error()
+	if i := strings.Index(msg, "://"); i >= 0 {
+		return errors.New("invalid redis URL")
+	}
+	return errors.New(msg)
+}
+
+func (s *RedisStore) Get(ctx context.Context, key string) (string, bool, error) {
+	v, err := s.c.Get(ctx, key).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	return v, true, nil
+}
+
+func (s *RedisStore) Set(ctx context.Context, key, backend string, ttl time.Duration) error {
+	return s.c.Set(ctx, key, backend, ttl).Err()
+}
+
+// SetNX is one SET key value NX GET PX ttl (Redis ≥ 7.0).
+func (s *RedisStore) SetNX(ctx context.Context, key, backend string, ttl time.Duration) (string, error) {
+	old, err := s.c.SetArgs(ctx, key, backend, redis.SetArgs{Mode: "NX", Get: true, TTL: ttl}).Result()
+	if errors.Is(err, redis.Nil) {
+		return backend, nil // it was absent: ours is stored
+	}
+	if err != nil {
+		return "", err
+	}
+	return old, nil
+}
+
+// casScript swaps a pin when it still holds the expected value ("" =
+// absent) and publishes an invalidation for the other replicas' caches.
+var casScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if (cur == false and ARGV[1] == '') or cur == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  redis.call('PUBLISH', ARGV[4], KEYS[1])
+  return ARGV[2]
+end
+if cur == false then return '' end
+return cur`)
+
+// InvalidationChannel carries the keys whose pins changed.
+const InvalidationChannel = "latch:invalidate"
+
+func (s *RedisStore) CompareAndSwap(ctx context.Context, key, old, new string, ttl time.Duration) (string, error) {
+	return casScript.Run(ctx, s.c, []string{key}, old, new, ttl.Milliseconds(), InvalidationChannel).Text()
+}
+
+func (s *RedisStore) Touch(ctx context.Context, key string, ttl time.Duration) error {
+	return s.c.PExpire(ctx, key, ttl).Err()
+}
+
+// Delete removes the pin and publishes an invalidation.
+func (s *RedisStore) Delete(ctx context.Context, key string) error {
+	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, key)
+		p.Publish(ctx, InvalidationChannel, key)
+		return nil
+	})
+	return err
+}

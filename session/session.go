@@ -1,0 +1,61 @@
+// Package session is latch's affinity layer: the signed cookie, the Store
+// that maps sessions to backends (Redis, shared by every replica, or memory),
+// and the local cache in front of it. It never picks backends.
+package session
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+)
+
+// ID is a session id: 128 random bits.
+type ID [16]byte
+
+// NewID returns a fresh random id.
+func NewID() ID {
+	var id ID
+	_, _ = rand.Read(id[:]) // crypto/rand never fails on Linux
+	return id
+}
+
+// IDFromValue derives a session id from an application's own session cookie
+// value (sticky "learn" mode): the first 16 bytes of its SHA-256, so the
+// value itself is never stored.
+func IDFromValue(v string) ID {
+	sum := sha256.Sum256([]byte(v))
+	var id ID
+	copy(id[:], sum[:16])
+	return id
+}
+
+// String is the id in base64url without padding (22 characters).
+func (id ID) String() string { return base64.RawURLEncoding.EncodeToString(id[:]) }
+
+// ParseID parses the String form.
+func ParseID(s string) (ID, bool) {
+	var id ID
+	if len(s) != 22 {
+		return id, false
+	}
+	n, err := base64.RawURLEncoding.Decode(id[:], []byte(s))
+	return id, err == nil && n == len(id)
+}
+
+// Hint names a backend in the cookie without revealing its address: the
+// first 8 bytes of SHA-256("latch-hint\x00"+service+"\x00"+backendID). The
+// gateway maps hints back only to backends of the current snapshot, so a
+// hint can never select anything else. 0 means no hint.
+type Hint uint64
+
+// HintFor returns the hint of a backend of service.
+func HintFor(service, backendID string) Hint {
+	h := sha256.New()
+	h.Write([]byte("latch-hint\x00"))
+	h.Write([]byte(service))
+	h.Write([]byte{0})
+	h.Write([]byte(backendID))
+	var sum [sha256.Size]byte
+	return Hint(binary.BigEndian.Uint64(h.Sum(sum[:0])[:8]) | 1) // never 0
+}

@@ -1,0 +1,156 @@
+package session
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// Store maps session keys to backend ids. Implementations are safe for
+// concurrent use. ttl is the sliding lifetime of a key.
+type Store interface {
+	Get(ctx context.Context, key string) (backendID string, ok bool, err error)
+	Set(ctx context.Context, key, backendID string, ttl time.Duration) error
+	// SetNX stores backendID only when key is absent and returns the value
+	// now stored.
+	SetNX(ctx context.Context, key, backendID string, ttl time.Duration) (current string, err error)
+	// CompareAndSwap sets key to new when its value is old ("" = absent) and
+	// returns new; otherwise it changes nothing and returns the value now
+	// stored, so racing re-pins converge on one backend.
+	CompareAndSwap(ctx context.Context, key, old, new string, ttl time.Duration) (current string, err error)
+	// Touch refreshes the TTL without rewriting the value.
+	Touch(ctx context.Context, key string, ttl time.Duration) error
+	Delete(ctx context.Context, key string) error
+}
+
+// MemoryStore is a bounded, expiring in-memory Store: the default without
+// Redis (sessions then live in one process only).
+type MemoryStore struct {
+	mu      sync.Mutex
+	max     int
+	now     func() time.Time
+	entries map[string]memEntry
+}
+
+type memEntry struct {
+	backend string
+	expires time.Time
+}
+
+var _ Store = (*MemoryStore)(nil)
+
+// NewMemoryStore holds at most maxEntries keys (evicting a random one when
+// full); now may be nil (time.Now).
+func NewMemoryStore(maxEntries int, now func() time.Time) *MemoryStore {
+	if now == nil {
+		now = time.Now
+	}
+	if maxEntries <= 0 {
+		maxEntries = 100_000
+	}
+	return &MemoryStore{max: maxEntries, now: now, entries: map[string]memEntry{}}
+}
+
+func (m *MemoryStore) get(key string) (memEntry, bool) {
+	e, ok := m.entries[key]
+	if ok && !m.now().Before(e.expires) {
+		delete(m.entries, key)
+		return memEntry{}, false
+	}
+	return e, ok
+}
+
+func (m *MemoryStore) put(key, backend string, ttl time.Duration) {
+	if _, exists := m.entries[key]; !exists && len(m.entries) >= m.max {
+		m.evict()
+	}
+	m.entries[key] = memEntry{backend: backend, expires: m.now().Add(ttl)}
+}
+
+// evict drops expired entries from a random sample, or one random entry.
+func (m *MemoryStore) evict() {
+	now := m.now()
+	n := 0
+	for k, e := range m.entries { // map order is random
+		if !now.Before(e.expires) || n == 16 || rand.IntN(16) == 0 {
+			delete(m.entries, k)
+			return
+		}
+		n++
+	}
+}
+
+func (m *MemoryStore) Get(_ context.Context, key string) (string, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.get(key)
+	return e.backend, ok, nil
+}
+
+func (m *MemoryStore) Set(_ context.Context, key, backend string, ttl time.Duration) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.put(key, backend, ttl)
+	return nil
+}
+
+func (m *MemoryStore) SetNX(_ context.Context, key, backend string, ttl time.Duration) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e, ok := m.get(key); ok {
+		return e.backend, nil
+	}
+	m.put(key, backend, ttl)
+	return backend, nil
+}
+
+func (m *MemoryStore) CompareAndSwap(_ context.Context, key, old, new string, ttl time.Duration) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.get(key)
+	if (ok && e.backend == old) || (!ok && old == "") {
+		m.put(key, new, ttl)
+		return new, nil
+	}
+	if !ok {
+		return "", nil
+	}
+	return e.backend, nil
+}
+
+func (m *MemoryStore) Touch(_ context.Context, key string, ttl time.Duration) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e, ok := m.get(key); ok {
+		e.expires = m.now().Add(ttl)
+		m.entries[key] = e
+	}
+	return nil
+}
+
+func (m *MemoryStore) Delete(_ context.Context, key string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.entries, key)
+	return nil
+}
+
+// Len is the number of live keys (tests, admin counts).
+func (m *MemoryStore) Len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.entries)
+}
+
+// each calls f for every live key (admin session counts).
+func (m *MemoryStore) each(f func(key, backend string)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	for k, e := range m.entries {
+		if now.Before(e.expires) {
+			f(k, e.backend)
+		}
+	}
+}

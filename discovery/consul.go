@@ -147,4 +147,3 @@ func blockingLoop(ctx context.Context, opts ConsulOptions, what string,
 		}
 	}
 }
-

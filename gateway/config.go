@@ -577,4 +577,3 @@ func validCookieName(s string) bool {
 	}
 	return true
 }
-

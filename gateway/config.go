@@ -154,6 +154,12 @@ type RouteSettings struct {
 	// SlowStart ramps a recovered backend's share of new sessions over this
 	// window (default 0: off).
 	SlowStart time.Duration `yaml:"slow_start"`
+	// PanicThreshold: below this fraction of healthy backends, health is
+	// not trusted and all backends but draining ones serve (default 0.5;
+	// -1 turns it off). Every check starts critical when a Consul agent
+	// restarts; without this, that moment would herd every session onto
+	// whichever backend's check ran first.
+	PanicThreshold float64 `yaml:"panic_threshold"`
 	// Timeout bounds a whole proxied request (default 0: none, as WebSocket
 	// and streaming need).
 	Timeout time.Duration `yaml:"timeout"`
@@ -279,9 +285,10 @@ func builtinSettings() RouteSettings {
 			OpenTimeout: 10 * time.Second, HalfOpenRequests: 1,
 			FailureStatus: []int{502, 503, 504},
 		},
-		Retry:         Retry{Attempts: 3},
-		HealthCheck:   HealthCheck{Interval: 5 * time.Second, Timeout: time.Second, HealthyThreshold: 2, UnhealthyThreshold: 3},
-		WarningUsable: ptr(true),
+		Retry:          Retry{Attempts: 3},
+		HealthCheck:    HealthCheck{Interval: 5 * time.Second, Timeout: time.Second, HealthyThreshold: 2, UnhealthyThreshold: 3},
+		WarningUsable:  ptr(true),
+		PanicThreshold: 0.5,
 	}
 }
 
@@ -335,6 +342,7 @@ func (s *RouteSettings) fill(d RouteSettings) {
 		s.WarningUsable = d.WarningUsable
 	}
 	fillZero(&s.SlowStart, d.SlowStart)
+	fillZero(&s.PanicThreshold, d.PanicThreshold)
 	fillZero(&s.Timeout, d.Timeout)
 }
 
@@ -530,6 +538,9 @@ func (s *RouteSettings) validate(field string) []error {
 		if h.UnhealthyThreshold < 1 {
 			bad("health_check.unhealthy_threshold", "must be at least 1")
 		}
+	}
+	if s.PanicThreshold > 1 || (s.PanicThreshold < 0 && s.PanicThreshold != -1) {
+		bad("panic_threshold", "%v is not in [0, 1] (or -1: off)", s.PanicThreshold)
 	}
 	if s.SlowStart < 0 {
 		bad("slow_start", "must not be negative")

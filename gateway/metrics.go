@@ -32,6 +32,7 @@ type Metrics struct {
 	discBackends  *prometheus.GaugeVec   // service, health
 	discLastOK    *prometheus.GaugeVec   // service: unix time of the last fresh snapshot
 	tagConflicts  prometheus.Gauge
+	panic         *prometheus.GaugeVec // service
 }
 
 var codeClasses = [6]string{"other", "1xx", "2xx", "3xx", "4xx", "5xx"}
@@ -95,7 +96,10 @@ func NewMetrics() *Metrics {
 	m.tagConflicts = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "latch_route_conflicts", Help: "Routes from Consul tags ignored because a config route has the same host and prefix.",
 	})
-	m.reg.MustRegister(m.requests, m.duration, m.upstreamDur, m.retries, m.fallbacks, m.breakerState,
+	m.panic = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "latch_panic_mode", Help: "1 while too few backends of the service look healthy to trust health checks.",
+	}, []string{"service"})
+	m.reg.MustRegister(m.panic, m.requests, m.duration, m.upstreamDur, m.retries, m.fallbacks, m.breakerState,
 		m.breakerTrans, m.sessions, m.storeErrors, m.storeDuration, m.cache, m.expired, m.discUpdates,
 		m.discStale, m.discBackends, m.discLastOK, m.tagConflicts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -115,6 +119,14 @@ func (m *Metrics) upstream(route, backend string, d time.Duration) {
 	if d > 0 {
 		m.upstreamDur.WithLabelValues(route, backend).Observe(d.Seconds())
 	}
+}
+
+func (m *Metrics) panicMode(service string, on bool) {
+	v := 0.0
+	if on {
+		v = 1
+	}
+	m.panic.WithLabelValues(service).Set(v)
 }
 
 func (m *Metrics) retry(route string) { m.retries.WithLabelValues(route).Inc() }

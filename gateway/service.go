@@ -37,9 +37,10 @@ type service struct {
 func (g *Gateway) newService(name string, settings RouteSettings) *service {
 	svc := &service{name: name, g: g, done: make(chan struct{}), checkCfg: settings.HealthCheck, ttl: settings.Sticky.TTL}
 	svc.registry = policy.NewRegistry(name, policy.Options{
-		Breaker:       settings.Breaker.settings(),
-		SlowStart:     settings.SlowStart,
-		WarningUsable: *settings.WarningUsable,
+		Breaker:        settings.Breaker.settings(),
+		SlowStart:      settings.SlowStart,
+		WarningUsable:  *settings.WarningUsable,
+		PanicThreshold: max(settings.PanicThreshold, 0),
 		OnBreakerChange: func(id string, from, to policy.BreakerState) {
 			// Runs under the breaker's mutex: log and count, nothing more.
 			g.log.Warn("circuit breaker", "service", name, "backend", id, "from", from.String(), "to", to.String())
@@ -100,7 +101,15 @@ func (svc *service) republish() {
 	if svc.checks != nil {
 		s = svc.checks.apply(s)
 	}
+	prev := svc.registry.Current()
 	set := svc.registry.Update(s)
+	if set.Panic && (prev == nil || !prev.Panic) {
+		svc.g.log.Warn("panic mode: too few backends look healthy to trust health checks; all but draining ones serve",
+			"service", svc.name, "backends", len(set.Backends))
+	} else if !set.Panic && prev != nil && prev.Panic {
+		svc.g.log.Info("panic mode over: health checks trusted again", "service", svc.name)
+	}
+	svc.g.metrics.panicMode(svc.name, set.Panic)
 	hints := make(map[session.Hint]*policy.Backend, len(set.Backends))
 	for _, b := range set.Backends {
 		hints[session.HintFor(svc.name, b.ID)] = b

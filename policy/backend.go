@@ -18,6 +18,7 @@ type Backend struct {
 	discovery.Backend
 	st     *state
 	warnOK bool // Warning backends may take new sessions
+	panic  bool // the set is in panic mode: health is not trusted
 }
 
 // state outlives snapshots: one per backend ID in a Registry.
@@ -97,7 +98,7 @@ func (b *Backend) CanKeep() bool { return b.canKeep(b.st.reg.now()) }
 func (b *Backend) CanTake() bool { return b.canTake(b.st.reg.now()) }
 
 func (b *Backend) canKeep(now int64) bool {
-	if b.Health == discovery.Critical {
+	if b.Health == discovery.Critical && !b.panic {
 		return false
 	}
 	return BreakerState(b.st.bstate.Load()) != Open || now >= b.st.openUntil.Load()
@@ -107,10 +108,14 @@ func (b *Backend) canTake(now int64) bool {
 	switch b.Health {
 	case discovery.Passing:
 	case discovery.Warning:
-		if !b.warnOK {
+		if !b.warnOK && !b.panic {
 			return false
 		}
-	default:
+	case discovery.Critical:
+		if !b.panic {
+			return false
+		}
+	default: // Draining
 		return false
 	}
 	return !b.st.drained.Load() && b.canKeep(now)

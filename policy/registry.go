@@ -60,8 +60,15 @@ type Options struct {
 	SlowStart time.Duration // ramp-up window of a recovered backend [0: off]
 	// WarningUsable lets Warning backends take new sessions.
 	WarningUsable bool
-	LatencyDecay  time.Duration    // EWMA time constant [10s]
-	Now           func() time.Time // [time.Now]
+	// PanicThreshold: when fewer than this fraction of a snapshot's
+	// backends are healthy (passing, or warning when usable), health is not
+	// trusted and every backend but drained ones may serve, as Envoy's
+	// panic threshold does. Mass failures of checks are more often the
+	// checks' fault (an agent restart starts every check critical) than
+	// the backends'; real failures still meet retries and breakers. 0: off.
+	PanicThreshold float64
+	LatencyDecay   time.Duration    // EWMA time constant [10s]
+	Now            func() time.Time // [time.Now]
 	// OnBreakerChange is called under the breaker's lock: log and count only.
 	OnBreakerChange func(backendID string, from, to BreakerState)
 }
@@ -98,7 +105,10 @@ type Set struct {
 	Service  string
 	Backends []*Backend // sorted by ID
 	Stale    bool
-	byID     map[string]*Backend
+	// Panic is set when too few backends are healthy to trust health (see
+	// Options.PanicThreshold).
+	Panic bool
+	byID  map[string]*Backend
 }
 
 // Lookup returns the backend with id, or nil.
@@ -116,6 +126,14 @@ func (r *Registry) Update(s discovery.Snapshot) *Set {
 	set := &Set{Service: s.Service, Stale: s.Stale, Backends: make([]*Backend, 0, len(s.Backends)),
 		byID: make(map[string]*Backend, len(s.Backends))}
 	live := make(map[string]*state, len(s.Backends))
+	healthy := 0
+	for _, db := range s.Backends {
+		if db.Health == discovery.Passing || (db.Health == discovery.Warning && r.opts.WarningUsable) {
+			healthy++
+		}
+	}
+	n := len(s.Backends)
+	set.Panic = n > 0 && healthy < n && float64(healthy) < r.opts.PanicThreshold*float64(n)
 	for _, db := range s.Backends {
 		st, ok := r.states[db.ID]
 		if !ok {
@@ -129,7 +147,7 @@ func (r *Registry) Update(s discovery.Snapshot) *Set {
 		}
 		st.health = db.Health
 		live[db.ID] = st
-		b := &Backend{Backend: db, st: st, warnOK: r.opts.WarningUsable}
+		b := &Backend{Backend: db, st: st, warnOK: r.opts.WarningUsable, panic: set.Panic}
 		set.Backends = append(set.Backends, b)
 		set.byID[db.ID] = b
 	}

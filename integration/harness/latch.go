@@ -32,17 +32,22 @@ type Latch struct {
 	admin  string
 }
 
+// CookieSecret signs the cookies of every latch the harness starts.
+const CookieSecret = "integration-test-secret-0123456789"
+
 // LatchConfig is a config for one service routed at /, on Consul at
 // consulAddr, with sessions in Redis at redisURL ("" = memory).
 func LatchConfig(consulAddr, redisURL, service string) gateway.Config {
 	cfg := gateway.Config{
 		Listen: "127.0.0.1:0", Consul: gateway.Consul{Address: consulAddr},
 		Redis:  gateway.Redis{URL: redisURL},
-		Cookie: gateway.Cookie{Secrets: []string{"integration-test-secret-0123456789"}},
+		Cookie: gateway.Cookie{Secrets: []string{CookieSecret}},
 		Routes: []gateway.Route{{Service: service}},
 	}
 	off := false
-	cfg.Log.Access = &off
+	if os.Getenv("LATCH_TEST_LOG") == "" {
+		cfg.Log.Access = &off
+	}
 	cfg.Consul.RoutesFromTags = &off
 	return cfg
 }

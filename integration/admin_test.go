@@ -1,0 +1,57 @@
+package integration
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"testing"
+)
+
+type adminBackends struct {
+	Services []struct {
+		Service  string `json:"service"`
+		Stale    bool   `json:"stale"`
+		Backends []struct {
+			ID       string `json:"id"`
+			Health   string `json:"health"`
+			Breaker  string `json:"breaker"`
+			Sessions int64  `json:"sessions"`
+			Drained  bool   `json:"drained"`
+		} `json:"backends"`
+	} `json:"services"`
+}
+
+func getBackends(t *testing.T, adminURL string) adminBackends {
+	t.Helper()
+	resp, err := http.Get(adminURL + "/admin/backends")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out adminBackends
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatalf("decoding /admin/backends: %v", err)
+	}
+	return out
+}
+
+func adminStale(t *testing.T, adminURL, service string) bool {
+	t.Helper()
+	for _, s := range getBackends(t, adminURL).Services {
+		if s.Service == service {
+			return s.Stale
+		}
+	}
+	t.Fatalf("service %s not in /admin/backends", service)
+	return false
+}
+
+func decodeJSON(resp *http.Response, v any) error { return json.NewDecoder(resp.Body).Decode(v) }
+
+func mustURL(s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		panic(err)
+	}
+	return u
+}

@@ -1,0 +1,339 @@
+package integration
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/latchgw/latch/gateway"
+	"github.com/latchgw/latch/integration/harness"
+)
+
+// The fault suite: each scenario runs under steady, bounded load over
+// sticky sessions and records requests sent, failed (non-2xx or transport
+// error), sessions that changed backend and whether each change was
+// necessary (the session was on the faulted backend). The table is printed
+// at the end (go test -v -run TestFaultSuite ./integration/).
+
+const (
+	faultSessions = 400
+	faultRate     = 400 // requests/s in all
+	faultWorkers  = 8
+)
+
+type faultRow struct {
+	name                       string
+	sent, failed               int
+	moved, necessary, needless int
+	note                       string
+}
+
+var (
+	faultMu    sync.Mutex
+	faultTable []faultRow
+)
+
+func recordFault(r faultRow) {
+	faultMu.Lock()
+	defer faultMu.Unlock()
+	faultTable = append(faultTable, r)
+}
+
+// switchable is an echo backend whose status and delay tests can change.
+type switchable struct {
+	id     string
+	srv    *httptest.Server
+	status atomic.Int32
+	delay  atomic.Int64 // nanoseconds
+	hits   atomic.Int64
+}
+
+func startSwitchable(t *testing.T, id string) *switchable {
+	t.Helper()
+	s := &switchable{id: id}
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.hits.Add(1)
+		if d := s.delay.Load(); d > 0 {
+			time.Sleep(time.Duration(d))
+		}
+		w.Header().Set("X-Backend-Id", s.id)
+		if st := s.status.Load(); st != 0 {
+			w.WriteHeader(int(st))
+		}
+		fmt.Fprintln(w, s.id)
+	}))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+func (s *switchable) addr() string { return strings.TrimPrefix(s.srv.URL, "http://") }
+
+// faultRig: Consul, Redis, four switchable backends as "web", latch.
+type faultRig struct {
+	consul   *harness.Consul
+	redis    *harness.Redis
+	backends []*switchable
+	latch    *harness.Latch
+	traffic  *load
+}
+
+func newFaultRig(t *testing.T, mutate func(*gateway.Config)) *faultRig {
+	t.Helper()
+	r := &faultRig{consul: harness.StartConsul(t), redis: harness.StartRedis(t)}
+	var ids []string
+	for i := 1; i <= 4; i++ {
+		s := startSwitchable(t, fmt.Sprintf("web-%d", i))
+		r.consul.Register(t, s.id, "web", s.addr())
+		r.backends = append(r.backends, s)
+		ids = append(ids, s.id)
+	}
+	cfg := harness.LatchConfig(r.consul.HTTPAddr, r.redis.URL, "web")
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	r.latch = harness.StartLatch(t, cfg)
+	seenAll(t, r.latch.URL+"/", 10*time.Second, ids...)
+	r.traffic = newLoad(r.latch.URL+"/", faultSessions)
+	r.traffic.warm(t)
+	return r
+}
+
+// startLoad runs the steady load for at most d and returns the snapshot of
+// each session's backend at the start.
+func (r *faultRig) startLoad(d time.Duration) []string {
+	r.traffic.mu.Lock()
+	before := append([]string(nil), r.traffic.backend...)
+	r.traffic.mu.Unlock()
+	r.traffic.run(faultWorkers, faultRate, int(d.Seconds()*faultRate)+faultRate, d+5*time.Second)
+	return before
+}
+
+// finish stops the load and records the row; faulted are the backends
+// whose sessions had to move.
+func (r *faultRig) finish(t *testing.T, name string, before []string, faulted []string, note string) faultRow {
+	t.Helper()
+	r.traffic.halt()
+	sent, failed, errs := r.traffic.stats()
+	row := faultRow{name: name, sent: sent, failed: failed, note: note}
+	r.traffic.mu.Lock()
+	for i, b := range r.traffic.backend {
+		if r.traffic.moves[i] == 0 {
+			continue
+		}
+		row.moved++
+		if contains(faulted, before[i]) && r.traffic.moves[i] == 1 && b != before[i] {
+			row.necessary++
+		} else {
+			row.needless++
+		}
+	}
+	r.traffic.mu.Unlock()
+	recordFault(row)
+	if failed > 0 {
+		t.Logf("%s: failures: %v", name, errs)
+	}
+	return row
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func TestFaultSuite(t *testing.T) {
+	t.Run("backend killed", func(t *testing.T) {
+		c := harness.StartConsul(t)
+		redis := harness.StartRedis(t)
+		var procs []*harness.Backend
+		var ids []string
+		for i := 1; i <= 4; i++ {
+			b := harness.StartBackend(t, c, fmt.Sprintf("web-%d", i), "web", time.Second)
+			procs = append(procs, b)
+			ids = append(ids, b.ID)
+		}
+		l := harness.StartLatch(t, harness.LatchConfig(c.HTTPAddr, redis.URL, "web"))
+		seenAll(t, l.URL+"/", 15*time.Second, ids...)
+		r := &faultRig{consul: c, redis: redis, latch: l, traffic: newLoad(l.URL+"/", faultSessions)}
+		r.traffic.warm(t)
+		before := r.startLoad(6 * time.Second)
+		r.traffic.waitSent(t, faultRate)
+		procs[0].Kill() // SIGKILL
+		r.traffic.waitSent(t, 3*faultRate)
+		row := r.finish(t, "backend SIGKILL", before, []string{"web-1"}, "")
+		if row.failed != 0 || row.needless != 0 {
+			t.Fatalf("%+v: want 0 failed and only web-1's sessions moved, once each", row)
+		}
+	})
+
+	t.Run("check critical", func(t *testing.T) {
+		r := newFaultRig(t, nil)
+		before := r.startLoad(6 * time.Second)
+		r.traffic.waitSent(t, faultRate)
+		r.consul.SetHealth(t, "web-2", api.HealthCritical)
+		start := time.Now()
+		waitBackendGone(t, r.latch.URL+"/", "web-2")
+		seen := time.Since(start)
+		r.traffic.waitSent(t, 2*faultRate)
+		row := r.finish(t, "check critical", before, []string{"web-2"}, fmt.Sprintf("out of rotation in %v", seen.Round(time.Millisecond)))
+		if row.failed != 0 || row.needless != 0 {
+			t.Fatalf("%+v: want 0 failed and only web-2's sessions moved, once each", row)
+		}
+	})
+
+	t.Run("backend 500s then recovers", func(t *testing.T) {
+		r := newFaultRig(t, func(c *gateway.Config) {
+			c.Defaults.Breaker.FailureStatus = []int{500, 502, 503, 504}
+			c.Defaults.Breaker.OpenTimeout = 2 * time.Second
+		})
+		before := r.startLoad(10 * time.Second)
+		r.traffic.waitSent(t, faultRate)
+		r.backends[2].status.Store(500)
+		harness.WaitFor(t, 10*time.Second, "breaker of web-3 open", func() bool {
+			return breakerOf(t, r.latch.AdminURL, "web-3") == "open"
+		})
+		r.traffic.waitSent(t, 2*faultRate) // 5 s of 500s in all, at this rate
+		r.backends[2].status.Store(0)
+		harness.WaitFor(t, 10*time.Second, "breaker of web-3 closed again", func() bool {
+			return breakerOf(t, r.latch.AdminURL, "web-3") == "closed"
+		})
+		row := r.finish(t, "backend 500s 5s", before, []string{"web-3"}, "breaker opened and closed")
+		// The breaker trips after 5 consecutive failures; each 500 that
+		// reaches a client is one of those (retries do not replay 500 by
+		// default), plus at most one per half-open probe.
+		if row.failed > 10 {
+			t.Fatalf("%+v: want failures bounded by the breaker threshold", row)
+		}
+	})
+
+	t.Run("backend slowed", func(t *testing.T) {
+		r := newFaultRig(t, func(c *gateway.Config) { c.Defaults.Policy = []string{"least_response_time", "p2c"} })
+		r.backends[3].delay.Store(int64(200 * time.Millisecond))
+		// New sessions: count where they land.
+		counts := map[string]int{}
+		for range 200 {
+			id, _ := backendOf(t, &http.Client{Timeout: 5 * time.Second}, r.latch.URL+"/")
+			counts[id]++
+		}
+		r.backends[3].delay.Store(0)
+		recordFault(faultRow{name: "backend +200ms", sent: 200, note: fmt.Sprintf("new sessions %v", counts)})
+		if counts["web-4"] > 200/4/2 {
+			t.Fatalf("slow backend got %d of 200 new sessions (%v); want under half its fair share", counts["web-4"], counts)
+		}
+	})
+
+	t.Run("consul down 10s", func(t *testing.T) {
+		r := newFaultRig(t, nil)
+		before := r.startLoad(16 * time.Second)
+		r.traffic.waitSent(t, faultRate)
+		r.consul.Kill(t)
+		r.traffic.waitSent(t, 10*faultRate)
+		r.consul.Start(t)
+		x := startSwitchable(t, "web-new")
+		r.consul.Register(t, x.id, "web", x.addr())
+		harness.WaitFor(t, 20*time.Second, "a registration after the restart to get traffic", func() bool {
+			id, _ := backendOf(t, &http.Client{Timeout: 5 * time.Second}, r.latch.URL+"/")
+			return id == "web-new"
+		})
+		row := r.finish(t, "consul down 10s", before, nil, "new registration routed after restart")
+		if row.failed != 0 || row.moved != 0 {
+			t.Fatalf("%+v: want 0 failed and no session moved", row)
+		}
+	})
+
+	t.Run("redis down 10s", func(t *testing.T) {
+		r := newFaultRig(t, nil)
+		before := r.startLoad(16 * time.Second)
+		r.traffic.waitSent(t, faultRate)
+		r.redis.Stop(t)
+		r.traffic.waitSent(t, 10*faultRate)
+		r.redis.Start(t)
+		r.traffic.waitSent(t, 2*faultRate)
+		row := r.finish(t, "redis down 10s", before, nil, "")
+		if row.failed != 0 || row.moved*100 > faultSessions {
+			t.Fatalf("%+v: want 0 failed and >= 99%% of sessions kept", row)
+		}
+	})
+
+	t.Run("one of two replicas killed", func(t *testing.T) {
+		r := newFaultRig(t, nil)
+		cfg := harness.LatchConfig(r.consul.HTTPAddr, r.redis.URL, "web")
+		other := harness.StartLatch(t, cfg)
+		before := r.startLoad(4 * time.Second)
+		r.traffic.waitSent(t, faultRate)
+		r.latch.Stop(t) // its clients now reach the other replica
+		r.traffic.halt()
+		moved := 0
+		for i, c := range r.traffic.clients {
+			if id, _ := backendOf(t, withCookiesFor(c, r.latch.URL, other.URL), other.URL+"/"); id != before[i] && id != r.traffic.backend[i] {
+				moved++
+			}
+		}
+		recordFault(faultRow{name: "replica killed", sent: r.traffic.sent, failed: r.traffic.failed, moved: moved, needless: moved,
+			note: "clients replayed on the other replica"})
+		if moved != 0 {
+			t.Fatalf("%d of %d sessions changed backend on the other replica", moved, len(r.traffic.clients))
+		}
+	})
+
+	t.Run("backend drained", func(t *testing.T) {
+		r := newFaultRig(t, nil)
+		before := r.startLoad(5 * time.Second)
+		r.traffic.waitSent(t, faultRate)
+		resp, err := http.Post(r.latch.AdminURL+"/admin/backends/web-1/drain", "", nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("drain: %v %v", err, resp)
+		}
+		resp.Body.Close()
+		for range 100 {
+			if id, _ := backendOf(t, &http.Client{Timeout: 5 * time.Second}, r.latch.URL+"/"); id == "web-1" {
+				t.Fatal("a new session went to the drained backend")
+			}
+		}
+		r.traffic.waitSent(t, faultRate)
+		row := r.finish(t, "backend drained", before, nil, "no new session on it")
+		if row.failed != 0 || row.moved != 0 {
+			t.Fatalf("%+v: want 0 failed and no session moved", row)
+		}
+	})
+
+	t.Cleanup(func() {
+		faultMu.Lock()
+		defer faultMu.Unlock()
+		var b strings.Builder
+		fmt.Fprintf(&b, "\n| fault | requests | failed | sessions moved | necessary | needless | note |\n|---|---|---|---|---|---|---|\n")
+		for _, r := range faultTable {
+			fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %s |\n", r.name, r.sent, r.failed, r.moved, r.necessary, r.needless, r.note)
+		}
+		t.Log(b.String())
+	})
+}
+
+// withCookiesFor copies a client's cookies for one replica to another.
+func withCookiesFor(c *http.Client, from, to string) *http.Client {
+	fu, tu := mustURL(from), mustURL(to)
+	c.Jar.SetCookies(tu, c.Jar.Cookies(fu))
+	return c
+}
+
+func breakerOf(t *testing.T, adminURL, id string) string {
+	t.Helper()
+	for _, s := range getBackends(t, adminURL).Services {
+		for _, b := range s.Backends {
+			if b.ID == id {
+				return b.Breaker
+			}
+		}
+	}
+	return ""
+}

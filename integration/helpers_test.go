@@ -1,0 +1,221 @@
+package integration
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/latchgw/latch/integration/harness"
+)
+
+// echo is an in-process backend that says who it is; tests register it in
+// Consul with a TTL check so they can flip its health at once.
+type echo struct {
+	id   string
+	srv  *httptest.Server
+	hits atomic.Int64
+}
+
+func startEcho(t *testing.T, id string) *echo {
+	t.Helper()
+	e := &echo{id: id}
+	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.hits.Add(1)
+		w.Header().Set("X-Backend-Id", id)
+		fmt.Fprintln(w, id)
+	}))
+	t.Cleanup(e.srv.Close)
+	return e
+}
+
+func (e *echo) addr() string { return strings.TrimPrefix(e.srv.URL, "http://") }
+
+// backendOf GETs url with client and returns the answering backend's id
+// (empty on error) and the status.
+func backendOf(t *testing.T, client *http.Client, url string) (string, int) {
+	t.Helper()
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.Header.Get("X-Backend-Id"), resp.StatusCode
+}
+
+// seenAll sends requests without cookies until every id answered or
+// timeout passes.
+func seenAll(t *testing.T, url string, timeout time.Duration, ids ...string) {
+	t.Helper()
+	seen := map[string]bool{}
+	client := &http.Client{Timeout: 5 * time.Second}
+	harness.WaitFor(t, timeout, fmt.Sprintf("traffic on every backend of %v", ids), func() bool {
+		id, _ := backendOf(t, client, url)
+		seen[id] = true
+		for _, want := range ids {
+			if !seen[want] {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// never sends n requests without cookies and fails if one reaches id.
+func never(t *testing.T, url, id string, n int) {
+	t.Helper()
+	client := &http.Client{Timeout: 5 * time.Second}
+	for i := range n {
+		got, status := backendOf(t, client, url)
+		if got == id {
+			t.Fatalf("request %d reached %s; want it excluded", i, id)
+		}
+		if status != 200 {
+			t.Fatalf("request %d: status %d", i, status)
+		}
+	}
+}
+
+// load is steady traffic over a set of sticky clients (cookie jars),
+// bounded by count and time, recording every failure and backend change.
+type load struct {
+	clients []*http.Client
+	url     string
+
+	mu       sync.Mutex
+	sent     int
+	failed   int
+	errs     []string
+	backend  []string // last backend per client
+	moves    []int    // backend changes per client
+	moveLog  []string // the first moves, for failure messages
+	stop     chan struct{}
+	finished chan struct{}
+}
+
+func newLoad(url string, clients int) *load {
+	l := &load{url: url, stop: make(chan struct{}), finished: make(chan struct{})}
+	for range clients {
+		l.clients = append(l.clients, harness.Client())
+	}
+	l.backend = make([]string, clients)
+	l.moves = make([]int, clients)
+	return l
+}
+
+// warm sends one request per client so each has a session.
+func (l *load) warm(t *testing.T) {
+	t.Helper()
+	for i := range l.clients {
+		l.do(i)
+	}
+	if l.failed > 0 {
+		t.Fatalf("warming sessions: %d failures: %v", l.failed, l.errs)
+	}
+}
+
+func (l *load) do(i int) {
+	resp, err := l.clients[i].Get(l.url)
+	var id string
+	ok := false
+	if err == nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		id = resp.Header.Get("X-Backend-Id")
+		ok = resp.StatusCode/100 == 2
+		if !ok {
+			err = fmt.Errorf("status %d", resp.StatusCode)
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.sent++
+	if !ok {
+		l.failed++
+		if len(l.errs) < 10 {
+			l.errs = append(l.errs, err.Error())
+		}
+		return
+	}
+	if l.backend[i] != "" && l.backend[i] != id {
+		l.moves[i]++
+		if len(l.moveLog) < 20 {
+			l.moveLog = append(l.moveLog, fmt.Sprintf("client %d: %s → %s at %s", i, l.backend[i], id, time.Now().Format("15:04:05.000")))
+		}
+	}
+	l.backend[i] = id
+}
+
+// run sends requests from `workers` goroutines, each cycling over the
+// clients, at most rate requests/s in all, until stopped, max requests or
+// maxTime.
+func (l *load) run(workers, rate, max int, maxTime time.Duration) {
+	go func() {
+		defer close(l.finished)
+		var wg sync.WaitGroup
+		var n atomic.Int64
+		interval := time.Duration(int64(time.Second) * int64(workers) / int64(rate))
+		deadline := time.Now().Add(maxTime)
+		for w := range workers {
+			wg.Go(func() {
+				tick := time.NewTicker(interval)
+				defer tick.Stop()
+				for i := w; ; i += workers {
+					select {
+					case <-l.stop:
+						return
+					case <-tick.C:
+					}
+					if n.Add(1) > int64(max) || time.Now().After(deadline) {
+						return
+					}
+					l.do(i % len(l.clients))
+				}
+			})
+		}
+		wg.Wait()
+	}()
+}
+
+func (l *load) halt() {
+	close(l.stop)
+	<-l.finished
+}
+
+func (l *load) stats() (sent, failed int, errs []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.sent, l.failed, append([]string(nil), l.errs...)
+}
+
+// movedClients counts clients whose backend changed at least once.
+func (l *load) movedClients() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, m := range l.moves {
+		if m > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// waitSent waits until n more requests have been sent.
+func (l *load) waitSent(t *testing.T, n int) {
+	t.Helper()
+	l.mu.Lock()
+	target := l.sent + n
+	l.mu.Unlock()
+	harness.WaitFor(t, 30*time.Second, fmt.Sprintf("%d more requests", n), func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.sent >= target
+	})
+}

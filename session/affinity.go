@@ -469,6 +469,10 @@ func (a *Affinity) Pending() int {
 // since messages may have been missed while disconnected.
 func (a *Affinity) runInvalidations(ctx context.Context) {
 	ps := a.opts.Client.Subscribe(ctx, InvalidationChannel)
+	// Receive blocks in a socket read that ctx does not interrupt: closing
+	// the subscription does.
+	stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
+	defer stop()
 	defer ps.Close()
 	for {
 		msg, err := ps.Receive(ctx)

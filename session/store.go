@@ -2,7 +2,6 @@ package session
 
 import (
 	"context"
-	"math/rand/v2"
 	"sync"
 	"time"
 )
@@ -68,17 +67,24 @@ func (m *MemoryStore) put(key, backend string, ttl time.Duration) {
 	m.entries[key] = memEntry{backend: backend, expires: m.now().Add(ttl)}
 }
 
-// evict drops expired entries from a random sample, or one random entry.
+// evict drops an expired entry among up to 16 visited, or else the first
+// visited (Go's map order is random, so that is a random entry).
 func (m *MemoryStore) evict() {
 	now := m.now()
-	n := 0
-	for k, e := range m.entries { // map order is random
-		if !now.Before(e.expires) || n == 16 || rand.IntN(16) == 0 {
-			delete(m.entries, k)
-			return
+	victim, n := "", 0
+	for k, e := range m.entries {
+		if !now.Before(e.expires) {
+			victim = k
+			break
 		}
-		n++
+		if n == 0 {
+			victim = k
+		}
+		if n++; n == 16 {
+			break
+		}
 	}
+	delete(m.entries, victim)
 }
 
 func (m *MemoryStore) Get(_ context.Context, key string) (string, bool, error) {

@@ -1,0 +1,290 @@
+package session
+
+import (
+	"context"
+	"encoding/base64"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func codec(t testing.TB, secrets ...string) *Codec {
+	t.Helper()
+	var bs [][]byte
+	for _, s := range secrets {
+		bs = append(bs, []byte(s))
+	}
+	c, err := NewCodec(bs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+const (
+	oldSecret = "old-secret-0123456789abcdef"
+	newSecret = "new-secret-0123456789abcdef"
+)
+
+func TestCodecRoundTripAndRotation(t *testing.T) {
+	v := Cookie{ID: NewID(), Hint: HintFor("web", "web-1"), Issued: 1_700_000_000}
+	old := codec(t, oldSecret)
+	s := old.Encode(v)
+	if got, ok := old.Decode(s); !ok || got != v {
+		t.Fatalf("round trip: %+v %v", got, ok)
+	}
+	rotated := codec(t, newSecret, oldSecret)
+	if got, ok := rotated.Decode(s); !ok || got != v {
+		t.Fatal("cookie signed with the old secret rejected during rotation")
+	}
+	if _, ok := codec(t, oldSecret).Decode(rotated.Encode(v)); ok {
+		t.Fatal("cookie signed with the new secret accepted by a codec without it")
+	}
+	if _, ok := codec(t, newSecret).Decode(s); ok {
+		t.Fatal("cookie signed with a removed secret accepted")
+	}
+	if _, err := NewCodec([][]byte{[]byte("short")}); err == nil {
+		t.Fatal("short secret accepted")
+	}
+	if _, err := NewCodec(nil); err == nil {
+		t.Fatal("no secret accepted")
+	}
+}
+
+func TestCodecRejectsTampering(t *testing.T) {
+	c := codec(t, oldSecret)
+	good := c.Encode(Cookie{ID: NewID(), Hint: 42, Issued: 7})
+	raw, _ := base64.RawURLEncoding.DecodeString(good)
+	// Every single-bit flip anywhere is rejected.
+	for i := range raw {
+		for bit := range 8 {
+			b := append([]byte(nil), raw...)
+			b[i] ^= 1 << bit
+			if _, ok := c.Decode(base64.RawURLEncoding.EncodeToString(b)); ok {
+				t.Fatalf("bit %d of byte %d flipped: accepted", bit, i)
+			}
+		}
+	}
+	for name, v := range map[string]string{
+		"empty": "", "truncated": good[:len(good)-1], "extended": good + "A",
+		"oversized": strings.Repeat("A", 5000), "bad base64": strings.Repeat("*", len(good)),
+		"wrong version": func() string {
+			b := append([]byte(nil), raw...)
+			b[0] = 2
+			return base64.RawURLEncoding.EncodeToString(b)
+		}(),
+		"unsigned": base64.RawURLEncoding.EncodeToString(make([]byte, len(raw))),
+	} {
+		if _, ok := c.Decode(v); ok {
+			t.Errorf("%s cookie accepted", name)
+		}
+	}
+}
+
+func TestIDs(t *testing.T) {
+	a, b := NewID(), NewID()
+	if a == b {
+		t.Fatal("two random ids equal")
+	}
+	if got, ok := ParseID(a.String()); !ok || got != a || len(a.String()) != 22 {
+		t.Fatalf("ParseID(String()) = %v %v", got, ok)
+	}
+	if _, ok := ParseID("nope"); ok {
+		t.Fatal("bad id parsed")
+	}
+	if IDFromValue("JSESSIONID-1") != IDFromValue("JSESSIONID-1") || IDFromValue("a") == IDFromValue("b") {
+		t.Fatal("IDFromValue not a function of its input")
+	}
+	if HintFor("web", "a") == HintFor("web", "b") || HintFor("web", "a") == HintFor("api", "a") || HintFor("x", "y") == 0 {
+		t.Fatal("hints collide or are zero")
+	}
+}
+
+func TestMemoryStore(t *testing.T) {
+	now := time.Unix(1000, 0)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	m := NewMemoryStore(3, clock)
+	ctx := context.Background()
+	if cur, _ := m.SetNX(ctx, "k", "a", time.Minute); cur != "a" {
+		t.Fatalf("SetNX on absent: %q", cur)
+	}
+	if cur, _ := m.SetNX(ctx, "k", "b", time.Minute); cur != "a" {
+		t.Fatalf("SetNX on present: %q; want the existing a", cur)
+	}
+	if cur, _ := m.CompareAndSwap(ctx, "k", "x", "b", time.Minute); cur != "a" {
+		t.Fatalf("CAS with a wrong old value: %q; want a unchanged", cur)
+	}
+	if cur, _ := m.CompareAndSwap(ctx, "k", "a", "b", time.Minute); cur != "b" {
+		t.Fatalf("CAS: %q; want b", cur)
+	}
+	mu.Lock()
+	now = now.Add(50 * time.Second)
+	mu.Unlock()
+	_ = m.Touch(ctx, "k", time.Minute)
+	mu.Lock()
+	now = now.Add(50 * time.Second)
+	mu.Unlock()
+	if v, ok, _ := m.Get(ctx, "k"); !ok || v != "b" {
+		t.Fatal("touched key expired")
+	}
+	mu.Lock()
+	now = now.Add(time.Minute)
+	mu.Unlock()
+	if _, ok, _ := m.Get(ctx, "k"); ok {
+		t.Fatal("key outlived its TTL")
+	}
+	for _, k := range []string{"1", "2", "3", "4", "5"} {
+		_ = m.Set(ctx, k, "a", time.Minute)
+	}
+	if m.Len() > 3 {
+		t.Fatalf("bounded store holds %d keys; max 3", m.Len())
+	}
+}
+
+// A session's hits come from the local cache: the store is asked once.
+func TestAffinityCachesAndCountsStoreCalls(t *testing.T) {
+	store := &countingStore{Store: NewMemoryStore(100, nil)}
+	a := NewAffinity(Options{Store: store})
+	ctx := context.Background()
+	id := NewID()
+	if got, _ := a.Pin(ctx, "web", id, "web-1", time.Minute); got != "web-1" {
+		t.Fatalf("Pin = %q", got)
+	}
+	a.cache.flush() // as if another process pinned it
+	for range 1000 {
+		b, _, ok, err := a.Lookup(ctx, "web", id)
+		if !ok || err != nil || b != "web-1" {
+			t.Fatalf("Lookup = %q %v %v", b, ok, err)
+		}
+	}
+	if n := store.gets(); n != 1 {
+		t.Fatalf("1000 lookups asked the store %d times; want 1", n)
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _, _, _ = a.Lookup(ctx, "web", id) }); n != 0 {
+		t.Fatalf("cache hit allocates %v times", n)
+	}
+}
+
+// With the store down, pins are answered from the cache, kept for replay,
+// and the breaker stops asking the store.
+func TestAffinityStoreDown(t *testing.T) {
+	store := &countingStore{Store: NewMemoryStore(100, nil)}
+	a := NewAffinity(Options{Store: store, StoreTimeout: 5 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error)
+	go func() { done <- a.Run(ctx) }()
+	store.setDown(true)
+	id := NewID()
+	if got, err := a.Pin(ctx, "web", id, "web-2", time.Minute); got != "web-2" || err != nil {
+		t.Fatalf("Pin with the store down: %q %v; want web-2 and no error", got, err)
+	}
+	a.cache.flush()
+	if b, src, ok, _ := a.Lookup(ctx, "web", id); !ok || b != "web-2" || src != SourceCache {
+		t.Fatalf("pending pin not served: %q %v", b, ok)
+	}
+	calls := store.calls()
+	for range 100 {
+		_, _, _, _ = a.Lookup(ctx, "web", NewID())
+	}
+	if n := store.calls() - calls; n > 3 {
+		t.Fatalf("breaker open, yet 100 lookups made %d store calls", n)
+	}
+	store.setDown(false)
+	deadline := time.Now().Add(10 * time.Second)
+	for a.Pending() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("pending pin never replayed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if v, ok, _ := store.Store.Get(ctx, storeKey("web", id)); !ok || v != "web-2" {
+		t.Fatalf("replayed pin = %q %v", v, ok)
+	}
+	cancel()
+	<-done
+}
+
+func TestAffinityRepinConverges(t *testing.T) {
+	store := NewMemoryStore(100, nil)
+	a1, a2 := NewAffinity(Options{Store: store}), NewAffinity(Options{Store: store})
+	ctx := context.Background()
+	id := NewID()
+	_, _ = a1.Pin(ctx, "web", id, "web-1", time.Minute)
+	var got [2]string
+	var wg sync.WaitGroup
+	for i, a := range []*Affinity{a1, a2} {
+		wg.Go(func() { got[i], _ = a.Repin(ctx, "web", id, "web-1", []string{"web-2", "web-3"}[i], time.Minute) })
+	}
+	wg.Wait()
+	if got[0] != got[1] {
+		t.Fatalf("racing re-pins ended on %q and %q", got[0], got[1])
+	}
+	if err := a1.Unpin(ctx, "web", id); err != nil {
+		t.Fatal(err)
+	}
+	a2.cache.flush()
+	if _, _, ok, _ := a2.Lookup(ctx, "web", id); ok {
+		t.Fatal("unpinned session still found")
+	}
+}
+
+func TestStoreKeyRoundTrip(t *testing.T) {
+	id := NewID()
+	k, ok := parseStoreKey(storeKey("my-service", id))
+	if !ok || k.service != "my-service" || k.id != id {
+		t.Fatalf("parseStoreKey = %+v %v", k, ok)
+	}
+	if _, ok := parseStoreKey("l:n:web:x:1"); ok {
+		t.Fatal("count key parsed as a session key")
+	}
+}
+
+// countingStore wraps a Store, counts calls and can fail them all.
+type countingStore struct {
+	Store
+	mu         sync.Mutex
+	n, getN    int
+	down       bool
+	downErrMsg string
+}
+
+func (c *countingStore) setDown(d bool) { c.mu.Lock(); c.down = d; c.mu.Unlock() }
+func (c *countingStore) calls() int     { c.mu.Lock(); defer c.mu.Unlock(); return c.n }
+func (c *countingStore) gets() int      { c.mu.Lock(); defer c.mu.Unlock(); return c.getN }
+
+func (c *countingStore) check(get bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n++
+	if get {
+		c.getN++
+	}
+	if c.down {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+func (c *countingStore) Get(ctx context.Context, key string) (string, bool, error) {
+	if err := c.check(true); err != nil {
+		return "", false, err
+	}
+	return c.Store.Get(ctx, key)
+}
+
+func (c *countingStore) Set(ctx context.Context, key, b string, ttl time.Duration) error {
+	if err := c.check(false); err != nil {
+		return err
+	}
+	return c.Store.Set(ctx, key, b, ttl)
+}
+
+func (c *countingStore) SetNX(ctx context.Context, key, b string, ttl time.Duration) (string, error) {
+	if err := c.check(false); err != nil {
+		return "", err
+	}
+	return c.Store.SetNX(ctx, key, b, ttl)
+}

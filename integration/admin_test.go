@@ -1,7 +1,11 @@
 package integration
 
 import (
+	"fmt"
+	"time"
+
 	"encoding/json"
+	"github.com/latchgw/latch/integration/harness"
 	"net/http"
 	"net/url"
 	"testing"
@@ -22,6 +26,11 @@ type adminBackends struct {
 }
 
 func getBackends(t *testing.T, adminURL string) adminBackends {
+	t.Helper()
+	return getBackendsTB(t, adminURL)
+}
+
+func getBackendsTB(t testing.TB, adminURL string) adminBackends {
 	t.Helper()
 	resp, err := http.Get(adminURL + "/admin/backends")
 	if err != nil {
@@ -54,4 +63,25 @@ func mustURL(s string) *url.URL {
 		panic(err)
 	}
 	return u
+}
+
+// waitPassing waits until every backend of service is passing in latch's
+// view (HTTP checks start critical until their first run).
+func waitPassing(t testing.TB, adminURL, service string, n int) {
+	t.Helper()
+	harness.WaitFor(t, 20*time.Second, fmt.Sprintf("%d passing backends of %s", n, service), func() bool {
+		for _, s := range getBackendsTB(t, adminURL).Services {
+			if s.Service != service {
+				continue
+			}
+			passing := 0
+			for _, b := range s.Backends {
+				if b.Health == "passing" {
+					passing++
+				}
+			}
+			return passing == n
+		}
+		return false
+	})
 }

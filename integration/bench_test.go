@@ -46,6 +46,7 @@ func BenchmarkLoad(b *testing.B) {
 		"-redis", redis.URL, "-cookie-secret", "bench-secret-0123456789abcdef", "-log-level", "warn")
 	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
 	admin := fmt.Sprintf("http://127.0.0.1:%d", adminPort)
+	waitPassing(b, admin, "web", 4)
 	seenAllB(b, url, "web-1", "web-2", "web-3", "web-4")
 
 	// 10,000 established sessions.

@@ -19,6 +19,7 @@ func TestConsulBackendsReceiveTraffic(t *testing.T) {
 	}
 	l := harness.StartLatch(t, harness.LatchConfig(c.HTTPAddr, "", "web"))
 	// HTTP checks start critical until their first run (interval 500ms).
+	waitPassing(t, l.AdminURL, "web", 3)
 	seenAll(t, l.URL+"/", 10*time.Second, "web-1", "web-2", "web-3")
 }
 

@@ -92,9 +92,10 @@ type load struct {
 	sent     int
 	failed   int
 	errs     []string
-	backend  []string // last backend per client
-	moves    []int    // backend changes per client
-	moveLog  []string // the first moves, for failure messages
+	backend  []string   // last backend per client
+	moves    []int      // backend changes per client
+	moveLog  []string   // the first moves, for failure messages
+	hist     [][]string // each client's moves
 	stop     chan struct{}
 	finished chan struct{}
 }
@@ -106,6 +107,7 @@ func newLoad(url string, clients int) *load {
 	}
 	l.backend = make([]string, clients)
 	l.moves = make([]int, clients)
+	l.hist = make([][]string, clients)
 	return l
 }
 
@@ -147,6 +149,9 @@ func (l *load) do(i int) {
 		l.moves[i]++
 		if len(l.moveLog) < 20 {
 			l.moveLog = append(l.moveLog, fmt.Sprintf("client %d: %s → %s at %s", i, l.backend[i], id, time.Now().Format("15:04:05.000")))
+		}
+		if len(l.hist[i]) < 6 {
+			l.hist[i] = append(l.hist[i], fmt.Sprintf("%s→%s@%s", l.backend[i], id, time.Now().Format("05.000")))
 		}
 	}
 	l.backend[i] = id

@@ -143,7 +143,7 @@ func TestSessionsMoveWhenBackendDies(t *testing.T) {
 		backends = append(backends, harness.StartBackend(t, c, fmt.Sprintf("web-%d", i), "web", 500*time.Millisecond))
 	}
 	l := harness.StartLatch(t, harness.LatchConfig(c.HTTPAddr, redis.URL, "web"))
-	seenAll(t, l.URL+"/", 15*time.Second, "web-1", "web-2", "web-3")
+	waitPassing(t, l.AdminURL, "web", 3)
 
 	client := harness.Client()
 	pinned, _ := backendOf(t, client, l.URL+"/")

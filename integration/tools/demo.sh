@@ -8,7 +8,8 @@
 #   open http://localhost:8500/ui                # Consul UI
 #
 # Ports: LATCH_DEMO_HTTP (8080), LATCH_DEMO_ADMIN (9090), LATCH_DEMO_CONSUL (8500),
-# LATCH_DEMO_REDIS (6380), backends LATCH_DEMO_BACKEND_BASE+1..3 (8081..8083).
+# LATCH_DEMO_REDIS (6380), backends LATCH_DEMO_BACKEND_BASE+1..3 (8081..8083);
+# LATCH_DEMO_CHECK_INTERVAL (2s) is the backends' Consul check interval.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -17,6 +18,7 @@ ADMIN_PORT="${LATCH_DEMO_ADMIN:-9090}"
 CONSUL_PORT="${LATCH_DEMO_CONSUL:-8500}"
 REDIS_PORT="${LATCH_DEMO_REDIS:-6380}"
 BASE="${LATCH_DEMO_BACKEND_BASE:-8080}"
+BIN="${LATCH_BIN:-./bin}" # where `make build` put latch and demo-backend
 PATH="$PWD/.tools/bin:$PATH"
 
 dir="$(mktemp -d -t latch-demo.XXXXXX)"
@@ -61,13 +63,14 @@ pids+=($!)
 wait_for redis redis-cli -p "$REDIS_PORT" ping
 
 for i in 1 2 3; do
-	./bin/demo-backend -addr "127.0.0.1:$((BASE + i))" -id "web-$i" -service web \
+	"$BIN/demo-backend" -addr "127.0.0.1:$((BASE + i))" -id "web-$i" -service web \
+		-check-interval "${LATCH_DEMO_CHECK_INTERVAL:-2s}" \
 		>"$dir/web-$i.log" 2>&1 &
 	pids+=($!)
 done
 
 secret="${LATCH_COOKIE_SECRET:-demo-secret-0123456789abcdef}"
-./bin/latch -listen ":$HTTP_PORT" -admin-listen "127.0.0.1:$ADMIN_PORT" -service web \
+"$BIN/latch" -listen ":$HTTP_PORT" -admin-listen "127.0.0.1:$ADMIN_PORT" -service web \
 	-redis "redis://127.0.0.1:$REDIS_PORT/0" -cookie-secret "$secret" &
 pids+=($!)
 wait_for latch curl -sf "http://127.0.0.1:$ADMIN_PORT/readyz"

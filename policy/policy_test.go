@@ -547,4 +547,3 @@ func TestValidatePolicy(t *testing.T) {
 		t.Errorf("ratio 1.5: %v", err)
 	}
 }
-

@@ -135,15 +135,17 @@ func blockingLoop(ctx context.Context, opts ConsulOptions, what string,
 		} else {
 			idx = next
 		}
-		if idx == 0 || (next == prev && time.Since(start) < 10*time.Millisecond) {
+		switch blocked := time.Since(start) >= 10*time.Millisecond; {
+		case blocked:
+			fast = 0 // a real blocking query
+		case idx == 0 || next == prev:
 			// No usable index, or an instant answer with no progress: not a
-			// real blocking query, so slow down rather than spin.
+			// real blocking query, so slow down (more each time) rather than
+			// spin.
 			fast++
 			if !sleep(ctx, bo.delay(min(fast-1, 10))) {
 				return ctx.Err()
 			}
-		} else {
-			fast = 0
 		}
 	}
 }

@@ -71,12 +71,23 @@ type testGateway struct {
 
 const testSecret = "0123456789abcdef0123456789abcdef"
 
+// startGatewayB is startGateway for benchmarks (access log on or off).
+func startGatewayB(b *testing.B, access bool, backends ...*testBackend) *testGateway {
+	return startGatewayTB(b, func(c *Config) { c.Log.Access = &access }, backends...)
+}
+
 // startGateway runs a gateway over a static source with an in-memory store.
 func startGateway(t *testing.T, mutate func(*Config), backends ...*testBackend) *testGateway {
+	t.Helper()
+	return startGatewayTB(t, mutate, backends...)
+}
+
+func startGatewayTB(t testing.TB, mutate func(*Config), backends ...*testBackend) *testGateway {
 	t.Helper()
 	cfg := Config{Routes: []Route{{Service: "web"}}, Consul: Consul{Disabled: true}}
 	cfg.Routes[0].Backends = []string{"127.0.0.1:1"} // validated; the static source below is what serves
 	cfg.Log.Access = ptr(false)
+	cfg.Admin.Listen = "127.0.0.1:0"
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -128,7 +139,7 @@ func startGateway(t *testing.T, mutate func(*Config), backends ...*testBackend) 
 	return tg
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
+func waitUntil(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for !cond() {
@@ -141,7 +152,7 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 
 // get sends a GET with the given cookie header and returns the backend id,
 // the status and latch's Set-Cookie value (if any).
-func (tg *testGateway) get(t *testing.T, path, cookie string) (backend string, status int, setCookie string) {
+func (tg *testGateway) get(t testing.TB, path, cookie string) (backend string, status int, setCookie string) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, tg.url+path, nil)
 	if cookie != "" {

@@ -81,12 +81,13 @@ func (svc *service) update(s discovery.Snapshot) {
 	svc.mu.Unlock()
 	svc.g.metrics.discoveryUpdate(svc.name, s)
 	svc.updated.Store(time.Now().UnixNano())
+	svc.republish()
+	// Ready only once the routes can serve from this snapshot.
 	if !svc.ready.Swap(true) {
 		svc.g.log.Info("service discovered", "service", svc.name, "backends", len(s.Backends), "stale", s.Stale)
 	} else {
 		svc.g.log.Debug("service changed", "service", svc.name, "backends", len(s.Backends), "stale", s.Stale)
 	}
-	svc.republish()
 }
 
 // republish rebuilds the set and every route's pickers from the last

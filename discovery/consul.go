@@ -15,7 +15,8 @@ type ConsulOptions struct {
 	// caps it at 10m and adds up to WaitTime/16 of jitter).
 	WaitTime time.Duration
 	// MinBackoff and MaxBackoff bound the wait between failed queries
-	// (defaults 250ms and 30s), with full jitter.
+	// (defaults 250ms and 5s), with full jitter: a gateway should notice
+	// Consul's return within seconds, and 5s still keeps a dead agent quiet.
 	MinBackoff, MaxBackoff time.Duration
 	// Logger gets one line per outage and recovery (default slog.Default()).
 	Logger *slog.Logger
@@ -31,7 +32,7 @@ func (o *ConsulOptions) defaults() {
 		o.MinBackoff = 250 * time.Millisecond
 	}
 	if o.MaxBackoff < o.MinBackoff {
-		o.MaxBackoff = 30 * time.Second
+		o.MaxBackoff = 5 * time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"errors"
 	"math"
 	"sync/atomic"
 	"time"
@@ -12,69 +11,48 @@ import (
 )
 
 // Backend is a discovery.Backend bound to the long-lived state latch keeps
-// for it. The embedded Backend is immutable; the state is read and written
-// with typed atomics only.
+// for it. The embedded Backend and the health verdicts are fixed for the
+// Set it belongs to; the state is shared by every Set of the backend's ID
+// and read and written with typed atomics only, so every method is safe
+// for concurrent use and none locks (except Acquire and Ticket.Done, which
+// go through gobreaker's mutex).
 type Backend struct {
 	discovery.Backend
-	st     *state
-	warnOK bool // Warning backends may take new sessions
-	panic  bool // the set is in panic mode: health is not trusted
+	st *state
+	// Health verdicts of this snapshot (see Registry.Update): may the
+	// backend keep its sessions, may it take new ones.
+	keepOK, takeOK bool
 }
 
 // state outlives snapshots: one per backend ID in a Registry.
 type state struct {
-	id       string
-	reg      *Registry
+	id  string
+	reg *Registry
+
 	inflight atomic.Int64
 	ewma     atomic.Uint64 // float64 bits, nanoseconds; 0 = no data
-	sampled  atomic.Int64  // unix nanos of the last EWMA sample
+	sampled  atomic.Int64  // registry clock of the last EWMA sample
 	drained  atomic.Bool
-	upSince  atomic.Int64 // unix nanos the backend became usable again; 0 = not ramping
+	// upSince is the registry clock at which the backend became usable
+	// again (slow start); 0 = not ramping.
+	upSince atomic.Int64
 
-	breaker   *gobreaker.TwoStepCircuitBreaker[struct{}]
-	bstate    atomic.Int32 // BreakerState mirror, so picks need not take gobreaker's lock
-	openUntil atomic.Int64 // unix nanos when an open breaker lets a probe through
-	health    discovery.Health
+	breaker *gobreaker.TwoStepCircuitBreaker[struct{}]
+	// bstate mirrors the breaker's state (set from OnStateChange), so a
+	// pick need not take gobreaker's mutex. openUntil is when an open
+	// breaker will let a probe through, on the monotonic clock gobreaker
+	// itself uses (see mono).
+	bstate    atomic.Int32
+	openUntil atomic.Int64
+
+	// takeHealth: the last snapshot's health let the backend take new
+	// sessions (ignoring panic mode). Only Update touches it, under the
+	// registry's lock.
+	takeHealth bool
 }
 
-// BreakerState is a circuit breaker's state.
-type BreakerState int32
-
-const (
-	Closed BreakerState = iota
-	HalfOpen
-	Open
-)
-
-func (s BreakerState) String() string {
-	switch s {
-	case HalfOpen:
-		return "half-open"
-	case Open:
-		return "open"
-	}
-	return "closed"
-}
-
-// Outcome is how a request to a backend ended.
-type Outcome uint8
-
-const (
-	// Success: the backend answered with a status that is not a failure.
-	Success Outcome = iota
-	// Failure: dial error, timeout, or a failure status.
-	Failure
-	// Ignored: the client went away; neither the breaker nor the latency
-	// statistics count it.
-	Ignored
-)
-
-var (
-	errFailure = errors.New("backend failure")
-	errIgnored = errors.New("ignored")
-)
-
-// InFlight is the number of requests being served by b.
+// InFlight is the number of requests being served by b (Acquired and not
+// yet Done).
 func (b *Backend) InFlight() int64 { return b.st.inflight.Load() }
 
 // Latency is the EWMA of b's response times; 0 means no data yet.
@@ -82,122 +60,54 @@ func (b *Backend) Latency() time.Duration {
 	return time.Duration(math.Float64frombits(b.st.ewma.Load()))
 }
 
-// Breaker is the state of b's circuit breaker.
+// Breaker is the state of b's circuit breaker. An open breaker whose
+// timeout passed still reads Open until a request probes it.
 func (b *Backend) Breaker() BreakerState { return BreakerState(b.st.bstate.Load()) }
 
 // Drained reports whether b was drained through the admin API.
 func (b *Backend) Drained() bool { return b.st.drained.Load() }
 
 // CanKeep reports whether b may keep serving the sessions pinned to it:
-// it is not critical and its breaker is not open (an open breaker whose
-// timeout passed lets a probe through, so it counts as usable).
-func (b *Backend) CanKeep() bool { return b.canKeep(b.st.reg.now()) }
+// its health is Passing, Warning (when Warning backends are usable) or
+// Draining, and its breaker is not open (an open breaker whose timeout
+// passed lets a probe through, so it counts as usable).
+func (b *Backend) CanKeep() bool { return b.keepOK && b.breakerOK() }
 
-// CanTake reports whether b may get new sessions: CanKeep, passing (or
-// warning when allowed), not draining and not drained.
-func (b *Backend) CanTake() bool { return b.canTake(b.st.reg.now()) }
-
-func (b *Backend) canKeep(now int64) bool {
-	if b.Health == discovery.Critical && !b.panic {
-		return false
-	}
-	return BreakerState(b.st.bstate.Load()) != Open || now >= b.st.openUntil.Load()
+// CanTake reports whether b may get new sessions: CanKeep, its health is
+// Passing (or Warning when allowed), and it is not drained.
+func (b *Backend) CanTake() bool {
+	return b.takeOK && !b.st.drained.Load() && b.breakerOK()
 }
 
-func (b *Backend) canTake(now int64) bool {
-	switch b.Health {
-	case discovery.Passing:
-	case discovery.Warning:
-		if !b.warnOK && !b.panic {
-			return false
-		}
-	case discovery.Critical:
-		if !b.panic {
-			return false
-		}
-	default: // Draining
-		return false
+// breakerOK reads the breaker mirror; the clock is only read when the
+// breaker is open.
+func (b *Backend) breakerOK() bool {
+	if BreakerState(b.st.bstate.Load()) != Open {
+		return true
 	}
-	return !b.st.drained.Load() && b.canKeep(now)
+	return mono() >= b.st.openUntil.Load()
 }
 
-// rampFactor is b's share of new sessions during slow start, in (0, 1].
-func (b *Backend) rampFactor(now int64) float64 {
+// rampFactor is b's share of new sessions during slow start, in [0, 1].
+// The first call after the window ends clears the ramp, so a ramped-up
+// backend costs one atomic load.
+func (b *Backend) rampFactor() float64 {
 	since := b.st.upSince.Load()
-	window := b.st.reg.opts.SlowStart
-	if since == 0 || window <= 0 {
+	if since == 0 {
 		return 1
 	}
-	f := float64(now-since) / float64(window)
-	if f >= 1 {
+	window := b.st.reg.opts.SlowStart
+	elapsed := b.st.reg.now() - since
+	if window <= 0 || elapsed >= int64(window) {
 		b.st.upSince.CompareAndSwap(since, 0)
 		return 1
 	}
-	return max(f, 0.01)
+	return max(float64(elapsed)/float64(window), 0)
 }
 
-// Ticket is one request's reservation on a backend: finish it with Done
-// exactly once.
-type Ticket struct {
-	b     *Backend
-	done  func(error)
-	start int64
-}
-
-// Acquire is called right before forwarding a request to b: it asks the
-// breaker (ErrBreakerOpen when it refuses) and counts the request in flight.
-func (b *Backend) Acquire() (Ticket, error) {
-	done, err := b.st.breaker.Allow()
-	if err != nil {
-		return Ticket{}, ErrBreakerOpen
-	}
-	b.st.inflight.Add(1)
-	return Ticket{b: b, done: done, start: b.st.reg.now()}, nil
-}
-
-// Done ends the request: it tells the breaker the outcome and, on success,
-// feeds the latency EWMA with the time since Acquire.
-func (t Ticket) Done(o Outcome) {
-	if t.b == nil {
-		return
-	}
-	st := t.b.st
-	st.inflight.Add(-1)
-	switch o {
-	case Success:
-		t.done(nil)
-		now := st.reg.now()
-		st.observe(now, float64(now-t.start))
-	case Failure:
-		t.done(errFailure)
-	default:
-		t.done(errIgnored)
-	}
-}
-
-// observe folds one latency sample into the EWMA. The weight of a sample
-// grows with the time since the previous one (1 - e^(-Δt/τ)), so a backend
-// sampled rarely forgets old data as fast as a busy one.
-func (st *state) observe(now int64, sample float64) {
-	tau := float64(st.reg.opts.LatencyDecay)
-	prevT := st.sampled.Swap(now)
-	w := 1 - math.Exp(-float64(now-prevT)/tau)
-	for {
-		old := st.ewma.Load()
-		cur := math.Float64frombits(old)
-		next := sample
-		if cur != 0 {
-			next = cur + w*(sample-cur)
-		}
-		if st.ewma.CompareAndSwap(old, math.Float64bits(next)) {
-			return
-		}
-	}
-}
-
-// latency is the EWMA for picks, or 0 when there is none or it is older
-// than three time constants: a backend avoided for being slow gets a fresh
-// trial instead of being starved forever.
+// latency is the EWMA for picks, in nanoseconds, or 0 when there is none
+// or it is older than three time constants: a backend avoided for being
+// slow gets a fresh trial instead of being starved forever.
 func (b *Backend) latency(now int64) float64 {
 	st := b.st
 	if now-st.sampled.Load() > 3*int64(st.reg.opts.LatencyDecay) {
@@ -205,3 +115,6 @@ func (b *Backend) latency(now int64) float64 {
 	}
 	return math.Float64frombits(st.ewma.Load())
 }
+
+// weight is b's weight for load comparisons (at least 1).
+func (b *Backend) weight() int64 { return int64(max(b.Weight, 1)) }

@@ -6,20 +6,20 @@ import (
 	"strings"
 )
 
-// Prefix is a trusted proxy network.
-type Prefix = netip.Prefix
-
-// ClientIP returns the client address of r: the peer's address, unless the
-// peer is a trusted proxy; then X-Forwarded-For is read from the right and
-// the first address that is not itself a trusted proxy is the client. A
-// malformed entry stops the walk at the last address known good. Nothing
-// a client sends is believed when trusted is empty.
+// ClientIP returns the client address of r: the peer's (RemoteAddr's)
+// address, unless the peer is in trusted; then X-Forwarded-For is read
+// from the right (across all its header lines) and the first address that
+// is not itself trusted is the client. Entries left of it were written by
+// the client and are never believed. A malformed entry stops the walk at
+// the last address known good (a trusted proxy). With trusted empty
+// nothing a client sends is believed. Addresses are unmapped (::ffff:a.b.c.d
+// is a.b.c.d) and lose their zone; entries may carry a port. The zero Addr
+// means RemoteAddr is not an address. It does not allocate.
 func ClientIP(r *http.Request, trusted []netip.Prefix) netip.Addr {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
+	client, ok := parseHost(r.RemoteAddr)
+	if !ok {
 		return netip.Addr{}
 	}
-	client := ap.Addr().Unmap()
 	if !isTrusted(client, trusted) {
 		return client
 	}
@@ -33,17 +33,36 @@ func ClientIP(r *http.Request, trusted []netip.Prefix) netip.Addr {
 			} else {
 				part, line = line, ""
 			}
-			a, err := netip.ParseAddr(strings.TrimSpace(part))
-			if err != nil {
+			a, ok := parseHost(strings.TrimSpace(part))
+			if !ok {
 				return client
 			}
-			client = a.Unmap()
+			client = a
 			if !isTrusted(client, trusted) {
 				return client
 			}
 		}
 	}
 	return client
+}
+
+// parseHost parses "addr", "ipv4:port" or "[ipv6]:port". It chooses the
+// parser by shape first: a failed parse allocates its error.
+func parseHost(s string) (netip.Addr, bool) {
+	var a netip.Addr
+	if strings.HasPrefix(s, "[") || strings.Count(s, ":") == 1 {
+		ap, err := netip.ParseAddrPort(s)
+		if err != nil {
+			return netip.Addr{}, false
+		}
+		a = ap.Addr()
+	} else {
+		var err error
+		if a, err = netip.ParseAddr(s); err != nil {
+			return netip.Addr{}, false
+		}
+	}
+	return a.Unmap().WithZone(""), true
 }
 
 func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {

@@ -1,32 +1,37 @@
 package policy
 
 import (
-	"encoding/binary"
-	"math/bits"
-	"net/http"
-	"strings"
-
 	"github.com/cespare/xxhash/v2"
 )
 
-// hashTable is consistent hashing as a precomputed lookup table: the key's
-// hash picks one of m buckets, and each bucket belongs to the backend with
-// the highest rendezvous (highest-random-weight) score for it. Removing a
-// backend reassigns exactly its own buckets, spread over the others: about
-// 1/n of keys move and no key whose backend stayed moves. Building costs
-// O(m·n) on the state path; a pick is a hash and an index, O(1).
+// hashTable is consistent hashing as a lookup table precomputed on the
+// state path, as Maglev does, but filled by rendezvous (highest random
+// weight) hashing instead of Maglev's permutations: each of m buckets
+// belongs to the backend with the highest score for it. Maglev's filling
+// moves a few keys between backends that both stayed when one leaves;
+// rendezvous moves exactly the leaver's buckets, spread evenly over the
+// others, so about 1/n of keys move and no key whose backend stayed does.
+// The price is an O(m·n) build instead of O(m log m); it is paid once per
+// change of the ID list (see Set.hashTable), never per request. A pick is
+// a hash and an index, O(1).
 //
-// Scores depend only on the backend IDs, so every latch replica builds the
-// same table. A bucket whose backend cannot take the request probes the
-// next buckets, so a key's fallback is consistent too.
+// Scores depend only on the backend IDs, so every latch replica builds
+// the same table. Weights are not used: a key's home must not depend on
+// how busy a backend is declared.
 type hashTable struct {
-	set     *Set
-	buckets []uint32
+	ids     []string
+	idHash  []uint64 // xxhash of each ID, for the exact fallback
+	buckets []uint32 // index into the Set's Backends
 	mask    uint64
 }
 
-// tableSize is a power of two with at least 32 buckets per backend (and
-// 4096 in all), which keeps each backend's share within a few percent.
+// maxProbes bounds the walk over buckets of unusable backends before the
+// exact O(n) fallback.
+const maxProbes = 32
+
+// tableSize is a power of two with at least 32 buckets per backend and
+// 4096 in all: a backend's share of buckets deviates from 1/n by about
+// 1/sqrt(m/n) (±5% of its share for 10 backends, ±18% for 1024).
 func tableSize(n int) int {
 	m := 4096
 	for m < 32*n {
@@ -35,22 +40,22 @@ func tableSize(n int) int {
 	return m
 }
 
-func newHashTable(set *Set) *hashTable {
-	n := len(set.Backends)
-	t := &hashTable{set: set}
+func newHashTable(bs []*Backend) *hashTable {
+	n := len(bs)
+	t := &hashTable{ids: make([]string, n), idHash: make([]uint64, n)}
+	for i, b := range bs {
+		t.ids[i], t.idHash[i] = b.ID, xxhash.Sum64String(b.ID)
+	}
 	if n == 0 {
 		return t
 	}
 	m := tableSize(n)
 	t.buckets, t.mask = make([]uint32, m), uint64(m-1)
-	ids := make([]uint64, n)
-	for i, b := range set.Backends {
-		ids[i] = xxhash.Sum64String(b.ID)
-	}
-	for k := range m {
+	for k := range uint64(m) {
+		kh := mix(k + 1)
 		best, bestScore := 0, uint64(0)
-		for i, id := range ids {
-			if s := mix(id ^ uint64(k)*0x9e3779b97f4a7c15); s > bestScore || i == 0 {
+		for i, id := range t.idHash {
+			if s := mix(id ^ kh); s > bestScore {
 				best, bestScore = i, s
 			}
 		}
@@ -59,7 +64,20 @@ func newHashTable(set *Set) *hashTable {
 	return t
 }
 
-// mix is a 64-bit finalizer (from splitmix64) for rendezvous scores.
+// sameIDs reports whether t was built for backends with these IDs.
+func (t *hashTable) sameIDs(bs []*Backend) bool {
+	if len(bs) != len(t.ids) {
+		return false
+	}
+	for i, b := range bs {
+		if b.ID != t.ids[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// mix is splitmix64's finalizer.
 func mix(x uint64) uint64 {
 	x ^= x >> 30
 	x *= 0xbf58476d1ce4e5b9
@@ -68,90 +86,29 @@ func mix(x uint64) uint64 {
 	return x ^ x>>31
 }
 
-func (t *hashTable) pick(key uint64, skip Skip) (*Backend, error) {
+// pick returns the backend of key among bs (the Set the table was built
+// for). When the key's bucket belongs to a backend that cannot take it,
+// the following buckets are tried, then every backend by rendezvous score:
+// a key's fallback is as consistent as its home.
+func (t *hashTable) pick(bs []*Backend, key uint64, skip *Skip) (*Backend, error) {
 	if len(t.buckets) == 0 {
 		return nil, ErrNoBackend
 	}
-	bs := t.set.Backends
-	now := bs[0].st.reg.now()
-	k := bits.RotateLeft64(key, 17) // decorrelate from the bucket scores
-	for i := range uint64(len(t.buckets)) {
-		b := bs[t.buckets[(k+i)&t.mask]]
-		if usable(b, skip, now) {
+	for i := range uint64(maxProbes) {
+		if b := bs[t.buckets[(key+i)&t.mask]]; usable(b, skip) {
 			return b, nil
 		}
-		if i > uint64(4*len(bs)) && i > 64 {
-			break // most buckets probed are of unusable backends: give up fast
+	}
+	var best *Backend
+	var bestScore uint64
+	kh := mix(key)
+	for i, b := range bs {
+		if s := mix(t.idHash[i] ^ kh); (best == nil || s > bestScore) && usable(b, skip) {
+			best, bestScore = b, s
 		}
 	}
-	return nil, ErrNoBackend
-}
-
-// ipHash keys on the client address (see ClientIP).
-type ipHash struct {
-	*hashTable
-	trusted []Prefix
-}
-
-func newIPHash(set *Set, opts BuildOptions) Picker {
-	return &ipHash{hashTable: newHashTable(set), trusted: opts.TrustedProxies}
-}
-
-func (h *ipHash) Pick(r *http.Request, skip Skip) (*Backend, error) {
-	a := ClientIP(r, h.trusted)
-	if !a.IsValid() {
-		return nil, ErrDecline
+	if best == nil {
+		return nil, ErrNoBackend
 	}
-	b16 := a.As16()
-	return h.pick(xxhash.Sum64(b16[:])^binary.LittleEndian.Uint64(b16[8:]), skip)
-}
-
-// headerHash keys on a request header's value; it declines when absent.
-type headerHash struct {
-	*hashTable
-	name string
-}
-
-func newHeaderHash(set *Set, opts BuildOptions) Picker {
-	return &headerHash{hashTable: newHashTable(set), name: http.CanonicalHeaderKey(opts.HashHeader)}
-}
-
-func (h *headerHash) Pick(r *http.Request, skip Skip) (*Backend, error) {
-	vs := r.Header[h.name]
-	if len(vs) == 0 || vs[0] == "" {
-		return nil, ErrDecline
-	}
-	return h.pick(xxhash.Sum64String(vs[0]), skip)
-}
-
-// cookieHash keys on a request cookie's value; it declines when absent.
-type cookieHash struct {
-	*hashTable
-	name string
-}
-
-func newCookieHash(set *Set, opts BuildOptions) Picker {
-	return &cookieHash{hashTable: newHashTable(set), name: opts.HashCookie}
-}
-
-func (h *cookieHash) Pick(r *http.Request, skip Skip) (*Backend, error) {
-	v := cookieValue(r.Header["Cookie"], h.name)
-	if v == "" {
-		return nil, ErrDecline
-	}
-	return h.pick(xxhash.Sum64String(v), skip)
-}
-
-// cookieValue finds a cookie in Cookie header lines without allocating.
-func cookieValue(lines []string, name string) string {
-	for _, line := range lines {
-		for len(line) > 0 {
-			var part string
-			part, line, _ = strings.Cut(line, ";")
-			if k, v, ok := strings.Cut(strings.TrimSpace(part), "="); ok && k == name {
-				return strings.Trim(v, `"`)
-			}
-		}
-	}
-	return ""
+	return best, nil
 }

@@ -2,20 +2,28 @@
 // chain over them, per-backend circuit breakers (sony/gobreaker v2) and the
 // load statistics the algorithms read (in-flight requests, EWMA latency).
 //
-// Pickers are built from an immutable Set when a snapshot changes (the
-// state path) and only read on the request path: Pick never locks, never
-// allocates and never does I/O. Per-backend state lives in a Registry keyed
-// by the Consul service ID, so breakers and statistics survive snapshot
-// changes and are dropped when a backend leaves.
+// Two paths meet here. On the state path (the discovery goroutine) a
+// Registry binds each discovery.Snapshot to the long-lived state of its
+// backends and returns an immutable Set; pickers and chains are built from
+// that Set, with everything they need precomputed (the smooth-WRR
+// schedule, the consistent-hash table). On the request path Pick only
+// reads: it never locks, never allocates and never does I/O, and it is
+// called from many goroutines at once. Per-backend state lives in the
+// Registry keyed by the Consul service ID, so breakers and statistics
+// survive snapshot changes and are dropped when a backend leaves.
+//
+// policy does no I/O and knows nothing of sessions: the gateway asks it for
+// a backend, reports each request's Outcome through a Ticket, and decides
+// what a failure is.
 package policy
 
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/netip"
 	"slices"
-	"sort"
 	"strings"
 )
 
@@ -34,8 +42,8 @@ var (
 // that CanTake() and are not in skip.
 //
 // Pick is called concurrently from many request goroutines; it must not
-// block, lock or allocate. It returns ErrDecline or ErrNoBackend when it
-// cannot choose.
+// block, lock or allocate. It returns ErrDecline when it has no opinion and
+// ErrNoBackend when no backend it may return is usable.
 type Picker interface {
 	Pick(r *http.Request, skip Skip) (*Backend, error)
 }
@@ -45,13 +53,18 @@ type BuildOptions struct {
 	HashHeader     string         // header_hash: the header whose value is the key
 	HashCookie     string         // cookie_hash: the cookie whose value is the key
 	TrustedProxies []netip.Prefix // ip_hash: peers whose X-Forwarded-For is believed
-	Rand           func() uint64  // nil: math/rand/v2 (must be safe for concurrent use)
+	// Rand is the random source of the pickers (random starts, tie breaks,
+	// p2c's choices, slow start). nil: math/rand/v2. It must be safe for
+	// concurrent use.
+	Rand func() uint64
 }
 
-// Builder builds a picker over a Set. It runs on the state path.
+// Builder builds a picker over a Set. It runs on the state path and may
+// take its time; the picker it returns must honour Picker's contract.
 type Builder func(set *Set, opts BuildOptions) Picker
 
-// Builders maps the policy names a config may use to their builders.
+// Builders maps the policy names a config may use to their builders. It is
+// a plain map, read-only after package initialisation.
 var Builders = map[string]Builder{
 	"round_robin":          newRoundRobin,
 	"weighted_round_robin": newWeightedRoundRobin,
@@ -67,46 +80,17 @@ var Builders = map[string]Builder{
 // DefaultPolicy is the chain of a route that names none.
 var DefaultPolicy = []string{"p2c"}
 
-// ValidatePolicy checks a chain's names.
+// ValidatePolicy checks a chain's names without building anything; the
+// error names the first unknown policy.
 func ValidatePolicy(names []string) error {
 	if len(names) == 0 {
 		return errors.New("empty policy chain")
 	}
 	for _, n := range names {
 		if _, ok := Builders[n]; !ok {
-			known := make([]string, 0, len(Builders))
-			for k := range Builders {
-				known = append(known, k)
-			}
-			sort.Strings(known)
+			known := slices.Sorted(maps.Keys(Builders))
 			return fmt.Errorf("unknown policy %q (known: %s)", n, strings.Join(known, ", "))
 		}
 	}
 	return nil
-}
-
-// Skip is the set of backends already tried for a request. It is passed by
-// value; the zero value is empty. It holds up to 10 backends (the retry
-// limit); more are ignored.
-type Skip struct {
-	b [10]*Backend
-	n uint8
-}
-
-// Add records b as tried.
-func (s *Skip) Add(b *Backend) {
-	if int(s.n) < len(s.b) && !s.Has(b) {
-		s.b[s.n] = b
-		s.n++
-	}
-}
-
-// Has reports whether b was tried.
-func (s Skip) Has(b *Backend) bool {
-	return slices.Contains(s.b[:s.n], b)
-}
-
-// usable reports whether a picker may return b.
-func usable(b *Backend, skip Skip, now int64) bool {
-	return b.canTake(now) && (skip.n == 0 || !skip.Has(b))
 }

@@ -7,7 +7,8 @@ import (
 
 // roundRobin cycles over the backends with one atomic add per pick, fair
 // under concurrency. It starts at a random index so a rebuild does not send
-// the next request of every replica to the first backend.
+// the next request of every replica to the first backend. Unusable
+// backends are passed over. O(1) while backends are usable.
 type roundRobin struct {
 	set  *Set
 	next atomic.Uint64
@@ -29,10 +30,12 @@ func (rr *roundRobin) Pick(_ *http.Request, skip Skip) (*Backend, error) {
 	if n == 0 {
 		return nil, ErrNoBackend
 	}
-	now := bs[0].st.reg.now()
-	for range n {
-		b := bs[(rr.next.Add(1)-1)%n]
-		if usable(b, skip, now) {
+	start := rr.next.Add(1) - 1
+	for i := range n {
+		if b := bs[(start+i)%n]; usable(b, &skip) {
+			if i > 0 {
+				rr.next.Add(i) // keep the cycle moving past the ones passed over
+			}
 			return b, nil
 		}
 	}

@@ -1,0 +1,99 @@
+package policy
+
+import (
+	"errors"
+	"math"
+)
+
+// Outcome is how a request to a backend ended, as the gateway judged it.
+type Outcome uint8
+
+const (
+	// Success: the backend answered with a status that is not a failure.
+	Success Outcome = iota
+	// Failure: dial error, timeout, or a status configured as a failure.
+	Failure
+	// Ignored: the client went away (context.Canceled); neither the breaker
+	// nor the latency statistics count it.
+	Ignored
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case Success:
+		return "success"
+	case Failure:
+		return "failure"
+	}
+	return "ignored"
+}
+
+var (
+	errFailure = errors.New("backend failure")
+	errIgnored = errors.New("request ignored")
+)
+
+// Ticket is one request's reservation on a backend. Finish it with Done
+// exactly once; the zero Ticket's Done does nothing.
+type Ticket struct {
+	b     *Backend
+	done  func(error)
+	start int64 // registry clock
+}
+
+// Acquire is called right before forwarding a request to b: it asks the
+// breaker (ErrBreakerOpen when it refuses: open, or half-open with its
+// probes taken) and counts the request in flight. It takes gobreaker's
+// per-backend mutex and allocates gobreaker's done callback.
+func (b *Backend) Acquire() (Ticket, error) {
+	done, err := b.st.breaker.Allow()
+	if err != nil {
+		return Ticket{}, ErrBreakerOpen
+	}
+	b.st.inflight.Add(1)
+	return Ticket{b: b, done: done, start: b.st.reg.now()}, nil
+}
+
+// Done ends the request: it decrements the in-flight count, feeds the
+// latency EWMA with the time since Acquire (Success and Failure only) and
+// tells the breaker the outcome (Ignored is excluded from its counts).
+func (t Ticket) Done(o Outcome) {
+	if t.b == nil {
+		return
+	}
+	st := t.b.st
+	st.inflight.Add(-1)
+	switch o {
+	case Success, Failure:
+		now := st.reg.now()
+		st.observe(now, float64(now-t.start))
+		if o == Success {
+			t.done(nil)
+		} else {
+			t.done(errFailure)
+		}
+	default:
+		t.done(errIgnored)
+	}
+}
+
+// observe folds one latency sample (nanoseconds) into the EWMA. A sample's
+// weight grows with the time since the previous one, 1 - e^(-Δt/τ), so
+// the average decays by time rather than by count: a backend sampled
+// rarely forgets old data as fast as a busy one. Lock-free: concurrent
+// samples retry their CompareAndSwap.
+func (st *state) observe(now int64, sample float64) {
+	sample = max(sample, 1) // 0 would read as "no data"
+	prev := st.sampled.Swap(now)
+	w := 1 - math.Exp(-float64(now-prev)/float64(st.reg.opts.LatencyDecay))
+	for {
+		old := st.ewma.Load()
+		next := sample
+		if cur := math.Float64frombits(old); cur != 0 && prev != 0 {
+			next = cur + w*(sample-cur)
+		}
+		if st.ewma.CompareAndSwap(old, math.Float64bits(next)) {
+			return
+		}
+	}
+}

@@ -2,6 +2,7 @@
 # `make test` runs every test; both install what they need first.
 
 SHELL        := /bin/bash
+.SHELLFLAGS  := -o pipefail -c
 TOOLS_BIN    := $(CURDIR)/.tools/bin
 export PATH  := $(TOOLS_BIN):$(PATH)
 GO           ?= go
@@ -21,8 +22,10 @@ vet:
 	$(GO) vet ./...
 
 # Everything, integration included (real Consul, real Redis, real backends).
+# The fault suite runs on its own, verbosely, so its table is printed.
 test: tools vet
-	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -skip TestFaultSuite ./...
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -run TestFaultSuite -v ./integration/ | grep -v '^=== '
 	$(MAKE) --no-print-directory fuzz FUZZTIME=3s
 
 # Unit tests only: no Consul, no Redis.

@@ -193,8 +193,10 @@ func (a *Affinity) Lookup(ctx context.Context, service string, id ID) (backendID
 	if err != nil || !found {
 		return "", SourceNone, false, err
 	}
-	// refreshed=0: the first Touch refreshes the TTL in the store.
-	a.cache.put(k, cacheEntry{backend: backendID, expires: now + int64(a.opts.CacheTTL)})
+	// Keep the refresh time of an expired entry of this session, so a cache
+	// refresh does not cost a TTL refresh too; a session new to this
+	// replica (0) gets its TTL refreshed on the first Touch.
+	a.cache.put(k, cacheEntry{backend: backendID, expires: now + int64(a.opts.CacheTTL), refreshed: a.cache.lastRefresh(k)})
 	return backendID, SourceStore, true, nil
 }
 

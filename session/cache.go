@@ -51,6 +51,14 @@ func (c *cache) get(k cacheKey, now int64) (cacheEntry, bool) {
 	return e, true
 }
 
+// lastRefresh is the TTL refresh time of k's entry, expired or not (0: none).
+func (c *cache) lastRefresh(k cacheKey) int64 {
+	s := c.shard(k.id)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[k].refreshed
+}
+
 func (c *cache) put(k cacheKey, e cacheEntry) {
 	s := c.shard(k.id)
 	s.mu.Lock()

@@ -288,3 +288,24 @@ func (c *countingStore) SetNX(ctx context.Context, key, b string, ttl time.Durat
 	}
 	return c.Store.SetNX(ctx, key, b, ttl)
 }
+
+// A client opening sessions without end cannot grow the local cache (or
+// the replay queue) past their bounds.
+func TestAffinityMemoryBounded(t *testing.T) {
+	store := &countingStore{Store: NewMemoryStore(1_000_000, nil)}
+	a := NewAffinity(Options{Store: store, CacheSize: 1000, MaxPending: 500})
+	ctx := context.Background()
+	for range 20_000 {
+		_, _ = a.Pin(ctx, "web", NewID(), "web-1", time.Minute)
+	}
+	if n := a.cache.len(); n > 64*max(1000/64, 16) {
+		t.Fatalf("cache holds %d entries after 20,000 sessions; bound 1000", n)
+	}
+	store.setDown(true)
+	for range 5_000 {
+		_, _ = a.Pin(ctx, "web", NewID(), "web-1", time.Minute)
+	}
+	if n := a.Pending(); n > 500 {
+		t.Fatalf("%d pins pending replay; bound 500", n)
+	}
+}

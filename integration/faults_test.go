@@ -46,7 +46,9 @@ func recordFault(r faultRow) {
 	faultTable = append(faultTable, r)
 }
 
-// switchable is an echo backend whose status and delay tests can change.
+// switchable is an in-process backend that says who it is; tests change
+// its status and delay, and register it in Consul with a TTL check so they
+// can flip its health at once.
 type switchable struct {
 	id     string
 	srv    *httptest.Server

@@ -26,7 +26,7 @@ func TestConsulBackendsReceiveTraffic(t *testing.T) {
 // Health, deregistration and maintenance mode flow from Consul to latch.
 func TestConsulHealthChangesFlow(t *testing.T) {
 	c := harness.StartConsul(t)
-	a, b := startEcho(t, "a"), startEcho(t, "b")
+	a, b := startSwitchable(t, "a"), startSwitchable(t, "b")
 	c.Register(t, "a", "web", a.addr())
 	c.Register(t, "b", "web", b.addr())
 	l := harness.StartLatch(t, harness.LatchConfig(c.HTTPAddr, "", "web"))
@@ -72,7 +72,7 @@ func TestConsulHealthChangesFlow(t *testing.T) {
 		waitBackendGone(t, url, "a")
 	})
 	t.Run("new port keeps identity", func(t *testing.T) {
-		a2 := startEcho(t, "a") // same service id, new port
+		a2 := startSwitchable(t, "a") // same service id, new port
 		c.Register(t, "a", "web", a2.addr())
 		seenAll(t, url, 10*time.Second, "a", "b")
 		if a2.hits.Load() == 0 {
@@ -100,7 +100,7 @@ func waitBackendGone(t *testing.T, url, id string) {
 // keeps the last snapshot, and changes flow again once Consul is back.
 func TestConsulDownKeepsServing(t *testing.T) {
 	c := harness.StartConsul(t)
-	a, b := startEcho(t, "a"), startEcho(t, "b")
+	a, b := startSwitchable(t, "a"), startSwitchable(t, "b")
 	c.Register(t, "a", "web", a.addr())
 	c.Register(t, "b", "web", b.addr())
 	l := harness.StartLatch(t, harness.LatchConfig(c.HTTPAddr, "", "web"))
@@ -116,7 +116,7 @@ func TestConsulDownKeepsServing(t *testing.T) {
 	})
 	traffic.waitSent(t, 300) // served from the stale snapshot
 	c.Start(t)
-	x := startEcho(t, "x")
+	x := startSwitchable(t, "x")
 	c.Register(t, "x", "web", x.addr())
 	harness.WaitFor(t, 20*time.Second, "a backend registered after the restart to get traffic", func() bool {
 		return x.hits.Load() > 0 || func() bool {

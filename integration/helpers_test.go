@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,28 +11,6 @@ import (
 
 	"github.com/latchgw/latch/integration/harness"
 )
-
-// echo is an in-process backend that says who it is; tests register it in
-// Consul with a TTL check so they can flip its health at once.
-type echo struct {
-	id   string
-	srv  *httptest.Server
-	hits atomic.Int64
-}
-
-func startEcho(t *testing.T, id string) *echo {
-	t.Helper()
-	e := &echo{id: id}
-	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		e.hits.Add(1)
-		w.Header().Set("X-Backend-Id", id)
-		fmt.Fprintln(w, id)
-	}))
-	t.Cleanup(e.srv.Close)
-	return e
-}
-
-func (e *echo) addr() string { return strings.TrimPrefix(e.srv.URL, "http://") }
 
 // backendOf GETs url with client and returns the answering backend's id
 // (empty on error) and the status.

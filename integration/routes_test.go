@@ -16,7 +16,7 @@ import (
 // reported.
 func TestRoutesFromConsulTags(t *testing.T) {
 	c := harness.StartConsul(t)
-	web, api, rogue := startEcho(t, "web-1"), startEcho(t, "api-1"), startEcho(t, "rogue-1")
+	web, api, rogue := startSwitchable(t, "web-1"), startSwitchable(t, "api-1"), startSwitchable(t, "rogue-1")
 	c.Register(t, "web-1", "web", web.addr())
 	cfg := harness.LatchConfig(c.HTTPAddr, "", "web")
 	on := true
@@ -61,7 +61,7 @@ func TestRoutesFromConsulTags(t *testing.T) {
 // /metrics exposes the documented names, and they move with traffic.
 func TestMetricsMove(t *testing.T) {
 	c := harness.StartConsul(t)
-	e := startEcho(t, "web-1")
+	e := startSwitchable(t, "web-1")
 	c.Register(t, "web-1", "web", e.addr())
 	l := harness.StartLatch(t, harness.LatchConfig(c.HTTPAddr, "", "web"))
 	scrape := func() string {

@@ -20,7 +20,7 @@ import (
 type sessionRig struct {
 	consul   *harness.Consul
 	redis    *harness.Redis
-	backends []*echo
+	backends []*switchable
 	ids      []string
 }
 
@@ -29,7 +29,7 @@ func newSessionRig(t *testing.T, n int) *sessionRig {
 	r := &sessionRig{consul: harness.StartConsul(t), redis: harness.StartRedis(t)}
 	for i := range n {
 		id := fmt.Sprintf("web-%d", i+1)
-		e := startEcho(t, id)
+		e := startSwitchable(t, id)
 		r.consul.Register(t, id, "web", e.addr())
 		r.backends = append(r.backends, e)
 		r.ids = append(r.ids, id)

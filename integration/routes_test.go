@@ -36,17 +36,25 @@ func TestRoutesFromConsulTags(t *testing.T) {
 	if id, _ := backendOf(t, client, l.URL+"/other"); id != "web-1" {
 		t.Fatalf("/other: %s; want web-1 (the config route wins over rogue's latch.route=/)", id)
 	}
-	resp, err := http.Get(l.AdminURL + "/admin/routes")
-	if err != nil {
-		t.Fatal(err)
+	var conflicts []string
+	harness.WaitFor(t, 10*time.Second, "rogue's conflict to be reported", func() bool {
+		resp, err := http.Get(l.AdminURL + "/admin/routes")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var routes struct {
+			Conflicts []string `json:"conflicts"`
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&routes)
+		resp.Body.Close()
+		conflicts = routes.Conflicts
+		return len(conflicts) > 0
+	})
+	if len(conflicts) != 1 || !strings.Contains(conflicts[0], "rogue") {
+		t.Fatalf("conflicts %q; want rogue's reported", conflicts)
 	}
-	var routes struct {
-		Conflicts []string `json:"conflicts"`
-	}
-	_ = json.NewDecoder(resp.Body).Decode(&routes)
-	resp.Body.Close()
-	if len(routes.Conflicts) != 1 || !strings.Contains(routes.Conflicts[0], "rogue") {
-		t.Fatalf("conflicts %q; want rogue's reported", routes.Conflicts)
+	if id, _ := backendOf(t, client, l.URL+"/other"); id != "web-1" {
+		t.Fatalf("/other after the conflict: %s; want web-1", id)
 	}
 	if rogue.hits.Load() != 0 {
 		t.Fatal("the conflicting tag route received traffic")

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 func codec(t testing.TB, secrets ...string) *Codec {
@@ -307,5 +309,37 @@ func TestAffinityMemoryBounded(t *testing.T) {
 	}
 	if n := a.Pending(); n > 500 {
 		t.Fatalf("%d pins pending replay; bound 500", n)
+	}
+}
+
+func TestParseRedisURL(t *testing.T) {
+	c, err := ParseRedisURL("rediss://latch:s3cret-pass@redis.example:6380/2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	o := c.(*redis.Client).Options()
+	if o.TLSConfig == nil || o.Username != "latch" || o.Password != "s3cret-pass" || o.DB != 2 || o.Addr != "redis.example:6380" {
+		t.Fatalf("rediss URL parsed as %+v", o)
+	}
+	if o.ReadTimeout != 100*time.Millisecond || o.DialTimeout != 200*time.Millisecond {
+		t.Fatalf("timeouts %v/%v; want latch's short defaults", o.DialTimeout, o.ReadTimeout)
+	}
+	c2, _ := ParseRedisURL("redis://h:1/0?read_timeout=2s")
+	defer c2.Close()
+	if got := c2.(*redis.Client).Options().ReadTimeout; got != 2*time.Second {
+		t.Fatalf("URL's read_timeout %v ignored", got)
+	}
+	cl, err := ParseRedisURL("redis://h1:1,h2:2,h3:3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if addrs := cl.(*redis.ClusterClient).Options().Addrs; len(addrs) != 3 {
+		t.Fatalf("cluster addrs %v; want 3", addrs)
+	}
+	_, err = ParseRedisURL("redis://user:hunter2@host:notaport/0")
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("bad URL error %v: want an error that does not show the password", err)
 	}
 }

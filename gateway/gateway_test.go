@@ -344,17 +344,7 @@ func TestTrustedProxyForwardedFor(t *testing.T) {
 func TestAbsoluteURIRejected(t *testing.T) {
 	a := newBackend(t, "a")
 	tg := startGateway(t, nil, a)
-	conn, err := net.Dial("tcp", strings.TrimPrefix(tg.url, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	fmt.Fprintf(conn, "GET http://evil.example/ HTTP/1.1\r\nHost: evil.example\r\n\r\n")
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	resp := tg.raw(t, "GET http://evil.example/ HTTP/1.1\r\nHost: evil.example\r\n\r\n")
 	if resp.StatusCode != http.StatusBadRequest || a.hits.Load() != 0 {
 		t.Fatalf("status %d, backend hits %d; want 400 and none", resp.StatusCode, a.hits.Load())
 	}
@@ -364,20 +354,30 @@ func TestAbsoluteURIRejected(t *testing.T) {
 func TestSmugglingRejected(t *testing.T) {
 	a := newBackend(t, "a")
 	tg := startGateway(t, nil, a)
+	resp := tg.raw(t, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde")
+	if resp.StatusCode != http.StatusBadRequest || a.hits.Load() != 0 {
+		t.Fatalf("status %d, backend hits %d; want 400 and none", resp.StatusCode, a.hits.Load())
+	}
+}
+
+// raw writes a request byte for byte on a new connection and reads the
+// response, for requests net/http's client refuses to send.
+func (tg *testGateway) raw(t *testing.T, request string) *http.Response {
+	t.Helper()
 	conn, err := net.Dial("tcp", strings.TrimPrefix(tg.url, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde")
+	if _, err := io.WriteString(conn, request); err != nil {
+		t.Fatal(err)
+	}
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusBadRequest || a.hits.Load() != 0 {
-		t.Fatalf("status %d, backend hits %d; want 400 and none", resp.StatusCode, a.hits.Load())
-	}
+	return resp
 }
 
 func TestAdminTokenAndDrain(t *testing.T) {

@@ -30,7 +30,7 @@ test: tools vet
 
 # Unit tests only: no Consul, no Redis.
 unit:
-	$(GO) test -race -count=1 ./policy/ ./session/ ./gateway/ -run 'Test[^I]'
+	$(GO) test -race -count=1 ./discovery/ ./policy/ ./session/ ./gateway/
 
 # Each fuzz target for FUZZTIME, on top of its committed seed corpus.
 fuzz:

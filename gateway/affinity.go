@@ -143,17 +143,17 @@ func (g *Gateway) sessionPicked(r *http.Request, st *reqState, b *policy.Backend
 }
 
 // commitSession runs when the backend answered: it stores a new pin and
-// sets the cookie on the response.
-func (g *Gateway) commitSession(resp *http.Response, st *reqState) {
+// sets the cookie on the response's header h.
+func (g *Gateway) commitSession(h http.Header, r *http.Request, st *reqState) {
 	ss, rt, b := &st.sess, st.rt, st.backend
 	if !rt.sticky {
 		return
 	}
 	svc := rt.service.name
-	ctx := resp.Request.Context()
+	ctx := r.Context()
 	if rt.cfg.Sticky.Learn != "" {
 		// Learn the application's session from its Set-Cookie.
-		if v := setCookieValue(resp.Header, rt.cfg.Sticky.Learn); v != "" {
+		if v := setCookieValue(h, rt.cfg.Sticky.Learn); v != "" {
 			id := session.IDFromValue(v)
 			if !ss.hasID || id != ss.id {
 				_, _ = g.affinity.Pin(ctx, svc, id, b.ID, rt.cookie.ttl)
@@ -174,7 +174,7 @@ func (g *Gateway) commitSession(resp *http.Response, st *reqState) {
 	}
 	g.metrics.session(rt.cfg.Name, ss.kind)
 	if ss.setCookie || pinned != b.ID {
-		resp.Header.Add("Set-Cookie", g.cookieString(rt, resp.Request, ss.id, session.HintFor(svc, pinned)))
+		h.Add("Set-Cookie", g.cookieString(rt, r, ss.id, session.HintFor(svc, pinned)))
 	}
 }
 

@@ -52,7 +52,8 @@ type Gateway struct {
 	affinity    *session.Affinity
 	codec       *session.Codec
 	metrics     *Metrics
-	transport   *http.Transport
+	transport   *http.Transport // health checks, and requests the fast path leaves
+	upstream    *upstream
 	proxy       *httputil.ReverseProxy
 	accessLogOn bool
 
@@ -96,6 +97,7 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 	var p [6]byte
 	_, _ = rand.Read(p[:])
 	g.reqPrefix = hex.EncodeToString(p[:]) + "-"
+	g.upstream = newUpstream(g.transport, cfg.Transport)
 	g.proxy = g.newReverseProxy()
 	for _, rc := range cfg.Routes {
 		svc := g.serviceFor(rc.Service, rc.RouteSettings)
@@ -119,10 +121,14 @@ func (g *Gateway) serviceFor(name string, settings RouteSettings) *service {
 }
 
 // Handler is the public handler: chi with its middleware around the proxy.
+// The proxy is chi's not-found handler: every path is the proxy's to route
+// (by host and prefix, tables that change at run time), and a catch-all
+// "/*" pattern would make chi record a path value on every request. The
+// one pattern registered is what makes chi build its middleware chain.
 func (g *Gateway) Handler() http.Handler {
 	r := chi.NewRouter()
 	r.Use(g.requestID, middleware.Recoverer)
-	r.Handle("/*", g)
+	r.Handle("/", g)
 	r.NotFound(g.ServeHTTP)
 	r.MethodNotAllowed(g.ServeHTTP)
 	return r
@@ -132,12 +138,17 @@ func (g *Gateway) Handler() http.Handler {
 // gives the request one; the backend and the response see it.
 func (g *Gateway) requestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.Header.Get("X-Request-Id")
-		if id == "" || len(id) > 128 {
-			id = g.reqPrefix + strconv.FormatUint(g.reqSeq.Add(1), 10)
-			r.Header.Set("X-Request-Id", id)
+		ids := r.Header["X-Request-Id"]
+		if len(ids) == 0 || ids[0] == "" || len(ids[0]) > 128 {
+			var buf [64]byte
+			b := append(buf[:0], g.reqPrefix...)
+			b = strconv.AppendUint(b, g.reqSeq.Add(1), 10)
+			ids = []string{string(b)}
+			r.Header["X-Request-Id"] = ids
 		}
-		w.Header().Set("X-Request-Id", id)
+		// Request and response share the one-element slice: neither side
+		// writes into it (an append reallocates: its capacity is 1).
+		w.Header()["X-Request-Id"] = ids[:1:1]
 		next.ServeHTTP(w, r)
 	})
 }
@@ -230,7 +241,7 @@ func (g *Gateway) Run(ctx context.Context, public, admin net.Listener) error {
 	}
 	g.mu.Unlock()
 	wg.Wait()
-	g.transport.CloseIdleConnections()
+	g.upstream.CloseIdleConnections()
 	g.log.Info("stopped")
 	return runErr
 }

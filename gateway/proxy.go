@@ -30,8 +30,9 @@ type reqState struct {
 	status    int   // status written to the client (0: none yet)
 	canRetry  bool  // another attempt may follow this one
 
-	body *replayBody
-	sess sessionState
+	body  *replayBody
+	sess  sessionState
+	abort bool // the response was cut: close the client's connection
 
 	upstream time.Duration // time to the backend's response headers
 	start    time.Time
@@ -82,23 +83,36 @@ func newTransport(cfg Transport) *http.Transport {
 	}
 }
 
-// bufferPool is ReverseProxy's copy buffer pool.
-type bufferPool struct{ p sync.Pool }
+// copyBuffers are the 32 KiB buffers both paths copy bodies with. A
+// channel, not a sync.Pool: putting a slice back in a sync.Pool allocates.
+var copyBuffers = &bufferPool{free: make(chan []byte, 1024)}
+
+type bufferPool struct{ free chan []byte }
 
 func (b *bufferPool) Get() []byte {
-	if v := b.p.Get(); v != nil {
-		return *v.(*[]byte)
+	select {
+	case buf := <-b.free:
+		return buf
+	default:
+		return make([]byte, 32<<10)
 	}
-	return make([]byte, 32<<10)
 }
 
-func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) < 32<<10 {
+		return
+	}
+	select {
+	case b.free <- buf[:32<<10]:
+	default:
+	}
+}
 
 func (g *Gateway) newReverseProxy() *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite:        g.rewrite,
 		Transport:      g.transport,
-		BufferPool:     &bufferPool{},
+		BufferPool:     copyBuffers,
 		ModifyResponse: g.modifyResponse,
 		ErrorHandler:   g.errorHandler,
 		ErrorLog:       slogErrorLog(g.log),
@@ -166,7 +180,7 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 		st.retryable = true
 		return errRetryStatus
 	}
-	g.commitSession(resp, st)
+	g.commitSession(resp.Header, resp.Request, st)
 	st.status = code
 	return nil
 }
@@ -174,12 +188,17 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 // errorHandler runs when the round trip failed (or modifyResponse asked
 // for a retry). It answers the client only when no retry will follow.
 func (g *Gateway) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
-	st := stateOf(r.Context())
+	g.attemptFailed(r.Context(), w, stateOf(r.Context()), err)
+}
+
+// attemptFailed records an attempt that got no usable answer, and answers
+// the client unless another attempt will follow.
+func (g *Gateway) attemptFailed(ctx context.Context, w http.ResponseWriter, st *reqState, err error) {
 	st.err = err
 	switch {
 	case errors.Is(err, errRetryStatus):
 		return // outcome set by modifyResponse; the loop tries the next backend
-	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
 		st.outcome = policy.Ignored // the client went away
 		st.status = statusClientClosed
 		return
@@ -283,17 +302,21 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st := statePool.Get().(*reqState)
 	*st = reqState{rt: rt, rs: rs, start: start}
 	defer statePool.Put(st)
-	if r.Body != nil && r.Body != http.NoBody {
-		st.body = &replayBody{rc: r.Body}
-		r.Body = st.body
-	}
-	ctx := context.WithValue(r.Context(), stateKey{}, st)
+	fast := fastPath(r)
+	ctx := r.Context()
 	if rt.cfg.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, rt.cfg.Timeout)
 		defer cancel()
 	}
-	r = r.WithContext(ctx)
+	if !fast {
+		// ReverseProxy's hooks find the state in the request's context.
+		if r.Body != nil && r.Body != http.NoBody {
+			st.body = &replayBody{rc: r.Body}
+			r.Body = st.body
+		}
+		r = r.WithContext(context.WithValue(ctx, stateKey{}, st))
+	}
 
 	b := g.resolveSession(r, st)
 	// Every attempt is a backend tried: a dial error, an open breaker or
@@ -320,7 +343,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		st.backend = b
 		st.outcome, st.retryable, st.canRetry = policy.Success, false, attempt+1 < rt.cfg.Retry.Attempts
 		st.start = time.Now()
-		g.proxy.ServeHTTP(w, r)
+		if fast {
+			g.forward(ctx, w, r, st)
+		} else {
+			g.proxy.ServeHTTP(w, r)
+		}
 		ticket.Done(st.outcome)
 		g.metrics.upstream(rt.cfg.Name, b.ID, st.upstream)
 		if !st.retryable || st.status != 0 {
@@ -341,6 +368,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	g.accessLog(r, rt, st, st.status, start)
+	if st.abort {
+		panic(http.ErrAbortHandler) // net/http closes the connection, quietly
+	}
 }
 
 // trustedPeer reports whether r came from a configured trusted proxy.

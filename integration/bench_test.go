@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,10 +28,13 @@ import (
 //	go test -run '^$' -bench BenchmarkLoad -benchtime 1x ./integration/
 //
 // LATCH_BENCH_DURATION (default 5s) and LATCH_BENCH_CONCURRENCY (default 32)
-// tune each scenario.
+// tune each scenario. LATCH_BENCH_PROFILE=dir writes latch's CPU and
+// allocation profiles of each proxied scenario there (go tool pprof
+// dir/sticky.cpu.pprof).
 func BenchmarkLoad(b *testing.B) {
 	duration := envDuration("LATCH_BENCH_DURATION", 5*time.Second)
 	conc := envInt("LATCH_BENCH_CONCURRENCY", 32)
+	profileDir := os.Getenv("LATCH_BENCH_PROFILE")
 	c := harness.StartConsul(b)
 	redis := harness.StartRedis(b)
 	var direct string
@@ -43,7 +47,8 @@ func BenchmarkLoad(b *testing.B) {
 	port, adminPort := harness.FreePort(b), harness.FreePort(b)
 	harness.StartProcess(b, harness.Binaries(b)+"/latch", "-listen", fmt.Sprintf("127.0.0.1:%d", port),
 		"-admin-listen", fmt.Sprintf("127.0.0.1:%d", adminPort), "-consul", c.HTTPAddr, "-service", "web",
-		"-redis", redis.URL, "-cookie-secret", "bench-secret-0123456789abcdef", "-log-level", "warn")
+		"-redis", redis.URL, "-cookie-secret", "bench-secret-0123456789abcdef", "-log-level", "warn",
+		"-pprof", strconv.FormatBool(profileDir != ""))
 	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
 	admin := fmt.Sprintf("http://127.0.0.1:%d", adminPort)
 	waitPassing(b, admin, "web", 4)
@@ -90,10 +95,23 @@ func BenchmarkLoad(b *testing.B) {
 			cmds0 = prev
 		}
 		allocs0 := scrape(b, admin, "go_memstats_mallocs_total")
+		var profiles sync.WaitGroup
+		if profileDir != "" && name != "direct" {
+			// The loadgen warms up first: profile the measured part.
+			secs := strconv.Itoa(max(int(duration/time.Second)-1, 1))
+			for kind, path := range map[string]string{"cpu": "profile", "allocs": "allocs"} {
+				profiles.Go(func() {
+					time.Sleep(time.Second)
+					fetchProfile(b, admin+"/debug/pprof/"+path+"?seconds="+secs,
+						filepath.Join(profileDir, name+"."+kind+".pprof"))
+				})
+			}
+		}
 		res, err := loadgen.Run(ctx, loadgen.Options{URL: target, Concurrency: conc, Duration: duration, Cookies: ck})
 		if err != nil {
 			b.Fatal(err)
 		}
+		profiles.Wait()
 		r := row{Scenario: name, Result: res, RSSBytes: int64(scrape(b, admin, "process_resident_memory_bytes"))}
 		if res.Requests > 0 {
 			if name != "direct" {
@@ -132,6 +150,29 @@ func BenchmarkLoad(b *testing.B) {
 		if err := os.WriteFile(path, data, 0o644); err == nil {
 			fmt.Println("results:", path)
 		}
+	}
+}
+
+// fetchProfile saves a pprof profile from latch's admin listener.
+func fetchProfile(b *testing.B, url, path string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		b.Error(err)
+		return
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	if err == nil {
+		err = os.MkdirAll(filepath.Dir(path), 0o755)
+	}
+	if err == nil {
+		err = os.WriteFile(path, data, 0o644)
+	}
+	if err != nil {
+		b.Error(err)
 	}
 }
 

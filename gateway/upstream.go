@@ -1,0 +1,210 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// upstream holds latch's own HTTP/1.1 connections to backends, the ones
+// the fast path (forward.go) uses: per backend address, a stack of idle
+// connections, most recently used on top, closed after IdleConnTimeout.
+// The standard Transport (std) serves ReverseProxy, the other path.
+type upstream struct {
+	std           *http.Transport
+	dial          func(ctx context.Context, network, addr string) (net.Conn, error)
+	headerTimeout time.Duration
+	idleTimeout   time.Duration
+	maxIdlePer    int
+	maxIdle       int64
+	bufSize       int
+	now           func() time.Time // tests replace it
+
+	idle  atomic.Int64 // idle connections, all hosts
+	pools sync.Map     // host:port → *hostPool
+}
+
+func newUpstream(std *http.Transport, cfg Transport) *upstream {
+	return &upstream{
+		std:           std,
+		dial:          std.DialContext,
+		headerTimeout: cfg.ResponseHeaderTimeout,
+		idleTimeout:   cfg.IdleConnTimeout,
+		maxIdlePer:    cfg.MaxIdleConnsPerHost,
+		maxIdle:       int64(cfg.MaxIdleConns),
+		bufSize:       std.ReadBufferSize,
+		now:           time.Now,
+	}
+}
+
+// CloseIdleConnections closes every idle connection, both paths.
+func (u *upstream) CloseIdleConnections() {
+	u.pools.Range(func(_, v any) bool {
+		v.(*hostPool).closeIdle()
+		return true
+	})
+	u.std.CloseIdleConnections()
+}
+
+// conn returns an idle connection to host, or dials one.
+func (u *upstream) conn(ctx context.Context, host string, fresh bool) (*upConn, error) {
+	p := u.pool(host)
+	if !fresh {
+		if c := p.get(u.now()); c != nil {
+			return c, nil
+		}
+	}
+	nc, err := u.dial(ctx, "tcp", host)
+	if err != nil {
+		return nil, err
+	}
+	c := &upConn{
+		Conn: nc, pool: p,
+		br: bufio.NewReaderSize(nc, u.bufSize),
+		bw: bufio.NewWriterSize(nc, u.bufSize),
+	}
+	c.cancel = func() { _ = c.SetDeadline(aLongTimeAgo) }
+	return c, nil
+}
+
+func (u *upstream) pool(host string) *hostPool {
+	if p, ok := u.pools.Load(host); ok {
+		return p.(*hostPool)
+	}
+	p, _ := u.pools.LoadOrStore(host, &hostPool{u: u})
+	return p.(*hostPool)
+}
+
+// hostPool holds one backend's idle connections, most recently used last.
+type hostPool struct {
+	u     *upstream
+	mu    sync.Mutex
+	idle  []*upConn
+	sweep *time.Timer
+}
+
+// get pops the most recently used connection that has not idled too long.
+func (p *hostPool) get(now time.Time) *upConn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := len(p.idle)
+	if n == 0 {
+		return nil
+	}
+	c := p.idle[n-1]
+	p.idle[n-1] = nil
+	p.idle = p.idle[:n-1]
+	p.u.idle.Add(-1)
+	if p.u.idleTimeout > 0 && now.Sub(c.idleAt) > p.u.idleTimeout {
+		// The youngest is too old: so are the rest.
+		c.Close()
+		p.closeIdleLocked()
+		return nil
+	}
+	c.reused = true
+	return c
+}
+
+// put returns c to the pool, or closes it when the pool is full.
+func (p *hostPool) put(c *upConn) {
+	u := p.u
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.idle) >= u.maxIdlePer || (u.maxIdle > 0 && u.idle.Load() >= u.maxIdle) {
+		c.Close()
+		return
+	}
+	c.idleAt = u.now()
+	p.idle = append(p.idle, c)
+	u.idle.Add(1)
+	if u.idleTimeout > 0 && p.sweep == nil {
+		p.sweep = time.AfterFunc(u.idleTimeout, p.expire)
+	}
+}
+
+// expire closes connections idle for longer than the idle timeout, so a
+// backend that no longer gets requests does not keep them forever.
+func (p *hostPool) expire() {
+	u := p.u
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := u.now()
+	n := 0
+	for _, c := range p.idle {
+		if now.Sub(c.idleAt) > u.idleTimeout {
+			c.Close()
+			u.idle.Add(-1)
+			continue
+		}
+		p.idle[n] = c
+		n++
+	}
+	clear(p.idle[n:])
+	p.idle = p.idle[:n]
+	p.sweep = nil
+	if n > 0 {
+		p.sweep = time.AfterFunc(u.idleTimeout-now.Sub(p.idle[0].idleAt)+time.Millisecond, p.expire)
+	}
+}
+
+func (p *hostPool) closeIdle() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closeIdleLocked()
+}
+
+func (p *hostPool) closeIdleLocked() {
+	for _, c := range p.idle {
+		c.Close()
+		p.u.idle.Add(-1)
+	}
+	clear(p.idle)
+	p.idle = p.idle[:0]
+}
+
+// upConn is one HTTP/1.1 connection to a backend, with the scratch space
+// of the exchange in progress (one at a time).
+type upConn struct {
+	net.Conn
+	pool   *hostPool
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	idleAt time.Time
+	reused bool   // taken from the pool: the backend may have closed it
+	cancel func() // unblocks I/O when the request is cancelled
+
+	head    []byte  // the response head being read
+	fields  []field // its header fields
+	http10  bool
+	kind    bodyKind
+	length  int64
+	keep    bool // the connection can carry another request after this one
+	limited io.LimitedReader
+}
+
+// watch makes a cancellation of ctx (client gone, route timeout) unblock
+// the connection's reads and writes. The returned stop reports false when
+// that already happened: the connection is then unusable.
+func (c *upConn) watch(ctx context.Context) (stop func() bool) {
+	return context.AfterFunc(ctx, c.cancel)
+}
+
+// staleError is a failure before any byte of a response arrived.
+type staleError struct{ err error }
+
+func (e staleError) Error() string { return e.err.Error() }
+func (e staleError) Unwrap() error { return e.err }
+
+// aLongTimeAgo is a deadline that makes blocked I/O return at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// errHeaderTimeout names ResponseHeaderTimeout in errors.
+var errHeaderTimeout = errors.New("timeout awaiting response headers")
+
+func (c *upConn) close() { _ = c.Close() }

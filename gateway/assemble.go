@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 
 	"github.com/hashicorp/consul/api"
@@ -15,9 +16,10 @@ import (
 // Consul source (or the static one), the cookie codec, the session store
 // (Redis or memory) and the session layer. close releases what it opened.
 // It is cmd/latch's wiring, shared with the integration tests so they run
-// exactly what users run.
-func Assemble(cfg Config, log *slog.Logger) (g *Gateway, close func(), err error) {
-	deps := Deps{Logger: log, Metrics: NewMetrics()}
+// exactly what users run. accessLog, when set, receives the access log in
+// batches (cmd/latch passes stderr, where log goes line by line).
+func Assemble(cfg Config, log *slog.Logger, accessLog io.Writer) (g *Gateway, close func(), err error) {
+	deps := Deps{Logger: log, Metrics: NewMetrics(), AccessLog: accessLog}
 	closers := []func(){}
 	close = func() {
 		for i := len(closers) - 1; i >= 0; i-- {

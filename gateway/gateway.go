@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -41,21 +42,26 @@ type Deps struct {
 	// Metrics, when set, is the registry of latch's series (share it with
 	// the session layer's observer); nil makes a new one.
 	Metrics *Metrics
+	// AccessLog, when set, receives the access log in batches (see
+	// batchWriter); nil writes access lines through Logger, one by one.
+	AccessLog io.Writer
 }
 
 // Gateway is a running latch. Build it with New, run it with Run.
 type Gateway struct {
-	cfg         Config
-	log         *slog.Logger
-	source      discovery.Source
-	catalog     *discovery.Catalog
-	affinity    *session.Affinity
-	codec       *session.Codec
-	metrics     *Metrics
-	transport   *http.Transport // health checks, and requests the fast path leaves
-	upstream    *upstream
-	proxy       *httputil.ReverseProxy
-	accessLogOn bool
+	cfg          Config
+	log          *slog.Logger
+	source       discovery.Source
+	catalog      *discovery.Catalog
+	affinity     *session.Affinity
+	codec        *session.Codec
+	metrics      *Metrics
+	transport    *http.Transport // health checks, and requests the fast path leaves
+	upstream     *upstream
+	proxy        *httputil.ReverseProxy
+	accessLogOn  bool
+	accessLogger *slog.Logger
+	accessBatch  *batchWriter // nil: access lines go straight to accessLogger's writer
 
 	table atomic.Pointer[table]
 
@@ -93,6 +99,11 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 	}
 	if g.metrics == nil {
 		g.metrics = NewMetrics()
+	}
+	g.accessLogger = g.log
+	if deps.AccessLog != nil {
+		g.accessBatch = &batchWriter{out: deps.AccessLog}
+		g.accessLogger = NewLogger(cfg.Log, g.accessBatch)
 	}
 	var p [6]byte
 	_, _ = rand.Read(p[:])
@@ -180,6 +191,9 @@ func (g *Gateway) Run(ctx context.Context, public, admin net.Listener) error {
 	g.mu.Unlock()
 
 	var wg sync.WaitGroup
+	if g.accessBatch != nil {
+		wg.Go(func() { g.accessBatch.run(ctx) })
+	}
 	wg.Go(func() {
 		if err := g.affinity.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			g.log.Error("session layer stopped", "err", err)

@@ -84,6 +84,17 @@ func startGateway(t *testing.T, mutate func(*Config), backends ...*testBackend) 
 
 func startGatewayTB(t testing.TB, mutate func(*Config), backends ...*testBackend) *testGateway {
 	t.Helper()
+	var list []discovery.Backend
+	for _, b := range backends {
+		list = append(list, b.backend())
+	}
+	return startGatewayWith(t, mutate, nil, list)
+}
+
+// startGatewayWith is startGateway over any backend list; affinity nil
+// means one over a memory store of 10,000 sessions.
+func startGatewayWith(t testing.TB, mutate func(*Config), affinity *session.Affinity, list []discovery.Backend) *testGateway {
+	t.Helper()
 	cfg := Config{Routes: []Route{{Service: "web"}}, Consul: Consul{Disabled: true}}
 	cfg.Routes[0].Backends = []string{"127.0.0.1:1"} // validated; the static source below is what serves
 	cfg.Log.Access = ptr(false)
@@ -96,10 +107,6 @@ func startGatewayTB(t testing.TB, mutate func(*Config), backends ...*testBackend
 		t.Fatal(err)
 	}
 	static := discovery.NewStatic(nil)
-	var list []discovery.Backend
-	for _, b := range backends {
-		list = append(list, b.backend())
-	}
 	for _, r := range cfg.Routes {
 		static.Set(r.Service, list)
 	}
@@ -108,10 +115,10 @@ func startGatewayTB(t testing.TB, mutate func(*Config), backends ...*testBackend
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	g, err := New(cfg, Deps{
-		Logger: log, Source: static, Codec: codec,
-		Affinity: session.NewAffinity(session.Options{Store: session.NewMemoryStore(10000, nil), Logger: log}),
-	})
+	if affinity == nil {
+		affinity = session.NewAffinity(session.Options{Store: session.NewMemoryStore(10000, nil), Logger: log})
+	}
+	g, err := New(cfg, Deps{Logger: log, Source: static, Codec: codec, Affinity: affinity})
 	if err != nil {
 		t.Fatal(err)
 	}

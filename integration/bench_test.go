@@ -20,44 +20,63 @@ import (
 
 // BenchmarkLoad is the end-to-end load run of `make bench`: a real Consul
 // agent, a real Redis, 4 demo-backend processes and a latch process (its
-// allocations and RSS read from its own /metrics), then four scenarios back
-// to back: direct (one backend, the machine's ceiling), new (no cookie),
-// sticky (10,000 established cookies in rotation), sticky-redis-down. It
-// prints a table and writes integration/results/<time>.json.
+// allocations and RSS read from its own /metrics), then the scenarios back
+// to back:
+//
+//   - direct: one backend, no latch — the machine's ceiling;
+//   - direct-4: the 4 backends in rotation, no latch — the ceiling when the
+//     load is spread over 4 processes, as latch spreads it;
+//   - new: no cookie, every request balanced and pinned;
+//   - sticky: 10,000 established cookies in rotation;
+//   - sticky@half, direct@half: open-loop at half of sticky's throughput,
+//     through latch and straight to the backends: the p99 latch adds;
+//   - sticky-redis-down: sticky with Redis stopped.
+//
+// It prints a table and writes integration/results/<time>.json.
 //
 //	go test -run '^$' -bench BenchmarkLoad -benchtime 1x ./integration/
 //
 // LATCH_BENCH_DURATION (default 5s) and LATCH_BENCH_CONCURRENCY (default 32)
-// tune each scenario. LATCH_BENCH_PROFILE=dir writes latch's CPU and
-// allocation profiles of each proxied scenario there (go tool pprof
-// dir/sticky.cpu.pprof).
+// tune each scenario. LATCH_BENCH_BASELINE=path/to/latch runs the proxied
+// scenarios a second time, right after, against that binary (say, main's
+// before a change): a before/after in one run on the same machine.
+// LATCH_BENCH_PROFILE=dir writes latch's CPU and allocation profiles of
+// each proxied scenario there (go tool pprof dir/sticky.cpu.pprof).
 func BenchmarkLoad(b *testing.B) {
 	duration := envDuration("LATCH_BENCH_DURATION", 5*time.Second)
 	conc := envInt("LATCH_BENCH_CONCURRENCY", 32)
 	profileDir := os.Getenv("LATCH_BENCH_PROFILE")
+	baseline := os.Getenv("LATCH_BENCH_BASELINE")
 	c := harness.StartConsul(b)
 	redis := harness.StartRedis(b)
-	var direct string
+	var backends []string
 	for i := 1; i <= 4; i++ {
 		be := harness.StartBackend(b, c, fmt.Sprintf("web-%d", i), "web", time.Second)
-		if direct == "" {
-			direct = "http://" + be.Addr + "/"
-		}
+		backends = append(backends, "http://"+be.Addr+"/")
 	}
-	port, adminPort := harness.FreePort(b), harness.FreePort(b)
-	harness.StartProcess(b, harness.Binaries(b)+"/latch", "-listen", fmt.Sprintf("127.0.0.1:%d", port),
-		"-admin-listen", fmt.Sprintf("127.0.0.1:%d", adminPort), "-consul", c.HTTPAddr, "-service", "web",
-		"-redis", redis.URL, "-cookie-secret", "bench-secret-0123456789abcdef", "-log-level", "warn",
-		"-pprof", strconv.FormatBool(profileDir != ""))
-	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
-	admin := fmt.Sprintf("http://127.0.0.1:%d", adminPort)
-	waitPassing(b, admin, "web", 4)
-	seenAllB(b, url, "web-1", "web-2", "web-3", "web-4")
+	type latch struct{ url, admin string }
+	start := func(bin string) latch {
+		port, adminPort := harness.FreePort(b), harness.FreePort(b)
+		harness.StartProcess(b, bin, "-listen", fmt.Sprintf("127.0.0.1:%d", port),
+			"-admin-listen", fmt.Sprintf("127.0.0.1:%d", adminPort), "-consul", c.HTTPAddr, "-service", "web",
+			"-redis", redis.URL, "-cookie-secret", "bench-secret-0123456789abcdef",
+			"-pprof", strconv.FormatBool(profileDir != "")) // the access log on, as by default (to a file)
+		l := latch{fmt.Sprintf("http://127.0.0.1:%d/", port), fmt.Sprintf("http://127.0.0.1:%d", adminPort)}
+		waitPassing(b, l.admin, "web", 4)
+		seenAllB(b, l.url, "web-1", "web-2", "web-3", "web-4")
+		return l
+	}
+	cur := start(harness.Binaries(b) + "/latch")
+	var base latch
+	if baseline != "" {
+		base = start(baseline)
+	}
 
-	// 10,000 established sessions.
+	// 10,000 established sessions (both latch processes share Redis and
+	// the cookie secret, so they serve the same sessions).
 	cookies := make([]string, 10_000)
 	for i := range cookies {
-		resp, err := http.Get(url)
+		resp, err := http.Get(cur.url)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -79,7 +98,8 @@ func BenchmarkLoad(b *testing.B) {
 	}
 	var rows []row
 	ctx := context.Background()
-	run := func(name, target string, ck []string, redisUp bool) {
+	// run runs one scenario; l is the latch process under test (zero: none).
+	run := func(name string, l latch, o loadgen.Options, redisUp bool) row {
 		var cmds0 int64
 		if redisUp {
 			// Let the previous scenario's background work (TTL refreshes,
@@ -94,58 +114,89 @@ func BenchmarkLoad(b *testing.B) {
 			})
 			cmds0 = prev
 		}
-		allocs0 := scrape(b, admin, "go_memstats_mallocs_total")
+		var allocs0 float64
+		if l.admin != "" {
+			allocs0 = scrape(b, l.admin, "go_memstats_mallocs_total")
+		}
 		var profiles sync.WaitGroup
-		if profileDir != "" && name != "direct" {
+		if profileDir != "" && l.admin != "" {
 			// The loadgen warms up first: profile the measured part.
 			secs := strconv.Itoa(max(int(duration/time.Second)-1, 1))
 			for kind, path := range map[string]string{"cpu": "profile", "allocs": "allocs"} {
 				profiles.Go(func() {
 					time.Sleep(time.Second)
-					fetchProfile(b, admin+"/debug/pprof/"+path+"?seconds="+secs,
-						filepath.Join(profileDir, name+"."+kind+".pprof"))
+					fetchProfile(b, l.admin+"/debug/pprof/"+path+"?seconds="+secs,
+						filepath.Join(profileDir, strings.ReplaceAll(name, " ", "-")+"."+kind+".pprof"))
 				})
 			}
 		}
-		res, err := loadgen.Run(ctx, loadgen.Options{URL: target, Concurrency: conc, Duration: duration, Cookies: ck})
+		o.Concurrency, o.Duration = conc, duration
+		res, err := loadgen.Run(ctx, o)
 		if err != nil {
 			b.Fatal(err)
 		}
 		profiles.Wait()
-		r := row{Scenario: name, Result: res, RSSBytes: int64(scrape(b, admin, "process_resident_memory_bytes"))}
-		if res.Requests > 0 {
-			if name != "direct" {
-				r.AllocsPerReq = (scrape(b, admin, "go_memstats_mallocs_total") - allocs0) / float64(res.Requests)
+		r := row{Scenario: name, Result: res}
+		// Warmup requests count too: the counters ran through them.
+		if sent := float64(res.Requests + res.Warmup); sent > 0 {
+			if l.admin != "" {
+				r.AllocsPerReq = (scrape(b, l.admin, "go_memstats_mallocs_total") - allocs0) / sent
+				r.RSSBytes = int64(scrape(b, l.admin, "process_resident_memory_bytes"))
 			}
 			if redisUp {
-				r.RedisPerReq = float64(totalCommands(redis.CommandCount(b))-cmds0) / float64(res.Requests)
+				r.RedisPerReq = float64(totalCommands(redis.CommandCount(b))-cmds0) / sent
 			}
 		}
 		rows = append(rows, r)
+		return r
 	}
-	run("direct", direct, nil, true)
-	run("new", url, nil, true)
-	run("sticky", url, cookies, true)
+	// proxied runs a scenario on latch, then on the baseline when there is one.
+	proxied := func(name string, o loadgen.Options, redisUp bool) row {
+		o.URL = cur.url
+		r := run(name, cur, o, redisUp)
+		if baseline != "" {
+			o.URL = base.url
+			run(name+" (baseline)", base, o, redisUp)
+		}
+		return r
+	}
+	run("direct", latch{}, loadgen.Options{URL: backends[0]}, true)
+	run("direct-4", latch{}, loadgen.Options{URLs: backends}, true)
+	proxied("new", loadgen.Options{}, true)
+	// Its warmup sends every cookie once: each latch has then cached the
+	// pins, as a replica that has run for a while has.
+	sticky := proxied("sticky", loadgen.Options{Cookies: cookies, Warmup: len(cookies)}, true)
+	half := sticky.RPS / 2
+	proxied("sticky@half", loadgen.Options{Cookies: cookies, Rate: half}, true)
+	run("direct@half", latch{}, loadgen.Options{URLs: backends, Rate: half}, true)
 	redis.Stop(b)
-	run("sticky-redis-down", url, cookies, false)
+	proxied("sticky-redis-down", loadgen.Options{Cookies: cookies}, false)
 	redis.Start(b)
 
 	var out strings.Builder
-	fmt.Fprintf(&out, "\n%-18s %9s %9s %9s %9s %7s %7s %10s %8s %8s\n", "scenario", "req/s", "p50", "p99", "p99.9",
+	fmt.Fprintf(&out, "\n%-30s %9s %9s %9s %9s %7s %7s %10s %8s %8s\n", "scenario", "req/s", "p50", "p99", "p99.9",
 		"ratio", "errors", "redis/req", "allocs", "rss MiB")
+	p99 := map[string]time.Duration{}
 	for i := range rows {
 		r := &rows[i]
 		r.RatioToDirect = r.RPS / rows[0].RPS
-		fmt.Fprintf(&out, "%-18s %9.0f %9s %9s %9s %7.2f %7d %10.3f %8.1f %8.1f\n", r.Scenario, r.RPS,
+		p99[r.Scenario] = r.P99
+		fmt.Fprintf(&out, "%-30s %9.0f %9s %9s %9s %7.2f %7d %10.3f %8.1f %8.1f\n", r.Scenario, r.RPS,
 			r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.P999.Round(time.Microsecond),
 			r.RatioToDirect, r.Errors, r.RedisPerReq, r.AllocsPerReq, float64(r.RSSBytes)/(1<<20))
+	}
+	added := p99["sticky@half"] - p99["direct@half"]
+	fmt.Fprintf(&out, "p99 latch adds at half of sticky's peak (%.0f req/s): %s\n", half, added.Round(time.Microsecond))
+	if baseline != "" {
+		fmt.Fprintf(&out, "p99 the baseline adds: %s\n", (p99["sticky@half (baseline)"] - p99["direct@half"]).Round(time.Microsecond))
 	}
 	b.Log(out.String())
 	fmt.Print(out.String())
 	dir := filepath.Join(harness.RepoRoot(), "integration", "results")
 	if err := os.MkdirAll(dir, 0o755); err == nil {
 		data, _ := json.MarshalIndent(map[string]any{"time": time.Now().UTC(), "concurrency": conc,
-			"duration": duration.String(), "scenarios": rows}, "", "  ")
+			"duration": duration.String(), "baseline": baseline, "p99_added_at_half_load_ns": added,
+			"scenarios": rows}, "", "  ")
 		path := filepath.Join(dir, time.Now().UTC().Format("20060102T150405Z")+".json")
 		if err := os.WriteFile(path, data, 0o644); err == nil {
 			fmt.Println("results:", path)

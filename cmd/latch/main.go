@@ -43,7 +43,7 @@ func run(args []string) int {
 	cfg := inv.Config
 	log := gateway.NewLogger(cfg.Log, os.Stderr)
 
-	g, closeAll, err := gateway.Assemble(cfg, log)
+	g, closeAll, err := gateway.Assemble(cfg, log, os.Stderr)
 	defer closeAll()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "latch: invalid configuration: %v\n", err)

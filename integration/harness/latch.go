@@ -74,7 +74,7 @@ func (l *Latch) Start(t testing.TB) {
 		logw = os.Stderr
 	}
 	log := slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	g, closeFn, err := gateway.Assemble(l.cfg, log)
+	g, closeFn, err := gateway.Assemble(l.cfg, log, nil)
 	if err != nil {
 		t.Fatalf("assembling latch: %v", err)
 	}

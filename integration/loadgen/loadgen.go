@@ -19,21 +19,31 @@ import (
 
 // Options describe one scenario.
 type Options struct {
-	URL         string
+	URL string
+	// URLs, when set, are used in rotation instead of URL (one per request).
+	URLs        []string
 	Concurrency int           // closed-loop workers (default 32)
 	Duration    time.Duration // stop after this long (default 5s)
 	MaxRequests int64         // and after this many requests (default 1,000,000)
 	// Cookies, when set, are sent in rotation (one per request): sticky
 	// clients. Empty: no cookie, every request a new session.
 	Cookies []string
-	// Warmup requests are sent first and not measured (default 1000).
+	// Warmup requests are sent first and not measured (default 1000;
+	// negative: none).
 	Warmup int
+	// Rate, when set, makes the run open-loop: requests are due at a fixed
+	// rate (per second) whether or not earlier ones were answered, and each
+	// latency counts from when its request was due, so a stall shows in
+	// the percentiles instead of slowing the load down (no coordinated
+	// omission). Concurrency bounds the requests in flight.
+	Rate float64
 }
 
 // Result is what a scenario measured.
 type Result struct {
 	Requests int64         `json:"requests"`
-	Errors   int64         `json:"errors"` // transport errors and non-2xx
+	Warmup   int64         `json:"warmup_requests"` // sent before, not measured
+	Errors   int64         `json:"errors"`          // transport errors and non-2xx
 	Elapsed  time.Duration `json:"elapsed_ns"`
 	RPS      float64       `json:"rps"`
 	P50      time.Duration `json:"p50_ns"`
@@ -78,13 +88,16 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 
 	var next atomic.Int64
-	do := func(ctx context.Context) (time.Duration, bool) {
+	urls := o.URLs
+	if len(urls) == 0 {
+		urls = []string{o.URL}
+	}
+	do := func(ctx context.Context, start time.Time) (time.Duration, bool) {
 		i := next.Add(1)
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, o.URL, nil)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, urls[int(i)%len(urls)], nil)
 		if len(o.Cookies) > 0 {
 			req.Header.Set("Cookie", o.Cookies[int(i)%len(o.Cookies)])
 		}
-		start := time.Now()
 		resp, err := client.Do(req)
 		if err != nil {
 			return time.Since(start), false
@@ -97,7 +110,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		if ctx.Err() != nil {
 			return Result{}, ctx.Err()
 		}
-		do(ctx)
+		do(ctx, time.Now())
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, o.Duration)
@@ -106,11 +119,34 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	lat := make([][]time.Duration, o.Concurrency)
 	var wg sync.WaitGroup
 	start := time.Now()
+	// due returns when request n (from 1) is due: now in a closed loop, on
+	// the schedule in an open one.
+	due := func(n int64) time.Time {
+		if o.Rate <= 0 {
+			return time.Now()
+		}
+		at := start.Add(time.Duration(float64(n-1) / o.Rate * float64(time.Second)))
+		if d := time.Until(at); d > 0 {
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+			}
+		}
+		return at
+	}
 	for w := range o.Concurrency {
 		wg.Go(func() {
 			own := make([]time.Duration, 0, 1<<14)
-			for ctx.Err() == nil && count.Add(1) <= o.MaxRequests {
-				d, ok := do(ctx)
+			for ctx.Err() == nil {
+				n := count.Add(1)
+				if n > o.MaxRequests {
+					break
+				}
+				at := due(n)
+				if ctx.Err() != nil {
+					break
+				}
+				d, ok := do(ctx, at)
 				if ctx.Err() != nil {
 					break // cut off by the deadline: not a server error
 				}
@@ -126,7 +162,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	elapsed := time.Since(start)
 	all := slices.Concat(lat...)
 	slices.Sort(all)
-	res := Result{Requests: int64(len(all)), Errors: errs.Load(), Elapsed: elapsed}
+	res := Result{Requests: int64(len(all)), Warmup: int64(max(o.Warmup, 0)), Errors: errs.Load(), Elapsed: elapsed}
 	if len(all) > 0 {
 		res.RPS = float64(len(all)) / elapsed.Seconds()
 		res.P50 = all[len(all)*50/100]

@@ -91,11 +91,25 @@ func (s *RedisStore) Set(ctx context.Context, key, backend string, ttl time.Dura
 	return s.c.Set(ctx, key, backend, ttl).Err()
 }
 
-// SetNX is one SET key value NX GET PX ttl (Redis ≥ 7.0).
+// SetNX is one SET key value NX PX ttl when the key is free, as it is for
+// every new session. Only when another pin won (a replayed pin, a learned
+// application session) does a GET follow to read the winner. (SET NX GET
+// would do both in one command, but its nil reply for the common case is
+// an error to go-redis, which classifies it at a dozen allocations.)
 func (s *RedisStore) SetNX(ctx context.Context, key, backend string, ttl time.Duration) (string, error) {
-	old, err := s.c.SetArgs(ctx, key, backend, redis.SetArgs{Mode: "NX", Get: true, TTL: ttl}).Result()
-	if errors.Is(err, redis.Nil) {
+	err := s.c.SetArgs(ctx, key, backend, redis.SetArgs{Mode: "NX", TTL: ttl}).Err()
+	if err == nil {
 		return backend, nil // it was absent: ours is stored
+	}
+	if !errors.Is(err, redis.Nil) {
+		return "", err
+	}
+	old, err := s.c.Get(ctx, key).Result()
+	if errors.Is(err, redis.Nil) {
+		// The winner expired between the two commands: try once more.
+		if err = s.c.SetArgs(ctx, key, backend, redis.SetArgs{Mode: "NX", TTL: ttl}).Err(); err == nil {
+			return backend, nil
+		}
 	}
 	if err != nil {
 		return "", err

@@ -92,7 +92,7 @@ func (g *Gateway) exchange(ctx context.Context, w http.ResponseWriter, r *http.R
 	stop := c.watch(ctx)
 	if err := g.writeRequest(c, r, st); err != nil {
 		stop()
-		return staleError{err}
+		return err
 	}
 	code, err := c.readHead(r.Method)
 	if err != nil {
@@ -158,7 +158,11 @@ func (g *Gateway) writeRequest(c *upConn, r *http.Request, st *reqState) error {
 		bw.WriteString(r.RequestURI)
 	}
 	bw.WriteString(" HTTP/1.1\r\nHost: ")
-	bw.WriteString(r.Host)
+	if r.Host != "" {
+		bw.WriteString(r.Host)
+	} else {
+		bw.WriteString(st.backend.Addr) // an HTTP/1.0 client may send none; as ReverseProxy does
+	}
 	bw.WriteString("\r\n")
 	connection := r.Header["Connection"]
 	trailers := false
@@ -175,7 +179,7 @@ func (g *Gateway) writeRequest(c *upConn, r *http.Request, st *reqState) error {
 		}
 		for _, v := range vv {
 			if !validFieldValue(v) {
-				return fmt.Errorf("request header %s: invalid value", k)
+				return fmt.Errorf("request header %s: invalid value", k) // not sent: c is closed
 			}
 			bw.WriteString(k)
 			bw.WriteString(": ")
@@ -216,7 +220,13 @@ func (g *Gateway) writeRequest(c *upConn, r *http.Request, st *reqState) error {
 	bw.WriteString("\r\nX-Forwarded-Proto: ")
 	bw.WriteString(proto)
 	bw.WriteString("\r\n\r\n")
-	return bw.Flush()
+	if err := bw.Flush(); err != nil {
+		if isTimeout(err) {
+			return err
+		}
+		return staleError{err} // nothing was answered: see forward
+	}
+	return nil
 }
 
 // field is one parsed response header line.
@@ -226,6 +236,9 @@ type field struct{ key, value string }
 // returns its status code. Interim 1xx responses are skipped.
 func (c *upConn) readHead(method string) (int, error) {
 	if _, err := c.br.Peek(1); err != nil {
+		if isTimeout(err) {
+			return 0, err // slow, not stale: the request must not be sent again
+		}
 		return 0, staleError{err} // closed (or reset) before answering
 	}
 	for {
@@ -483,10 +496,6 @@ func (c *upConn) readTrailers(h http.Header) error {
 func (c *upConn) headError(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
-	}
-	var se staleError
-	if errors.As(err, &se) {
-		return err
 	}
 	if isTimeout(err) {
 		return fmt.Errorf("%w: %w", errHeaderTimeout, err)

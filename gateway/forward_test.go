@@ -304,18 +304,29 @@ func TestFastPathRequestHead(t *testing.T) {
 	}
 }
 
-// ResponseHeaderTimeout bounds the wait for a backend's answer: 504.
+// ResponseHeaderTimeout bounds the wait for a backend's answer: 504. A
+// slow answer on a reused connection is not mistaken for a stale
+// connection: the request is not sent twice.
 func TestFastPathHeaderTimeout(t *testing.T) {
 	release := make(chan struct{})
-	b := newRawBackend(t, func(string) (string, bool) {
-		<-release
-		return "", true
+	b := newRawBackend(t, func(path string) (string, bool) {
+		if path == "/slow" {
+			<-release
+			return "", true
+		}
+		return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false
 	})
 	t.Cleanup(func() { close(release) }) // runs before the backend's cleanup
 	tg := startRawGateway(t, b, func(c *Config) { c.Transport.ResponseHeaderTimeout = 50 * time.Millisecond })
-	resp, body, err := tg.do(t, "GET", "/", nil)
+	if _, body, err := tg.do(t, "GET", "/fast", nil); err != nil || body != "ok" {
+		t.Fatalf("GET /fast: %q, %v", body, err)
+	}
+	resp, body, err := tg.do(t, "GET", "/slow", nil)
 	if err != nil || resp.StatusCode != http.StatusGatewayTimeout {
 		t.Fatalf("got %v %v %q; want 504", resp, err, body)
+	}
+	if n := b.served.Load(); n != 2 {
+		t.Fatalf("backend got %d requests; want 2 (the slow one once)", n)
 	}
 }
 

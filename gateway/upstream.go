@@ -77,13 +77,14 @@ func (u *upstream) pool(host string) *hostPool {
 	if p, ok := u.pools.Load(host); ok {
 		return p.(*hostPool)
 	}
-	p, _ := u.pools.LoadOrStore(host, &hostPool{u: u})
+	p, _ := u.pools.LoadOrStore(host, &hostPool{u: u, host: host})
 	return p.(*hostPool)
 }
 
 // hostPool holds one backend's idle connections, most recently used last.
 type hostPool struct {
 	u     *upstream
+	host  string
 	mu    sync.Mutex
 	idle  []*upConn
 	sweep *time.Timer
@@ -150,7 +151,12 @@ func (p *hostPool) expire() {
 	p.sweep = nil
 	if n > 0 {
 		p.sweep = time.AfterFunc(u.idleTimeout-now.Sub(p.idle[0].idleAt)+time.Millisecond, p.expire)
+		return
 	}
+	// Idle for a whole timeout: forget the address, so backends that come
+	// and go do not pile up pools. A request racing with this one still
+	// works: it uses this pool, whose next put schedules its own sweep.
+	u.pools.CompareAndDelete(p.host, p)
 }
 
 func (p *hostPool) closeIdle() {

@@ -1,0 +1,79 @@
+package gateway
+
+import (
+	"context"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// The fast path's pool: most recent connection first, none kept past the
+// idle timeout or the per-host bound, and a backend idle for a whole
+// timeout is forgotten.
+func TestUpstreamPool(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var accepted atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			defer c.Close()
+		}
+	}()
+	cfg := Config{}
+	cfg.SetDefaults()
+	cfg.Transport.MaxIdleConnsPerHost = 1
+	u := newUpstream(newTransport(cfg.Transport), cfg.Transport)
+	clock := time.Unix(1_000_000, 0)
+	u.now = func() time.Time { return clock }
+	addr := ln.Addr().String()
+	ctx := context.Background()
+	conn := func() *upConn {
+		t.Helper()
+		c, err := u.conn(ctx, addr, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+
+	a := conn()
+	a.pool.put(a)
+	if b := conn(); b != a || !b.reused {
+		t.Fatal("a pooled connection was not reused")
+	}
+	b := conn() // a is out: a second connection is dialed
+	a.pool.put(a)
+	b.pool.put(b) // the pool holds 1: b is closed
+	if c := conn(); c != a || u.idle.Load() != 0 {
+		t.Fatalf("got another connection than the one kept, or %d idle left", u.idle.Load())
+	}
+	if _, err := b.Write([]byte("x")); err == nil {
+		t.Fatal("the connection over the per-host bound was not closed")
+	}
+
+	a.pool.put(a)
+	clock = clock.Add(cfg.Transport.IdleConnTimeout + time.Second)
+	if c := conn(); c == a {
+		t.Fatal("a connection idle past the timeout was reused")
+	} else {
+		c.close()
+	}
+
+	d := conn()
+	d.pool.put(d)
+	clock = clock.Add(cfg.Transport.IdleConnTimeout + time.Second)
+	d.pool.expire()
+	if _, ok := u.pools.Load(addr); ok || u.idle.Load() != 0 {
+		t.Fatalf("after a whole idle timeout: pool kept=%v, %d idle; want it forgotten, none", ok, u.idle.Load())
+	}
+	u.CloseIdleConnections()
+}

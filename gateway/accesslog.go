@@ -59,9 +59,11 @@ func (g *Gateway) accessLog(r *http.Request, rt *route, st *reqState, status int
 // most the last flushEvery of access lines; the process log (warnings,
 // errors) is not batched.
 type batchWriter struct {
-	mu  sync.Mutex
-	out io.Writer
-	buf []byte
+	mu    sync.Mutex // guards buf; held for appends only
+	buf   []byte
+	spare []byte     // the other buffer: one fills while the other is written
+	wmu   sync.Mutex // serialises writes to out, keeping batches in order
+	out   io.Writer
 }
 
 const (
@@ -71,25 +73,39 @@ const (
 
 func (b *batchWriter) Write(p []byte) (int, error) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	if len(b.buf)+len(p) > batchMax {
-		b.flushLocked()
+	full := len(b.buf)+len(p) > batchMax
+	if full {
+		b.wmu.Lock() // taken before mu is released: batches go out in order
+		b.buf, b.spare = b.spare[:0], b.buf
 	}
 	b.buf = append(b.buf, p...)
+	b.mu.Unlock()
+	if full {
+		b.writeSpare()
+	}
 	return len(p), nil
 }
 
+// flush writes what is buffered. Requests keep appending meanwhile: the
+// write happens outside mu.
 func (b *batchWriter) flush() {
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.flushLocked()
+	if len(b.buf) == 0 {
+		b.mu.Unlock()
+		return
+	}
+	b.wmu.Lock()
+	b.buf, b.spare = b.spare[:0], b.buf
+	b.mu.Unlock()
+	b.writeSpare()
 }
 
-func (b *batchWriter) flushLocked() {
-	if len(b.buf) > 0 {
-		_, _ = b.out.Write(b.buf)
-		b.buf = b.buf[:0]
+// writeSpare writes the spare buffer; the caller holds wmu, released here.
+func (b *batchWriter) writeSpare() {
+	if len(b.spare) > 0 {
+		_, _ = b.out.Write(b.spare)
 	}
+	b.wmu.Unlock()
 }
 
 // run flushes every flushEvery until ctx ends, then once more.

@@ -42,7 +42,29 @@ func fastPath(r *http.Request) bool {
 	}
 	return r.ContentLength == 0 && (r.Body == nil || r.Body == http.NoBody) && r.ProtoMajor == 1 &&
 		len(r.RequestURI) > 0 && r.RequestURI[0] == '/' &&
-		r.Header["Upgrade"] == nil && r.Header["Expect"] == nil && r.Header["Transfer-Encoding"] == nil
+		r.Header["Upgrade"] == nil && r.Header["Expect"] == nil && r.Header["Transfer-Encoding"] == nil &&
+		cleanQuery(r.URL.RawQuery)
+}
+
+// cleanQuery reports whether a query has nothing ReverseProxy would drop:
+// a ';' or a malformed %-escape (the parameter smuggling of CVE-2022-2880).
+// Such requests take ReverseProxy's path, so both paths forward the same.
+func cleanQuery(q string) bool {
+	for i := 0; i < len(q); i++ {
+		switch q[i] {
+		case ';':
+			return false
+		case '%':
+			if i+2 >= len(q) || !isHex(q[i+1]) || !isHex(q[i+2]) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func isHex(b byte) bool {
+	return '0' <= b && b <= '9' || 'a' <= b && b <= 'f' || 'A' <= b && b <= 'F'
 }
 
 // errBadResponse is a backend answer latch will not relay.
@@ -174,8 +196,8 @@ func (g *Gateway) writeRequest(c *upConn, r *http.Request, st *reqState) error {
 			trailers = headerHasToken(vv, "trailers")
 			continue
 		}
-		if hopByHop(k) || listedIn(connection, k) {
-			continue
+		if hopByHop(k) || (listedIn(connection, k) && k != "X-Request-Id") {
+			continue // (latch's request id is end to end whatever the client says)
 		}
 		for _, v := range vv {
 			if !validFieldValue(v) {
@@ -241,7 +263,7 @@ func (c *upConn) readHead(method string) (int, error) {
 		}
 		return 0, staleError{err} // closed (or reset) before answering
 	}
-	for {
+	for interim := 0; ; interim++ {
 		head, err := c.readHeadBytes()
 		if err != nil {
 			return 0, err
@@ -253,12 +275,17 @@ func (c *upConn) readHead(method string) (int, error) {
 		switch {
 		case code == http.StatusSwitchingProtocols:
 			return 0, fmt.Errorf("%w: 101 to a request that asked for no upgrade", errBadResponse)
+		case code < 200 && interim == maxInterim:
+			return 0, fmt.Errorf("%w: more than %d interim responses", errBadResponse, maxInterim)
 		case code < 200:
 			continue // 100 Continue, 103 Early Hints: the final response follows
 		}
 		return code, c.frame(method, code)
 	}
 }
+
+// maxInterim bounds the 1xx responses before a final one (as net/http).
+const maxInterim = 5
 
 // readHeadBytes reads up to and including the empty line that ends a
 // response head, as one string the parsed fields point into.
@@ -335,40 +362,45 @@ const (
 // frame works out how the body is delimited and whether the connection
 // can carry another request (RFC 9112 §6.3, §9.3).
 func (c *upConn) frame(method string, code int) error {
-	c.kind, c.length, c.keep = bodyClose, -1, !c.http10
+	c.kind, c.length = bodyClose, -1
 	var te string
+	closing, keepAlive := false, false
 	for _, f := range c.fields {
 		switch f.key {
 		case "Connection":
-			if headerHasToken([]string{f.value}, "close") {
-				c.keep = false
-			} else if c.http10 && headerHasToken([]string{f.value}, "keep-alive") {
-				c.keep = true
-			}
+			closing = closing || headerHasToken([]string{f.value}, "close")
+			keepAlive = keepAlive || headerHasToken([]string{f.value}, "keep-alive")
 		case "Transfer-Encoding":
 			if te != "" {
 				te += ","
 			}
 			te += f.value
 		case "Content-Length":
-			n, err := strconv.ParseInt(f.value, 10, 64)
-			if err != nil || n < 0 || (c.length >= 0 && n != c.length) {
+			n, err := strconv.ParseUint(f.value, 10, 63) // digits only: no sign, no space
+			if err != nil || (c.length >= 0 && int64(n) != c.length) {
 				return fmt.Errorf("%w: Content-Length %q", errBadResponse, truncate(f.value))
 			}
-			c.length = n
+			c.length = int64(n)
 		}
 	}
+	c.keep = !closing && (!c.http10 || keepAlive)
 	switch {
 	case method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified:
 		c.kind = bodyNone
 	case te != "":
 		if !strings.EqualFold(strings.TrimSpace(te), "chunked") {
-			// Other codings are for the client to undo; latch only frames
-			// chunked, so anything else is read until the backend closes.
-			c.keep = false
-			return nil
+			// Codings other than a lone chunked: Go's Transport refuses
+			// them too, and guessing the end of the body is how a
+			// connection desyncs.
+			return fmt.Errorf("%w: Transfer-Encoding %q", errBadResponse, truncate(te))
 		}
-		c.kind, c.length = bodyChunked, -1
+		c.kind = bodyChunked
+		if c.http10 || c.length >= 0 {
+			// Transfer-Encoding in HTTP/1.0, or with a Content-Length:
+			// faulty or ambiguous framing (RFC 9112 §6.1, §6.3). Chunked
+			// wins, the length is dropped, the connection is not reused.
+			c.keep, c.length = false, -1
+		}
 	case c.length >= 0:
 		c.kind = bodyLength
 	default:
@@ -434,7 +466,7 @@ func (c *upConn) copyBody(ctx context.Context, w http.ResponseWriter, st *reqSta
 			n += int64(nr)
 			if _, werr := w.Write(buf[:nr]); werr != nil {
 				// The client left: not the backend's failure.
-				st.outcome, st.status = policy.Ignored, statusClientClosed
+				st.outcome, st.status, st.abort = policy.Ignored, statusClientClosed, true
 				return false, nil
 			}
 			if stream {
@@ -445,10 +477,13 @@ func (c *upConn) copyBody(ctx context.Context, w http.ResponseWriter, st *reqSta
 			break
 		}
 		if rerr != nil {
-			if ctx.Err() != nil {
-				st.outcome, st.status = policy.Ignored, statusClientClosed
+			if errors.Is(ctx.Err(), context.Canceled) {
+				// The client left: not the backend's failure.
+				st.outcome, st.status, st.abort = policy.Ignored, statusClientClosed, true
 				return false, nil
 			}
+			// A route timeout (ctx's deadline) or a backend failure:
+			// either way the response is cut short.
 			return false, rerr
 		}
 	}
@@ -470,10 +505,13 @@ func (c *upConn) copyBody(ctx context.Context, w http.ResponseWriter, st *reqSta
 // readTrailers reads the trailer section after a chunked body and hands
 // its fields to the client as trailers.
 func (c *upConn) readTrailers(h http.Header) error {
-	for {
+	for size := 0; ; {
 		line, err := c.br.ReadSlice('\n')
 		if err != nil {
 			return fmt.Errorf("reading trailers: %w", err)
+		}
+		if size += len(line); size > maxHeadBytes {
+			return fmt.Errorf("%w: trailers larger than %d bytes", errBadResponse, maxHeadBytes)
 		}
 		s := strings.TrimRight(string(bytes.TrimRight(line, "\n")), "\r")
 		if s == "" {

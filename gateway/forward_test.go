@@ -27,6 +27,7 @@ type rawBackend struct {
 	heads    []string // every request head received
 	conns    []net.Conn
 	respond  func(path string) (response string, closeAfter bool)
+	script   func(c net.Conn, path string) (closeAfter bool) // instead of respond
 	wg       sync.WaitGroup
 }
 
@@ -85,6 +86,12 @@ func (b *rawBackend) serve(c net.Conn) {
 		b.mu.Unlock()
 		b.served.Add(1)
 		path := strings.Fields(head.String())[1]
+		if b.script != nil {
+			if b.script(c, path) {
+				return
+			}
+			continue
+		}
 		resp, closeAfter := b.respond(path)
 		if _, err := io.WriteString(c, resp); err != nil || closeAfter {
 			return
@@ -144,6 +151,8 @@ func TestFastPathFraming(t *testing.T) {
 		"/length":  {"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-App: a\r\n\r\nhello", false},
 		"/chunked": {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 42\r\n\r\n", false},
 		"/both":    {"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", false},
+		"/10-te":   {"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", false},
+		"/10-keep": {"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok", false},
 		"/eof":     {"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil close", true},
 		"/http10":  {"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nabc", false},
 		"/interim": {"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false},
@@ -165,7 +174,9 @@ func TestFastPathFraming(t *testing.T) {
 	}{
 		{"GET", "/length", "hello", map[string]string{"X-App": "a", "Content-Length": "5"}, nil, true},
 		{"GET", "/chunked", "hello world", nil, map[string]string{"X-Sum": "42"}, true},
-		{"GET", "/both", "hello", map[string]string{"Content-Length": ""}, nil, true},
+		{"GET", "/both", "hello", map[string]string{"Content-Length": ""}, nil, false}, // ambiguous: not reused
+		{"GET", "/10-te", "ok", nil, nil, false}, // Transfer-Encoding in HTTP/1.0: faulty framing
+		{"GET", "/10-keep", "ok", nil, nil, true},
 		{"GET", "/eof", "until close", map[string]string{"Content-Type": "text/plain"}, nil, false},
 		{"GET", "/http10", "abc", nil, nil, false},
 		{"GET", "/interim", "ok", map[string]string{"Link": ""}, nil, true},
@@ -215,6 +226,9 @@ func TestFastPathMalformedResponses(t *testing.T) {
 		"/proto":       "HTTP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n",
 		"/switch":      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n",
 		"/cr-in-value": "HTTP/1.1 200 OK\r\nX-A: a\rb\r\nContent-Length: 0\r\n\r\n",
+		"/signed":      "HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: +2\r\n\r\nok",
+		"/coding":      "HTTP/1.1 200 OK\r\nX-A: 1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+		"/interims":    strings.Repeat("HTTP/1.1 100 Continue\r\n\r\n", 6) + "HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 0\r\n\r\n",
 	}
 	b := newRawBackend(t, func(path string) (string, bool) { return responses[path], true })
 	tg := startRawGateway(t, b, func(c *Config) { c.Defaults.Breaker.ConsecutiveFailures = 1000 })
@@ -355,4 +369,85 @@ func TestFastPathClientGoneClosesBackendConn(t *testing.T) {
 		t.Fatalf("client: %v; want canceled", err)
 	}
 	waitUntil(t, "latch to close the backend connection", func() bool { return b.hungUp.Load() == 1 })
+}
+
+// scriptBackend runs script on each request's connection: the tests that
+// need a backend to misbehave between requests.
+func newScriptBackend(t *testing.T, script func(c net.Conn, path string) (closeConn bool)) *rawBackend {
+	t.Helper()
+	b := newRawBackend(t, nil)
+	b.script = script
+	return b
+}
+
+// Bytes a backend sends on an idle connection — a body it should not have
+// sent with a HEAD answer, a 408 before closing — are never read as the
+// next request's response, which may be another client's.
+func TestFastPathIdleConnectionBytesNotRelayed(t *testing.T) {
+	for name, late := range map[string]string{
+		"late body":      "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nPOISON",
+		"408 then close": "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			misbehave, sent := make(chan struct{}), make(chan struct{})
+			b := newScriptBackend(t, func(c net.Conn, path string) bool {
+				if path != "/first" {
+					_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+					return false
+				}
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				<-misbehave // latch has the connection back in its pool
+				_, _ = io.WriteString(c, late)
+				close(sent)
+				return true
+			})
+			tg := startRawGateway(t, b, nil)
+			if _, body, err := tg.do(t, "GET", "/first", nil); err != nil || body != "ok" {
+				t.Fatalf("first: %q, %v", body, err)
+			}
+			close(misbehave)
+			<-sent
+			resp, body, err := tg.do(t, "GET", "/second", nil)
+			if err != nil || resp.StatusCode != 200 || body != "ok" {
+				t.Fatalf("second request got %v %q (%v); want 200 \"ok\" from a new connection", resp.Status, body, err)
+			}
+		})
+	}
+}
+
+// A route timeout during the body cuts the client's connection: a
+// streamed body must not end as if it were whole. The breaker counts it.
+func TestFastPathTimeoutMidBodyAborts(t *testing.T) {
+	release := make(chan struct{})
+	b := newScriptBackend(t, func(c net.Conn, path string) bool {
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+		<-release
+		return true
+	})
+	t.Cleanup(func() { close(release) })
+	tg := startRawGateway(t, b, func(c *Config) { c.Defaults.Timeout = 100 * time.Millisecond })
+	if _, body, err := tg.do(t, "GET", "/stream", nil); err == nil {
+		t.Fatalf("read %q as a complete body; want the response cut", body)
+	}
+}
+
+// Queries ReverseProxy cleans (';', bad escapes: CVE-2022-2880) reach the
+// backend the same on both paths.
+func TestFastPathQueryCleanedLikeReverseProxy(t *testing.T) {
+	b := newRawBackend(t, func(string) (string, bool) {
+		return "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false
+	})
+	tg := startRawGateway(t, b, nil)
+	for _, q := range []string{"a=1;admin=1", "a=%zz&b=2", "a=1&b=%41"} {
+		var targets []string
+		for _, method := range []string{"POST", "GET"} { // ReverseProxy's path, then the fast path's
+			if _, _, err := tg.do(t, method, "/q?"+q, nil); err != nil {
+				t.Fatal(err)
+			}
+			targets = append(targets, strings.Fields(b.lastHead())[1])
+		}
+		if targets[0] != targets[1] {
+			t.Errorf("?%s: ReverseProxy sent %q, the fast path %q", q, targets[0], targets[1])
+		}
+	}
 }

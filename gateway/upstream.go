@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -70,6 +71,7 @@ func (u *upstream) conn(ctx context.Context, host string, fresh bool) (*upConn, 
 		bw: bufio.NewWriterSize(nc, u.bufSize),
 	}
 	c.cancel = func() { _ = c.SetDeadline(aLongTimeAgo) }
+	p.inUse.Add(1)
 	return c, nil
 }
 
@@ -85,36 +87,52 @@ func (u *upstream) pool(host string) *hostPool {
 type hostPool struct {
 	u     *upstream
 	host  string
+	inUse atomic.Int64 // connections checked out
 	mu    sync.Mutex
 	idle  []*upConn
 	sweep *time.Timer
 }
 
-// get pops the most recently used connection that has not idled too long.
+// get pops the most recently used connection that has not idled too long
+// and has nothing waiting to be read.
 func (p *hostPool) get(now time.Time) *upConn {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n := len(p.idle)
-	if n == 0 {
-		return nil
+	for {
+		p.mu.Lock()
+		n := len(p.idle)
+		if n == 0 {
+			p.mu.Unlock()
+			return nil
+		}
+		c := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		p.u.idle.Add(-1)
+		if p.u.idleTimeout > 0 && now.Sub(c.idleAt) > p.u.idleTimeout {
+			// The youngest is too old: so are the rest.
+			c.Close()
+			p.closeIdleLocked()
+			p.mu.Unlock()
+			return nil
+		}
+		p.mu.Unlock()
+		if !c.idleClean() {
+			// The backend closed it, or sent bytes nobody asked for (a late
+			// body, a 408 before closing): they must not be read as the
+			// next request's response.
+			c.Close()
+			continue
+		}
+		p.inUse.Add(1)
+		c.reused = true
+		return c
 	}
-	c := p.idle[n-1]
-	p.idle[n-1] = nil
-	p.idle = p.idle[:n-1]
-	p.u.idle.Add(-1)
-	if p.u.idleTimeout > 0 && now.Sub(c.idleAt) > p.u.idleTimeout {
-		// The youngest is too old: so are the rest.
-		c.Close()
-		p.closeIdleLocked()
-		return nil
-	}
-	c.reused = true
-	return c
 }
 
-// put returns c to the pool, or closes it when the pool is full.
+// put returns a checked-out c to the pool, or closes it when the pool is
+// full.
 func (p *hostPool) put(c *upConn) {
 	u := p.u
+	p.inUse.Add(-1)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.idle) >= u.maxIdlePer || (u.maxIdle > 0 && u.idle.Load() >= u.maxIdle) {
@@ -153,10 +171,13 @@ func (p *hostPool) expire() {
 		p.sweep = time.AfterFunc(u.idleTimeout-now.Sub(p.idle[0].idleAt)+time.Millisecond, p.expire)
 		return
 	}
-	// Idle for a whole timeout: forget the address, so backends that come
-	// and go do not pile up pools. A request racing with this one still
-	// works: it uses this pool, whose next put schedules its own sweep.
-	u.pools.CompareAndDelete(p.host, p)
+	if p.inUse.Load() == 0 {
+		// Unused for a whole timeout: forget the address, so backends that
+		// come and go do not pile up pools. (A request that took this pool
+		// from the map just now still works: the pool's next put schedules
+		// its own sweep.)
+		u.pools.CompareAndDelete(p.host, p)
+	}
 }
 
 func (p *hostPool) closeIdle() {
@@ -213,4 +234,34 @@ var aLongTimeAgo = time.Unix(1, 0)
 // errHeaderTimeout names ResponseHeaderTimeout in errors.
 var errHeaderTimeout = errors.New("timeout awaiting response headers")
 
-func (c *upConn) close() { _ = c.Close() }
+// close closes a checked-out connection.
+func (c *upConn) close() {
+	c.pool.inUse.Add(-1)
+	_ = c.Close()
+}
+
+// idleClean reports whether an idle connection has nothing to read and is
+// still open, by peeking at the socket without blocking (one system call
+// per reuse; net/http's Transport instead keeps a read pending on every
+// idle connection). Connections that are not sockets count as clean.
+func (c *upConn) idleClean() bool {
+	if c.br.Buffered() > 0 {
+		return false
+	}
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	clean := false
+	if err := rc.Read(func(fd uintptr) bool {
+		clean = socketIdle(fd)
+		return true // never wait
+	}); err != nil {
+		return false
+	}
+	return clean
+}

@@ -68,10 +68,21 @@ func TestUpstreamPool(t *testing.T) {
 		c.close()
 	}
 
-	d := conn()
-	d.pool.put(d)
+	// A pool whose connections are all busy is not forgotten by the sweep.
+	e := conn()
 	clock = clock.Add(cfg.Transport.IdleConnTimeout + time.Second)
-	d.pool.expire()
+	e.pool.expire()
+	if _, ok := u.pools.Load(addr); !ok {
+		t.Fatal("the sweep forgot a pool with a connection in use")
+	}
+	e.pool.put(e)
+	if d := conn(); d != e {
+		t.Fatal("the connection back from its request was not reused")
+	} else {
+		d.pool.put(d)
+	}
+	clock = clock.Add(cfg.Transport.IdleConnTimeout + time.Second)
+	e.pool.expire()
 	if _, ok := u.pools.Load(addr); ok || u.idle.Load() != 0 {
 		t.Fatalf("after a whole idle timeout: pool kept=%v, %d idle; want it forgotten, none", ok, u.idle.Load())
 	}

@@ -175,7 +175,7 @@ func TestFastPathFraming(t *testing.T) {
 		{"GET", "/length", "hello", map[string]string{"X-App": "a", "Content-Length": "5"}, nil, true},
 		{"GET", "/chunked", "hello world", nil, map[string]string{"X-Sum": "42"}, true},
 		{"GET", "/both", "hello", map[string]string{"Content-Length": ""}, nil, false}, // ambiguous: not reused
-		{"GET", "/10-te", "ok", nil, nil, false}, // Transfer-Encoding in HTTP/1.0: faulty framing
+		{"GET", "/10-te", "ok", nil, nil, false},                                       // Transfer-Encoding in HTTP/1.0: faulty framing
 		{"GET", "/10-keep", "ok", nil, nil, true},
 		{"GET", "/eof", "until close", map[string]string{"Content-Type": "text/plain"}, nil, false},
 		{"GET", "/http10", "abc", nil, nil, false},

@@ -71,6 +71,14 @@ func (u *upstream) conn(ctx context.Context, host string, fresh bool) (*upConn, 
 		bw: bufio.NewWriterSize(nc, u.bufSize),
 	}
 	c.cancel = func() { _ = c.SetDeadline(aLongTimeAgo) }
+	if sc, ok := nc.(syscall.Conn); ok {
+		if c.raw, err = sc.SyscallConn(); err == nil {
+			c.peek = func(fd uintptr) bool {
+				c.peekIdle = socketIdle(fd)
+				return true // never wait
+			}
+		}
+	}
 	p.inUse.Add(1)
 	return c, nil
 }
@@ -206,6 +214,10 @@ type upConn struct {
 	reused bool   // taken from the pool: the backend may have closed it
 	cancel func() // unblocks I/O when the request is cancelled
 
+	raw      syscall.RawConn       // nil when not a socket
+	peek     func(fd uintptr) bool // for raw.Read: sets peekIdle
+	peekIdle bool
+
 	head    []byte  // the response head being read
 	fields  []field // its header fields
 	http10  bool
@@ -248,20 +260,12 @@ func (c *upConn) idleClean() bool {
 	if c.br.Buffered() > 0 {
 		return false
 	}
-	sc, ok := c.Conn.(syscall.Conn)
-	if !ok {
+	if c.raw == nil {
 		return true
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
+	c.peekIdle = false
+	if err := c.raw.Read(c.peek); err != nil {
 		return false
 	}
-	clean := false
-	if err := rc.Read(func(fd uintptr) bool {
-		clean = socketIdle(fd)
-		return true // never wait
-	}); err != nil {
-		return false
-	}
-	return clean
+	return c.peekIdle
 }

@@ -42,6 +42,7 @@ type sessionState struct {
 	hasID     bool
 	pinned    string // backend id the session is pinned to before this request
 	store     bool   // pin (SetNX) after the backend answered
+	fresh     bool   // id made by this request: its pin cannot race
 	setCookie bool
 	learn     bool
 }
@@ -66,7 +67,7 @@ func (g *Gateway) resolveSession(r *http.Request, st *reqState) *policy.Backend 
 		c, ok := g.codec.Decode(cookieValue(r.Header, rt.cookie.name))
 		if !ok {
 			// No cookie, or a malformed, forged or oversized one: a new session.
-			ss.kind, ss.id, ss.hasID, ss.store, ss.setCookie = sessNew, session.NewID(), true, true, true
+			ss.kind, ss.id, ss.hasID, ss.store, ss.setCookie, ss.fresh = sessNew, session.NewID(), true, true, true, true
 			return nil
 		}
 		ss.id, ss.hasID, hint, issued = c.ID, true, c.Hint, int64(c.Issued)
@@ -89,7 +90,7 @@ func (g *Gateway) resolveSession(r *http.Request, st *reqState) *policy.Backend 
 	case err == nil:
 		// Not pinned and the cookie outlived the TTL: the session expired.
 		g.metrics.expired.Inc()
-		ss.id = session.NewID()
+		ss.id, ss.fresh = session.NewID(), true
 	}
 	if b != nil && b.CanKeep() {
 		if ss.store {
@@ -167,7 +168,11 @@ func (g *Gateway) commitSession(h http.Header, r *http.Request, st *reqState) {
 		return
 	}
 	pinned := b.ID
-	if ss.store {
+	switch {
+	case ss.store && ss.fresh:
+		// An id made by this request: nobody else has it, nothing to wait for.
+		g.affinity.PinNew(ctx, svc, ss.id, b.ID, rt.cookie.ttl)
+	case ss.store:
 		if got, err := g.affinity.Pin(ctx, svc, ss.id, b.ID, rt.cookie.ttl); err == nil && got != "" {
 			pinned = got
 		}

@@ -53,3 +53,41 @@ func TestRedisStore(t *testing.T) {
 		t.Fatalf("Get after Delete: found=%v, %v; want absent", ok, err)
 	}
 }
+
+// New sessions' pins reach Redis in batches (one pipelined round trip for
+// whatever is waiting), with their TTL, and are counted.
+func TestAffinityPinNewBatchesToRedis(t *testing.T) {
+	r := harness.StartRedis(t)
+	rdb, err := session.ParseRedisURL(r.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	a := session.NewAffinity(session.Options{Store: session.NewRedisStore(rdb, session.RedisOptions{}), Client: rdb,
+		StoreTimeout: time.Second})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- a.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	const n = 500
+	ids := make([]session.ID, n)
+	for i := range ids {
+		ids[i] = session.NewID()
+		a.PinNew(ctx, "web", ids[i], "web-1", time.Minute)
+	}
+	a2 := session.NewAffinity(session.Options{Store: session.NewRedisStore(rdb, session.RedisOptions{}), Client: rdb})
+	harness.WaitFor(t, 10*time.Second, "every pin in Redis", func() bool {
+		_, _, ok, _ := a2.Lookup(ctx, "web", ids[n-1])
+		return ok
+	})
+	for _, id := range ids[:n-1] { // (the last one is in a2's cache now)
+		if b, src, ok, err := a2.Lookup(ctx, "web", id); !ok || b != "web-1" || src != session.SourceStore || err != nil {
+			t.Fatalf("another replica's lookup: %q %v %v %v; want web-1 from Redis", b, src, ok, err)
+		}
+	}
+	counts, err := a.Sessions(ctx, "web", []string{"web-1"}, time.Minute)
+	if err != nil || counts["web-1"] < n*98/100 || counts["web-1"] > n*102/100 {
+		t.Fatalf("session count %v, %v; want about %d", counts, err, n)
+	}
+}

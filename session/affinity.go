@@ -77,7 +77,8 @@ type pendingPin struct {
 	repin   bool
 }
 
-// job is background store work: a TTL refresh and/or a session count.
+// job is background store work: a TTL refresh or a new session's pin,
+// and a session count.
 type job struct {
 	key     string
 	ttl     time.Duration
@@ -85,7 +86,12 @@ type job struct {
 	backend string
 	id      ID
 	touch   bool
+	pin     bool // SET NX the pin (PinNew)
+	at      time.Time
 }
+
+// maxBatch bounds the jobs one background round trip carries.
+const maxBatch = 256
 
 // NewAffinity builds the session layer; call Run to start its background work.
 func NewAffinity(opts Options) *Affinity {
@@ -234,6 +240,25 @@ func (a *Affinity) Pin(ctx context.Context, service string, id ID, backendID str
 	return cur, nil
 }
 
+// PinNew records the pin of a session whose id this replica has just
+// created: no other replica can hold it, so there is no race to settle and
+// nothing to wait for. The pin is cached at once and written to the store
+// in the background, batched with other work in one round trip; until it
+// lands, the cookie's signed hint keeps the session on its backend on any
+// replica. While the store is down it is kept for replay, as in Pin.
+func (a *Affinity) PinNew(ctx context.Context, service string, id ID, backendID string, ttl time.Duration) {
+	key := storeKey(service, id)
+	now := a.opts.Now()
+	j := job{key: key, ttl: ttl, service: service, backend: backendID, id: id, pin: true, at: now}
+	select {
+	case a.jobs <- j:
+		ns := now.UnixNano()
+		a.cache.put(cacheKey{service, id}, cacheEntry{backend: backendID, expires: ns + int64(a.opts.CacheTTL), refreshed: ns})
+	default: // the background is behind: write it now
+		_, _ = a.Pin(ctx, service, id, backendID, ttl)
+	}
+}
+
 // Repin moves a session from old to new with compare-and-swap and returns
 // the backend it is now pinned to (another replica's choice when that one
 // won the race). While the store is down the new pin is cached and kept for
@@ -358,35 +383,95 @@ func (a *Affinity) Run(ctx context.Context) error {
 }
 
 func (a *Affinity) runJobs(ctx context.Context) {
+	batch := make([]job, 0, maxBatch)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case j := <-a.jobs:
-			a.doJob(ctx, j)
+			batch = append(batch[:0], j)
 		}
+	more: // whatever else is waiting goes in the same round trip
+		for len(batch) < maxBatch {
+			select {
+			case j := <-a.jobs:
+				batch = append(batch, j)
+			default:
+				break more
+			}
+		}
+		a.doJobs(ctx, batch)
 	}
 }
 
-func (a *Affinity) doJob(ctx context.Context, j job) {
-	if j.touch {
-		_ = a.call(ctx, "touch", func(ctx context.Context) error { return a.opts.Store.Touch(ctx, j.key, j.ttl) })
-	}
+// doJobs runs a batch of background work: with Redis, one pipelined round
+// trip (pins SET NX, refreshes PEXPIRE, one PFADD per count key).
+func (a *Affinity) doJobs(ctx context.Context, batch []job) {
 	if a.opts.Client == nil {
+		for _, j := range batch {
+			switch {
+			case j.pin:
+				err := a.call(ctx, "pin", func(ctx context.Context) error {
+					_, err := a.opts.Store.SetNX(ctx, j.key, j.backend, j.ttl)
+					return err
+				})
+				if err != nil {
+					a.addPending(j.key, pendingPin{backend: j.backend, ttl: j.ttl, at: j.at})
+				}
+			case j.touch:
+				_ = a.call(ctx, "touch", func(ctx context.Context) error { return a.opts.Store.Touch(ctx, j.key, j.ttl) })
+			}
+		}
 		return
 	}
 	bucket := a.opts.Now().UnixNano() / int64(countBucket)
-	key := countKey(j.service, j.backend, bucket)
-	_ = a.call(ctx, "count", func(ctx context.Context) error {
-		if err := a.opts.Client.PFAdd(ctx, key, j.id[:]).Err(); err != nil {
-			return err
+	counts := map[string][]any{}
+	var countTTL time.Duration
+	var expiring []string // count keys given their expiry in this batch
+	err := a.call(ctx, "batch", func(ctx context.Context) error {
+		cmds, err := a.opts.Client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, j := range batch {
+				switch {
+				case j.pin:
+					p.SetArgs(ctx, j.key, j.backend, redis.SetArgs{Mode: "NX", TTL: j.ttl})
+				case j.touch:
+					p.PExpire(ctx, j.key, j.ttl)
+				}
+				key := countKey(j.service, j.backend, bucket)
+				counts[key] = append(counts[key], j.id[:])
+				countTTL = max(countTTL, j.ttl)
+			}
+			for key, ids := range counts {
+				p.PFAdd(ctx, key, ids...)
+				// One expiry per count key and process (not per session).
+				if _, done := a.expired.LoadOrStore(key, struct{}{}); !done {
+					p.Expire(ctx, key, countTTL+2*countBucket)
+					expiring = append(expiring, key)
+				}
+			}
+			return nil
+		})
+		for _, c := range cmds {
+			// redis.Nil is a pin that was there already (SET NX): fine.
+			if e := c.Err(); e != nil && !errors.Is(e, redis.Nil) {
+				return e
+			}
 		}
-		// One expiry per count key and process (not per session).
-		if _, done := a.expired.LoadOrStore(key, struct{}{}); !done {
-			return a.opts.Client.Expire(ctx, key, j.ttl+2*countBucket).Err()
+		if len(cmds) == 0 {
+			return err
 		}
 		return nil
 	})
+	if err != nil {
+		for _, key := range expiring {
+			a.expired.Delete(key) // not applied: the next batch sets it
+		}
+		for _, j := range batch {
+			if j.pin { // kept for replay; refreshes and counts are best effort
+				a.addPending(j.key, pendingPin{backend: j.backend, ttl: j.ttl, at: j.at})
+			}
+		}
+	}
 }
 
 // runReplay writes the pins kept while the store was down once it is back.

@@ -209,6 +209,51 @@ func TestAffinityStoreDown(t *testing.T) {
 	<-done
 }
 
+// A new session's pin is served from the cache at once and reaches the
+// store in the background; with the store down it waits for replay.
+func TestAffinityPinNew(t *testing.T) {
+	store := &countingStore{Store: NewMemoryStore(100, nil)}
+	a := NewAffinity(Options{Store: store, StoreTimeout: 5 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error)
+	go func() { done <- a.Run(ctx) }()
+	stored := func(id ID, want string) func() bool {
+		return func() bool {
+			v, ok, _ := store.Store.Get(ctx, storeKey("web", id))
+			return ok && v == want
+		}
+	}
+
+	id := NewID()
+	a.PinNew(ctx, "web", id, "web-1", time.Minute)
+	if b, src, ok, _ := a.Lookup(ctx, "web", id); !ok || b != "web-1" || src != SourceCache {
+		t.Fatalf("Lookup right after PinNew = %q %v %v; want web-1 from the cache", b, src, ok)
+	}
+	eventually(t, "the pin in the store", stored(id, "web-1"))
+
+	store.setDown(true)
+	down := NewID()
+	a.PinNew(ctx, "web", down, "web-2", time.Minute)
+	eventually(t, "the pin kept for replay", func() bool { return a.Pending() == 1 })
+	store.setDown(false)
+	eventually(t, "the pin replayed", stored(down, "web-2"))
+	cancel()
+	<-done
+}
+
+// eventually polls cond until it holds, failing after 10 seconds.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func TestAffinityRepinConverges(t *testing.T) {
 	store := NewMemoryStore(100, nil)
 	a1, a2 := NewAffinity(Options{Store: store}), NewAffinity(Options{Store: store})

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -30,7 +31,10 @@ import (
 //   - sticky: 10,000 established cookies in rotation;
 //   - sticky@half, direct@half: open-loop at half of sticky's throughput,
 //     through latch and straight to the backends: the p99 latch adds;
-//   - sticky-redis-down: sticky with Redis stopped.
+//   - sticky-redis-down: sticky with Redis stopped;
+//   - haproxy new, haproxy sticky: when Debian's haproxy is installed, the
+//     same two scenarios through HAProxy (cookie insert, round robin) —
+//     the bar latch is measured against.
 //
 // It prints a table and writes integration/results/<time>.json.
 //
@@ -179,6 +183,10 @@ func BenchmarkLoad(b *testing.B) {
 	half := sticky.RPS / 2
 	proxied("sticky@half", loadgen.Options{Cookies: cookies, Rate: half}, true)
 	run("direct@half", latch{}, loadgen.Options{URLs: backends, Rate: half}, true)
+	if url, cookies, ok := startHAProxy(b, backends); ok {
+		run("haproxy new", latch{}, loadgen.Options{URL: url}, true)
+		run("haproxy sticky", latch{}, loadgen.Options{URL: url, Cookies: cookies}, true)
+	}
 	redis.Stop(b)
 	proxied("sticky-redis-down", loadgen.Options{Cookies: cookies}, false)
 	redis.Start(b)
@@ -212,6 +220,55 @@ func BenchmarkLoad(b *testing.B) {
 			fmt.Println("results:", path)
 		}
 	}
+}
+
+// startHAProxy runs Debian's haproxy, when installed, as the bar to
+// compare with: round robin over the same backends, stickiness by an
+// inserted cookie (its "cookie insert indirect"), keep-alive to backends,
+// one thread (its best on 2 shared cores), no logging. The cookies it
+// returns name each backend in turn.
+func startHAProxy(b *testing.B, backends []string) (url string, cookies []string, ok bool) {
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		return "", nil, false
+	}
+	port := harness.FreePort(b)
+	var cfg strings.Builder
+	fmt.Fprintf(&cfg, `global
+    nbthread 1
+    maxconn 4000
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 60s
+    timeout server 60s
+    http-reuse always
+frontend fe
+    bind 127.0.0.1:%d
+    default_backend web
+backend web
+    balance roundrobin
+    cookie SRV insert indirect nocache
+`, port)
+	for i, be := range backends {
+		fmt.Fprintf(&cfg, "    server web-%d %s cookie w%d\n", i+1, strings.TrimSuffix(strings.TrimPrefix(be, "http://"), "/"), i+1)
+		cookies = append(cookies, fmt.Sprintf("SRV=w%d", i+1))
+	}
+	path := filepath.Join(b.TempDir(), "haproxy.cfg")
+	if err := os.WriteFile(path, []byte(cfg.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	harness.StartProcess(b, bin, "-db", "-f", path)
+	url = fmt.Sprintf("http://127.0.0.1:%d/", port)
+	harness.WaitFor(b, 10*time.Second, "haproxy to answer", func() bool {
+		resp, err := http.Get(url)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return url, cookies, true
 }
 
 // fetchProfile saves a pprof profile from latch's admin listener.

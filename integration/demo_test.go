@@ -2,6 +2,9 @@ package integration
 
 import (
 	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,13 +22,13 @@ import (
 // clients without cookies are spread; SIGTERM stops everything it started.
 func TestMakeDemo(t *testing.T) {
 	bin := harness.Binaries(t)
-	ports := map[string]int{}
-	for _, k := range []string{"HTTP", "ADMIN", "REDIS"} {
-		ports[k] = harness.FreePort(t)
+	ports := map[string]int{
+		"HTTP":   freeRun(t, 1),
+		"ADMIN":  freeRun(t, 1),
+		"REDIS":  freeRun(t, 1),
+		"CONSUL": freeRun(t, 4), // HTTP, serf LAN, serf WAN, server
 	}
-	// Consul needs 4 consecutive ports and the backends 3 after a base.
-	ports["CONSUL"] = 20000 + harness.FreePort(t)%20000
-	ports["BACKEND_BASE"] = 40000 + harness.FreePort(t)%20000
+	ports["BACKEND_BASE"] = freeRun(t, 4) // the backends listen on base+1..3
 	cmd := exec.Command("bash", filepath.Join(harness.RepoRoot(), "integration", "tools", "demo.sh"))
 	cmd.Dir = harness.RepoRoot()
 	cmd.Env = append(os.Environ(), "LATCH_BIN="+bin, "LATCH_DEMO_CHECK_INTERVAL=500ms")
@@ -35,6 +38,11 @@ func TestMakeDemo(t *testing.T) {
 	logPath := filepath.Join(t.TempDir(), "demo.log")
 	logf, _ := os.Create(logPath)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	t.Cleanup(func() { // after the demo is stopped: what it printed
+		if data, _ := os.ReadFile(logPath); t.Failed() {
+			t.Logf("demo output:\n%s", data)
+		}
+	})
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -84,4 +92,45 @@ func TestMakeDemo(t *testing.T) {
 	if _, err := http.Get(base); err == nil {
 		t.Fatal("latch still answering after the demo stopped")
 	}
+}
+
+// freeRun returns the first of n consecutive ports that are free on
+// 127.0.0.1 for TCP and UDP (Consul's serf ports are both) at the time of
+// the call. They are taken below Linux's ephemeral range (32768 and up), so
+// the connections other tests open in parallel cannot take them as local
+// ports before the demo binds them.
+func freeRun(t *testing.T, n int) int {
+	t.Helper()
+	const lo, hi = 10000, 32000
+	for range 200 {
+		base := lo + rand.IntN(hi-lo-n)
+		if portsFree(base, n) {
+			return base
+		}
+	}
+	t.Fatalf("no %d consecutive free ports in [%d, %d)", n, lo, hi)
+	return 0
+}
+
+func portsFree(base, n int) bool {
+	var closers []io.Closer
+	defer func() {
+		for _, c := range closers {
+			c.Close()
+		}
+	}()
+	for p := base; p < base+n; p++ {
+		addr := "127.0.0.1:" + strconv.Itoa(p)
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return false
+		}
+		closers = append(closers, l)
+		u, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return false
+		}
+		closers = append(closers, u)
+	}
+	return true
 }

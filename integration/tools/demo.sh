@@ -41,13 +41,19 @@ for p in "$HTTP_PORT" "$ADMIN_PORT" "$CONSUL_PORT" "$REDIS_PORT" $((BASE + 1)) $
 	port_free "$p" || { echo "demo: port $p is in use (set LATCH_DEMO_* to move the demo)" >&2; exit 1; }
 done
 
-wait_for() { # wait_for NAME COMMAND...
-	local name="$1"; shift
+wait_for() { # wait_for NAME LOG COMMAND...: 30s for COMMAND to succeed ("" LOG: on the terminal)
+	local name="$1" log="$2"; shift 2
 	for _ in $(seq 1 150); do
 		"$@" >/dev/null 2>&1 && return 0
 		sleep 0.2
 	done
-	echo "demo: $name did not come up; logs in $dir" >&2
+	# The log directory goes with the cleanup, so show the end of the log here.
+	if [ -z "$log" ]; then
+		echo "demo: $name did not come up (its log is above)" >&2
+	else
+		echo "demo: $name did not come up; the end of its log:" >&2
+		tail -n 20 "$log" >&2 || true
+	fi
 	exit 1
 }
 
@@ -56,11 +62,11 @@ consul agent -dev -bind 127.0.0.1 -client 127.0.0.1 -http-port "$CONSUL_PORT" -g
 	-server-port $((CONSUL_PORT + 3)) -data-dir "$dir/consul" >"$dir/consul.log" 2>&1 &
 pids+=($!)
 export CONSUL_HTTP_ADDR="127.0.0.1:$CONSUL_PORT"
-wait_for consul consul members
+wait_for consul "$dir/consul.log" consul members
 
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" >"$dir/redis.log" 2>&1 &
 pids+=($!)
-wait_for redis redis-cli -p "$REDIS_PORT" ping
+wait_for redis "$dir/redis.log" redis-cli -p "$REDIS_PORT" ping
 
 for i in 1 2 3; do
 	"$BIN/demo-backend" -addr "127.0.0.1:$((BASE + i))" -id "web-$i" -service web \
@@ -68,12 +74,15 @@ for i in 1 2 3; do
 		>"$dir/web-$i.log" 2>&1 &
 	pids+=($!)
 done
+for i in 1 2 3; do
+	wait_for "web-$i" "$dir/web-$i.log" curl -sf "http://127.0.0.1:$((BASE + i))/health"
+done
 
 secret="${LATCH_COOKIE_SECRET:-demo-secret-0123456789abcdef}"
 "$BIN/latch" -listen ":$HTTP_PORT" -admin-listen "127.0.0.1:$ADMIN_PORT" -service web \
 	-redis "redis://127.0.0.1:$REDIS_PORT/0" -cookie-secret "$secret" &
 pids+=($!)
-wait_for latch curl -sf "http://127.0.0.1:$ADMIN_PORT/readyz"
+wait_for latch "" curl -sf "http://127.0.0.1:$ADMIN_PORT/readyz"
 
 cat <<MSG
 

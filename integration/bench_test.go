@@ -32,9 +32,9 @@ import (
 //   - sticky@half, direct@half: open-loop at half of sticky's throughput,
 //     through latch and straight to the backends: the p99 latch adds;
 //   - sticky-redis-down: sticky with Redis stopped;
-//   - haproxy new, haproxy sticky: when Debian's haproxy is installed, the
-//     same two scenarios through HAProxy (cookie insert, round robin) —
-//     the bar latch is measured against.
+//   - haproxy new, haproxy sticky, haproxy sticky@half: when Debian's
+//     haproxy is installed, the same scenarios through HAProxy (cookie
+//     insert, round robin) — the bar latch is measured against.
 //
 // It prints a table and writes integration/results/<time>.json.
 //
@@ -186,6 +186,7 @@ func BenchmarkLoad(b *testing.B) {
 	if url, cookies, ok := startHAProxy(b, backends); ok {
 		run("haproxy new", latch{}, loadgen.Options{URL: url}, true)
 		run("haproxy sticky", latch{}, loadgen.Options{URL: url, Cookies: cookies}, true)
+		run("haproxy sticky@half", latch{}, loadgen.Options{URL: url, Cookies: cookies, Rate: half}, true)
 	}
 	redis.Stop(b)
 	proxied("sticky-redis-down", loadgen.Options{Cookies: cookies}, false)
@@ -207,6 +208,9 @@ func BenchmarkLoad(b *testing.B) {
 	fmt.Fprintf(&out, "p99 latch adds at half of sticky's peak (%.0f req/s): %s\n", half, added.Round(time.Microsecond))
 	if baseline != "" {
 		fmt.Fprintf(&out, "p99 the baseline adds: %s\n", (p99["sticky@half (baseline)"] - p99["direct@half"]).Round(time.Microsecond))
+	}
+	if hp, ok := p99["haproxy sticky@half"]; ok {
+		fmt.Fprintf(&out, "p99 HAProxy adds at the same rate: %s\n", (hp - p99["direct@half"]).Round(time.Microsecond))
 	}
 	b.Log(out.String())
 	fmt.Print(out.String())

@@ -242,6 +242,12 @@ func TestFaultSuite(t *testing.T) {
 		if counts["web-4"] > 200/4/2 {
 			t.Fatalf("slow backend got %d of 200 new sessions (%v); want under half its fair share", counts["web-4"], counts)
 		}
+		// The fast ones share them: no herding onto whichever measured fastest.
+		for _, id := range []string{"web-1", "web-2", "web-3"} {
+			if counts[id] < 200/3/4 {
+				t.Fatalf("%s got %d of 200 new sessions (%v); want the fast backends to share them", id, counts[id], counts)
+			}
+		}
 	})
 
 	t.Run("consul down 10s", func(t *testing.T) {

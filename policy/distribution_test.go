@@ -219,6 +219,24 @@ func TestLeastResponseTime(t *testing.T) {
 		clk.Add(d)
 		tk.Done(Success)
 	}
+	// shares checks each backend's share of n picks against the inverse of
+	// its expected wait (latency × (in flight + 1)), within 1.5 points:
+	// about 4σ of the binomial at n = 20,000.
+	shares := func(what string, waits map[string]float64) {
+		t.Helper()
+		const n = 20_000
+		counts := pickN(t, p, n)
+		sum := 0.0
+		for _, w := range waits {
+			sum += 1 / w
+		}
+		for id, w := range waits {
+			want := 1 / w / sum
+			if got := float64(counts[id]) / n; math.Abs(got-want) > 0.015 {
+				t.Errorf("%s: %s got %.3f of the picks; want %.3f (%v)", what, id, got, want, counts)
+			}
+		}
+	}
 	sample(set.Backends[0], 5*time.Millisecond)
 	sample(set.Backends[1], 50*time.Millisecond)
 	// b02 has no data: it gets a trial while nothing of it is in flight...
@@ -227,27 +245,46 @@ func TestLeastResponseTime(t *testing.T) {
 		t.Fatalf("backend without data not tried: picked %s", b.ID)
 	}
 	tk, _ := b.Acquire()
-	// ...and no more while the trial runs: no flood.
-	if counts := pickN(t, p, 100); counts["b00"] != 100 {
-		t.Fatalf("during b02's trial: %v; want every pick on the fastest, b00", counts)
-	}
+	// ...and no more while the trial runs: no flood. b00 (5ms) takes
+	// 10/11 of the rest, b01 (ten times slower) 1/11.
+	shares("during b02's trial", map[string]float64{"b00": 5, "b01": 50, "b02": math.Inf(1)})
 	clk.Add(200 * time.Millisecond)
 	tk.Done(Success)
-	// b00 (5ms) wins over b01 (50ms) and b02 (200ms) until its expected
-	// wait, 5ms × (in flight + 1), passes b01's 50ms.
+	// Load counts: b00's expected wait is 5ms × (in flight + 1). With 8 in
+	// flight (45ms) it still leads b01 (50ms); with 10 (55ms) b01 leads.
 	defer hold(t, set.Backends[0], 8)()
-	if counts := pickN(t, p, 100); counts["b00"] != 100 {
-		t.Fatalf("b00 with 8 in flight (45ms expected): %v; want b00", counts)
-	}
+	shares("b00 with 8 in flight", map[string]float64{"b00": 45, "b01": 50, "b02": 200})
 	defer hold(t, set.Backends[0], 2)()
-	if counts := pickN(t, p, 100); counts["b01"] != 100 {
-		t.Fatalf("b00 with 10 in flight (55ms expected): %v; want b01 (50ms)", counts)
-	}
+	shares("b00 with 10 in flight", map[string]float64{"b00": 55, "b01": 50, "b02": 200})
 	// Data older than three decay constants counts as none: a backend
 	// avoided for being slow is tried again rather than starved.
 	clk.Add(31 * time.Second)
 	sample(set.Backends[0], 5*time.Millisecond) // b00 fresh, b01 and b02 stale
 	if b, _ := p.Pick(req, Skip{}); b.ID == "b00" {
 		t.Fatal("stale backends not given a trial")
+	}
+}
+
+// Backends about as fast as each other share new work: a strict minimum
+// would send every pick to whichever measured fastest and keep it there
+// (sequential requests leave nothing in flight to even things out, and
+// the others get no new samples). A slow one gets next to nothing.
+func TestLeastResponseTimeDoesNotHerd(t *testing.T) {
+	clk := newClock()
+	_, set := newSet(t, Options{Now: clk.Now}, backends(4))
+	p := newLeastResponseTime(set, BuildOptions{Rand: seeded(5)})
+	for i, d := range []time.Duration{300, 310, 330, 200_000} { // µs; b03 is 200ms slower
+		tk, _ := set.Backends[i].Acquire()
+		clk.Add(d * time.Microsecond)
+		tk.Done(Success)
+	}
+	counts := pickN(t, p, 10_000)
+	for _, id := range []string{"b00", "b01", "b02"} {
+		if counts[id] < 2_800 || counts[id] > 3_900 {
+			t.Errorf("%s got %d of 10,000 picks; want about a third (%v)", id, counts[id], counts)
+		}
+	}
+	if counts["b03"] > 20 {
+		t.Errorf("the backend 600 times slower got %d of 10,000 picks (%v)", counts["b03"], counts)
 	}
 }

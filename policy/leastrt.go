@@ -2,9 +2,16 @@ package policy
 
 import "net/http"
 
-// leastResponseTime picks the backend with the lowest expected wait: its
+// leastResponseTime prefers the backend with the lowest expected wait: its
 // latency EWMA times its in-flight requests plus one, per unit of weight.
-// Ties are broken uniformly at random.
+// It draws at random in proportion to the inverse of that wait rather
+// than always taking the minimum: backends as fast as each other share the
+// traffic (a strict minimum sends every new session to whichever one
+// measured a few microseconds faster, and keeps them there, since the
+// others get no samples to catch up), a backend twice as slow gets half
+// the share of the fastest, one a hundred times slower a hundredth.
+// Envoy's least-request balancer likewise shares in proportion to weight
+// over load (its active_request_bias 1) instead of taking a minimum.
 //
 // A backend with no data yet (new, or not sampled for three decay
 // constants) is given a trial request whenever it has nothing in flight:
@@ -32,8 +39,8 @@ func (p *leastResponseTime) Pick(_ *http.Request, skip Skip) (*Backend, error) {
 	now := p.set.reg.now()
 	x := p.rand()
 	var best, trial *Backend
-	var bestScore float64
-	ties, trials := uint64(0), uint64(0)
+	var total float64 // sum of the draw weights so far
+	trials := uint64(0)
 	anyUsable := false
 	for _, b := range bs {
 		if !usable(b, &skip) {
@@ -52,15 +59,13 @@ func (p *leastResponseTime) Pick(_ *http.Request, skip Skip) (*Backend, error) {
 			}
 			continue
 		}
-		score := lat * float64(inflight+1) / float64(b.weight())
-		switch {
-		case best == nil || score < bestScore:
-			best, bestScore, ties = b, score, 1
-		case score == bestScore:
-			ties++
-			if oneIn(&x, ties) {
-				best = b
-			}
+		// One pass, weighted reservoir of one: b replaces the pick so far
+		// with probability w / (sum of weights up to b).
+		wait := lat * float64(inflight+1) / float64(b.weight())
+		w := 1 / wait
+		total += w
+		if best == nil || unit(splitmix(&x))*total < w {
+			best = b
 		}
 	}
 	switch {

@@ -44,6 +44,9 @@ import (
 // tune each scenario. LATCH_BENCH_BASELINE=path/to/latch runs the proxied
 // scenarios a second time, right after, against that binary (say, main's
 // before a change): a before/after in one run on the same machine.
+// LATCH_BENCH_TOOL=wrk drives the closed-loop one-URL scenarios with
+// Debian's wrk instead of loadgen (direct-4 and the open-loop ones stay on
+// loadgen; the table's last column says which ran what).
 // LATCH_BENCH_PROFILE=dir writes latch's CPU and allocation profiles of
 // each proxied scenario there (go tool pprof dir/sticky.cpu.pprof).
 func BenchmarkLoad(b *testing.B) {
@@ -51,6 +54,17 @@ func BenchmarkLoad(b *testing.B) {
 	conc := envInt("LATCH_BENCH_CONCURRENCY", 32)
 	profileDir := os.Getenv("LATCH_BENCH_PROFILE")
 	baseline := os.Getenv("LATCH_BENCH_BASELINE")
+	useWrk := false
+	switch tool := os.Getenv("LATCH_BENCH_TOOL"); tool {
+	case "", "loadgen":
+	case "wrk":
+		if !loadgen.WrkAvailable() {
+			b.Fatal("LATCH_BENCH_TOOL=wrk: wrk is not on PATH (apt-get install wrk)")
+		}
+		useWrk = true
+	default:
+		b.Fatalf("LATCH_BENCH_TOOL=%q: want loadgen or wrk", tool)
+	}
 	c := harness.StartConsul(b)
 	redis := harness.StartRedis(b)
 	var backends []string
@@ -94,6 +108,7 @@ func BenchmarkLoad(b *testing.B) {
 
 	type row struct {
 		Scenario       string `json:"scenario"`
+		Tool           string `json:"tool"` // loadgen or wrk
 		loadgen.Result `json:"result"`
 		RatioToDirect  float64 `json:"ratio_to_direct"`
 		RedisPerReq    float64 `json:"redis_commands_per_request"`
@@ -135,12 +150,16 @@ func BenchmarkLoad(b *testing.B) {
 			}
 		}
 		o.Concurrency, o.Duration = conc, duration
-		res, err := loadgen.Run(ctx, o)
+		tool, drive := "loadgen", loadgen.Run
+		if useWrk && o.Rate == 0 && len(o.URLs) == 0 { // wrk: one URL, closed loop
+			tool, drive = "wrk", loadgen.RunWrk
+		}
+		res, err := drive(ctx, o)
 		if err != nil {
 			b.Fatal(err)
 		}
 		profiles.Wait()
-		r := row{Scenario: name, Result: res}
+		r := row{Scenario: name, Tool: tool, Result: res}
 		// Warmup requests count too: the counters ran through them.
 		if sent := float64(res.Requests + res.Warmup); sent > 0 {
 			if l.admin != "" {
@@ -193,16 +212,16 @@ func BenchmarkLoad(b *testing.B) {
 	redis.Start(b)
 
 	var out strings.Builder
-	fmt.Fprintf(&out, "\n%-30s %9s %9s %9s %9s %7s %7s %10s %8s %8s\n", "scenario", "req/s", "p50", "p99", "p99.9",
-		"ratio", "errors", "redis/req", "allocs", "rss MiB")
+	fmt.Fprintf(&out, "\n%-30s %9s %9s %9s %9s %7s %7s %10s %8s %8s %8s\n", "scenario", "req/s", "p50", "p99", "p99.9",
+		"ratio", "errors", "redis/req", "allocs", "rss MiB", "tool")
 	p99 := map[string]time.Duration{}
 	for i := range rows {
 		r := &rows[i]
 		r.RatioToDirect = r.RPS / rows[0].RPS
 		p99[r.Scenario] = r.P99
-		fmt.Fprintf(&out, "%-30s %9.0f %9s %9s %9s %7.2f %7d %10.3f %8.1f %8.1f\n", r.Scenario, r.RPS,
+		fmt.Fprintf(&out, "%-30s %9.0f %9s %9s %9s %7.2f %7d %10.3f %8.1f %8.1f %8s\n", r.Scenario, r.RPS,
 			r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.P999.Round(time.Microsecond),
-			r.RatioToDirect, r.Errors, r.RedisPerReq, r.AllocsPerReq, float64(r.RSSBytes)/(1<<20))
+			r.RatioToDirect, r.Errors, r.RedisPerReq, r.AllocsPerReq, float64(r.RSSBytes)/(1<<20), r.Tool)
 	}
 	added := p99["sticky@half"] - p99["direct@half"]
 	fmt.Fprintf(&out, "p99 latch adds at half of sticky's peak (%.0f req/s): %s\n", half, added.Round(time.Microsecond))

@@ -1,12 +1,12 @@
 // Package loadgen is latch's load generator: closed-loop HTTP clients on
 // loopback, bounded in requests and time, reporting throughput and latency
 // percentiles. `make bench` drives it through the real stack
-// (integration.BenchmarkLoad); wrk from Debian is the other supported tool.
+// (integration.BenchmarkLoad). RunWrk drives Debian's wrk instead, the
+// other supported tool.
 package loadgen
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -78,8 +78,8 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			if err != nil {
 				return nil, err
 			}
-			if ip := net.ParseIP(host); (ip == nil || !ip.IsLoopback()) && host != "localhost" {
-				return nil, errors.New("loadgen: only loopback targets")
+			if err := loopbackOnly(host); err != nil {
+				return nil, err
 			}
 			return (&net.Dialer{}).DialContext(ctx, network, addr)
 		},

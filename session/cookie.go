@@ -40,6 +40,16 @@ const (
 type Codec struct {
 	secrets [][]byte
 	pools   []sync.Pool // one HMAC pool per secret
+	scratch sync.Pool   // *scratch
+}
+
+// scratch holds a cookie's bytes while it is signed or checked. Slices
+// handed to hash.Hash escape, so stack arrays would be allocated on every
+// call; pooled ones are not.
+type scratch struct {
+	raw [rawLen + 2]byte // +2: base64 decodes in blocks
+	sum [sha256.Size]byte
+	enc [encodedLen]byte
 }
 
 // NewCodec returns a codec; every secret must have at least 16 bytes.
@@ -48,6 +58,7 @@ func NewCodec(secrets [][]byte) (*Codec, error) {
 		return nil, errors.New("no cookie secret")
 	}
 	c := &Codec{pools: make([]sync.Pool, len(secrets))}
+	c.scratch.New = func() any { return new(scratch) }
 	for i, s := range secrets {
 		if len(s) < 16 {
 			return nil, errors.New("cookie secrets must be at least 16 bytes")
@@ -76,15 +87,17 @@ func (c *Codec) tag(i int, payload []byte, out *[sha256.Size]byte) {
 
 // Encode signs v.
 func (c *Codec) Encode(v Cookie) string {
-	var raw [rawLen]byte
+	sc := c.scratch.Get().(*scratch)
+	defer c.scratch.Put(sc)
+	raw := &sc.raw
 	raw[0] = cookieVersion
 	copy(raw[1:17], v.ID[:])
 	binary.BigEndian.PutUint64(raw[17:25], uint64(v.Hint))
 	binary.BigEndian.PutUint32(raw[25:29], v.Issued)
-	var sum [sha256.Size]byte
-	c.tag(0, raw[:payloadLen], &sum)
-	copy(raw[payloadLen:], sum[:tagLen])
-	return base64.RawURLEncoding.EncodeToString(raw[:])
+	c.tag(0, raw[:payloadLen], &sc.sum)
+	copy(raw[payloadLen:rawLen], sc.sum[:tagLen])
+	base64.RawURLEncoding.Encode(sc.enc[:], raw[:rawLen])
+	return string(sc.enc[:])
 }
 
 // Decode verifies a cookie value. Anything malformed, oversized, of another
@@ -93,18 +106,18 @@ func (c *Codec) Decode(value string) (Cookie, bool) {
 	if len(value) != encodedLen {
 		return Cookie{}, false
 	}
-	var in [encodedLen]byte // a stack copy: []byte(value) would allocate
-	copy(in[:], value)
-	var raw [rawLen + 2]byte
-	n, err := base64.RawURLEncoding.Decode(raw[:], in[:])
+	sc := c.scratch.Get().(*scratch)
+	defer c.scratch.Put(sc)
+	copy(sc.enc[:], value) // []byte(value) would allocate
+	raw := &sc.raw
+	n, err := base64.RawURLEncoding.Decode(raw[:], sc.enc[:])
 	if err != nil || n != rawLen || raw[0] != cookieVersion {
 		return Cookie{}, false
 	}
-	var sum [sha256.Size]byte
 	ok := false
 	for i := range c.secrets {
-		c.tag(i, raw[:payloadLen], &sum)
-		if hmac.Equal(sum[:tagLen], raw[payloadLen:rawLen]) {
+		c.tag(i, raw[:payloadLen], &sc.sum)
+		if hmac.Equal(sc.sum[:tagLen], raw[payloadLen:rawLen]) {
 			ok = true
 			break
 		}

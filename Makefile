@@ -48,7 +48,7 @@ demo: tools build
 # Micro-benchmarks, Redis figures, then the end-to-end load run (real
 # Consul, Redis, 4 backends, a latch process; about a minute).
 bench: tools
-	$(GO) test -run '^$$' -bench . -benchmem ./policy/ ./gateway/
+	$(GO) test -run '^$$' -bench . -benchmem ./policy/ ./session/ ./gateway/
 	$(GO) test -run '^$$' -bench 'BenchmarkRedisMemoryPerSession' -benchtime 1x ./integration/
 	$(GO) test -run '^$$' -bench 'BenchmarkInvalidation' -benchtime 200x ./integration/
 	$(GO) test -run '^$$' -bench 'BenchmarkLoad' -benchtime 1x -timeout 20m ./integration/

@@ -22,13 +22,14 @@ import (
 // clients without cookies are spread; SIGTERM stops everything it started.
 func TestMakeDemo(t *testing.T) {
 	bin := harness.Binaries(t)
+	taken := map[int]bool{}
 	ports := map[string]int{
-		"HTTP":   freeRun(t, 1),
-		"ADMIN":  freeRun(t, 1),
-		"REDIS":  freeRun(t, 1),
-		"CONSUL": freeRun(t, 4), // HTTP, serf LAN, serf WAN, server
+		"HTTP":   freeRun(t, taken, 1),
+		"ADMIN":  freeRun(t, taken, 1),
+		"REDIS":  freeRun(t, taken, 1),
+		"CONSUL": freeRun(t, taken, 4), // HTTP, serf LAN, serf WAN, server
 	}
-	ports["BACKEND_BASE"] = freeRun(t, 4) // the backends listen on base+1..3
+	ports["BACKEND_BASE"] = freeRun(t, taken, 4) // the backends listen on base+1..3
 	cmd := exec.Command("bash", filepath.Join(harness.RepoRoot(), "integration", "tools", "demo.sh"))
 	cmd.Dir = harness.RepoRoot()
 	cmd.Env = append(os.Environ(), "LATCH_BIN="+bin, "LATCH_DEMO_CHECK_INTERVAL=500ms")
@@ -83,8 +84,7 @@ func TestMakeDemo(t *testing.T) {
 	case err := <-done:
 		stopped = true
 		if err != nil {
-			data, _ := os.ReadFile(logPath)
-			t.Fatalf("demo exited with %v:\n%s", err, data)
+			t.Fatalf("demo exited with %v (its output is logged below)", err)
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("demo did not stop within 30s of SIGTERM")
@@ -96,17 +96,26 @@ func TestMakeDemo(t *testing.T) {
 
 // freeRun returns the first of n consecutive ports that are free on
 // 127.0.0.1 for TCP and UDP (Consul's serf ports are both) at the time of
-// the call. They are taken below Linux's ephemeral range (32768 and up), so
-// the connections other tests open in parallel cannot take them as local
-// ports before the demo binds them.
-func freeRun(t *testing.T, n int) int {
+// the call and not in taken, and adds them to taken. They are below
+// Linux's ephemeral range (32768 and up), so the connections other tests
+// open in parallel cannot take them as local ports before the demo binds
+// them.
+func freeRun(t *testing.T, taken map[int]bool, n int) int {
 	t.Helper()
 	const lo, hi = 10000, 32000
 	for range 200 {
 		base := lo + rand.IntN(hi-lo-n)
-		if portsFree(base, n) {
-			return base
+		clash := false
+		for p := base; p < base+n; p++ {
+			clash = clash || taken[p]
 		}
+		if clash || !portsFree(base, n) {
+			continue
+		}
+		for p := base; p < base+n; p++ {
+			taken[p] = true
+		}
+		return base
 	}
 	t.Fatalf("no %d consecutive free ports in [%d, %d)", n, lo, hi)
 	return 0

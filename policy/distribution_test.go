@@ -15,7 +15,8 @@ import (
 // relative deviations from the fair share (10,000 picks each):
 //   - round_robin, weighted_round_robin: exact, they are deterministic;
 //   - random, p2c, least_connections and least_response_time with nothing
-//     in flight (random tie-breaks): 5%, about 6σ of a binomial(40000, ¼);
+//     in flight and equal latencies (random draws): 5%, about 6σ of a
+//     binomial(40000, ¼);
 //   - the hash pickers over 40,000 distinct keys: 15%; a backend's share of
 //     the 4096 buckets deviates by about 2.7% (1σ), and the keys are fixed,
 //     so the result is deterministic too.
@@ -247,6 +248,9 @@ func TestLeastResponseTime(t *testing.T) {
 	tk, _ := b.Acquire()
 	// ...and no more while the trial runs: no flood. b00 (5ms) takes
 	// 10/11 of the rest, b01 (ten times slower) 1/11.
+	if counts := pickN(t, p, 1000); counts["b02"] != 0 {
+		t.Fatalf("during b02's trial: %v; want nothing more on b02", counts)
+	}
 	shares("during b02's trial", map[string]float64{"b00": 5, "b01": 50, "b02": math.Inf(1)})
 	clk.Add(200 * time.Millisecond)
 	tk.Done(Success)

@@ -10,8 +10,8 @@ import "net/http"
 // measured a few microseconds faster, and keeps them there, since the
 // others get no samples to catch up), a backend twice as slow gets half
 // the share of the fastest, one a hundred times slower a hundredth.
-// Envoy's least-request balancer likewise shares in proportion to weight
-// over load (its active_request_bias 1) instead of taking a minimum.
+// (Envoy's least-request balancer, when weights differ, likewise shares in
+// proportion to weight over load instead of taking a minimum.)
 //
 // A backend with no data yet (new, or not sampled for three decay
 // constants) is given a trial request whenever it has nothing in flight:

@@ -27,21 +27,22 @@ function setup(thread)
   thread:set("offset", threads * 7919)
 end
 
-local cookies = {}
+-- Requests are formatted once, in init: request() only picks the next.
+local reqs = {}
 local n = 0
 function init(args)
   if args[1] then
     for line in io.lines(args[1]) do
-      if #line > 0 then cookies[#cookies + 1] = line end
+      if #line > 0 then reqs[#reqs + 1] = wrk.format("GET", wrk.path, {Cookie = line}) end
     end
   end
-  n = offset or 0
+  if #reqs == 0 then reqs[1] = wrk.format("GET", wrk.path) end
+  n = (offset or 0) % #reqs
 end
 
 function request()
-  if #cookies == 0 then return wrk.format("GET", wrk.path) end
-  n = n % #cookies + 1
-  return wrk.format("GET", wrk.path, {Cookie = cookies[n]})
+  n = n % #reqs + 1
+  return reqs[n]
 end
 
 function done(summary, latency, requests)
@@ -61,7 +62,8 @@ func WrkAvailable() bool {
 // RunWrk runs a closed-loop scenario with wrk instead of Go clients: the
 // other supported load tool, for a check that the figures are not the Go
 // client's. It takes URL, Cookies, Concurrency and Duration (two threads,
-// one per core here); URLs, Rate and MaxRequests need Run. wrk has no
+// one per core here, or one for an odd concurrency); URLs, Rate and
+// MaxRequests need Run. wrk has no
 // warm-up, and counts as errors socket errors, timeouts and statuses of
 // 400 and up (Run: anything but 2xx).
 func RunWrk(ctx context.Context, o Options) (Result, error) {
@@ -90,7 +92,11 @@ func RunWrk(ctx context.Context, o Options) (Result, error) {
 	if err := os.WriteFile(script, []byte(wrkScript), 0o644); err != nil {
 		return Result{}, err
 	}
-	args := []string{"-t", strconv.Itoa(min(2, o.Concurrency)), "-c", strconv.Itoa(o.Concurrency),
+	threads := 2 // one per core here; wrk gives each thread connections/threads
+	if o.Concurrency%2 != 0 {
+		threads = 1
+	}
+	args := []string{"-t", strconv.Itoa(threads), "-c", strconv.Itoa(o.Concurrency),
 		"-d", strconv.Itoa(max(1, int(o.Duration.Round(time.Second)/time.Second))) + "s",
 		"--timeout", "10s", "-s", script, o.URL}
 	if len(o.Cookies) > 0 {
@@ -98,7 +104,7 @@ func RunWrk(ctx context.Context, o Options) (Result, error) {
 		if err := os.WriteFile(cookies, []byte(strings.Join(o.Cookies, "\n")+"\n"), 0o644); err != nil {
 			return Result{}, err
 		}
-		args = append(args, "--", cookies)
+		args = append(args, cookies) // the script's args[1]
 	}
 	out, err := exec.CommandContext(ctx, "wrk", args...).CombinedOutput()
 	if err != nil {

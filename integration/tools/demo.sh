@@ -41,10 +41,13 @@ for p in "$HTTP_PORT" "$ADMIN_PORT" "$CONSUL_PORT" "$REDIS_PORT" $((BASE + 1)) $
 	port_free "$p" || { echo "demo: port $p is in use (set LATCH_DEMO_* to move the demo)" >&2; exit 1; }
 done
 
-wait_for() { # wait_for NAME LOG COMMAND...: 30s for COMMAND to succeed ("" LOG: on the terminal)
-	local name="$1" log="$2"; shift 2
+# wait_for NAME LOG PID COMMAND...: up to 30s for COMMAND to succeed while
+# process PID runs ("" LOG: its log is on the terminal).
+wait_for() {
+	local name="$1" log="$2" pid="$3"; shift 3
 	for _ in $(seq 1 150); do
 		"$@" >/dev/null 2>&1 && return 0
+		kill -0 "$pid" 2>/dev/null || break # exited: no use waiting
 		sleep 0.2
 	done
 	# The log directory goes with the cleanup, so show the end of the log here.
@@ -62,11 +65,11 @@ consul agent -dev -bind 127.0.0.1 -client 127.0.0.1 -http-port "$CONSUL_PORT" -g
 	-server-port $((CONSUL_PORT + 3)) -data-dir "$dir/consul" >"$dir/consul.log" 2>&1 &
 pids+=($!)
 export CONSUL_HTTP_ADDR="127.0.0.1:$CONSUL_PORT"
-wait_for consul "$dir/consul.log" consul members
+wait_for consul "$dir/consul.log" "${pids[-1]}" consul members
 
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" >"$dir/redis.log" 2>&1 &
 pids+=($!)
-wait_for redis "$dir/redis.log" redis-cli -p "$REDIS_PORT" ping
+wait_for redis "$dir/redis.log" "${pids[-1]}" redis-cli -p "$REDIS_PORT" ping
 
 for i in 1 2 3; do
 	"$BIN/demo-backend" -addr "127.0.0.1:$((BASE + i))" -id "web-$i" -service web \
@@ -75,14 +78,14 @@ for i in 1 2 3; do
 	pids+=($!)
 done
 for i in 1 2 3; do
-	wait_for "web-$i" "$dir/web-$i.log" curl -sf "http://127.0.0.1:$((BASE + i))/health"
+	wait_for "web-$i" "$dir/web-$i.log" "${pids[-4 + i]}" curl -sf -m 2 "http://127.0.0.1:$((BASE + i))/health"
 done
 
 secret="${LATCH_COOKIE_SECRET:-demo-secret-0123456789abcdef}"
 "$BIN/latch" -listen ":$HTTP_PORT" -admin-listen "127.0.0.1:$ADMIN_PORT" -service web \
 	-redis "redis://127.0.0.1:$REDIS_PORT/0" -cookie-secret "$secret" &
 pids+=($!)
-wait_for latch "" curl -sf "http://127.0.0.1:$ADMIN_PORT/readyz"
+wait_for latch "" "${pids[-1]}" curl -sf -m 2 "http://127.0.0.1:$ADMIN_PORT/readyz"
 
 cat <<MSG
 

@@ -63,9 +63,8 @@ func WrkAvailable() bool {
 // other supported load tool, for a check that the figures are not the Go
 // client's. It takes URL, Cookies, Concurrency and Duration (two threads,
 // one per core here, or one for an odd concurrency); URLs, Rate and
-// MaxRequests need Run. wrk has no
-// warm-up, and counts as errors socket errors, timeouts and statuses of
-// 400 and up (Run: anything but 2xx).
+// MaxRequests need Run. wrk has no warm-up, and counts as errors socket
+// errors, timeouts and statuses of 400 and up (Run: anything but 2xx).
 func RunWrk(ctx context.Context, o Options) (Result, error) {
 	if len(o.URLs) > 0 || o.Rate > 0 || o.MaxRequests > 0 {
 		return Result{}, errors.New("loadgen: wrk runs one URL, closed-loop, bounded by time: use Run for URLs, Rate or MaxRequests")

@@ -39,17 +39,18 @@ const (
 // constant-time. Safe for concurrent use.
 type Codec struct {
 	secrets [][]byte
-	pools   []sync.Pool // one HMAC pool per secret
-	scratch sync.Pool   // *scratch
+	scratch sync.Pool // *scratch
 }
 
-// scratch holds a cookie's bytes while it is signed or checked. Slices
-// handed to hash.Hash escape, so stack arrays would be allocated on every
-// call; pooled ones are not.
+// scratch is what signing or checking one cookie needs: its bytes, and an
+// HMAC per secret (made when first used). Slices handed to hash.Hash
+// escape, so stack arrays would be allocated on every call; pooled ones
+// are not.
 type scratch struct {
-	raw [rawLen + 2]byte // +2: base64 decodes in blocks
-	sum [sha256.Size]byte
-	enc [encodedLen]byte
+	raw  [rawLen + 2]byte // +2: base64 decodes in blocks
+	sum  [sha256.Size]byte
+	enc  [encodedLen]byte
+	macs []hash.Hash // by secret
 }
 
 // NewCodec returns a codec; every secret must have at least 16 bytes.
@@ -57,15 +58,14 @@ func NewCodec(secrets [][]byte) (*Codec, error) {
 	if len(secrets) == 0 {
 		return nil, errors.New("no cookie secret")
 	}
-	c := &Codec{pools: make([]sync.Pool, len(secrets))}
-	c.scratch.New = func() any { return new(scratch) }
-	for i, s := range secrets {
+	c := &Codec{}
+	c.scratch.New = func() any { return &scratch{macs: make([]hash.Hash, len(c.secrets))} }
+	for _, s := range secrets {
 		if len(s) < 16 {
 			return nil, errors.New("cookie secrets must be at least 16 bytes")
 		}
 		key := append([]byte(nil), s...)
 		c.secrets = append(c.secrets, key)
-		c.pools[i].New = func() any { return hmac.New(sha256.New, key) }
 	}
 	return c, nil
 }
@@ -77,12 +77,16 @@ func RandomSecret() []byte {
 	return b
 }
 
-func (c *Codec) tag(i int, payload []byte, out *[sha256.Size]byte) {
-	h := c.pools[i].Get().(hash.Hash)
+// tag computes the HMAC of payload with secret i into sc.sum.
+func (c *Codec) tag(sc *scratch, i int, payload []byte) {
+	h := sc.macs[i]
+	if h == nil {
+		h = hmac.New(sha256.New, c.secrets[i])
+		sc.macs[i] = h
+	}
 	h.Reset()
 	h.Write(payload)
-	h.Sum(out[:0])
-	c.pools[i].Put(h)
+	h.Sum(sc.sum[:0])
 }
 
 // Encode signs v.
@@ -94,7 +98,7 @@ func (c *Codec) Encode(v Cookie) string {
 	copy(raw[1:17], v.ID[:])
 	binary.BigEndian.PutUint64(raw[17:25], uint64(v.Hint))
 	binary.BigEndian.PutUint32(raw[25:29], v.Issued)
-	c.tag(0, raw[:payloadLen], &sc.sum)
+	c.tag(sc, 0, raw[:payloadLen])
 	copy(raw[payloadLen:rawLen], sc.sum[:tagLen])
 	base64.RawURLEncoding.Encode(sc.enc[:], raw[:rawLen])
 	return string(sc.enc[:])
@@ -116,7 +120,7 @@ func (c *Codec) Decode(value string) (Cookie, bool) {
 	}
 	ok := false
 	for i := range c.secrets {
-		c.tag(i, raw[:payloadLen], &sc.sum)
+		c.tag(sc, i, raw[:payloadLen])
 		if hmac.Equal(sc.sum[:tagLen], raw[payloadLen:rawLen]) {
 			ok = true
 			break

@@ -56,14 +56,20 @@ func (r Result) String() string {
 		r.RPS, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.P999.Round(time.Microsecond), r.Errors, r.Requests)
 }
 
-// Run runs one scenario. Only loopback URLs are accepted.
-func Run(ctx context.Context, o Options) (Result, error) {
+// withDefaults fills in the closed-loop shape every tool shares.
+func (o Options) withDefaults() Options {
 	if o.Concurrency <= 0 {
 		o.Concurrency = 32
 	}
 	if o.Duration <= 0 {
 		o.Duration = 5 * time.Second
 	}
+	return o
+}
+
+// Run runs one scenario. Only loopback URLs are accepted.
+func Run(ctx context.Context, o Options) (Result, error) {
+	o = o.withDefaults()
 	if o.MaxRequests <= 0 {
 		o.MaxRequests = 1_000_000
 	}

@@ -76,12 +76,7 @@ func RunWrk(ctx context.Context, o Options) (Result, error) {
 	if err := loopbackOnly(u.Hostname()); err != nil {
 		return Result{}, err
 	}
-	if o.Concurrency <= 0 {
-		o.Concurrency = 32
-	}
-	if o.Duration <= 0 {
-		o.Duration = 5 * time.Second
-	}
+	o = o.withDefaults()
 	dir, err := os.MkdirTemp("", "loadgen-wrk")
 	if err != nil {
 		return Result{}, err

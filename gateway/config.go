@@ -210,8 +210,12 @@ type Breaker struct {
 type Retry struct {
 	// Attempts is the total number of backends tried (default 3; 1 = no retry).
 	Attempts int `yaml:"attempts"`
-	// OnStatus retries idempotent requests answered with these codes
-	// (default none; e.g. [502, 503, 504]).
+	// OnStatus: an idempotent request answered with one of these codes is
+	// tried once more on another backend, if another can take it (default
+	// 502, 503, 504, as HAProxy's retry-on with redispatch; an explicit
+	// empty list turns it off). Once only: when every backend answers 503,
+	// the second answer reaches the client, so retries at most double the
+	// load on an overloaded service.
 	OnStatus []int `yaml:"on_status"`
 }
 
@@ -285,7 +289,7 @@ func builtinSettings() RouteSettings {
 			OpenTimeout: 10 * time.Second, HalfOpenRequests: 1,
 			FailureStatus: []int{502, 503, 504},
 		},
-		Retry:          Retry{Attempts: 3},
+		Retry:          Retry{Attempts: 3, OnStatus: []int{502, 503, 504}},
 		HealthCheck:    HealthCheck{Interval: 5 * time.Second, Timeout: time.Second, HealthyThreshold: 2, UnhealthyThreshold: 3},
 		WarningUsable:  ptr(true),
 		PanicThreshold: 0.5,
@@ -329,7 +333,7 @@ func (s *RouteSettings) fill(d RouteSettings) {
 		b.FailureStatus = slices.Clone(db.FailureStatus)
 	}
 	fillZero(&s.Retry.Attempts, d.Retry.Attempts)
-	if len(s.Retry.OnStatus) == 0 {
+	if s.Retry.OnStatus == nil { // [] is set: no retry on status
 		s.Retry.OnStatus = slices.Clone(d.Retry.OnStatus)
 	}
 	h, dh := &s.HealthCheck, d.HealthCheck

@@ -130,9 +130,8 @@ func (g *Gateway) exchange(ctx context.Context, w http.ResponseWriter, r *http.R
 	if code < len(st.rt.failStatus) && st.rt.failStatus[code] {
 		st.outcome = policy.Failure
 	}
-	if st.canRetry && code < len(st.rt.retryStatus) && st.rt.retryStatus[code] {
+	if g.retryOnStatus(r, st, code) { // only idempotent, bodiless requests come here
 		stop()
-		st.retryable = true
 		st.err = errRetryStatus
 		c.close() // its body is not wanted
 		return nil

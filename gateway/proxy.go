@@ -30,6 +30,11 @@ type reqState struct {
 	status    int   // status written to the client (0: none yet)
 	canRetry  bool  // another attempt may follow this one
 
+	// next is the backend a retry on status goes to, picked before the
+	// answer was dropped; statusRetried: that retry was spent.
+	next          *policy.Backend
+	statusRetried bool
+
 	body  *replayBody
 	sess  sessionState
 	abort bool // the response was cut: close the client's connection
@@ -175,14 +180,32 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 	} else {
 		st.outcome = policy.Success
 	}
-	if st.canRetry && code < len(st.rt.retryStatus) && st.rt.retryStatus[code] &&
-		idempotent(resp.Request.Method) && st.body.untouched() {
-		st.retryable = true
+	if idempotent(resp.Request.Method) && st.body.untouched() && g.retryOnStatus(resp.Request, st, code) {
 		return errRetryStatus
 	}
 	g.commitSession(resp.Header, resp.Request, st)
 	st.status = code
 	return nil
+}
+
+// retryOnStatus reports whether the answer code (to an idempotent request
+// that can be sent again) is dropped for one more attempt: retry.on_status
+// names it, attempts remain, no status retry was spent yet and another
+// backend can take the request. That backend is picked now, before the
+// answer is dropped, so that with nobody else to ask the client gets the
+// answer itself rather than an error of latch's.
+func (g *Gateway) retryOnStatus(r *http.Request, st *reqState, code int) bool {
+	if !st.canRetry || st.statusRetried || code >= len(st.rt.retryStatus) || !st.rt.retryStatus[code] {
+		return false
+	}
+	skip := st.skip
+	skip.Add(st.backend)
+	next, err := st.rs.chain.Pick(r, skip)
+	if err != nil {
+		return false
+	}
+	st.next, st.statusRetried, st.retryable = next, true, true
+	return true
 }
 
 // errorHandler runs when the round trip failed (or modifyResponse asked
@@ -327,9 +350,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			g.metrics.retry(rt.cfg.Name)
 		}
 		if b == nil {
-			picked, err := rs.chain.Pick(r, st.skip)
-			if err != nil {
-				break
+			picked := st.next
+			if st.next = nil; picked == nil {
+				var err error
+				if picked, err = rs.chain.Pick(r, st.skip); err != nil {
+					break
+				}
 			}
 			b = g.sessionPicked(r, st, picked)
 		}

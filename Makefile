@@ -15,6 +15,8 @@ FUZZTIME     ?= 10s
 # worktree, and not where GOFLAGS says -buildvcs=false; -X works everywhere.
 VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
 REVISION     ?= $(shell git rev-parse HEAD 2>/dev/null)
+VERSION      := $(VERSION)
+REVISION     := $(REVISION)
 BUILDINFO    := github.com/latchgw/latch/cmd/internal/buildinfo
 STAMP        := -X $(BUILDINFO).Version=$(VERSION) -X $(BUILDINFO).Revision=$(REVISION)
 GOBUILD      := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=auto

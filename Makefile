@@ -31,8 +31,9 @@ all: build
 build:
 	$(GOBUILD) -ldflags '$(STAMP)' -o $(BIN_DIR)/ ./cmd/...
 
-# Static latch binaries for each of PLATFORMS, version stamped, and their
-# SHA-256 sums, in RELEASE_DIR (git-ignored): latch-VERSION-OS-ARCH.
+# latch for each of PLATFORMS, version stamped, and their SHA-256 sums, in
+# RELEASE_DIR (git-ignored): latch-VERSION-OS-ARCH. Static on Linux; on
+# macOS every Go binary links the system's libSystem, and nothing else.
 release:
 	rm -rf $(RELEASE_DIR) && mkdir -p $(RELEASE_DIR)
 	@set -e; for p in $(PLATFORMS); do \

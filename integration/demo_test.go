@@ -303,3 +303,19 @@ func portsFree(base, n int) bool {
 	}
 	return true
 }
+
+// The quick start's prerequisites name the Go version go.mod asks for.
+func TestReadmeGoVersion(t *testing.T) {
+	mod, err := os.ReadFile(filepath.Join(harness.RepoRoot(), "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^go (\S+)$`).FindSubmatch(mod)
+	readme, err := os.ReadFile(filepath.Join(harness.RepoRoot(), "README.md"))
+	if err != nil || m == nil {
+		t.Fatalf("go.mod's go line: %q, README: %v", m, err)
+	}
+	if want := "You need Go " + string(m[1]) + " or newer"; !bytes.Contains(readme, []byte(want)) {
+		t.Fatalf("README's quick start does not say %q (go.mod: go %s)", want, m[1])
+	}
+}

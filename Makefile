@@ -10,7 +10,7 @@ TEST_TIMEOUT ?= 20m
 # Seconds each fuzz target runs in `make fuzz` (and briefly in `make test`).
 FUZZTIME     ?= 10s
 
-.PHONY: all build test unit vet fuzz demo bench tools redis consul clean
+.PHONY: all build test unit vet fuzz demo bench tools redis consul chromium clean
 
 all: build
 
@@ -55,7 +55,7 @@ bench: tools
 	$(GO) test -run '^$$' -bench 'BenchmarkLoad' -benchtime 1x -timeout 20m ./integration/
 
 
-tools: redis consul
+tools: redis consul chromium
 
 # Debian's redis-server, installed when missing.
 redis:
@@ -63,6 +63,13 @@ redis:
 		echo "installing redis-server"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+
+# Debian's chromium, for the status page's browser test; installed when missing.
+chromium:
+	@command -v chromium >/dev/null || { \
+		echo "installing chromium"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 # Consul built from its Go module into .tools/bin (cached; ~8 minutes once).
 consul:

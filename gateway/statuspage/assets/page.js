@@ -195,8 +195,8 @@
     flags.replaceChildren(svc.stale ? badge('stale', 'critical') : badge('fresh', 'passing'));
     if (svc.panic) flags.append(badge('panic mode', 'warning'));
     card.querySelector('.svc-meta').textContent =
-      (svc.stale ? 'Consul unreachable: serving the snapshot of ' + age(svc.fresh_age_s) + ' ago. '
-        : 'Consul answering (blocking query). ') +
+      (svc.stale ? 'Discovery stale (Consul unreachable): serving the snapshot of ' + age(svc.fresh_age_s) + ' ago. '
+        : 'Discovery up to date. ') +
       'Last change ' + age(svc.updated_age_s) + ' ago · ' +
       (svc.sessions < 0 ? 'sessions unknown' : svc.sessions + ' live sessions');
     const tbody = card.querySelector('tbody');

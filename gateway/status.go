@@ -147,7 +147,7 @@ func (g *Gateway) status(ctx context.Context) statuspage.Status {
 // store could not count its sessions.
 func (g *Gateway) serviceStatus(ctx context.Context, svc *service, now time.Time) (statuspage.Service, bool) {
 	s := statuspage.Service{Name: svc.name, Backends: []statuspage.Backend{}, UpdatedAgeS: -1, FreshAgeS: -1,
-		StepS: g.sampler.Step().Seconds()}
+		StepS: g.sampler.Step().Seconds(), WindowS: g.sampler.Window().Seconds()}
 	if snap := svc.snapshot(); snap != nil {
 		s.Stale = snap.Stale
 	}

@@ -157,12 +157,15 @@ func drained(t *testing.T, adminURL, id string) bool {
 // follows a kill without a reload, drains with the token, refuses a wrong
 // token, and leaves screenshots in integration/results/.
 func TestStatusPageInBrowser(t *testing.T) {
+	start := time.Now()
+	phase := func(what string) { t.Logf("%6.1fs %s", time.Since(start).Seconds(), what) }
 	c := harness.StartConsul(t)
 	rd := harness.StartRedis(t)
 	var backends []*harness.Backend
 	for _, id := range []string{"web-1", "web-2", "web-3"} {
 		backends = append(backends, harness.StartBackend(t, c, id, "web", time.Second))
 	}
+	phase("consul, redis, 3 backends up")
 	cfg := harness.LatchConfig(c.HTTPAddr, rd.URL, "web")
 	cfg.Admin.Token = pageToken
 	l := harness.StartLatch(t, cfg)
@@ -185,7 +188,9 @@ func TestStatusPageInBrowser(t *testing.T) {
 		}
 	}
 
+	phase("latch up, sessions made")
 	b := startBrowser(t)
+	phase("chromium up")
 	b.run("opening the page", chromedp.Navigate(l.AdminURL+"/"), chromedp.WaitVisible("#token-form"),
 		chromedp.SendKeys("#token-input", pageToken), chromedp.Click(`#token-form button[type="submit"]`))
 	harness.WaitFor(t, 10*time.Second, "the page to show 3 backends", func() bool {
@@ -203,6 +208,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 		t.Error("no session share bars drawn")
 	}
 
+	phase("page shows the 3 backends")
 	// Kill web-3: its row turns critical within 5s, without a reload.
 	b.eval(`window.latchTestMark = 'same page'`)
 	backends[2].Kill()
@@ -231,10 +237,17 @@ func TestStatusPageInBrowser(t *testing.T) {
 	if errs := b.errors(); len(errs) > 0 {
 		t.Fatalf("console errors:\n%s", strings.Join(errs, "\n"))
 	}
-	// Wait for the charts to have drawn the new traffic, then screenshots.
-	harness.WaitFor(t, 5*time.Second, "charts drawn", func() bool {
-		return b.eval(`document.querySelectorAll('.chart polyline').length`) != "0"
+	// Screenshots once the page shows those 30 new sessions on web-1 (the
+	// counts are written in the background) and has drawn its charts.
+	harness.WaitFor(t, 10*time.Second, "the page to count web-1's new sessions", func() bool {
+		n := b.eval(`parseInt(document.querySelector('tr[data-backend="web-1"] td[data-col="sessions"]').textContent)`)
+		var got int
+		_, _ = fmt.Sscan(n, &got)
+		return got >= 30
 	})
+	if n := b.eval(`document.querySelectorAll('.chart polyline').length`); n != "6" {
+		t.Errorf("%s chart lines drawn; want 6 (2 charts, 3 backends)", n)
+	}
 	screenshots(t, b)
 
 	// A wrong token: an error shows and nothing changes.

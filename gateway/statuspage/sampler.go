@@ -15,9 +15,10 @@ type Counters func() map[string]float64
 // from which it answers rates and per-step series. Run owns the sampling;
 // Rate and Series are safe for concurrent use.
 type Sampler struct {
-	read  Counters
-	every time.Duration
-	now   func() time.Time
+	read   Counters
+	every  time.Duration
+	window time.Duration
+	now    func() time.Time
 
 	mu   sync.Mutex
 	ring []reading // oldest first once full; len ≤ cap
@@ -39,11 +40,14 @@ func NewSampler(read Counters, every, window time.Duration) *Sampler {
 		window = 5 * time.Minute
 	}
 	n := int(window/every) + 1
-	return &Sampler{read: read, every: every, now: time.Now, ring: make([]reading, 0, n)}
+	return &Sampler{read: read, every: every, window: window, now: time.Now, ring: make([]reading, 0, n)}
 }
 
 // Step is the spacing of the readings.
 func (s *Sampler) Step() time.Duration { return s.every }
+
+// Window is the span of readings kept.
+func (s *Sampler) Window() time.Duration { return s.window }
 
 // Run samples at once and then every step until ctx ends.
 func (s *Sampler) Run(ctx context.Context) {

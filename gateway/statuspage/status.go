@@ -37,8 +37,10 @@ type Service struct {
 	// Sessions is the service's live sessions (-1: the store cannot tell).
 	Sessions int64     `json:"sessions"`
 	Backends []Backend `json:"backends"`
-	// StepS is the spacing of every backend's Series, in seconds.
-	StepS float64 `json:"step_s"`
+	// StepS is the spacing of every backend's series, WindowS the span
+	// they grow to, in seconds.
+	StepS   float64 `json:"step_s"`
+	WindowS float64 `json:"window_s"`
 }
 
 // Backend is one backend of a service and latch's state for it.

@@ -232,7 +232,7 @@
     }
     for (const row of tbody.querySelectorAll('tr[data-backend]')) if (!seen.has(row.dataset.backend)) row.remove();
     card.querySelector('.charts').replaceChildren(
-      chart('Requests/s per backend, last 5 minutes', svc, 'requests'),
+      chart('Requests/s per backend, last ' + num(svc.window_s / 60, 0) + ' minutes', svc, 'requests'),
       chart('Re-pins/s per backend (sessions moved to it)', svc, 'repins'));
   }
 
@@ -240,6 +240,7 @@
   function chart(title, svc, field) {
     const NS = 'http://www.w3.org/2000/svg';
     const W = 320, H = 90, P = 4;
+    const slots = Math.max(Math.round(svc.window_s / svc.step_s), 2); // the x axis spans the whole window
     let peak = 0, len = 0;
     for (const b of svc.backends) {
       for (const v of b[field] || []) peak = Math.max(peak, v);
@@ -260,7 +261,7 @@
       const vals = b[field] || [];
       if (vals.length > 1) {
         const pts = vals.map((v, j) => {
-          const x = W - ((vals.length - 1 - j) / Math.max(len - 1, 1)) * W;
+          const x = W - ((vals.length - 1 - j) / (slots - 1)) * W;
           const y = H - P - (peak > 0 ? (v / peak) * (H - 2 * P) : 0);
           return x.toFixed(1) + ',' + y.toFixed(1);
         });
@@ -276,7 +277,8 @@
     });
     const minutes = (len * svc.step_s) / 60;
     return el('figure', { class: 'chart' },
-      el('figcaption', {}, el('span', { text: title }), el('span', { class: 'muted', text: ' peak ' + num(peak) + '/s' + (len ? ' · ' + num(minutes, 1) + ' min shown' : ' · collecting') })),
+      el('figcaption', {}, el('span', { text: title }), el('span', { class: 'muted', text: ' · peak ' + num(peak) + '/s' +
+        (len + 1 < slots ? ' · ' + num(minutes, 1) + ' of ' + num(svc.window_s / 60, 0) + ' min collected' : '') })),
       svg, legend);
   }
 
@@ -291,7 +293,7 @@
       });
       return el('tr', { 'data-route': r.name },
         el('td', { 'data-label': 'Route', text: r.name + (r.sticky ? '' : ' (not sticky)') }),
-        el('td', { 'data-label': 'Match', text: (r.host || '*') + r.path_prefix }),
+        el('td', { 'data-label': 'Match', text: (r.host || 'any host') + ' ' + r.path_prefix }),
         el('td', { 'data-label': 'Service', text: r.service }),
         el('td', { 'data-label': 'From', text: r.from_tags ? 'Consul tags' : 'config' }),
         el('td', { 'data-label': 'Chain' }, chain));

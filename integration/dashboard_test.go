@@ -2,6 +2,7 @@ package integration
 
 import (
 	"encoding/json"
+	"io"
 	"maps"
 	"net/http"
 	"os"
@@ -189,23 +190,29 @@ func TestGrafanaDashboardMetricsExist(t *testing.T) {
 		}
 		return false
 	})
-	client := harness.Client()
+	client := harness.Client() // a returning session: a local cache lookup
 	backendOf(t, client, l.URL+"/")
-	rd.Stop(t) // the store fails: errors counted, requests still answered
-	for range 10 {
+	backendOf(t, client, l.URL+"/")
+	rd.Stop(t) // the store fails: errors counted (new pins are written in the background), requests still answered
+	scrape := func() string {
+		resp, err := http.Get(l.AdminURL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	harness.WaitFor(t, 15*time.Second, "store errors counted with Redis down", func() bool {
 		if _, status := backendOf(t, harness.Client(), l.URL+"/"); status != 200 {
 			t.Fatalf("status %d with Redis down", status)
 		}
-	}
-	backendOf(t, client, l.URL+"/")
+		return strings.Contains(scrape(), "latch_session_store_errors_total{")
+	})
 
-	resp, err := http.Get(l.AdminURL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	metrics := scrape()
 	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(metrics))
 	if err != nil {
 		t.Fatalf("parsing /metrics: %v", err)
 	}
@@ -223,5 +230,5 @@ func TestGrafanaDashboardMetricsExist(t *testing.T) {
 		}
 	}
 	names := slices.Sorted(maps.Keys(checked))
-	t.Logf("%d expressions, %d metric names, all exported: %s", len(exprs), len(names), strings.Join(names, " "))
+	t.Logf("%d expressions, %d metric names checked: %s", len(exprs), len(names), strings.Join(names, " "))
 }

@@ -179,8 +179,9 @@ func TestStatusPageInBrowser(t *testing.T) {
 		return n == 3
 	})
 	// Some sessions, so counts, shares and rates have something to show.
+	var client *http.Client
 	for range 24 {
-		client := harness.Client()
+		client = harness.Client()
 		for range 3 {
 			if _, status := backendOf(t, client, l.URL+"/"); status != 200 {
 				t.Fatalf("status %d", status)
@@ -249,6 +250,40 @@ func TestStatusPageInBrowser(t *testing.T) {
 		t.Errorf("%s chart lines drawn; want 6 (2 charts, 3 backends)", n)
 	}
 	screenshots(t, b)
+
+	// Look up the last client's session by its cookie and unpin it.
+	var cookie string
+	for _, ck := range client.Jar.Cookies(mustURL(l.URL)) {
+		if ck.Name == "latch" {
+			cookie = ck.Value
+		}
+	}
+	if cookie == "" {
+		t.Fatal("the client has no latch cookie")
+	}
+	b.run("looking up a session", chromedp.SendKeys("#session-input", cookie),
+		chromedp.Click(`#session-form button[type="submit"]`), chromedp.WaitVisible("#session-result button"))
+	if r := b.eval(`document.querySelector('#session-result').textContent`); !strings.Contains(r, "web → web-") {
+		t.Fatalf("session lookup shows %q; want its pin", r)
+	}
+	b.run("unpinning it", chromedp.Click("#session-result button"), chromedp.WaitVisible("#confirm-ok"),
+		chromedp.Click("#confirm-ok"))
+	harness.WaitFor(t, 5*time.Second, "the unpin's result", func() bool {
+		return strings.Contains(b.eval(`document.querySelector('#result').textContent`), "unpinned")
+	})
+	req, _ := http.NewRequest("GET", l.AdminURL+"/admin/sessions/"+cookie+"?source=store", nil)
+	req.Header.Set("Authorization", "Bearer "+pageToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Fatalf("after the unpin, the store lookup answered %s; want 404 (not pinned)", resp.Status)
+	}
+	if errs := b.errors(); len(errs) > 0 {
+		t.Fatalf("console errors:\n%s", strings.Join(errs, "\n"))
+	}
 
 	// A wrong token: an error shows and nothing changes.
 	b.run("entering a wrong token", chromedp.Click("#token-change"), chromedp.WaitVisible("#token-input"),

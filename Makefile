@@ -24,7 +24,7 @@ BIN_DIR      ?= bin
 RELEASE_DIR  ?= dist
 PLATFORMS    ?= linux/amd64 linux/arm64 darwin/arm64
 
-.PHONY: all build release test unit vet fuzz demo bench tools redis consul clean
+.PHONY: all build release test unit vet fuzz demo bench tools redis consul chromium clean
 
 all: build
 
@@ -80,7 +80,7 @@ bench: tools
 	$(GO) test -run '^$$' -bench 'BenchmarkLoad' -benchtime 1x -timeout 20m ./integration/
 
 
-tools: redis consul
+tools: redis consul chromium
 
 # Debian's redis-server, installed when missing.
 redis:
@@ -88,6 +88,13 @@ redis:
 		echo "installing redis-server"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+
+# Debian's chromium, for the status page's browser test; installed when missing.
+chromium:
+	@command -v chromium >/dev/null || { \
+		echo "installing chromium"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 # Consul built from its Go module into .tools/bin (cached; ~8 minutes once).
 consul:

@@ -161,7 +161,7 @@ func (g *Gateway) commitSession(h http.Header, r *http.Request, st *reqState) {
 				ss.kind = sessNew
 			}
 		}
-		g.metrics.session(rt.cfg.Name, ss.kind)
+		g.metrics.session(rt.cfg.Name, b.ID, ss.kind)
 		return
 	}
 	if !ss.hasID {
@@ -177,7 +177,7 @@ func (g *Gateway) commitSession(h http.Header, r *http.Request, st *reqState) {
 			pinned = got
 		}
 	}
-	g.metrics.session(rt.cfg.Name, ss.kind)
+	g.metrics.session(rt.cfg.Name, b.ID, ss.kind)
 	if ss.setCookie || pinned != b.ID {
 		h.Add("Set-Cookie", g.cookieString(rt, r, ss.id, session.HintFor(svc, pinned)))
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/latchgw/latch/discovery"
+	"github.com/latchgw/latch/gateway/statuspage"
 	"github.com/latchgw/latch/session"
 )
 
@@ -62,6 +63,7 @@ type Gateway struct {
 	accessLogOn  bool
 	accessLogger *slog.Logger
 	accessBatch  *batchWriter // nil: access lines go straight to accessLogger's writer
+	sampler      *statuspage.Sampler
 
 	table atomic.Pointer[table]
 
@@ -109,6 +111,7 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 	_, _ = rand.Read(p[:])
 	g.reqPrefix = hex.EncodeToString(p[:]) + "-"
 	g.upstream = newUpstream(g.transport, cfg.Transport)
+	g.sampler = g.newStatusSampler()
 	g.proxy = g.newReverseProxy()
 	for _, rc := range cfg.Routes {
 		svc := g.serviceFor(rc.Service, rc.RouteSettings)
@@ -191,6 +194,7 @@ func (g *Gateway) Run(ctx context.Context, public, admin net.Listener) error {
 	g.mu.Unlock()
 
 	var wg sync.WaitGroup
+	wg.Go(func() { g.sampler.Run(ctx) })
 	if g.accessBatch != nil {
 		wg.Go(func() { g.accessBatch.run(ctx) })
 	}

@@ -22,7 +22,7 @@ type Metrics struct {
 	fallbacks     *prometheus.CounterVec   // route, from, to
 	breakerState  *prometheus.GaugeVec     // service, backend (0 closed, 1 half-open, 2 open)
 	breakerTrans  *prometheus.CounterVec   // service, backend, to
-	sessions      *prometheus.CounterVec   // route, outcome
+	sessions      *prometheus.CounterVec   // route, backend, outcome
 	storeErrors   *prometheus.CounterVec   // op
 	storeDuration *prometheus.HistogramVec // op
 	cache         *prometheus.CounterVec   // result (hit, miss)
@@ -66,8 +66,8 @@ func NewMetrics() *Metrics {
 		Name: "latch_breaker_transitions_total", Help: "Circuit breaker state changes, by the state entered.",
 	}, []string{"service", "backend", "to"})
 	m.sessions = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "latch_sessions_total", Help: "Requests by what happened to their session: new, sticky, restored (from the cookie hint), repinned.",
-	}, []string{"route", "outcome"})
+		Name: "latch_sessions_total", Help: "Requests by what happened to their session: new, sticky, restored (from the cookie hint), repinned; backend is the one that served it (for repinned: where the session went).",
+	}, []string{"route", "backend", "outcome"})
 	m.storeErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "latch_session_store_errors_total", Help: "Failed session store (Redis) calls, by operation.",
 	}, []string{"op"})
@@ -150,9 +150,9 @@ func breakerGauge(s policy.BreakerState) float64 {
 	return 0
 }
 
-func (m *Metrics) session(route string, k sessionKind) {
+func (m *Metrics) session(route, backend string, k sessionKind) {
 	if k != sessNone {
-		m.sessions.WithLabelValues(route, k.String()).Inc()
+		m.sessions.WithLabelValues(route, backend, k.String()).Inc()
 	}
 }
 

@@ -3,10 +3,23 @@ package discovery
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/hashicorp/consul/api"
+)
+
+// Consul's read modes (ConsulOptions.Consistency).
+const (
+	// ReadStale lets any server answer from its own copy: reads stay off the
+	// leader and keep working while the cluster has no leader.
+	ReadStale = "stale"
+	// ReadDefault asks the leader, which answers from memory.
+	ReadDefault = "default"
+	// ReadConsistent makes the leader confirm its leadership with a quorum
+	// before each answer.
+	ReadConsistent = "consistent"
 )
 
 // ConsulOptions tune the blocking-query loops. The zero value is usable.
@@ -14,19 +27,39 @@ type ConsulOptions struct {
 	// WaitTime is how long one blocking query may wait (default 5m; Consul
 	// caps it at 10m and adds up to WaitTime/16 of jitter).
 	WaitTime time.Duration
+	// StaleWait bounds a blocking query while the published state is stale
+	// (the agent knows no leader, or an empty answer is held back; default
+	// 2s). Consul's index need not move when a leader is elected again, so
+	// a long query would keep the stale flag up until some unrelated change.
+	StaleWait time.Duration
 	// MinBackoff and MaxBackoff bound the wait between failed queries
 	// (defaults 250ms and 5s), with full jitter: a gateway should notice
 	// Consul's return within seconds, and 5s still keeps a dead agent quiet.
 	MinBackoff, MaxBackoff time.Duration
+	// EmptyGrace is how long an answer that removes every backend of a
+	// service (or every service from the catalog) is held back while the
+	// last good state serves, marked stale (default 30s; negative: apply
+	// such answers at once). See emptyHold.
+	EmptyGrace time.Duration
+	// Tag, when set, keeps only instances carrying it.
+	Tag string
+	// Consistency is the read mode: ReadStale (default), ReadDefault or
+	// ReadConsistent.
+	Consistency string
 	// Logger gets one line per outage and recovery (default slog.Default()).
 	Logger *slog.Logger
 	// Rand returns numbers in [0,1) for the jitter (default math/rand/v2).
 	Rand func() float64
+	// Now is the clock of the empty-answer grace (default time.Now).
+	Now func() time.Time
 }
 
 func (o *ConsulOptions) defaults() {
 	if o.WaitTime <= 0 {
 		o.WaitTime = 5 * time.Minute
+	}
+	if o.StaleWait <= 0 {
+		o.StaleWait = 2 * time.Second
 	}
 	if o.MinBackoff <= 0 {
 		o.MinBackoff = 250 * time.Millisecond
@@ -34,9 +67,44 @@ func (o *ConsulOptions) defaults() {
 	if o.MaxBackoff < o.MinBackoff {
 		o.MaxBackoff = 5 * time.Second
 	}
+	if o.EmptyGrace == 0 {
+		o.EmptyGrace = 30 * time.Second
+	}
+	if o.Consistency == "" {
+		o.Consistency = ReadStale
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// ValidConsistency reports whether mode is a read mode ConsulOptions takes
+// ("" is the default, stale).
+func ValidConsistency(mode string) error {
+	switch mode {
+	case "", ReadStale, ReadDefault, ReadConsistent:
+		return nil
+	}
+	return fmt.Errorf("%q is not stale, default or consistent", mode)
+}
+
+// query builds the options of one blocking query. While stale (or holding
+// an empty answer until at most holdLeft) the wait is short.
+func (o *ConsulOptions) query(ctx context.Context, idx uint64, stale bool, holdLeft time.Duration) *api.QueryOptions {
+	wait := o.WaitTime
+	if stale {
+		wait = o.StaleWait
+	}
+	if holdLeft > 0 {
+		// Never 0: no wait parameter means Consul's default of 5 minutes.
+		wait = min(wait, max(holdLeft, 50*time.Millisecond))
+	}
+	q := &api.QueryOptions{WaitIndex: idx, WaitTime: wait,
+		AllowStale: o.Consistency == ReadStale, RequireConsistent: o.Consistency == ReadConsistent}
+	return q.WithContext(ctx)
 }
 
 // Consul is a Source that watches /v1/health/service/<name> with blocking
@@ -54,14 +122,18 @@ func NewConsul(client *api.Client, opts ConsulOptions) *Consul {
 	return &Consul{client: client, opts: opts}
 }
 
-// Watch implements Source. While Consul is unreachable the last snapshot is
-// republished once with Stale set, and queries retry with backoff; the
-// first good answer after that clears Stale.
+// Watch implements Source. While Consul is unreachable, or answers from a
+// server that knows no leader, the last snapshot is published with Stale
+// set, and queries retry with backoff (or wait briefly); the first good
+// answer clears Stale. An answer that removes every backend is held back
+// for EmptyGrace, serving the last good backends with Stale and Held set.
 func (c *Consul) Watch(ctx context.Context, service string, update func(Snapshot)) error {
 	if service == "" {
 		return errors.New("discovery: empty service name")
 	}
-	var last *Snapshot
+	var last, good *Snapshot // last published; last answer applied
+	hold := emptyHold{grace: c.opts.EmptyGrace}
+	leaderless := false
 	publish := func(s Snapshot) {
 		if last != nil && last.Equal(s) {
 			last.Index = s.Index
@@ -70,14 +142,17 @@ func (c *Consul) Watch(ctx context.Context, service string, update func(Snapshot
 		last = &s
 		update(s)
 	}
-	return blockingLoop(ctx, c.opts, "service "+service,
+	what := "service " + service
+	return blockingLoop(ctx, c.opts, what,
 		func(ctx context.Context, idx uint64) (uint64, error) {
-			q := (&api.QueryOptions{WaitIndex: idx, WaitTime: c.opts.WaitTime}).WithContext(ctx)
-			entries, meta, err := c.client.Health().Service(service, "", false, q)
+			_, left := hold.holding(c.opts.Now())
+			q := c.opts.query(ctx, idx, last != nil && last.Stale, left)
+			entries, meta, err := c.client.Health().Service(service, c.opts.Tag, false, q)
 			if err != nil {
 				return 0, err
 			}
-			s := Snapshot{Service: service, Index: meta.LastIndex, Backends: make([]Backend, 0, len(entries))}
+			c.noteLeader(what, &leaderless, meta.KnownLeader)
+			s := Snapshot{Service: service, Index: meta.LastIndex, Backends: make([]Backend, 0, len(entries)), Stale: !meta.KnownLeader}
 			for _, e := range entries {
 				if e.Service == nil {
 					continue
@@ -85,6 +160,16 @@ func (c *Consul) Watch(ctx context.Context, service string, update func(Snapshot
 				s.Backends = append(s.Backends, FromEntry(e))
 			}
 			sortBackends(s.Backends)
+			emptied := len(s.Backends) == 0 && good != nil && len(good.Backends) > 0
+			held, ev := hold.check(emptied, c.opts.Now())
+			c.opts.logHold(what, ev, func() int { return len(good.Backends) })
+			if held {
+				h := *good
+				h.Index, h.Stale, h.Held = s.Index, true, true
+				publish(h)
+				return meta.LastIndex, nil
+			}
+			good = &s
 			publish(s)
 			return meta.LastIndex, nil
 		},
@@ -97,12 +182,44 @@ func (c *Consul) Watch(ctx context.Context, service string, update func(Snapshot
 		})
 }
 
+// noteLeader logs when answers start or stop coming from a server without
+// a leader (possible in stale mode only; other modes fail instead).
+func (c *Consul) noteLeader(what string, leaderless *bool, known bool) {
+	switch {
+	case !known && !*leaderless:
+		c.opts.Logger.Warn("consul answers without a cluster leader: its state may be old, marked stale", "watch", what)
+	case known && *leaderless:
+		c.opts.Logger.Info("consul has a cluster leader again", "watch", what)
+	}
+	*leaderless = !known
+}
+
+func (o *ConsulOptions) logHold(what string, ev holdEvent, had func() int) {
+	switch ev {
+	case holdStarted:
+		o.Logger.Warn("consul answered with nothing where there was something (an agent that lost its state?): "+
+			"keeping the last good state, marked stale, until the answer changes or the grace ends",
+			"watch", what, "kept", had(), "grace", o.EmptyGrace.String())
+	case holdExpired:
+		o.Logger.Warn("consul still answers with nothing after the grace: applying the empty answer",
+			"watch", what, "grace", o.EmptyGrace.String())
+	case holdEnded:
+		o.Logger.Info("consul answers with instances again: empty answer dropped", "watch", what)
+	}
+}
+
 // blockingLoop runs fetch as Consul's blocking-query protocol asks
 // (https://developer.hashicorp.com/consul/api-docs/features/blocking):
 // the index returned is the next WaitIndex; an index that goes backwards
 // or is 0 resets to 0; errors back off with jitter and call onError; a
 // query answering at once with an unchanged index is slowed down, so a
 // misbehaving agent never causes a hot loop.
+//
+// After an error the next query does not block at all (index 0): the agent
+// that answers may be a new one (a restart without state, another node)
+// whose index is below ours, and a blocking query on an index it has not
+// reached would hang for the whole WaitTime with the stale flag up
+// (issue 12: 5 minutes).
 func blockingLoop(ctx context.Context, opts ConsulOptions, what string,
 	fetch func(ctx context.Context, idx uint64) (uint64, error), onError func()) error {
 	bo := backoff{min: opts.MinBackoff, max: opts.MaxBackoff, rand: opts.Rand}
@@ -119,6 +236,7 @@ func blockingLoop(ctx context.Context, opts ConsulOptions, what string,
 				opts.Logger.Warn("consul unreachable: serving the last known state", "watch", what, "err", err)
 			}
 			onError()
+			idx = 0
 			d := bo.delay(failures)
 			failures++
 			if !sleep(ctx, d) {
@@ -132,6 +250,9 @@ func blockingLoop(ctx context.Context, opts ConsulOptions, what string,
 		}
 		prev := idx
 		if next == 0 || next < prev {
+			if next < prev {
+				opts.Logger.Info("consul index went backwards: starting over", "watch", what, "was", prev, "now", next)
+			}
 			idx = 0 // a reset (snapshot restore, new agent): start over
 		} else {
 			idx = next

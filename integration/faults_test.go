@@ -32,6 +32,7 @@ type faultRow struct {
 	name                       string
 	sent, failed               int
 	moved, necessary, needless int
+	recovered                  time.Duration // from the fault to serving normally again (0: not measured)
 	note                       string
 }
 
@@ -325,16 +326,24 @@ func TestFaultSuite(t *testing.T) {
 		}
 	})
 
-	t.Cleanup(func() {
-		faultMu.Lock()
-		defer faultMu.Unlock()
-		var b strings.Builder
-		fmt.Fprintf(&b, "\n| fault | requests | failed | sessions moved | necessary | needless | note |\n|---|---|---|---|---|---|---|\n")
-		for _, r := range faultTable {
-			fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %s |\n", r.name, r.sent, r.failed, r.moved, r.necessary, r.needless, r.note)
+	t.Cleanup(func() { printFaultTable(t) })
+}
+
+// printFaultTable logs the rows recorded so far and starts a new table.
+func printFaultTable(t *testing.T) {
+	faultMu.Lock()
+	defer faultMu.Unlock()
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n| fault | requests | failed | sessions moved | necessary | needless | recovered in | note |\n|---|---|---|---|---|---|---|---|\n")
+	for _, r := range faultTable {
+		rec := "-"
+		if r.recovered > 0 {
+			rec = r.recovered.Round(100 * time.Millisecond).String()
 		}
-		t.Log(b.String())
-	})
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %s | %s |\n", r.name, r.sent, r.failed, r.moved, r.necessary, r.needless, rec, r.note)
+	}
+	faultTable = nil
+	t.Log(b.String())
 }
 
 // withCookiesFor copies a client's cookies for one replica to another.

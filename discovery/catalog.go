@@ -30,7 +30,9 @@ const consulService = "consul"
 // as soon as known and then on every change, from one goroutine, until ctx
 // ends. While Consul is unreachable nothing is published: the last map
 // stands. An answer in which every service of the last map but "consul" is
-// gone is held back for EmptyGrace, as Consul.Watch holds an empty service.
+// gone is held back for EmptyGrace, as Consul.Watch holds an empty service:
+// nothing is published until every service of the last map is back or the
+// grace has passed.
 // With a Tag, only services with an instance carrying it are listed.
 func (c *Catalog) Watch(ctx context.Context, update func(map[string][]string)) error {
 	var last map[string][]string
@@ -50,7 +52,7 @@ func (c *Catalog) Watch(ctx context.Context, update func(map[string][]string)) e
 				slices.Sort(tags)
 				services[name] = slices.Compact(tags)
 			}
-			keep, ev := hold.check(emptied(last, services), c.opts.Now())
+			keep, ev := hold.check(emptied(last, services, held), c.opts.Now())
 			c.opts.logHold("catalog", ev, func() int { return len(last) })
 			if keep {
 				return meta.LastIndex, nil
@@ -64,17 +66,21 @@ func (c *Catalog) Watch(ctx context.Context, update func(map[string][]string)) e
 }
 
 // emptied reports whether next lacks every service of last but Consul's own
-// while last had some.
-func emptied(last, next map[string][]string) bool {
-	had := false
+// while last had some; or, while holding, any of them (they register
+// again one by one: the hold lasts until all are back or the grace ends).
+func emptied(last, next map[string][]string, holding bool) bool {
+	had, missing := 0, 0
 	for name := range last {
 		if name == consulService {
 			continue
 		}
-		had = true
-		if _, ok := next[name]; ok {
-			return false
+		had++
+		if _, ok := next[name]; !ok {
+			missing++
 		}
 	}
-	return had
+	if holding {
+		return missing > 0
+	}
+	return had > 0 && missing == had
 }

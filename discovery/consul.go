@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -126,7 +128,10 @@ func NewConsul(client *api.Client, opts ConsulOptions) *Consul {
 // server that knows no leader, the last snapshot is published with Stale
 // set, and queries retry with backoff (or wait briefly); the first good
 // answer clears Stale. An answer that removes every backend is held back
-// for EmptyGrace, serving the last good backends with Stale and Held set.
+// for EmptyGrace, serving the last good backends with Stale and Held set;
+// answers during the hold serve what they list plus the held backends
+// still missing, until all of these are back (the hold ends) or the grace
+// has passed (the answer is applied as it is).
 func (c *Consul) Watch(ctx context.Context, service string, update func(Snapshot)) error {
 	if service == "" {
 		return errors.New("discovery: empty service name")
@@ -160,12 +165,21 @@ func (c *Consul) Watch(ctx context.Context, service string, update func(Snapshot
 				s.Backends = append(s.Backends, FromEntry(e))
 			}
 			sortBackends(s.Backends)
-			emptied := len(s.Backends) == 0 && good != nil && len(good.Backends) > 0
+			// While holding, the hold lasts until every held backend is back
+			// (they register again one by one) or the grace ends.
+			var missing []Backend
+			if good != nil {
+				missing = absent(good.Backends, s.Backends)
+			}
+			holding, _ := hold.holding(c.opts.Now())
+			emptied := len(missing) > 0 && (holding || len(s.Backends) == 0)
 			held, ev := hold.check(emptied, c.opts.Now())
 			c.opts.logHold(what, ev, func() int { return len(good.Backends) })
 			if held {
-				h := *good
-				h.Index, h.Stale, h.Held = s.Index, true, true
+				h := s
+				h.Backends = append(slices.Clone(s.Backends), missing...)
+				sortBackends(h.Backends)
+				h.Stale, h.Held = true, true
 				publish(h)
 				return meta.LastIndex, nil
 			}
@@ -206,6 +220,17 @@ func (o *ConsulOptions) logHold(what string, ev holdEvent, had func() int) {
 	case holdEnded:
 		o.Logger.Info("consul answers with instances again: empty answer dropped", "watch", what)
 	}
+}
+
+// absent returns the backends of had whose ID is not in now (both sorted).
+func absent(had, now []Backend) []Backend {
+	var out []Backend
+	for _, b := range had {
+		if _, found := slices.BinarySearchFunc(now, b.ID, func(x Backend, id string) int { return strings.Compare(x.ID, id) }); !found {
+			out = append(out, b)
+		}
+	}
+	return out
 }
 
 // blockingLoop runs fetch as Consul's blocking-query protocol asks

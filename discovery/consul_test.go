@@ -59,8 +59,14 @@ func TestCatalogEmptied(t *testing.T) {
 		{"one service left", web, map[string][]string{"consul": nil, "api": nil}, false},
 		{"nothing to lose", map[string][]string{"consul": nil}, map[string][]string{}, false},
 	}
+	if !emptied(web, map[string][]string{"consul": nil, "api": nil}, true) {
+		t.Error("while holding, a service still missing keeps the hold")
+	}
+	if emptied(web, map[string][]string{"api": nil, "web": nil}, true) {
+		t.Error("while holding, every service back ends the hold")
+	}
 	for _, tt := range tests {
-		if got := emptied(tt.last, tt.next); got != tt.want {
+		if got := emptied(tt.last, tt.next, false); got != tt.want {
 			t.Errorf("%s: emptied = %v; want %v", tt.name, got, tt.want)
 		}
 	}
@@ -117,9 +123,9 @@ func newFakeAgent(t *testing.T, script ...fakeAnswer) *fakeAgent {
 		w.Header().Set("X-Consul-LastContact", "0")
 		w.Header().Set("X-Consul-KnownLeader", strconv.FormatBool(!a.leaderless))
 		out := []*api.ServiceEntry{}
-		for i, id := range a.ids {
+		for _, id := range a.ids {
 			out = append(out, &api.ServiceEntry{Node: &api.Node{Node: "n", Address: "127.0.0.1"},
-				Service: &api.AgentService{ID: id, Service: "web", Port: 8000 + i}})
+				Service: &api.AgentService{ID: id, Service: "web", Port: 8000 + int(id[0])}})
 		}
 		_ = json.NewEncoder(w).Encode(out)
 	}))
@@ -255,11 +261,15 @@ func TestConsulEmptyAnswerGrace(t *testing.T) {
 	clock := func() time.Time { return time.Unix(0, now.Load()) }
 	f := newFakeAgent(t,
 		fakeAnswer{index: 50, ids: []string{"a", "b"}},
-		fakeAnswer{index: 3},                                                   // a new agent, nothing registered yet
-		fakeAnswer{index: 4, before: advance(10 * time.Second)},                // still empty within the grace
-		fakeAnswer{index: 5, ids: []string{"b"}, before: advance(time.Second)}, // b registered again
-		fakeAnswer{index: 6},                                                   // gone again: a new grace
-		fakeAnswer{index: 7, before: advance(31 * time.Second)},                // grace over
+		fakeAnswer{index: 3},                                                        // a new agent, nothing registered yet
+		fakeAnswer{index: 4, before: advance(10 * time.Second)},                     // still empty within the grace
+		fakeAnswer{index: 5, ids: []string{"b"}, before: advance(time.Second)},      // b registered again: a still held
+		fakeAnswer{index: 6, ids: []string{"b", "c"}, before: advance(time.Second)}, // a new one serves too
+		fakeAnswer{index: 7, ids: []string{"a", "b", "c"}},                          // all back: the hold ends
+		fakeAnswer{index: 8},                                                        // gone again: a new grace
+		fakeAnswer{index: 9, ids: []string{"c"}, before: advance(31 * time.Second)}, // grace over: applied as it is
+		fakeAnswer{index: 10},                                                       // gone again
+		fakeAnswer{index: 11, before: advance(31 * time.Second)},                    // grace over: empty applied
 	)
 	got := watchFake(t, f, ConsulOptions{EmptyGrace: 30 * time.Second, Now: clock})
 	type pub struct {
@@ -269,8 +279,11 @@ func TestConsulEmptyAnswerGrace(t *testing.T) {
 	want := []pub{
 		{[]string{"a", "b"}, false, false},
 		{[]string{"a", "b"}, true, true},
-		{[]string{"b"}, false, false},
-		{[]string{"b"}, true, true},
+		{[]string{"a", "b", "c"}, true, true},
+		{[]string{"a", "b", "c"}, false, false},
+		{[]string{"a", "b", "c"}, true, true},
+		{[]string{"c"}, false, false},
+		{[]string{"c"}, true, true},
 		{nil, false, false},
 	}
 	if len(got) != len(want) {

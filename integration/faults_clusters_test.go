@@ -13,6 +13,8 @@ import (
 func TestFaultSuiteClusters(t *testing.T) {
 	t.Cleanup(func() { printFaultTable(t) })
 
+	t.Run("consul 3 servers", consulCluster)
+
 	t.Run("redis sentinel primary killed", func(t *testing.T) {
 		s := harness.StartSentinel(t)
 		old := s.Primary.Addr

@@ -23,6 +23,8 @@ import (
 // registrations, as a production agent does after a restart.
 type Consul struct {
 	HTTPAddr string // 127.0.0.1:port
+	// Token is the ACL token the harness's own client sends ("" = none).
+	Token string
 
 	node  string
 	args  []string // the agent's role: -server -bootstrap-expect=1 by default
@@ -178,7 +180,7 @@ func (c *Consul) Client(t testing.TB) *api.Client {
 	t.Helper()
 	cfg := api.DefaultConfig()
 	cfg.Address = c.HTTPAddr
-	cfg.Token = ""
+	cfg.Token, cfg.TokenFile = c.Token, ""
 	cfg.Transport.Proxy = nil
 	client, err := api.NewClient(cfg)
 	if err != nil {

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -34,6 +36,9 @@ type ConsulOptions struct {
 	// 2s). Consul's index need not move when a leader is elected again, so
 	// a long query would keep the stale flag up until some unrelated change.
 	StaleWait time.Duration
+	// LeaderCheck is how often the agent is asked whether its servers have
+	// a leader (default 5s; StaleWait while they have none).
+	LeaderCheck time.Duration
 	// MinBackoff and MaxBackoff bound the wait between failed queries
 	// (defaults 250ms and 5s), with full jitter: a gateway should notice
 	// Consul's return within seconds, and 5s still keeps a dead agent quiet.
@@ -62,6 +67,9 @@ func (o *ConsulOptions) defaults() {
 	}
 	if o.StaleWait <= 0 {
 		o.StaleWait = 2 * time.Second
+	}
+	if o.LeaderCheck <= 0 {
+		o.LeaderCheck = 5 * time.Second
 	}
 	if o.MinBackoff <= 0 {
 		o.MinBackoff = 250 * time.Millisecond
@@ -138,7 +146,12 @@ func (c *Consul) Watch(ctx context.Context, service string, update func(Snapshot
 	}
 	var last, good *Snapshot // last published; last answer applied
 	hold := emptyHold{grace: c.opts.EmptyGrace}
-	leaderless := false
+	var leaderless atomic.Bool
+	var mu sync.Mutex    // guards requery
+	requery := func() {} // cancels the query in flight
+	var wg sync.WaitGroup
+	defer wg.Wait() // the loop returns only once ctx ended, which ends the probe
+	wg.Go(func() { c.probeLeader(ctx, &leaderless, func() { mu.Lock(); requery(); mu.Unlock() }) })
 	publish := func(s Snapshot) {
 		if last != nil && last.Equal(s) {
 			last.Index = s.Index
@@ -151,13 +164,27 @@ func (c *Consul) Watch(ctx context.Context, service string, update func(Snapshot
 	return blockingLoop(ctx, c.opts, what,
 		func(ctx context.Context, idx uint64) (uint64, error) {
 			_, left := hold.holding(c.opts.Now())
-			q := c.opts.query(ctx, idx, last != nil && last.Stale, left)
+			qctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			mu.Lock()
+			requery = cancel
+			mu.Unlock()
+			q := c.opts.query(qctx, idx, last != nil && last.Stale, left)
 			entries, meta, err := c.client.Health().Service(service, c.opts.Tag, false, q)
 			if err != nil {
+				if qctx.Err() != nil && ctx.Err() == nil {
+					return 0, errRequery
+				}
 				return 0, err
 			}
-			c.noteLeader(what, &leaderless, meta.KnownLeader)
-			s := Snapshot{Service: service, Index: meta.LastIndex, Backends: make([]Backend, 0, len(entries)), Stale: !meta.KnownLeader}
+			// Consul (1.22) answers every blocking query with KnownLeader
+			// false: only a query without an index tells. The leader probe
+			// asks for one when the leader comes or goes.
+			if idx == 0 {
+				c.noteLeader(what, leaderless.Load(), meta.KnownLeader)
+				leaderless.Store(!meta.KnownLeader)
+			}
+			s := Snapshot{Service: service, Index: meta.LastIndex, Backends: make([]Backend, 0, len(entries)), Stale: leaderless.Load()}
 			for _, e := range entries {
 				if e.Service == nil {
 					continue
@@ -198,15 +225,42 @@ func (c *Consul) Watch(ctx context.Context, service string, update func(Snapshot
 
 // noteLeader logs when answers start or stop coming from a server without
 // a leader (possible in stale mode only; other modes fail instead).
-func (c *Consul) noteLeader(what string, leaderless *bool, known bool) {
+func (c *Consul) noteLeader(what string, leaderless, known bool) {
 	switch {
-	case !known && !*leaderless:
+	case !known && !leaderless:
 		c.opts.Logger.Warn("consul answers without a cluster leader: its state may be old, marked stale", "watch", what)
-	case known && *leaderless:
+	case known && leaderless:
 		c.opts.Logger.Info("consul has a cluster leader again", "watch", what)
 	}
-	*leaderless = !known
 }
+
+// probeLeader asks the agent every LeaderCheck (StaleWait while
+// leaderless) whether the servers have a leader, and calls requery when
+// that differs from what the watch believes: a blocking query may wait
+// minutes on a server that lost its quorum, or keep a stale flag after the
+// election, since its answers do not say.
+func (c *Consul) probeLeader(ctx context.Context, leaderless *atomic.Bool, requery func()) {
+	for {
+		every := c.opts.LeaderCheck
+		if leaderless.Load() {
+			every = c.opts.StaleWait
+		}
+		if !sleep(ctx, every) {
+			return
+		}
+		addr, err := c.client.Status().LeaderWithQueryOptions((&api.QueryOptions{}).WithContext(ctx))
+		if err != nil {
+			continue // unreachable: the watch sees errors of its own
+		}
+		if known := addr != ""; known == leaderless.Load() {
+			requery()
+		}
+	}
+}
+
+// errRequery ends a query the leader probe cancelled: ask again at once,
+// without an index.
+var errRequery = errors.New("discovery: query again")
 
 func (o *ConsulOptions) logHold(what string, ev holdEvent, had func() int) {
 	switch ev {
@@ -255,6 +309,10 @@ func blockingLoop(ctx context.Context, opts ConsulOptions, what string,
 		next, err := fetch(ctx, idx)
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if errors.Is(err, errRequery) {
+			idx = 0
+			continue
 		}
 		if err != nil {
 			if failures == 0 {

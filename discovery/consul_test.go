@@ -80,6 +80,7 @@ type fakeAnswer struct {
 	leaderless bool
 	ids        []string
 	before     func() // runs before answering (advance a clock)
+	noIndex    bool   // served only to a query without an index (others block)
 }
 
 // fakeQuery is what the watch asked for.
@@ -91,20 +92,29 @@ type fakeQuery struct {
 // fakeAgent answers /v1/health/service/web from a script, recording each
 // query; past the script's end it blocks as a long blocking query would.
 type fakeAgent struct {
-	mu      sync.Mutex
-	script  []fakeAnswer
-	queries []fakeQuery
-	srv     *httptest.Server
+	leaderless atomic.Bool // what /v1/status/leader says
+	mu         sync.Mutex
+	script     []fakeAnswer
+	queries    []fakeQuery
+	srv        *httptest.Server
 }
 
 func newFakeAgent(t *testing.T, script ...fakeAnswer) *fakeAgent {
 	f := &fakeAgent{script: script}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/status/leader" {
+			leader := "127.0.0.1:8300"
+			if f.leaderless.Load() {
+				leader = ""
+			}
+			_ = json.NewEncoder(w).Encode(leader)
+			return
+		}
 		q := r.URL.Query()
 		_, stale := q["stale"]
 		f.mu.Lock()
 		f.queries = append(f.queries, fakeQuery{index: q.Get("index"), wait: q.Get("wait"), stale: stale})
-		if len(f.script) == 0 {
+		if len(f.script) == 0 || (f.script[0].noIndex && q.Get("index") != "") {
 			f.mu.Unlock()
 			<-r.Context().Done()
 			return
@@ -232,23 +242,29 @@ func TestConsulIndexBackwardsResets(t *testing.T) {
 }
 
 // An agent that knows no leader answers in stale mode: its answer counts,
-// marked stale, and the next query waits briefly so the flag clears soon
-// after the election even when nothing else changes.
+// marked stale, and queries wait briefly. Blocking answers do not say
+// whether there is a leader (Consul 1.22 always says no); the leader probe
+// notices the election and asks again without an index, which clears the
+// flag.
 func TestConsulLeaderlessIsStale(t *testing.T) {
-	f := newFakeAgent(t,
+	var f *fakeAgent
+	f = newFakeAgent(t,
 		fakeAnswer{index: 5, ids: []string{"a"}},
-		fakeAnswer{index: 5, ids: []string{"a"}, leaderless: true},
-		fakeAnswer{index: 5, ids: []string{"a"}},
+		fakeAnswer{index: 5, leaderless: true}, // a blocking answer: its leader flag is ignored
+		fakeAnswer{status: 500},
+		fakeAnswer{index: 5, ids: []string{"a"}, leaderless: true, before: func() { f.leaderless.Store(true) }},
+		fakeAnswer{index: 6, ids: []string{"a", "b"}, before: func() { f.leaderless.Store(false) }}, // elected
+		fakeAnswer{index: 6, ids: []string{"a", "b"}, noIndex: true},                                // asked again without an index after the probe
 	)
-	got := watchFake(t, f, ConsulOptions{StaleWait: 1500 * time.Millisecond})
-	if q := f.query(2); q.wait != "1500ms" {
-		t.Fatalf("query while stale waited %q; want 1500ms", q.wait)
-	}
+	got := watchFake(t, f, ConsulOptions{StaleWait: 1500 * time.Millisecond, LeaderCheck: 20 * time.Millisecond})
 	if q := f.query(1); q.wait != "300000ms" {
 		t.Fatalf("query while fresh waited %q; want the 5m default", q.wait)
 	}
-	if len(got) != 3 || got[0].Stale || !got[1].Stale || got[2].Stale {
-		t.Fatalf("published %+v; want fresh, stale, fresh", got)
+	if q := f.query(4); q.wait != "1500ms" || q.index != "5" {
+		t.Fatalf("query while stale: index %q wait %q; want 5 and 1500ms", q.index, q.wait)
+	}
+	if len(got) < 3 || got[0].Stale || !got[len(got)-2].Stale || got[len(got)-1].Stale || len(got[len(got)-1].Backends) != 2 {
+		t.Fatalf("published %+v; want fresh, stale while leaderless, then fresh with a and b", got)
 	}
 }
 

@@ -39,6 +39,12 @@ type ConsulOptions struct {
 	// LeaderCheck is how often the agent is asked whether its servers have
 	// a leader (default 5s; StaleWait while they have none).
 	LeaderCheck time.Duration
+	// ReconnectSettle is how long the answers after an outage are watched
+	// before one is published (default 1s; negative: none). An agent that
+	// restarts flips its checks one by one within milliseconds; publishing
+	// each step would move the sessions of the first backends to go
+	// critical before the panic threshold sees that all of them did.
+	ReconnectSettle time.Duration
 	// MinBackoff and MaxBackoff bound the wait between failed queries
 	// (defaults 250ms and 5s), with full jitter: a gateway should notice
 	// Consul's return within seconds, and 5s still keeps a dead agent quiet.
@@ -67,6 +73,9 @@ func (o *ConsulOptions) defaults() {
 	}
 	if o.StaleWait <= 0 {
 		o.StaleWait = 2 * time.Second
+	}
+	if o.ReconnectSettle == 0 {
+		o.ReconnectSettle = time.Second
 	}
 	if o.LeaderCheck <= 0 {
 		o.LeaderCheck = 5 * time.Second
@@ -101,8 +110,9 @@ func ValidConsistency(mode string) error {
 	return fmt.Errorf("%q is not stale, default or consistent", mode)
 }
 
-// query builds the options of one blocking query. While stale (or holding
-// an empty answer until at most holdLeft) the wait is short.
+// query builds the options of one blocking query. While stale the wait is
+// short, and never beyond holdLeft when that is set (the end of an empty
+// answer's grace or of the settle window after an outage).
 func (o *ConsulOptions) query(ctx context.Context, idx uint64, stale bool, holdLeft time.Duration) *api.QueryOptions {
 	wait := o.WaitTime
 	if stale {
@@ -152,6 +162,8 @@ func (c *Consul) Watch(ctx context.Context, service string, update func(Snapshot
 	var wg sync.WaitGroup
 	defer wg.Wait() // the loop returns only once ctx ended, which ends the probe
 	wg.Go(func() { c.probeLeader(ctx, &leaderless, func() { mu.Lock(); requery(); mu.Unlock() }) })
+	var settleUntil time.Time // answers before this are not published yet
+	reconnected := false
 	publish := func(s Snapshot) {
 		if last != nil && last.Equal(s) {
 			last.Index = s.Index
@@ -160,10 +172,19 @@ func (c *Consul) Watch(ctx context.Context, service string, update func(Snapshot
 		last = &s
 		update(s)
 	}
+	answer := func(s Snapshot) {
+		if c.opts.Now().Before(settleUntil) {
+			return // the query after this one ends with the window
+		}
+		publish(s)
+	}
 	what := "service " + service
 	return blockingLoop(ctx, c.opts, what,
 		func(ctx context.Context, idx uint64) (uint64, error) {
 			_, left := hold.holding(c.opts.Now())
+			if settle := settleUntil.Sub(c.opts.Now()); settle > 0 && (left == 0 || settle < left) {
+				left = settle
+			}
 			qctx, cancel := context.WithCancel(ctx)
 			defer cancel()
 			mu.Lock()
@@ -183,6 +204,10 @@ func (c *Consul) Watch(ctx context.Context, service string, update func(Snapshot
 			if idx == 0 {
 				c.noteLeader(what, leaderless.Load(), meta.KnownLeader)
 				leaderless.Store(!meta.KnownLeader)
+			}
+			if reconnected {
+				reconnected = false
+				settleUntil = c.opts.Now().Add(c.opts.ReconnectSettle)
 			}
 			s := Snapshot{Service: service, Index: meta.LastIndex, Backends: make([]Backend, 0, len(entries)), Stale: leaderless.Load()}
 			for _, e := range entries {
@@ -207,14 +232,15 @@ func (c *Consul) Watch(ctx context.Context, service string, update func(Snapshot
 				h.Backends = append(slices.Clone(s.Backends), missing...)
 				sortBackends(h.Backends)
 				h.Stale, h.Held = true, true
-				publish(h)
+				answer(h)
 				return meta.LastIndex, nil
 			}
 			good = &s
-			publish(s)
+			answer(s)
 			return meta.LastIndex, nil
 		},
 		func() {
+			reconnected = true
 			if last != nil && !last.Stale {
 				stale := *last
 				stale.Stale = true

@@ -164,6 +164,9 @@ func watchFake(t *testing.T, f *fakeAgent, opts ConsulOptions) []Snapshot {
 		t.Fatal(err)
 	}
 	opts.MinBackoff, opts.MaxBackoff = time.Millisecond, 2*time.Millisecond
+	if opts.ReconnectSettle == 0 {
+		opts.ReconnectSettle = -1 // tests of it set it, with a clock
+	}
 	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	var mu sync.Mutex
@@ -265,6 +268,29 @@ func TestConsulLeaderlessIsStale(t *testing.T) {
 	}
 	if len(got) < 3 || got[0].Stale || !got[len(got)-2].Stale || got[len(got)-1].Stale || len(got[len(got)-1].Backends) != 2 {
 		t.Fatalf("published %+v; want fresh, stale while leaderless, then fresh with a and b", got)
+	}
+}
+
+// After an outage the answers are watched for ReconnectSettle before one is
+// published: a restarted agent flips its checks one by one, and the
+// sessions of the first to go critical would move.
+func TestConsulSettlesAfterReconnect(t *testing.T) {
+	var now atomic.Int64
+	now.Store(time.Unix(1000, 0).UnixNano())
+	clock := func() time.Time { return time.Unix(0, now.Load()) }
+	f := newFakeAgent(t,
+		fakeAnswer{index: 5, ids: []string{"a", "b", "c"}},
+		fakeAnswer{status: 500},
+		fakeAnswer{index: 6, ids: []string{"b", "c"}}, // the agent is back: a's check first...
+		fakeAnswer{index: 7, ids: []string{"c"}},      // ...then b's
+		fakeAnswer{index: 8, ids: []string{"a", "b", "c"}, before: func() { now.Add(int64(1500 * time.Millisecond)) }},
+	)
+	got := watchFake(t, f, ConsulOptions{ReconnectSettle: time.Second, Now: clock})
+	if len(got) != 3 || !got[1].Stale || got[2].Stale || len(got[2].Backends) != 3 {
+		t.Fatalf("published %+v; want fresh, stale, then only the settled answer", got)
+	}
+	if q := f.query(3); q.wait != "1000ms" {
+		t.Fatalf("query in the settle window waited %q; want the window's 1000ms", q.wait)
 	}
 }
 

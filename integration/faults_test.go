@@ -349,7 +349,7 @@ func printFaultTable(t *testing.T) {
 	for _, r := range faultTable {
 		rec := "-"
 		if r.recovered > 0 {
-			rec = r.recovered.Round(100 * time.Millisecond).String()
+			rec = r.recovered.Round(10 * time.Millisecond).String()
 		}
 		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %s | %s |\n", r.name, r.sent, r.failed, r.moved, r.necessary, r.needless, rec, r.note)
 	}

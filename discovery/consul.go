@@ -111,16 +111,16 @@ func ValidConsistency(mode string) error {
 }
 
 // query builds the options of one blocking query. While stale the wait is
-// short, and never beyond holdLeft when that is set (the end of an empty
+// short, and never beyond bound when that is set (the end of an empty
 // answer's grace or of the settle window after an outage).
-func (o *ConsulOptions) query(ctx context.Context, idx uint64, stale bool, holdLeft time.Duration) *api.QueryOptions {
+func (o *ConsulOptions) query(ctx context.Context, idx uint64, stale bool, bound time.Duration) *api.QueryOptions {
 	wait := o.WaitTime
 	if stale {
 		wait = o.StaleWait
 	}
-	if holdLeft > 0 {
+	if bound > 0 {
 		// Never 0: no wait parameter means Consul's default of 5 minutes.
-		wait = min(wait, max(holdLeft, 50*time.Millisecond))
+		wait = min(wait, max(bound, 50*time.Millisecond))
 	}
 	q := &api.QueryOptions{WaitIndex: idx, WaitTime: wait,
 		AllowStale: o.Consistency == ReadStale, RequireConsistent: o.Consistency == ReadConsistent}

@@ -39,11 +39,14 @@ type ConsulOptions struct {
 	// LeaderCheck is how often the agent is asked whether its servers have
 	// a leader (default 5s; StaleWait while they have none).
 	LeaderCheck time.Duration
-	// ReconnectSettle is how long the answers after an outage are watched
-	// before one is published (default 1s; negative: none). An agent that
-	// restarts flips its checks one by one within milliseconds; publishing
-	// each step would move the sessions of the first backends to go
-	// critical before the panic threshold sees that all of them did.
+	// ReconnectSettle is how long after an outage an answer may not lower
+	// a backend's health nor remove it (default 3s; negative: no window):
+	// such changes are applied when the window ends, if they still hold.
+	// An agent that restarts flips its checks to critical one by one, a
+	// second or two after it answers again; applying each step would move
+	// the sessions of the first backends to go critical before the panic
+	// threshold sees that all of them did. Additions, recoveries and the
+	// stale flag are applied at once.
 	ReconnectSettle time.Duration
 	// MinBackoff and MaxBackoff bound the wait between failed queries
 	// (defaults 250ms and 5s), with full jitter: a gateway should notice
@@ -75,7 +78,7 @@ func (o *ConsulOptions) defaults() {
 		o.StaleWait = 2 * time.Second
 	}
 	if o.ReconnectSettle == 0 {
-		o.ReconnectSettle = time.Second
+		o.ReconnectSettle = 3 * time.Second
 	}
 	if o.LeaderCheck <= 0 {
 		o.LeaderCheck = 5 * time.Second
@@ -162,7 +165,7 @@ func (c *Consul) Watch(ctx context.Context, service string, update func(Snapshot
 	var wg sync.WaitGroup
 	defer wg.Wait() // the loop returns only once ctx ended, which ends the probe
 	wg.Go(func() { c.probeLeader(ctx, &leaderless, func() { mu.Lock(); requery(); mu.Unlock() }) })
-	var settleUntil time.Time // answers before this are not published yet
+	var settleUntil time.Time // until then, answers do not lower health nor remove backends
 	reconnected := false
 	publish := func(s Snapshot) {
 		if last != nil && last.Equal(s) {
@@ -173,8 +176,8 @@ func (c *Consul) Watch(ctx context.Context, service string, update func(Snapshot
 		update(s)
 	}
 	answer := func(s Snapshot) {
-		if c.opts.Now().Before(settleUntil) {
-			return // the query after this one ends with the window
+		if last != nil && c.opts.Now().Before(settleUntil) {
+			s = settled(*last, s) // the query after this one ends with the window
 		}
 		publish(s)
 	}
@@ -300,6 +303,23 @@ func (o *ConsulOptions) logHold(what string, ev holdEvent, had func() int) {
 	case holdEnded:
 		o.Logger.Info("consul answers with instances again: empty answer dropped", "watch", what)
 	}
+}
+
+// settled is next with the changes of the settle window deferred: a
+// backend of prev keeps its health (and weight) where next lowers it, and
+// one next lacks stays.
+func settled(prev, next Snapshot) Snapshot {
+	out := next
+	out.Backends = append(make([]Backend, 0, len(next.Backends)+len(prev.Backends)), next.Backends...)
+	for i, b := range out.Backends {
+		j, found := slices.BinarySearchFunc(prev.Backends, b.ID, func(x Backend, id string) int { return strings.Compare(x.ID, id) })
+		if found && prev.Backends[j].Health > b.Health {
+			out.Backends[i].Health, out.Backends[i].Weight = prev.Backends[j].Health, prev.Backends[j].Weight
+		}
+	}
+	out.Backends = append(out.Backends, absent(prev.Backends, next.Backends)...)
+	sortBackends(out.Backends)
+	return out
 }
 
 // absent returns the backends of had whose ID is not in now (both sorted).

@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -79,8 +81,9 @@ type fakeAnswer struct {
 	index      uint64
 	leaderless bool
 	ids        []string
-	before     func() // runs before answering (advance a clock)
-	noIndex    bool   // served only to a query without an index (others block)
+	before     func()   // runs before answering (advance a clock)
+	noIndex    bool     // served only to a query without an index (others block)
+	critical   []string // ids whose check is critical
 }
 
 // fakeQuery is what the watch asked for.
@@ -134,8 +137,12 @@ func newFakeAgent(t *testing.T, script ...fakeAnswer) *fakeAgent {
 		w.Header().Set("X-Consul-KnownLeader", strconv.FormatBool(!a.leaderless))
 		out := []*api.ServiceEntry{}
 		for _, id := range a.ids {
-			out = append(out, &api.ServiceEntry{Node: &api.Node{Node: "n", Address: "127.0.0.1"},
-				Service: &api.AgentService{ID: id, Service: "web", Port: 8000 + int(id[0])}})
+			e := &api.ServiceEntry{Node: &api.Node{Node: "n", Address: "127.0.0.1"},
+				Service: &api.AgentService{ID: id, Service: "web", Port: 8000 + int(id[0])}}
+			if slices.Contains(a.critical, id) {
+				e.Checks = api.HealthChecks{{CheckID: "c", ServiceID: id, Status: api.HealthCritical}}
+			}
+			out = append(out, e)
 		}
 		_ = json.NewEncoder(w).Encode(out)
 	}))
@@ -271,26 +278,46 @@ func TestConsulLeaderlessIsStale(t *testing.T) {
 	}
 }
 
-// After an outage the answers are watched for ReconnectSettle before one is
-// published: a restarted agent flips its checks one by one, and the
-// sessions of the first to go critical would move.
+// For ReconnectSettle after an outage, answers may add backends and clear
+// the stale flag but not lower health nor remove backends: a restarted
+// agent flips its checks one by one, and the sessions of the first to go
+// critical would move. At the end of the window the answer applies.
 func TestConsulSettlesAfterReconnect(t *testing.T) {
 	var now atomic.Int64
 	now.Store(time.Unix(1000, 0).UnixNano())
 	clock := func() time.Time { return time.Unix(0, now.Load()) }
+	crit := func(ids ...string) []string { return ids }
 	f := newFakeAgent(t,
 		fakeAnswer{index: 5, ids: []string{"a", "b", "c"}},
 		fakeAnswer{status: 500},
-		fakeAnswer{index: 6, ids: []string{"b", "c"}}, // the agent is back: a's check first...
-		fakeAnswer{index: 7, ids: []string{"c"}},      // ...then b's
-		fakeAnswer{index: 8, ids: []string{"a", "b", "c"}, before: func() { now.Add(int64(1500 * time.Millisecond)) }},
+		fakeAnswer{index: 6, ids: []string{"a", "b", "c", "d"}, critical: crit("a")}, // back: a's check first...
+		fakeAnswer{index: 7, ids: []string{"b", "c", "d"}, critical: crit("b")},      // ...then b's; a gone
+		fakeAnswer{index: 8, ids: []string{"b", "c", "d"}, critical: crit("b"), before: func() { now.Add(int64(3500 * time.Millisecond)) }},
 	)
-	got := watchFake(t, f, ConsulOptions{ReconnectSettle: time.Second, Now: clock})
-	if len(got) != 3 || !got[1].Stale || got[2].Stale || len(got[2].Backends) != 3 {
-		t.Fatalf("published %+v; want fresh, stale, then only the settled answer", got)
+	got := watchFake(t, f, ConsulOptions{ReconnectSettle: 3 * time.Second, Now: clock})
+	health := func(s Snapshot) string {
+		var out []string
+		for _, b := range s.Backends {
+			out = append(out, b.ID+"="+b.Health.String())
+		}
+		return strings.Join(out, ",")
 	}
-	if q := f.query(3); q.wait != "1000ms" {
-		t.Fatalf("query in the settle window waited %q; want the window's 1000ms", q.wait)
+	want := []string{
+		"a=passing,b=passing,c=passing",           // before
+		"a=passing,b=passing,c=passing",           // stale
+		"a=passing,b=passing,c=passing,d=passing", // back: d added, stale cleared, a kept passing
+		"b=critical,c=passing,d=passing",          // window over
+	}
+	if len(got) != len(want) {
+		t.Fatalf("published %d snapshots %+v; want %d", len(got), got, len(want))
+	}
+	for i, w := range want {
+		if h := health(got[i]); h != w || got[i].Stale != (i == 1) {
+			t.Fatalf("snapshot %d: %s stale=%v; want %s stale=%v", i, h, got[i].Stale, w, i == 1)
+		}
+	}
+	if q := f.query(3); q.wait != "3000ms" {
+		t.Fatalf("query in the settle window waited %q; want the window's 3000ms", q.wait)
 	}
 }
 

@@ -29,11 +29,12 @@ func (g *Gateway) AdminHandler() http.Handler {
 	r.Get("/assets/*", page.ServeHTTP)
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { writeText(w, http.StatusOK, "ok\n") })
 	r.Get("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if g.Ready() {
+		waiting := g.Waiting()
+		if len(waiting) == 0 {
 			writeText(w, http.StatusOK, "ready\n")
 			return
 		}
-		writeText(w, http.StatusServiceUnavailable, "waiting for the first snapshot of every service\n")
+		writeText(w, http.StatusServiceUnavailable, "waiting for the first answer about: "+strings.Join(waiting, ", ")+"\n")
 	})
 	r.Group(func(r chi.Router) {
 		r.Use(g.requireToken)

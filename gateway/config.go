@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/latchgw/latch/discovery"
 	"github.com/latchgw/latch/policy"
 )
 
@@ -20,10 +21,12 @@ type Config struct {
 	Listen string `yaml:"listen"`
 	Admin  Admin  `yaml:"admin"`
 	Consul Consul `yaml:"consul"`
-	Redis  Redis  `yaml:"redis"`
-	Cookie Cookie `yaml:"cookie"`
-	Log    Log    `yaml:"log"`
-	Server Server `yaml:"server"`
+	// Discovery tunes how Consul's answers are applied.
+	Discovery Discovery `yaml:"discovery"`
+	Redis     Redis     `yaml:"redis"`
+	Cookie    Cookie    `yaml:"cookie"`
+	Log       Log       `yaml:"log"`
+	Server    Server    `yaml:"server"`
 	// Transport tunes the connections to backends.
 	Transport Transport `yaml:"transport"`
 	// TrustedProxies are the peers whose X-Forwarded-For and
@@ -60,6 +63,41 @@ type Consul struct {
 	RoutesFromTags *bool `yaml:"routes_from_tags"`
 	// Disabled runs without Consul: every route must then list static backends.
 	Disabled bool `yaml:"disabled"`
+	// Datacenter to read from (empty: the agent's own).
+	Datacenter string `yaml:"datacenter"`
+	// Tag, when set, routes only instances carrying it (and, for routes
+	// from tags, only services with such an instance).
+	Tag string `yaml:"tag"`
+	// Token is the ACL token; TokenFile a file holding it (re-read on every
+	// request). Empty: CONSUL_HTTP_TOKEN / CONSUL_HTTP_TOKEN_FILE.
+	Token     string `yaml:"token"`
+	TokenFile string `yaml:"token_file"`
+	// TLS to the agent; any field set turns HTTPS on.
+	TLS ConsulTLS `yaml:"tls"`
+	// Consistency is Consul's read mode: stale (default: any server
+	// answers, reads stay off the leader and keep working without one),
+	// default (the leader answers) or consistent (the leader checks with a
+	// quorum first).
+	Consistency string `yaml:"consistency"`
+}
+
+// ConsulTLS is TLS to the Consul agent. Empty: CONSUL_CACERT,
+// CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY, CONSUL_TLS_SERVER_NAME.
+type ConsulTLS struct {
+	CAFile     string `yaml:"ca_file"`     // verifies the agent's certificate
+	CertFile   string `yaml:"cert_file"`   // client certificate, when the agent verifies clients
+	KeyFile    string `yaml:"key_file"`    // its key
+	ServerName string `yaml:"server_name"` // name expected in the agent's certificate
+}
+
+// Discovery tunes how Consul's answers are applied.
+type Discovery struct {
+	// EmptyGrace is how long an answer that suddenly removes every backend
+	// of a service (or every service routed by tags) is held back while the
+	// last good backends keep serving, marked stale (default 30s; negative:
+	// apply at once). An agent restarted without its state answers so
+	// until the services register again.
+	EmptyGrace time.Duration `yaml:"empty_grace"`
 }
 
 // Redis is the shared session store. Empty URL: an in-memory store (sessions
@@ -250,6 +288,8 @@ func (c *Config) SetDefaults() {
 	if c.Consul.RoutesFromTags == nil {
 		c.Consul.RoutesFromTags = ptr(true)
 	}
+	defDur(&c.Discovery.EmptyGrace, 30*time.Second)
+	def(&c.Consul.Consistency, "stale")
 	defDur(&c.Redis.Timeout, 25*time.Millisecond)
 	defDur(&c.Redis.CacheTTL, 60*time.Second)
 	defInt(&c.Redis.CacheSize, 100_000)
@@ -378,6 +418,15 @@ func (c *Config) Validate() error {
 	if c.Redis.URL != "" && !strings.HasPrefix(c.Redis.URL, "redis://") &&
 		!strings.HasPrefix(c.Redis.URL, "rediss://") && !strings.HasPrefix(c.Redis.URL, "unix://") {
 		bad("redis.url", "must be a redis://, rediss:// or unix:// URL")
+	}
+	if err := discovery.ValidConsistency(c.Consul.Consistency); err != nil {
+		bad("consul.consistency", "%v", err)
+	}
+	if (c.Consul.TLS.CertFile == "") != (c.Consul.TLS.KeyFile == "") {
+		bad("consul.tls", "cert_file and key_file go together")
+	}
+	if c.Consul.Token != "" && c.Consul.TokenFile != "" {
+		bad("consul.token_file", "set token or token_file, not both")
 	}
 	if c.Redis.Timeout < 0 {
 		bad("redis.timeout", "must not be negative")

@@ -12,9 +12,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -73,6 +75,9 @@ type Gateway struct {
 	tagRoutes  map[string][]*route // service → routes from its tags
 	conflicts  []string
 	runCtx     context.Context
+
+	catalogSeen atomic.Bool // the catalog has answered once
+	wasReady    atomic.Bool // Ready has said yes once: it stays ready
 
 	reqPrefix string
 	reqSeq    atomic.Uint64
@@ -167,16 +172,34 @@ func (g *Gateway) requestID(next http.Handler) http.Handler {
 	})
 }
 
-// Ready reports whether every configured service has had its first snapshot.
-func (g *Gateway) Ready() bool {
+// Ready reports whether latch can route: every service of the config and,
+// when routes come from tags, the catalog and every service it routed have
+// answered once. Once ready it stays ready: a later outage of Consul is
+// served from the last snapshot (marked stale), not by leaving the load
+// balancer's pool, and a service that appears later does not take the
+// replica out.
+func (g *Gateway) Ready() bool { return len(g.Waiting()) == 0 }
+
+// Waiting lists what readiness still waits for (none once ready).
+func (g *Gateway) Waiting() []string {
+	if g.wasReady.Load() {
+		return nil
+	}
+	var waiting []string
+	if g.catalog != nil && *g.cfg.Consul.RoutesFromTags && !g.catalogSeen.Load() {
+		waiting = append(waiting, "the Consul catalog (routes from tags)")
+	}
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	for _, rt := range g.fileRoutes {
-		if !rt.service.ready.Load() {
-			return false
+	for _, name := range slices.Sorted(maps.Keys(g.services)) {
+		if !g.services[name].ready.Load() {
+			waiting = append(waiting, "service "+name)
 		}
 	}
-	return true
+	g.mu.Unlock()
+	if len(waiting) == 0 {
+		g.wasReady.Store(true)
+	}
+	return waiting
 }
 
 // Run serves the public and admin listeners (admin may be nil) until ctx
@@ -205,7 +228,10 @@ func (g *Gateway) Run(ctx context.Context, public, admin net.Listener) error {
 	})
 	if g.catalog != nil && *g.cfg.Consul.RoutesFromTags {
 		wg.Go(func() {
-			err := g.catalog.Watch(ctx, g.applyTags)
+			err := g.catalog.Watch(ctx, func(services map[string][]string) {
+				g.applyTags(services)
+				g.catalogSeen.Store(true)
+			})
 			if err != nil && !errors.Is(err, context.Canceled) {
 				g.log.Error("catalog watch stopped", "err", err)
 			}

@@ -31,6 +31,7 @@ type Metrics struct {
 	discStale     *prometheus.GaugeVec   // service
 	discBackends  *prometheus.GaugeVec   // service, health
 	discLastOK    *prometheus.GaugeVec   // service: unix time of the last fresh snapshot
+	discHeld      *prometheus.CounterVec // service: empty answers held back
 	tagConflicts  prometheus.Gauge
 	panic         *prometheus.GaugeVec // service
 }
@@ -93,6 +94,9 @@ func NewMetrics() *Metrics {
 	m.discLastOK = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "latch_discovery_last_fresh_timestamp_seconds", Help: "Unix time of the last fresh snapshot (staleness age = time() - this).",
 	}, []string{"service"})
+	m.discHeld = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "latch_discovery_empty_held_total", Help: "Consul answers that removed every backend of a service, held back for discovery.empty_grace (counted once per hold).",
+	}, []string{"service"})
 	m.tagConflicts = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "latch_route_conflicts", Help: "Routes from Consul tags ignored because a config route has the same host and prefix.",
 	})
@@ -101,7 +105,7 @@ func NewMetrics() *Metrics {
 	}, []string{"service"})
 	m.reg.MustRegister(m.panic, m.requests, m.duration, m.upstreamDur, m.retries, m.fallbacks, m.breakerState,
 		m.breakerTrans, m.sessions, m.storeErrors, m.storeDuration, m.cache, m.expired, m.discUpdates,
-		m.discStale, m.discBackends, m.discLastOK, m.tagConflicts,
+		m.discStale, m.discBackends, m.discLastOK, m.discHeld, m.tagConflicts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -156,8 +160,21 @@ func (m *Metrics) session(route, backend string, k sessionKind) {
 	}
 }
 
-func (m *Metrics) discoveryUpdate(service string, s discovery.Snapshot) {
+// discoveryStart creates a service's discovery series before its first
+// snapshot: stale until Consul has answered, never fresh, so an alert on
+// them fires when Consul is down at start.
+func (m *Metrics) discoveryStart(service string) {
+	m.discStale.WithLabelValues(service).Set(1)
+	m.discLastOK.WithLabelValues(service).Set(0)
+	m.discHeld.WithLabelValues(service)
+}
+
+// discoveryUpdate records a snapshot; prev is the one before (nil at first).
+func (m *Metrics) discoveryUpdate(service string, s discovery.Snapshot, prev *discovery.Snapshot) {
 	m.discUpdates.WithLabelValues(service).Inc()
+	if s.Held && (prev == nil || !prev.Held) {
+		m.discHeld.WithLabelValues(service).Inc()
+	}
 	if s.Stale {
 		m.discStale.WithLabelValues(service).Set(1)
 	} else {

@@ -10,7 +10,7 @@ TEST_TIMEOUT ?= 20m
 # Seconds each fuzz target runs in `make fuzz` (and briefly in `make test`).
 FUZZTIME     ?= 10s
 
-.PHONY: all build test unit vet fuzz demo bench tools redis consul clean
+.PHONY: all build test unit vet fuzz demo bench bench-tools tools redis consul clean
 
 all: build
 
@@ -47,8 +47,9 @@ demo: tools build
 	bash integration/tools/demo.sh
 
 # Micro-benchmarks, Redis figures, then the end-to-end load run (real
-# Consul, Redis, 4 backends, a latch process; about a minute).
-bench: tools
+# Consul, Redis, 4 backends, a latch process, HAProxy and nginx as bars,
+# wrk as the load tool; a few minutes).
+bench: tools bench-tools
 	$(GO) test -run '^$$' -bench . -benchmem ./policy/ ./session/ ./gateway/
 	$(GO) test -run '^$$' -bench 'BenchmarkRedisMemoryPerSession' -benchtime 1x ./integration/
 	$(GO) test -run '^$$' -bench 'BenchmarkInvalidation' -benchtime 200x ./integration/
@@ -56,6 +57,19 @@ bench: tools
 
 
 tools: redis consul
+
+# What `make bench` measures against and with, from Debian, installed when
+# missing: haproxy and nginx (the bars), wrk (the closed-loop load tool).
+# Kept out of `make tools`: `make test` needs none of them, and haproxy and
+# nginx are daemons (on a machine with systemd, installing them also starts
+# them) that a test box should not get unasked.
+bench-tools:
+	@missing=""; for p in haproxy:haproxy nginx:nginx-light wrk:wrk; do \
+		PATH="$$PATH:/usr/sbin" command -v $${p%%:*} >/dev/null || missing="$$missing $${p#*:}"; done; \
+	[ -z "$$missing" ] || { \
+		echo "installing$$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; }
 
 # Debian's redis-server, installed when missing.
 redis:

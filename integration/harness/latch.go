@@ -194,6 +194,9 @@ func StartProcess(t testing.TB, bin string, args ...string) *Process {
 	return p
 }
 
+// PID is the process's id (for /proc readings).
+func (p *Process) PID() int { return p.cmd.Process.Pid }
+
 // Stop sends SIGTERM and waits (SIGKILL after 10s).
 func (p *Process) Stop() {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)

@@ -107,6 +107,9 @@ func (c *conn) serve(base context.Context) {
 			if s.closing.Load() {
 				return
 			}
+			if s.testHookIdle != nil {
+				s.testHookIdle(c)
+			}
 			err := c.readIdle()
 			if !c.state.CompareAndSwap(stateIdle, stateActive) || err != nil {
 				return // closed by Shutdown, or the client left or idled out

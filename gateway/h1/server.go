@@ -57,6 +57,9 @@ type Server struct {
 
 	// testHookReject, when set, sees every request rejected before the handler.
 	testHookReject func(error)
+	// testHookIdle, when set, sees each connection as it starts to wait
+	// for its next request.
+	testHookIdle func(*conn)
 }
 
 // ErrServerClosed is what Serve returns after Shutdown or Close.

@@ -114,7 +114,7 @@ var (
 func (b *body) readChunked(p []byte) (int, error) {
 	c := b.c
 	for !b.inChunk {
-		line, err := c.readLine()
+		line, err := c.readLine(errChunk)
 		if err != nil {
 			return 0, err
 		}
@@ -140,7 +140,7 @@ func (b *body) readChunked(p []byte) (int, error) {
 		return n, err
 	}
 	if b.remaining == 0 {
-		line, err := c.readLine()
+		line, err := c.readLine(errChunk)
 		if err != nil {
 			return n, err
 		}
@@ -199,21 +199,21 @@ rest:
 }
 
 // readLine returns the next CRLF-terminated line of the body, consuming
-// it; a bare LF or a CR inside is an error.
-func (c *conn) readLine() ([]byte, error) {
+// it; a bare LF or a CR inside is bareErr.
+func (c *conn) readLine(bareErr error) ([]byte, error) {
 	for {
 		for i := c.r; i < c.w; i++ {
 			switch c.buf[i] {
 			case '\n':
 				if i == c.r || c.buf[i-1] != '\r' {
-					return nil, errChunk
+					return nil, bareErr
 				}
 				line := c.buf[c.r : i-1]
 				c.r = i + 1
 				return line, nil
 			case '\r':
 				if i+1 < c.w && c.buf[i+1] != '\n' {
-					return nil, errChunk
+					return nil, bareErr
 				}
 			}
 		}
@@ -229,11 +229,13 @@ func (c *conn) readLine() ([]byte, error) {
 	}
 }
 
+var errTrailerBareLF = bad(KindTrailer, "bare line break in trailer")
+
 // skipTrailers reads the trailer section after the last chunk and drops
-// it; each line must be a well-formed field.
+// it; each line must be a well-formed field, ended by CRLF.
 func (c *conn) skipTrailers() error {
 	for total := 0; ; {
-		line, err := c.readLine()
+		line, err := c.readLine(errTrailerBareLF)
 		if err != nil {
 			return err
 		}
@@ -241,9 +243,18 @@ func (c *conn) skipTrailers() error {
 			return nil
 		}
 		total += len(line)
-		name, value, ok := cutByte(line, ':')
-		if !ok || len(name) == 0 || !isToken(string(name)) || !validValue(string(value)) || total > c.srv.maxHeaderBytes() {
+		if total > c.srv.maxHeaderBytes() {
 			return errChunk
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			return bad(KindTrailer, "trailer line folded")
+		}
+		name, value, ok := cutByte(line, ':')
+		if !ok || len(name) == 0 || !isToken(string(name)) {
+			return errChunk
+		}
+		if !validValue(string(value)) {
+			return bad(KindTrailer, "control byte in trailer value")
 		}
 	}
 }

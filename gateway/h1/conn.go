@@ -59,6 +59,7 @@ type conn struct {
 	body       body
 	resp       response
 	lastMethod string
+	pending    int // bytes read ahead when the request began
 	hijacked   bool
 }
 
@@ -139,6 +140,7 @@ func setDeadline(set func(time.Time) error, d time.Duration) {
 // serveOne reads one request and answers it; false: close the connection.
 func (c *conn) serveOne(start time.Time) bool {
 	s := c.srv
+	c.pending = c.w - c.r
 	if c.lastMethod == "POST" {
 		// RFC 7230 §3.5 tolerance for old buggy clients, as net/http: up
 		// to 4 CR or LF bytes after a POST body are skipped.
@@ -192,6 +194,12 @@ func (c *conn) serveOne(start time.Time) bool {
 
 // serveHandler runs the handler and reports whether it panicked.
 func (c *conn) serveHandler() (panicked bool) {
+	if c.req.RequestURI == "*" && c.req.Method == "OPTIONS" {
+		// Answered by the server, as net/http's globalOptionsHandler.
+		c.resp.Header().Set("Content-Length", "0")
+		c.resp.WriteHeader(http.StatusOK)
+		return false
+	}
 	defer func() {
 		if v := recover(); v != nil {
 			panicked = true
@@ -222,7 +230,11 @@ func (c *conn) reject(err error) {
 		return // the client left or timed out: nothing to say
 	}
 	text := http.StatusText(pe.Status)
-	msg := "HTTP/1.1 " + itoa(pe.Status) + " " + text + "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n" +
+	proto := "HTTP/1.1 "
+	if pe.Kind == KindExpect && c.req.ProtoMinor == 0 {
+		proto = "HTTP/1.0 " // net/http answers this one in the request's version
+	}
+	msg := proto + itoa(pe.Status) + " " + text + "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n" +
 		itoa(pe.Status) + " " + text
 	if pe.Status == http.StatusBadRequest {
 		msg += ": " + pe.Detail
@@ -257,6 +269,13 @@ func (c *conn) readHead() (string, error) {
 			return "", &ParseError{Kind: KindTooLarge, Status: http.StatusRequestHeaderFieldsTooLarge, Detail: "request head too large"}
 		}
 		if err := c.fill(max); err != nil {
+			if err == io.EOF && c.w > c.r && (c.lastMethod == "" || c.pending >= 4) {
+				// Cut short by the client's end of stream: net/http answers
+				// 400 (it takes the end as the end of a line), so do we;
+				// except after a first request, when it waits for 4 bytes
+				// before it reads one.
+				return "", bad(KindTruncated, "request cut short")
+			}
 			return "", err // the client left or timed out: no answer
 		}
 	}

@@ -61,7 +61,7 @@ func TestHTTP10(t *testing.T) {
 	})})
 	// Keep-alive asked, length known: kept; the second request closes.
 	out := roundTrip(t, addr, "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET / HTTP/1.0\r\n\r\n")
-	if strings.Count(out, "HTTP/1.1 200") != 2 || !strings.Contains(out, "Connection: keep-alive") || !strings.Contains(out, "Connection: close") {
+	if strings.Count(out, "HTTP/1.0 200") != 2 || !strings.Contains(out, "Connection: keep-alive") || !strings.Contains(out, "Connection: close") {
 		t.Fatalf("got %q", out)
 	}
 	// Length unknown: no chunking for HTTP/1.0, the close ends the body.
@@ -121,9 +121,9 @@ func TestTimeouts(t *testing.T) {
 	addr := start(t, &Server{Handler: http.HandlerFunc(echo), ReadHeaderTimeout: 200 * time.Millisecond,
 		IdleTimeout: 300 * time.Millisecond})
 	for name, raw := range map[string]string{
-		"slow head":             "GET / HTTP/1.1\r\nHost: h\r\n", // never finished
+		"slow head":            "GET / HTTP/1.1\r\nHost: h\r\n", // never finished
 		"idle after a request": "GET / HTTP/1.1\r\nHost: h\r\n\r\n",
-		"silent":                "",
+		"silent":               "",
 	} {
 		t.Run(name, func(t *testing.T) {
 			c, err := net.Dial("tcp", addr)

@@ -44,12 +44,14 @@ const (
 	KindExpect                           // an Expect other than 100-continue
 	KindChunk                            // a malformed chunk (a body error the handler sees)
 	KindChunkExt                         // stricter: control bytes in a chunk extension
+	KindTruncated                        // the client ended its stream inside a head
+	KindTrailer                          // stricter: a trailer with a bare LF, obs-fold or control bytes
 )
 
 var kindNames = [...]string{"", "request line", "request target", "request target form", "header line",
 	"bare line break", "obs-fold", "host", "content-length", "duplicate content-length", "transfer-encoding",
 	"content-length with transfer-encoding", "transfer-encoding in HTTP/1.0", "head too large", "version",
-	"expect", "chunk", "chunk extension"}
+	"expect", "chunk", "chunk extension", "truncated", "trailer"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -62,7 +64,7 @@ func (k Kind) String() string {
 // 9112 tells or allows a server to reject it).
 func (k Kind) Stricter() bool {
 	switch k {
-	case KindTargetForm, KindBareLineBreak, KindObsFold, KindDupLength, KindLengthAndChunked, KindHTTP10Chunked, KindChunkExt:
+	case KindTargetForm, KindBareLineBreak, KindObsFold, KindDupLength, KindLengthAndChunked, KindHTTP10Chunked, KindChunkExt, KindTrailer:
 		return true
 	}
 	return false
@@ -260,6 +262,9 @@ var errTarget = bad(KindTarget, "malformed request target")
 // url.ParseRequestURI gives, built without allocating in the common case.
 func parseTarget(method, target string, u *url.URL) error {
 	if target == "" {
+		if method == "CONNECT" {
+			return bad(KindTargetForm, "empty authority-form") // net/http takes it
+		}
 		return errTarget
 	}
 	for i := 0; i < len(target); i++ {

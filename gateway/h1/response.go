@@ -69,7 +69,7 @@ func (w *response) WriteHeader(code int) {
 			return
 		}
 		w.flushOut()
-		w.out = appendHead(w.ensureOut(), code, w.header, nil)
+		w.out = appendHead(w.ensureOut(), w.req.ProtoMinor >= 1, code, w.header, nil)
 		w.flushOut()
 		return
 	}
@@ -283,7 +283,7 @@ func (w *response) commit(next []byte) {
 	if _, ok := h["Date"]; !ok {
 		add("Date", httpDate())
 	}
-	w.out = appendHead(getBuf()[:0], w.status, h, extra[:n])
+	w.out = appendHead(getBuf()[:0], req.ProtoMinor >= 1, w.status, h, extra[:n])
 	if len(body) > 0 {
 		chunked := w.chunked
 		w.chunked = false // body holds raw bytes: frame them now
@@ -332,11 +332,17 @@ func bodyAllowed(status int) bool {
 	return !(status >= 100 && status <= 199 || status == 204 || status == 304)
 }
 
-// appendHead appends the status line and fields: names that are not
+// appendHead appends the status line (HTTP/1.1, or HTTP/1.0 for an
+// HTTP/1.0 request) and fields: names that are not
 // tokens are skipped, line breaks in values become spaces (as net/http),
 // trailer fields are left for after the body.
-func appendHead(b []byte, status int, h http.Header, extra []string) []byte {
-	b = append(b, statusLine(status)...)
+func appendHead(b []byte, is11 bool, status int, h http.Header, extra []string) []byte {
+	if is11 {
+		b = append(b, statusLine(status)...)
+	} else {
+		// HTTP/1.0 clients get an HTTP/1.0 status line, as from net/http.
+		b = append(append(b, "HTTP/1.0"...), statusLine(status)[len("HTTP/1.1"):]...)
+	}
 	trailers := h["Trailer"]
 	for k, vv := range h {
 		if !isToken(k) || strings.HasPrefix(k, http.TrailerPrefix) || len(trailers) > 0 && k != "Trailer" && headerHasToken(trailers, k) {

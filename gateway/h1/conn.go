@@ -25,15 +25,15 @@ const (
 
 const bufSize = 4 << 10
 
-// bufs holds the read and write buffers of requests in flight.
-var bufs = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
+// bufs holds the read and write buffers of requests in flight, as array
+// pointers: putting one back allocates nothing.
+var bufs = sync.Pool{New: func() any { return new([bufSize]byte) }}
 
-func getBuf() []byte { return *(bufs.Get().(*[]byte)) }
+func getBuf() []byte { return bufs.Get().(*[bufSize]byte)[:] }
 
 func putBuf(b []byte) {
 	if cap(b) == bufSize {
-		b = b[:bufSize]
-		bufs.Put(&b)
+		bufs.Put((*[bufSize]byte)(b[:bufSize]))
 	}
 }
 
@@ -61,6 +61,10 @@ type conn struct {
 	lastMethod string
 	pending    int // bytes read ahead when the request began
 	hijacked   bool
+
+	readFn  func(fd uintptr) bool // readIdle's poller callback
+	idleN   int
+	idleErr error
 }
 
 func newConn(s *Server, rwc net.Conn) *conn {

@@ -17,32 +17,39 @@ func (c *conn) readIdle() error {
 	if c.raw == nil {
 		return c.fill(bufSize)
 	}
-	var n int
-	var rerr error
-	err := c.raw.Read(func(fd uintptr) bool {
-		buf := getBuf()
-		for {
-			n, rerr = syscall.Read(int(fd), buf)
-			if rerr != syscall.EINTR {
-				break
-			}
-		}
-		if rerr == syscall.EAGAIN || rerr == syscall.EWOULDBLOCK {
-			putBuf(buf)
-			return false // wait for readability, then try again
-		}
-		c.buf = buf
-		return true
-	})
-	if err != nil {
+	if c.readFn == nil {
+		c.readFn = c.tryRead // one closure per connection, not per request
+	}
+	c.idleN, c.idleErr = 0, nil
+	if err := c.raw.Read(c.readFn); err != nil {
 		return err // the deadline passed or the connection closed
 	}
-	if rerr != nil {
-		return rerr
+	if c.idleErr != nil {
+		return c.idleErr
 	}
-	if n <= 0 {
+	if c.idleN <= 0 {
 		return io.EOF
 	}
-	c.w = n
+	c.w = c.idleN
 	return nil
+}
+
+// tryRead reads what the socket has into a pooled buffer; false (nothing
+// yet) makes the poller wait for readability and call it again.
+func (c *conn) tryRead(fd uintptr) bool {
+	buf := getBuf()
+	var n int
+	var err error
+	for {
+		n, err = syscall.Read(int(fd), buf)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err == syscall.EAGAIN || err == syscall.EWOULDBLOCK {
+		putBuf(buf)
+		return false
+	}
+	c.buf, c.idleN, c.idleErr = buf, n, err
+	return true
 }

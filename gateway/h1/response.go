@@ -252,13 +252,14 @@ func (w *response) commit(next []byte) {
 	var extra [4]string // pairs of (key, value) lines added to the head
 	n := 0
 	add := func(k, v string) { extra[n], extra[n+1] = k, v; n += 2 }
+	addLength := false
 	if !bodyAllowed(w.status) {
 		h.Del("Transfer-Encoding")
 	} else if w.length < 0 {
 		switch {
 		case w.handlerDone && (!w.head || w.written > 0):
 			w.length = w.written
-			add("Content-Length", strconv.FormatInt(w.written, 10))
+			addLength = true
 		case w.head:
 		case req.ProtoMajor == 1 && req.ProtoMinor >= 1:
 			if h.Get("Transfer-Encoding") == "" {
@@ -284,6 +285,9 @@ func (w *response) commit(next []byte) {
 		add("Date", httpDate())
 	}
 	w.out = appendHead(getBuf()[:0], req.ProtoMinor >= 1, w.status, h, extra[:n])
+	if addLength {
+		w.out = append(strconv.AppendInt(append(w.out[:len(w.out)-2], "Content-Length: "...), w.length, 10), "\r\n\r\n"...)
+	}
 	if len(body) > 0 {
 		chunked := w.chunked
 		w.chunked = false // body holds raw bytes: frame them now

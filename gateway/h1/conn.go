@@ -62,16 +62,21 @@ type conn struct {
 	pending    int // bytes read ahead when the request began
 	hijacked   bool
 
+	fd      int                // the socket, for the watcher (-1: none)
+	watchID uint64             // the watcher's key for it (0: not yet)
+	cancel  context.CancelFunc // ends the connection's (and request's) context
+
 	readFn  func(fd uintptr) bool // readIdle's poller callback
 	idleN   int
 	idleErr error
 }
 
 func newConn(s *Server, rwc net.Conn) *conn {
-	c := &conn{srv: s, rwc: rwc, hdr: http.Header{}, remote: rwc.RemoteAddr().String()}
+	c := &conn{srv: s, rwc: rwc, hdr: http.Header{}, remote: rwc.RemoteAddr().String(), fd: -1}
 	if sc, ok := rwc.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			c.raw = raw
+			_ = raw.Control(func(fd uintptr) { c.fd = int(fd) })
 		}
 	}
 	c.body.c, c.resp.c = c, c
@@ -81,9 +86,11 @@ func newConn(s *Server, rwc net.Conn) *conn {
 
 func (c *conn) serve(base context.Context) {
 	ctx, cancel := context.WithCancel(base)
+	c.cancel = cancel
 	ctx = context.WithValue(ctx, http.LocalAddrContextKey, c.rwc.LocalAddr())
 	defer func() {
 		cancel()
+		c.srv.watcher(false).forget(c)
 		if !c.hijacked {
 			c.rwc.Close()
 		}
@@ -183,6 +190,9 @@ func (c *conn) serveOne(start time.Time) bool {
 		c.req.Body = http.NoBody
 	}
 	c.resp.reset(&c.req, f.expect)
+	// A client that hangs up while the handler runs cancels its context
+	// (the proxy then drops the backend request).
+	s.watcher(c.fd >= 0).arm(c)
 	if c.serveHandler() {
 		return false // panicked: the response is cut, close
 	}
@@ -335,6 +345,7 @@ func (c *conn) release() {
 // hijack hands the connection over, with the bytes read ahead.
 func (c *conn) hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c.hijacked = true
+	c.srv.watcher(false).forget(c) // the handler owns it now, and may half-close it
 	_ = c.rwc.SetDeadline(time.Time{})
 	var r io.Reader = c.rwc
 	if c.r < c.w {

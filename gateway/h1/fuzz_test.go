@@ -173,9 +173,16 @@ func compareRuns(t *testing.T, data []byte, ours, theirs run) {
 		}
 	case theirs.rejected && !ours.rejected:
 		t.Fatalf("%q: net/http rejected request %d, we did not", data, n)
-	case ours.rejected && !theirs.rejected && !stricter(ours.reason):
+	case ours.rejected && !theirs.rejected && !stricter(ours.reason) && !truncated(ours.reason):
+		// (A head cut short by the end of the stream: net/http answers
+		// 400 or nothing depending on its buffer; neither serves it.)
 		t.Fatalf("%q: we rejected request %d (%v), net/http did not", data, n, ours.reason)
 	}
+}
+
+func truncated(err error) bool {
+	var pe *ParseError
+	return errors.As(err, &pe) && pe.Kind == KindTruncated
 }
 
 // memConn is a client connection held in memory: reads give data then

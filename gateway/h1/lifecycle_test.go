@@ -287,3 +287,29 @@ func TestIdleConnectionHoldsNoBuffer(t *testing.T) {
 		t.Fatalf("idle after a request: %s", got)
 	}
 }
+
+// A client that hangs up mid-request cancels the request's context (so a
+// proxy drops its backend request), without a goroutine per request.
+func TestClientGoneCancelsContext(t *testing.T) {
+	entered, canceled := make(chan struct{}), make(chan struct{})
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		select {
+		case <-r.Context().Done():
+			close(canceled)
+		case <-time.After(5 * time.Second):
+		}
+	})})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+	<-entered
+	c.Close()
+	select {
+	case <-canceled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the request's context outlived its client")
+	}
+}

@@ -54,6 +54,7 @@ type Server struct {
 	listeners map[*net.Listener]struct{}
 	conns     map[*conn]struct{}
 	closing   atomic.Bool
+	watch     atomic.Pointer[watcher] // notices clients that leave mid-request
 
 	// testHookReject, when set, sees every request rejected before the handler.
 	testHookReject func(error)
@@ -114,6 +115,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	defer tick.Stop()
 	for {
 		if s.closeIdle() {
+			s.watcher(false).stop()
 			return nil
 		}
 		select {
@@ -133,6 +135,7 @@ func (s *Server) Close() error {
 		c.rwc.Close()
 	}
 	s.mu.Unlock()
+	s.watcher(false).stop()
 	return nil
 }
 
@@ -188,6 +191,23 @@ func (s *Server) trackConn(c *conn, add bool) bool {
 	}
 	s.conns[c] = struct{}{}
 	return true
+}
+
+// watcher returns the server's watcher, started by the first connection
+// with a socket to watch (nil: none yet, or none on this platform; every
+// method of *watcher accepts nil).
+func (s *Server) watcher(start bool) *watcher {
+	if w := s.watch.Load(); w != nil || !start {
+		return w
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if w := s.watch.Load(); w != nil || s.closing.Load() {
+		return w
+	}
+	w := newWatcher()
+	s.watch.Store(w)
+	return w
 }
 
 func (s *Server) log() *slog.Logger {

@@ -25,6 +25,7 @@ vet:
 # The fault suite runs on its own, verbosely, so its table is printed.
 test: tools vet
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -skip TestFaultSuite ./...
+	LATCH_TEST_SERVER=h1 $(GO) test -race -count=1 ./gateway/  # the gateway suite again, served by gateway/h1
 	$(GO) test -count=1 -run 'Alloc' ./policy/ ./session/  # allocation counts: without -race, which changes them
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -run TestFaultSuite -v ./integration/ | grep -v '^=== '
 	$(MAKE) --no-print-directory fuzz FUZZTIME=3s

@@ -59,7 +59,10 @@ import (
 // before/after in one run on the same machine. LATCH_BENCH_PROFILE=dir
 // writes latch's CPU and allocation profiles of each proxied scenario
 // there (go tool pprof dir/sticky.cpu.pprof). LATCH_BENCH_IDLE sets the
-// idle connections (default 5000; 0: skip).
+// idle connections (default 5000; 0: skip). LATCH_BENCH_SERVER=h1 serves
+// the latch under test with gateway/h1 (server.implementation; the
+// baseline keeps its default): LATCH_BENCH_BASELINE=bin/latch with it
+// compares the two servers in one run.
 func BenchmarkLoad(b *testing.B) {
 	duration := envDuration("LATCH_BENCH_DURATION", 5*time.Second)
 	conc := envInt("LATCH_BENCH_CONCURRENCY", 64)
@@ -96,21 +99,29 @@ func BenchmarkLoad(b *testing.B) {
 		url, admin string
 		proc       *harness.Process
 	}
-	start := func(bin string) latch {
+	start := func(bin, server string) latch {
 		port, adminPort := harness.FreePort(b), harness.FreePort(b)
-		p := harness.StartProcess(b, bin, "-listen", fmt.Sprintf("127.0.0.1:%d", port),
+		args := []string{"-listen", fmt.Sprintf("127.0.0.1:%d", port),
 			"-admin-listen", fmt.Sprintf("127.0.0.1:%d", adminPort), "-consul", c.HTTPAddr, "-service", "web",
 			"-redis", redis.URL, "-cookie-secret", "bench-secret-0123456789abcdef",
-			"-pprof", strconv.FormatBool(profileDir != "")) // the access log on, as by default (to a file)
+			"-pprof", strconv.FormatBool(profileDir != "")} // the access log on, as by default (to a file)
+		if server != "" {
+			path := filepath.Join(b.TempDir(), "latch.yaml")
+			if err := os.WriteFile(path, []byte("server:\n  implementation: "+server+"\n"), 0o644); err != nil {
+				b.Fatal(err)
+			}
+			args = append(args, "-config", path)
+		}
+		p := harness.StartProcess(b, bin, args...)
 		l := latch{fmt.Sprintf("http://127.0.0.1:%d/", port), fmt.Sprintf("http://127.0.0.1:%d", adminPort), p}
 		waitPassing(b, l.admin, "web", 4)
 		seenAllB(b, l.url, "web-1", "web-2", "web-3", "web-4")
 		return l
 	}
-	cur := start(harness.Binaries(b) + "/latch")
+	cur := start(harness.Binaries(b)+"/latch", os.Getenv("LATCH_BENCH_SERVER"))
 	var base latch
 	if baseline != "" {
-		base = start(baseline)
+		base = start(baseline, "")
 	}
 
 	// 10,000 established sessions (both latch processes share Redis and

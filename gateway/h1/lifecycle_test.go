@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -313,3 +314,48 @@ func TestClientGoneCancelsContext(t *testing.T) {
 		t.Fatal("the request's context outlived its client")
 	}
 }
+
+func TestHandlerMistakes(t *testing.T) {
+	addr := start(t, &Server{Log: discardLog(), Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/panic":
+			panic("boom")
+		case "/short": // promises 10 bytes, writes 2: the close must tell the client
+			w.Header().Set("Content-Length", "10")
+			w.Write([]byte("ab"))
+		case "/long":
+			w.Header().Set("Content-Length", "1")
+			if _, err := w.Write([]byte("ab")); err != http.ErrContentLength {
+				t.Errorf("writing past Content-Length: %v", err)
+			}
+		case "/hints":
+			w.Header().Set("Link", "</a.css>; rel=preload")
+			w.WriteHeader(http.StatusEarlyHints)
+			w.Write([]byte("ok"))
+		case "/nobody":
+			w.WriteHeader(http.StatusNoContent)
+			if _, err := w.Write([]byte("x")); err != http.ErrBodyNotAllowed {
+				t.Errorf("writing a 204 body: %v", err)
+			}
+		}
+	})})
+	if out := roundTrip(t, addr, "GET /panic HTTP/1.1\r\nHost: h\r\n\r\n"); out != "" {
+		t.Errorf("panic: %q, want the connection closed without an answer", out)
+	}
+	if out := roundTrip(t, addr, "GET /short HTTP/1.1\r\nHost: h\r\n\r\nGET /short HTTP/1.1\r\nHost: h\r\n\r\n"); strings.Count(out, "HTTP/1.1 200") != 1 || !strings.HasSuffix(out, "ab") {
+		t.Errorf("short body: %q, want one answer cut by the close", out)
+	}
+	if out := roundTrip(t, addr, "GET /long HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"); !strings.HasSuffix(out, "\r\n\r\n") {
+		t.Errorf("long body: %q, want the head alone", out)
+	}
+	out := roundTrip(t, addr, "GET /hints HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+	if !strings.HasPrefix(out, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\n") || !strings.HasSuffix(out, "ok") {
+		t.Errorf("early hints: %q", out)
+	}
+	out = roundTrip(t, addr, "GET /nobody HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+	if !strings.HasPrefix(out, "HTTP/1.1 204 ") || strings.Contains(out, "Content-Length") || strings.Contains(out, "chunked") {
+		t.Errorf("204: %q", out)
+	}
+}
+
+func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

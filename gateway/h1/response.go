@@ -323,7 +323,12 @@ func (w *response) finish() bool {
 		w.out = appendTrailers(w.out, w.header)
 		w.out = append(w.out, '\r', '\n')
 	}
-	if err := w.flushOut(); err != nil {
+	err := w.flushOut()
+	if w.out != nil {
+		putBuf(w.out) // back to the pool now, even if a pipelined request follows
+		w.out = nil
+	}
+	if err != nil {
 		return false
 	}
 	if w.length >= 0 && w.written < w.length && !w.head && bodyAllowed(w.status) {

@@ -189,7 +189,7 @@ func (c *conn) serveOne(start time.Time) bool {
 	} else {
 		c.req.Body = http.NoBody
 	}
-	c.resp.reset(&c.req, f.expect)
+	c.resp.reset(&c.req, f)
 	// A client that hangs up while the handler runs cancels its context
 	// (the proxy then drops the backend request).
 	s.watcher(c.fd >= 0).arm(c)

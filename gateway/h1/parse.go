@@ -79,6 +79,7 @@ type framing struct {
 	length  int64 // Content-Length, or -1 for chunked
 	chunked bool
 	expect  bool // Expect: 100-continue
+	close   bool // the client asked to close after the response
 }
 
 // scanHead goes on looking for the end of the head in b from i, st the
@@ -228,11 +229,20 @@ func parseHead(head string, req *http.Request, strsp *[]string) (framing, error)
 		f.expect = minor >= 1 && f.length != 0
 	}
 	// Connection (RFC 9112 §9.3): HTTP/1.1 persists unless "close";
-	// HTTP/1.0 closes unless "keep-alive".
+	// HTTP/1.0 closes unless "keep-alive". As net/http: Request.Close
+	// from the comma-separated lists, the decision from the first value's
+	// words as well.
+	conn := h["Connection"]
+	var first string
+	if len(conn) > 0 {
+		first = conn[0]
+	}
+	req.Close = headerHasToken(conn, "close")
 	if minor == 0 {
-		req.Close = !headerHasToken(h["Connection"], "keep-alive")
+		req.Close = req.Close || !headerHasToken(conn, "keep-alive")
+		f.close = !hasToken(first, "keep-alive")
 	} else {
-		req.Close = headerHasToken(h["Connection"], "close")
+		f.close = req.Close || hasToken(first, "close")
 	}
 	return f, nil
 }

@@ -33,13 +33,13 @@ type response struct {
 	out []byte // buffered output: before the commit, only body bytes
 }
 
-func (w *response) reset(req *http.Request, expect bool) {
+func (w *response) reset(req *http.Request, f framing) {
 	if w.header == nil {
 		w.header = http.Header{}
 	}
 	clear(w.header)
 	*w = response{c: w.c, req: req, header: w.header, length: -1, head: req.Method == "HEAD",
-		closeAfter: req.Close, expect: expect}
+		closeAfter: f.close, expect: f.expect}
 }
 
 // release returns the output buffer (between requests).
@@ -276,7 +276,10 @@ func (w *response) commit(next []byte) {
 	if _, ok := h["Content-Type"]; !ok && len(next) > 0 && bodyAllowed(w.status) && h.Get("Transfer-Encoding") == "" {
 		h.Set("Content-Type", http.DetectContentType(next))
 	}
-	if req.ProtoMinor == 0 && !w.closeAfter && !req.Close {
+	if req.ProtoMinor == 0 && w.length < 0 {
+		w.closeAfter = true // HTTP/1.0 keeps the connection only with a length sent
+	}
+	if req.ProtoMinor == 0 && !w.closeAfter {
 		h.Set("Connection", "keep-alive")
 	} else if w.closeAfter && !headerHasToken(h["Connection"], "close") {
 		h.Set("Connection", "close")

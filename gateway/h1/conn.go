@@ -114,7 +114,7 @@ func (c *conn) serve(base context.Context) {
 			if first && s.ReadHeaderTimeout > 0 {
 				wait = s.ReadHeaderTimeout
 			}
-			setDeadline(c.rwc.SetReadDeadline, wait)
+			setReadDeadline(c.rwc, wait)
 			c.state.Store(stateIdle)
 			if s.closing.Load() {
 				return
@@ -140,11 +140,11 @@ func (c *conn) serve(base context.Context) {
 	}
 }
 
-func setDeadline(set func(time.Time) error, d time.Duration) {
+func setReadDeadline(c net.Conn, d time.Duration) {
 	if d > 0 {
-		_ = set(time.Now().Add(d))
+		_ = c.SetReadDeadline(time.Now().Add(d))
 	} else {
-		_ = set(time.Time{})
+		_ = c.SetReadDeadline(time.Time{})
 	}
 }
 
@@ -253,7 +253,7 @@ func (c *conn) reject(err error) {
 	if pe.Status == http.StatusBadRequest {
 		msg += ": " + pe.Detail
 	}
-	setDeadline(c.rwc.SetWriteDeadline, time.Second)
+	_ = c.rwc.SetWriteDeadline(time.Now().Add(time.Second))
 	_, _ = io.WriteString(c.rwc, msg)
 	if tc, ok := c.rwc.(*net.TCPConn); ok {
 		// Let the client read the answer before the close resets the

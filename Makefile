@@ -51,7 +51,7 @@ demo: tools build
 # Consul, Redis, 4 backends, a latch process, HAProxy and nginx as bars,
 # wrk as the load tool; a few minutes).
 bench: tools bench-tools
-	$(GO) test -run '^$$' -bench . -benchmem ./policy/ ./session/ ./gateway/
+	$(GO) test -run '^$$' -bench . -benchmem ./policy/ ./session/ ./gateway/ ./gateway/h1/
 	$(GO) test -run '^$$' -bench 'BenchmarkRedisMemoryPerSession' -benchtime 1x ./integration/
 	$(GO) test -run '^$$' -bench 'BenchmarkInvalidation' -benchtime 200x ./integration/
 	$(GO) test -run '^$$' -bench 'BenchmarkLoad' -benchtime 1x -timeout 20m ./integration/

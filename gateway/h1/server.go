@@ -17,9 +17,10 @@
 //   - a handler must not keep the *http.Request, its URL, Header or Body
 //     after ServeHTTP returns: they serve the connection's next request;
 //   - the request's context is the connection's: it ends when the
-//     connection closes or the server closes, not when the handler
-//     returns, and a client that leaves mid-request is noticed on the
-//     next write, not by a background read;
+//     connection closes, the server closes or the client hangs up (one
+//     epoll watcher per server on Linux, not a background read per
+//     request; elsewhere the next write notices), not when the handler
+//     returns;
 //   - no HTTP/2, no TLS (the listener may be a TLS listener: then buffers
 //     are held while waiting for the next request), no request trailers
 //     (read and dropped).

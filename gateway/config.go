@@ -138,6 +138,10 @@ type Server struct {
 	IdleTimeout       time.Duration `yaml:"idle_timeout"`        // default 120s
 	MaxHeaderBytes    int           `yaml:"max_header_bytes"`    // default 64 KiB
 	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout"`    // default 30s
+	// Implementation serves the public listener: "net/http" (default) or
+	// "h1" (gateway/h1: pooled buffers, no background read; see its doc
+	// for what differs).
+	Implementation string `yaml:"implementation"`
 }
 
 // Transport tunes the http.Transport to backends.
@@ -461,6 +465,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Server.MaxHeaderBytes < 1024 {
 		bad("server.max_header_bytes", "must be at least 1024")
+	}
+	if i := c.Server.Implementation; i != "" && i != "net/http" && i != "h1" {
+		bad("server.implementation", "%q is not net/http or h1", i)
 	}
 	if c.Transport.MaxIdleConnsPerHost < 0 {
 		bad("transport.max_idle_conns_per_host", "must not be negative")

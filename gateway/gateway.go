@@ -26,6 +26,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/latchgw/latch/discovery"
+	"github.com/latchgw/latch/gateway/h1"
 	"github.com/latchgw/latch/gateway/statuspage"
 	"github.com/latchgw/latch/session"
 )
@@ -239,7 +240,8 @@ func (g *Gateway) Run(ctx context.Context, public, admin net.Listener) error {
 	}
 
 	sc := g.cfg.Server
-	srv := &http.Server{
+	base := func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
+	var srv server = &http.Server{
 		Handler:           g.Handler(),
 		ReadHeaderTimeout: sc.ReadHeaderTimeout,
 		ReadTimeout:       sc.ReadTimeout,
@@ -247,9 +249,14 @@ func (g *Gateway) Run(ctx context.Context, public, admin net.Listener) error {
 		IdleTimeout:       sc.IdleTimeout,
 		MaxHeaderBytes:    sc.MaxHeaderBytes,
 		ErrorLog:          slogErrorLog(g.log),
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		BaseContext:       base,
 	}
-	servers := []*http.Server{srv}
+	if sc.Implementation == "h1" {
+		srv = &h1.Server{Handler: g.Handler(), ReadHeaderTimeout: sc.ReadHeaderTimeout, ReadTimeout: sc.ReadTimeout,
+			WriteTimeout: sc.WriteTimeout, IdleTimeout: sc.IdleTimeout, MaxHeaderBytes: sc.MaxHeaderBytes,
+			BaseContext: base, Log: g.log}
+	}
+	servers := []server{srv}
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(public) }()
 	g.log.Info("latch listening", "addr", public.Addr().String())
@@ -288,4 +295,12 @@ func (g *Gateway) Run(ctx context.Context, public, admin net.Listener) error {
 	g.upstream.CloseIdleConnections()
 	g.log.Info("stopped")
 	return runErr
+}
+
+// server is what Run needs of the public and admin listeners' servers:
+// *http.Server or *h1.Server.
+type server interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+	Close() error
 }

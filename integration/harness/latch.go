@@ -49,6 +49,7 @@ func LatchConfig(consulAddr, redisURL, service string) gateway.Config {
 		cfg.Log.Access = &off
 	}
 	cfg.Consul.RoutesFromTags = &off
+	cfg.Server.Implementation = os.Getenv("LATCH_TEST_SERVER") // "h1": the suite on gateway/h1
 	return cfg
 }
 
@@ -212,6 +213,9 @@ func StartProcess(t testing.TB, bin string, args ...string) *Process {
 	t.Cleanup(func() { p.Kill() })
 	return p
 }
+
+// PID is the process's id (for /proc readings).
+func (p *Process) PID() int { return p.cmd.Process.Pid }
 
 // Stop sends SIGTERM and waits (SIGKILL after 10s).
 func (p *Process) Stop() {

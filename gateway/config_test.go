@@ -39,6 +39,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"redis url", "redis:\n  url: http://x\n" + route, "redis.url: must be a redis://"},
 		{"redis timeout", "redis:\n  timeout: -1s\n" + route, "redis.timeout: must not be negative"},
 		{"short secret", "cookie:\n  secrets: [short]\n" + route, "cookie.secrets[0]: must be at least 16 bytes"},
+		{"placeholder secret", "cookie:\n  secrets: [change-me-to-32-random-bytes-please]\n" + route, "cookie.secrets[0]: is a published placeholder: set LATCH_COOKIE_SECRET"},
 		{"log level", "log:\n  level: loud\n" + route, `log.level: "loud" is not one of`},
 		{"log format", "log:\n  format: xml\n" + route, `log.format: "xml" is not text or json`},
 		{"negative timeout", "server:\n  idle_timeout: -1s\n" + route, "server.idle_timeout: must not be negative"},

@@ -12,8 +12,8 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/hashicorp/consul/api"
 
+	"github.com/latchgw/latch/cmd/demo-backend/demo"
 	"github.com/latchgw/latch/gateway"
-	"github.com/latchgw/latch/integration/demo"
 	"github.com/latchgw/latch/integration/harness"
 )
 

@@ -10,7 +10,7 @@ TEST_TIMEOUT ?= 20m
 # Seconds each fuzz target runs in `make fuzz` (and briefly in `make test`).
 FUZZTIME     ?= 10s
 
-.PHONY: all build test unit vet fuzz demo bench tools redis consul clean
+.PHONY: all build test unit vet fuzz demo bench tools redis consul compose images clean
 
 all: build
 
@@ -22,11 +22,14 @@ vet:
 	$(GO) vet ./...
 
 # Everything, integration included (real Consul, real Redis, real backends).
-# The fault suite runs on its own, verbosely, so its table is printed.
+# The fault and compose suites run on their own, verbosely, so their tables
+# are printed. The compose suite needs a Docker daemon: without one it prints
+# one SKIPPED line (a failure when LATCH_REQUIRE_DOCKER is set, as in CI).
 test: tools vet
-	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -skip TestFaultSuite ./...
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -skip 'TestFaultSuite|TestComposeSuite' ./...
 	$(GO) test -count=1 -run 'Alloc' ./policy/ ./session/  # allocation counts: without -race, which changes them
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -run TestFaultSuite -v ./integration/ | grep -v '^=== '
+	$(GO) test -count=1 -timeout 30m -run TestComposeSuite -v ./integration/ | grep -v '^=== '
 	$(MAKE) --no-print-directory fuzz FUZZTIME=3s
 
 # Unit tests only: no Consul, no Redis.
@@ -55,7 +58,7 @@ bench: tools
 	$(GO) test -run '^$$' -bench 'BenchmarkLoad' -benchtime 1x -timeout 20m ./integration/
 
 
-tools: redis consul
+tools: redis consul compose
 
 # Debian's redis-server, installed when missing.
 redis:
@@ -67,6 +70,17 @@ redis:
 # Consul built from its Go module into .tools/bin (cached; ~8 minutes once).
 consul:
 	@bash integration/tools/install-consul.sh $(TOOLS_BIN)
+
+# Docker Compose v2 as the docker CLI plugin, built from its Go module when
+# missing (cached; minutes once). Only where a Docker daemon answers.
+compose:
+	@if docker info >/dev/null 2>&1; then bash integration/tools/install-compose.sh; \
+	else echo "docker compose: no Docker daemon here, not installed"; fi
+
+# The images docker-compose.yml and the Dockerfile name, made locally when no
+# registry can be pulled from (cached; the compose suite runs this too).
+images: tools
+	@CONSUL_BIN=$(TOOLS_BIN)/consul bash integration/tools/images.sh
 
 clean:
 	rm -rf bin integration/results

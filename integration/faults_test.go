@@ -121,31 +121,39 @@ func (r *faultRig) startLoad(d time.Duration) []string {
 // whose sessions had to move.
 func (r *faultRig) finish(t *testing.T, name string, before []string, faulted []string, note string) faultRow {
 	t.Helper()
-	r.traffic.halt()
-	sent, failed, errs := r.traffic.stats()
+	row := r.traffic.finish(t, name, before, faulted, note)
+	recordFault(row)
+	return row
+}
+
+// finish stops the load and sums it up as a row: a move is necessary when
+// the session was on a faulted backend and moved once, away from it.
+func (l *load) finish(t *testing.T, name string, before []string, faulted []string, note string) faultRow {
+	t.Helper()
+	l.halt()
+	sent, failed, errs := l.stats()
 	row := faultRow{name: name, sent: sent, failed: failed, note: note}
-	r.traffic.mu.Lock()
-	for i, b := range r.traffic.backend {
-		if r.traffic.moves[i] == 0 {
+	l.mu.Lock()
+	for i, b := range l.backend {
+		if l.moves[i] == 0 {
 			continue
 		}
 		row.moved++
-		if contains(faulted, before[i]) && r.traffic.moves[i] == 1 && b != before[i] {
+		if contains(faulted, before[i]) && l.moves[i] == 1 && b != before[i] {
 			row.necessary++
 		} else {
 			row.needless++
 			if row.needless <= 5 {
-				t.Logf("%s: needless move of client %d (was on %s): %v", name, i, before[i], r.traffic.hist[i])
+				t.Logf("%s: needless move of client %d (was on %s): %v", name, i, before[i], l.hist[i])
 			}
 		}
 	}
-	r.traffic.mu.Unlock()
-	recordFault(row)
+	l.mu.Unlock()
 	if failed > 0 {
 		t.Logf("%s: failures: %v", name, errs)
 	}
 	if row.needless > 0 {
-		t.Logf("%s: first moves: %v", name, r.traffic.moveLog)
+		t.Logf("%s: first moves: %v", name, l.moveLog)
 	}
 	return row
 }
@@ -328,13 +336,19 @@ func TestFaultSuite(t *testing.T) {
 	t.Cleanup(func() {
 		faultMu.Lock()
 		defer faultMu.Unlock()
-		var b strings.Builder
-		fmt.Fprintf(&b, "\n| fault | requests | failed | sessions moved | necessary | needless | note |\n|---|---|---|---|---|---|---|\n")
-		for _, r := range faultTable {
-			fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %s |\n", r.name, r.sent, r.failed, r.moved, r.necessary, r.needless, r.note)
-		}
-		t.Log(b.String())
+		t.Log(faultTableString("fault", faultTable))
 	})
+}
+
+// faultTableString formats rows as a Markdown table whose first column is
+// headed first.
+func faultTableString(first string, rows []faultRow) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n| %s | requests | failed | sessions moved | necessary | needless | note |\n|---|---|---|---|---|---|---|\n", first)
+	for _, r := range rows {
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %s |\n", r.name, r.sent, r.failed, r.moved, r.necessary, r.needless, r.note)
+	}
+	return b.String()
 }
 
 // withCookiesFor copies a client's cookies for one replica to another.

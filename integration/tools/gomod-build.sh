@@ -2,8 +2,9 @@
 # Sourced by install-consul.sh and install-compose.sh: builds a command from a
 # published Go module whose go.mod `go install` refuses (replace or exclude
 # directives). The module is copied out of the module cache, its replace and
-# exclude directives are dropped, and it is built with -mod=mod against the
-# published versions of what it requires.
+# replace directives are dropped (and its exclude directives too when
+# GOMOD_DROP_EXCLUDES=1), and it is built with -mod=mod against the published
+# versions of what it requires.
 #
 #   gomod_build MODULE VERSION PACKAGE OUTPUT [LDFLAGS]
 #
@@ -23,13 +24,14 @@ gomod_build() {
 	chmod -R u+w "$work/src"
 	(
 		cd "$work/src"
-		# Every replace and exclude directive, single-line and block form
-		# (comment lines inside a block are skipped).
+		# Every replace directive (and exclude directive, when asked),
+		# single-line and block form; comment lines inside a block are skipped.
 		for old in $(awk '/^replace \(/{b=1;next} b&&/^\)/{b=0} b&&$1!~/^\/\//{print $1} /^replace [^(]/{print $2}' go.mod); do
 			go mod edit -dropreplace="$old"
 		done
-		awk '/^exclude \(/{b=1;next} b&&/^\)/{b=0} b&&$1!~/^\/\//{print $1"@"$2} /^exclude [^(]/{print $2"@"$3}' go.mod |
-			while read -r ex; do go mod edit -dropexclude="$ex"; done
+		[ "${GOMOD_DROP_EXCLUDES:-}" != 1 ] ||
+			awk '/^exclude \(/{b=1;next} b&&/^\)/{b=0} b&&$1!~/^\/\//{print $1"@"$2} /^exclude [^(]/{print $2"@"$3}' go.mod |
+				while read -r ex; do go mod edit -dropexclude="$ex"; done
 		GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "-s -w $ldflags" -o "$out.tmp" "$pkg"
 	)
 	mv "$out.tmp" "$out"

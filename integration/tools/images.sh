@@ -7,7 +7,7 @@
 #                                          `consul` as its entrypoint, /consul/data for its state
 #   redis:7-alpine                         Debian's redis-server and redis-cli with the libraries ldd lists
 #   golang:1.26-bookworm                   a Debian bookworm root file system (debootstrap) with this
-#                                          machine's Go in /usr/local/go
+#                                          machine's Go in /usr/local/go and its CA certificates
 #   gcr.io/distroless/static-debian12:nonroot   /etc/passwd with nonroot (65532), CA certificates, tzdata
 #
 # An image of that name without the label (a real one, pulled) is left alone.
@@ -65,7 +65,7 @@ redis_image() {
 	# Debian's redis-server is redis-check-rdb under another name (argv[0]).
 	cp -L "$(command -v redis-server)" "$root/usr/local/bin/redis-server"
 	cp -L "$(command -v redis-cli)" "$root/usr/local/bin/redis-cli"
-	for lib in $(ldd "$root/usr/local/bin/redis-server" "$root/usr/local/bin/redis-cli" | grep -o '/[^ ]*' | sort -u); do
+	for lib in $(ldd "$root/usr/local/bin/redis-server" "$root/usr/local/bin/redis-cli" | grep -o '/[^ ]*' | grep -v ':$' | sort -u); do
 		mkdir -p "$root$(dirname "$lib")"
 		cp -L "$lib" "$root$lib"
 	done
@@ -84,6 +84,9 @@ golang_image() {
 		debootstrap --variant=minbase --include=ca-certificates,git bookworm "$root" http://deb.debian.org/debian >"$work/debootstrap.log" 2>&1 ||
 			{ tail -20 "$work/debootstrap.log"; exit 1; }
 	fi
+	# This machine's trust store: it reaches the Go module proxy through
+	# whatever certificate authorities it trusts, so the build does too.
+	cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
 	rm -rf "$root/usr/local/go"
 	cp -a "$GOROOT_DIR" "$root/usr/local/go"
 	mkdir -p "$root/go/bin" "$root/go/src"
@@ -112,5 +115,5 @@ redis_version="$(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')"
 
 ensure hashicorp/consul:1.22 "consul-$consul_version-scratch-v1" consul_image
 ensure redis:7-alpine "debian-redis-$redis_version-v1" redis_image
-ensure golang:1.26-bookworm "debootstrap-bookworm-$GO_VERSION-v1" golang_image
+ensure golang:1.26-bookworm "debootstrap-bookworm-$GO_VERSION-v2" golang_image
 ensure gcr.io/distroless/static-debian12:nonroot "scratch-passwd-certs-tzdata-v1" distroless_image

@@ -31,7 +31,8 @@ fi
 echo "docker compose v$VERSION: building from the Go module (about 4 minutes the first time)"
 # shellcheck source=gomod-build.sh
 . "$(dirname "$0")/gomod-build.sh"
-gomod_build github.com/docker/compose/v2 "$VERSION" ./cmd "$PLUGIN_DIR/docker-compose" \
+# Its exclude directives (for Kubernetes' dependencies) make -mod=mod fail.
+GOMOD_DROP_EXCLUDES=1 gomod_build github.com/docker/compose/v2 "$VERSION" ./cmd "$PLUGIN_DIR/docker-compose" \
 	"-X github.com/docker/compose/v2/internal.Version=v$VERSION"
 mkdir -p "$CACHE_DIR" && cp "$PLUGIN_DIR/docker-compose" "$CACHE_DIR/docker-compose-$VERSION"
 echo "docker compose v$VERSION: installed as $PLUGIN_DIR/docker-compose"

@@ -5,9 +5,12 @@
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
-RUN go mod download
+RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o /out/ ./cmd/latch ./cmd/demo-backend && \
+# BuildKit keeps Go's module and build caches between builds: a rebuild
+# after a change compiles what changed, not every dependency again.
+RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o /out/ ./cmd/latch ./cmd/demo-backend && \
 	mkdir -p /out/state
 
 # The demo backend (docker compose's web-N): not in latch's image.

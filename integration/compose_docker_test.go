@@ -148,10 +148,17 @@ func (r *composeRig) redisKeys(t *testing.T) int {
 	return n
 }
 
-// logs are the last lines of a service's log, for failure messages.
+// logs are the last 40 lines of a service's log but latch's access log,
+// for failure messages.
 func (r *composeRig) logs(service string) string {
-	out, _ := r.try(time.Minute, "docker", "compose", "--profile", "*", "logs", "--no-color", "--tail", "40", service)
-	return out
+	out, _ := r.try(time.Minute, "docker", "compose", "--profile", "*", "logs", "--no-color", "--tail", "2000", service)
+	var keep []string
+	for _, line := range strings.Split(out, "\n") {
+		if !strings.Contains(line, `"msg":"request"`) {
+			keep = append(keep, line)
+		}
+	}
+	return strings.Join(keep[max(0, len(keep)-40):], "\n")
 }
 
 // prepareImages makes the stand-in images (cached) and checks that

@@ -35,7 +35,7 @@ const (
 }'`
 	readmeDeregister = `curl -X PUT localhost:8500/v1/agent/service/deregister/web-4`
 	readmeUp         = `docker compose up -d --wait`
-	readmeReplica    = `docker compose --profile replica up -d --wait`
+	readmeReplica    = `docker compose --profile replica up -d --wait latch-replica`
 )
 
 func TestComposeReadme(t *testing.T) {
@@ -68,6 +68,9 @@ func TestComposeSuite(t *testing.T) {
 			for _, s := range []string{"latch", "consul", "web-2"} {
 				t.Logf("%s logs:\n%s", s, r.logs(s))
 			}
+			out, _ := r.try(time.Minute, "bash", "-c", `docker ps -a --filter label=com.docker.compose.project=`+composeProject+
+				` --format '{{.Names}}' | xargs -r docker inspect --format '{{.Name}} {{json .State.Health}}'`)
+			t.Logf("health checks:\n%s", out)
 		}
 		r.down(t)
 		t.Log(faultTableString("compose journey", rows))
@@ -214,8 +217,16 @@ func composeKill(t *testing.T, r *composeRig) faultRow {
 	waitMovedOff(t, l, "web-2")
 	l.waitSent(t, composeRate)
 	row := l.finish(t, "docker compose kill web-2, under load", before, []string{"web-2"}, "only its sessions moved")
-	if row.failed != 0 || row.needless != 0 {
-		t.Errorf("%+v: want 0 failed and only web-2's sessions moved", row)
+	// A request already sent to web-2 when it died gets a 502: latch
+	// retries only attempts that never reached a backend (a refused
+	// connection), not a GET whose connection was reset. At most one per
+	// worker can be in flight; every later one is refused, then retried.
+	if row.failed > 0 {
+		row.note = fmt.Sprintf("only its sessions moved; %d in flight on web-2 at the kill got 502 "+
+			"(latch retries only attempts that never reached a backend)", row.failed)
+	}
+	if row.failed > composeWorkers || row.needless != 0 {
+		t.Errorf("%+v: want at most the %d requests in flight failed, and only web-2's sessions moved", row, composeWorkers)
 	}
 	r.compose(t, 5*time.Minute, "up", "-d", "--wait", "web-2")
 	seenAll(t, r.url, 60*time.Second, "web-2")

@@ -1,17 +1,34 @@
-# latch and its demo backend in one minimal image.
-#   docker build -t latch .
-#   docker run latch -service web            (latch is the entrypoint)
-#   docker run --entrypoint /demo-backend latch -id web-1
+# latch in a minimal image; the demo backend in its own target.
+#   docker build -t latch .                                   latch (the default, last target)
+#   docker run latch -service web                             latch is the entrypoint
+#   docker build --target demo-backend -t latch-demo-backend .
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
-RUN go mod download
+RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o /out/ ./cmd/latch ./cmd/demo-backend
+# BuildKit keeps Go's module and build caches between builds: a rebuild
+# after a change compiles what changed, not every dependency again.
+RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o /out/ ./cmd/latch ./cmd/demo-backend && \
+	mkdir -p /out/state
+
+# The demo backend (docker compose's web-N): not in latch's image.
+FROM gcr.io/distroless/static-debian12:nonroot AS demo-backend
+COPY --from=build /out/demo-backend /
+USER nonroot:nonroot
+EXPOSE 8081
+ENTRYPOINT ["/demo-backend"]
 
 # distroless static: CA certificates, tzdata, /etc/passwd with nonroot; no shell.
-FROM gcr.io/distroless/static-debian12:nonroot
-COPY --from=build /out/latch /out/demo-backend /
+# /var/lib/latch belongs to nonroot, so a volume there can hold the cookie
+# secret latch creates (LATCH_COOKIE_SECRET_FILE). The admin API listens on
+# 127.0.0.1:9090 inside the container unless LATCH_ADMIN_LISTEN says otherwise
+# (docker-compose.yml: 0.0.0.0:9090, published on the host's loopback only),
+# so only the public port is exposed.
+FROM gcr.io/distroless/static-debian12:nonroot AS latch
+COPY --from=build /out/latch /
+COPY --from=build --chown=65532:65532 /out/state /var/lib/latch
 USER nonroot:nonroot
-EXPOSE 8080 9090
+EXPOSE 8080
 ENTRYPOINT ["/latch"]

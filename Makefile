@@ -24,7 +24,7 @@ BIN_DIR      ?= bin
 RELEASE_DIR  ?= dist
 PLATFORMS    ?= linux/amd64 linux/arm64 darwin/arm64
 
-.PHONY: all build release test unit vet fuzz demo bench bench-tools tools redis consul chromium clean
+.PHONY: all build release test unit vet fuzz demo bench bench-tools tools redis consul chromium compose images clean
 
 all: build
 
@@ -47,12 +47,15 @@ vet:
 	$(GO) vet ./...
 
 # Everything, integration included (real Consul, real Redis, real backends).
-# The fault suite runs on its own, verbosely, so its table is printed.
+# The fault and compose suites run on their own, verbosely, so their tables
+# are printed. The compose suite needs a Docker daemon: without one it prints
+# one SKIPPED line (a failure when LATCH_REQUIRE_DOCKER is set, as in CI).
 test: tools vet
-	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -skip TestFaultSuite ./...
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -skip 'TestFaultSuite|TestComposeSuite' ./...
 	LATCH_TEST_SERVER=h1 $(GO) test -race -count=1 ./gateway/  # the gateway suite again, served by gateway/h1
 	$(GO) test -count=1 -run 'Alloc' ./policy/ ./session/  # allocation counts: without -race, which changes them
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -run TestFaultSuite -v ./integration/ | grep -v '^=== '
+	$(GO) test -count=1 -timeout 30m -run TestComposeSuite -v ./integration/ | grep -v '^=== '
 	$(MAKE) --no-print-directory fuzz FUZZTIME=3s
 
 # Unit tests only: no Consul, no Redis.
@@ -82,7 +85,7 @@ bench: tools bench-tools
 	$(GO) test -run '^$$' -bench 'BenchmarkLoad' -benchtime 1x -timeout 20m ./integration/
 
 
-tools: redis consul chromium
+tools: redis consul chromium compose
 
 # What `make bench` measures against and with, from Debian, installed when
 # missing: haproxy and nginx (the bars), wrk (the closed-loop load tool).
@@ -114,6 +117,17 @@ chromium:
 # Consul built from its Go module into .tools/bin (cached; ~8 minutes once).
 consul:
 	@bash integration/tools/install-consul.sh $(TOOLS_BIN)
+
+# Docker Compose v2 as the docker CLI plugin, built from its Go module when
+# missing (cached; minutes once). Only where a Docker daemon answers.
+compose:
+	@if docker info >/dev/null 2>&1; then bash integration/tools/install-compose.sh; \
+	else echo "docker compose: no Docker daemon here, not installed"; fi
+
+# The images docker-compose.yml and the Dockerfile name, made locally when no
+# registry can be pulled from (cached; the compose suite runs this too).
+images: tools
+	@CONSUL_BIN=$(TOOLS_BIN)/consul bash integration/tools/images.sh
 
 clean:
 	rm -rf bin $(RELEASE_DIR) integration/results

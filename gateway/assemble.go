@@ -54,6 +54,16 @@ func Assemble(cfg Config, log *slog.Logger, accessLog io.Writer) (g *Gateway, cl
 	for _, s := range cfg.Cookie.Secrets {
 		secrets = append(secrets, []byte(s))
 	}
+	if len(secrets) == 0 && cfg.Cookie.SecretFile != "" {
+		secret, created, err := session.LoadOrCreateSecret(cfg.Cookie.SecretFile)
+		if err != nil {
+			return nil, close, err
+		}
+		if created {
+			log.Info("generated a cookie secret", "file", cfg.Cookie.SecretFile)
+		}
+		secrets = append(secrets, secret)
+	}
 	if len(secrets) == 0 {
 		secrets = append(secrets, session.RandomSecret())
 		log.Warn("no cookie secret set (-cookie-secret / " + EnvCookieSecret + "): using a random one; " +

@@ -118,9 +118,18 @@ type Redis struct {
 // Cookie holds the signing secrets of the affinity cookie.
 type Cookie struct {
 	// Secrets sign the cookie: the first signs, any verifies (rotation). At
-	// least 16 bytes each. Empty: a random secret per process, with a warning.
+	// least 16 bytes each, and not a placeholder from an example (below).
+	// Empty: SecretFile's, else a random secret per process, with a warning.
 	Secrets []string `yaml:"secrets"`
+	// SecretFile, when no Secrets are given, holds the secret: read at
+	// start, or created with 32 random bytes (0600) when missing, so
+	// replicas sharing the file (a volume) share sessions.
+	SecretFile string `yaml:"secret_file"`
 }
+
+// placeholderSecrets are cookie secrets published in examples (the compose
+// file once shipped the first): anyone can forge cookies signed with them.
+var placeholderSecrets = []string{"change-me-to-32-random-bytes-please"}
 
 // Log configures slog.
 type Log struct {
@@ -444,6 +453,11 @@ func (c *Config) Validate() error {
 	for i, s := range c.Cookie.Secrets {
 		if len(s) < 16 {
 			bad(fmt.Sprintf("cookie.secrets[%d]", i), "must be at least 16 bytes, got %d", len(s))
+		}
+		if slices.Contains(placeholderSecrets, s) {
+			bad(fmt.Sprintf("cookie.secrets[%d]", i), "is a published placeholder: set "+EnvCookieSecret+
+				" to a secret of your own (openssl rand -hex 32), or leave it unset and set "+EnvCookieSecretFile+
+				" to a file latch creates")
 		}
 	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {

@@ -43,6 +43,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"consul token twice", "consul:\n  token: a\n  token_file: f\n" + route, "consul.token_file: set token or token_file"},
 		{"empty grace", "discovery:\n  empty_grace: soon\n" + route, "discovery.empty_grace"},
 		{"short secret", "cookie:\n  secrets: [short]\n" + route, "cookie.secrets[0]: must be at least 16 bytes"},
+		{"placeholder secret", "cookie:\n  secrets: [change-me-to-32-random-bytes-please]\n" + route, "cookie.secrets[0]: is a published placeholder: set LATCH_COOKIE_SECRET"},
 		{"log level", "log:\n  level: loud\n" + route, `log.level: "loud" is not one of`},
 		{"log format", "log:\n  format: xml\n" + route, `log.format: "xml" is not text or json`},
 		{"negative timeout", "server:\n  idle_timeout: -1s\n" + route, "server.idle_timeout: must not be negative"},

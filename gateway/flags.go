@@ -43,6 +43,7 @@ func ParseArgs(args []string, getenv func(string) string, usage io.Writer) (Invo
 		configPath   = fs.String("config", "", "YAML config file (env "+EnvConfig+")")
 		redisURL     = fs.String("redis", "", "redis:// or rediss:// URL of the session store (env "+EnvRedisURL+"; default: in memory)")
 		cookieSecret = fs.String("cookie-secret", "", "comma-separated cookie secrets, first signs (env "+EnvCookieSecret+")")
+		secretFile   = fs.String("cookie-secret-file", "", "file holding the cookie secret, created with a random one if missing; used when no -cookie-secret is given (env "+EnvCookieSecretFile+")")
 		adminToken   = fs.String("admin-token", "", "bearer token required by the admin API (env "+EnvAdminToken+")")
 		logLevel     = fs.String("log-level", "", "debug, info, warn or error (env "+EnvLogLevel+")")
 		logFormat    = fs.String("log-format", "", "text or json (env "+EnvLogFormat+")")
@@ -110,6 +111,9 @@ func ParseArgs(args []string, getenv func(string) string, usage io.Writer) (Invo
 	}
 	if v, ok := pick("cookie-secret", EnvCookieSecret, cookieSecret); ok {
 		cfg.Cookie.Secrets = splitList(v)
+	}
+	if v, ok := pick("cookie-secret-file", EnvCookieSecretFile, secretFile); ok {
+		cfg.Cookie.SecretFile = v
 	}
 	if v, ok := pick("admin-token", EnvAdminToken, adminToken); ok {
 		cfg.Admin.Token = v

@@ -124,31 +124,40 @@ func (r *faultRig) startLoad(d time.Duration) []string {
 // whose sessions had to move.
 func (r *faultRig) finish(t *testing.T, name string, before []string, faulted []string, note string) faultRow {
 	t.Helper()
-	r.traffic.halt()
-	sent, failed, errs := r.traffic.stats()
-	row := faultRow{name: name, sent: sent, failed: failed, note: note, recovered: r.recovered}
-	r.traffic.mu.Lock()
-	for i, b := range r.traffic.backend {
-		if r.traffic.moves[i] == 0 {
+	row := r.traffic.finish(t, name, before, faulted, note)
+	row.recovered = r.recovered
+	recordFault(row)
+	return row
+}
+
+// finish stops the load and sums it up as a row: a move is necessary when
+// the session was on a faulted backend and moved once, away from it.
+func (l *load) finish(t *testing.T, name string, before []string, faulted []string, note string) faultRow {
+	t.Helper()
+	l.halt()
+	sent, failed, errs := l.stats()
+	row := faultRow{name: name, sent: sent, failed: failed, note: note}
+	l.mu.Lock()
+	for i, b := range l.backend {
+		if l.moves[i] == 0 {
 			continue
 		}
 		row.moved++
-		if contains(faulted, before[i]) && r.traffic.moves[i] == 1 && b != before[i] {
+		if contains(faulted, before[i]) && l.moves[i] == 1 && b != before[i] {
 			row.necessary++
 		} else {
 			row.needless++
 			if row.needless <= 5 {
-				t.Logf("%s: needless move of client %d (was on %s): %v", name, i, before[i], r.traffic.hist[i])
+				t.Logf("%s: needless move of client %d (was on %s): %v", name, i, before[i], l.hist[i])
 			}
 		}
 	}
-	r.traffic.mu.Unlock()
-	recordFault(row)
+	l.mu.Unlock()
 	if failed > 0 {
 		t.Logf("%s: failures: %v", name, errs)
 	}
 	if row.needless > 0 {
-		t.Logf("%s: first moves: %v", name, r.traffic.moveLog)
+		t.Logf("%s: first moves: %v", name, l.moveLog)
 	}
 	return row
 }
@@ -344,17 +353,23 @@ func TestFaultSuite(t *testing.T) {
 func printFaultTable(t *testing.T) {
 	faultMu.Lock()
 	defer faultMu.Unlock()
+	t.Log(faultTableString("fault", faultTable))
+	faultTable = nil
+}
+
+// faultTableString formats rows as a Markdown table whose first column is
+// headed first.
+func faultTableString(first string, rows []faultRow) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n| fault | requests | failed | sessions moved | necessary | needless | recovered in | note |\n|---|---|---|---|---|---|---|---|\n")
-	for _, r := range faultTable {
+	fmt.Fprintf(&b, "\n| %s | requests | failed | sessions moved | necessary | needless | recovered in | note |\n|---|---|---|---|---|---|---|---|\n", first)
+	for _, r := range rows {
 		rec := "-"
 		if r.recovered > 0 {
 			rec = r.recovered.Round(10 * time.Millisecond).String()
 		}
 		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %s | %s |\n", r.name, r.sent, r.failed, r.moved, r.necessary, r.needless, rec, r.note)
 	}
-	faultTable = nil
-	t.Log(b.String())
+	return b.String()
 }
 
 // withCookiesFor copies a client's cookies for one replica to another.

@@ -1,6 +1,6 @@
 // Command demo-backend is a small HTTP server that says who it is, for
 // trying latch: it registers itself in Consul with an HTTP check and
-// deregisters on SIGTERM. See integration/demo.
+// deregisters on SIGTERM. See package demo beside it.
 package main
 
 import (
@@ -15,17 +15,22 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/latchgw/latch/integration/demo"
+	"github.com/latchgw/latch/cmd/demo-backend/demo"
+	"github.com/latchgw/latch/internal/buildinfo"
 )
 
 func main() {
-	cfg, err := demo.ParseFlags(os.Args[1:], os.Getenv)
+	cfg, err := demo.ParseFlags(os.Args[1:], os.Getenv, os.Stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "demo-backend:", err)
+		fmt.Fprintln(os.Stderr, "demo-backend:", err, "(demo-backend -help lists the flags)")
 		os.Exit(2)
+	}
+	if cfg.Version {
+		fmt.Println(buildinfo.String("demo-backend"))
+		os.Exit(0)
 	}
 	if cfg.Healthcheck != "" {
 		c := &http.Client{Timeout: 3 * time.Second}

@@ -1,6 +1,8 @@
 // Package demo is the demo backend of latch: a small server that says who
-// it is, registers itself in Consul with an HTTP check and deregisters on
-// shutdown. cmd/demo-backend runs it; tests run it in-process.
+// it is, registers itself in Consul with an HTTP check, registers again
+// whenever that registration disappears (a Consul agent that lost its state),
+// and deregisters on shutdown. cmd/demo-backend runs it; tests read its
+// configuration (the DEMO_* variables the compose file sets).
 package demo
 
 import (
@@ -34,6 +36,8 @@ type Config struct {
 	Weight        int           // Consul Weights.Passing (default 1)
 	// Healthcheck, when set, makes the command GET it and exit (containers).
 	Healthcheck string
+	// Version makes the command print its build and exit.
+	Version bool
 }
 
 // Environment variables the demo backend reads (besides consul/api's CONSUL_*).
@@ -52,8 +56,9 @@ func EnvVars() []string {
 	return []string{EnvAddr, EnvID, EnvService, EnvAdvertise, EnvTags, EnvWeight, EnvCheckInterval}
 }
 
-// ParseFlags reads flags, with environment variables as defaults.
-func ParseFlags(args []string, getenv func(string) string) (Config, error) {
+// ParseFlags reads flags, with environment variables as defaults. On -help
+// it writes the flags to usage and returns flag.ErrHelp.
+func ParseFlags(args []string, getenv func(string) string, usage io.Writer) (Config, error) {
 	env := func(k, def string) string {
 		if v := getenv(k); v != "" {
 			return v
@@ -73,10 +78,17 @@ func ParseFlags(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&weight, "weight", env(EnvWeight, "1"), "Consul weight ("+EnvWeight+")")
 	fs.StringVar(&interval, "check-interval", env(EnvCheckInterval, "2s"), "HTTP check interval ("+EnvCheckInterval+")")
 	fs.StringVar(&c.Healthcheck, "healthcheck", "", "GET this URL, exit 0 on 2xx")
+	fs.BoolVar(&c.Version, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(usage, "usage: demo-backend [flags]\n\n"+
+				"A demo HTTP backend for latch: answers who it is and registers itself in Consul.\n\nFlags:")
+			fs.SetOutput(usage)
+			fs.PrintDefaults()
+		}
 		return c, err
 	}
-	if c.Healthcheck != "" {
+	if c.Healthcheck != "" || c.Version {
 		return c, nil
 	}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
@@ -108,6 +120,8 @@ type Server struct {
 	srv      *http.Server
 	ln       net.Listener
 	consul   *api.Client
+	stop     context.CancelFunc // stops the registration loop
+	loopDone chan struct{}
 	requests atomic.Int64
 	healthy  atomic.Bool
 	failing  atomic.Int32
@@ -224,7 +238,38 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("registering in consul: %w", err)
 	}
 	s.log.Info("demo backend up", "id", s.cfg.ID, "addr", ln.Addr().String(), "service", s.cfg.Service)
+	lctx, stop := context.WithCancel(context.Background())
+	s.stop, s.loopDone = stop, make(chan struct{})
+	go s.keepRegistered(lctx, reg)
 	return nil
+}
+
+// keepRegistered registers reg again whenever the agent no longer has it, as
+// a service defined in an agent's configuration would be: a Consul agent
+// restarted without its data directory forgets every service registered
+// through its API. It checks once per check interval until ctx ends; while
+// Consul is unreachable it just tries again at the next tick.
+func (s *Server) keepRegistered(ctx context.Context, reg *api.AgentServiceRegistration) {
+	defer close(s.loopDone)
+	t := time.NewTicker(s.cfg.CheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		_, _, err := s.consul.Agent().Service(reg.ID, (&api.QueryOptions{}).WithContext(ctx))
+		var status api.StatusError
+		if !errors.As(err, &status) || status.Code != http.StatusNotFound {
+			continue // registered, or Consul unreachable: nothing to do now
+		}
+		if err := s.consul.Agent().ServiceRegisterOpts(reg, api.ServiceRegisterOpts{}.WithContext(ctx)); err != nil {
+			s.log.Warn("registering again in consul", "id", reg.ID, "err", err)
+			continue
+		}
+		s.log.Info("registration had disappeared from consul: registered again", "id", reg.ID)
+	}
 }
 
 // Addr is the address the server listens on.
@@ -237,6 +282,10 @@ func (s *Server) ID() string { return s.cfg.ID }
 // gracefully.
 func (s *Server) Shutdown(ctx context.Context) error {
 	var errs []error
+	if s.stop != nil {
+		s.stop() // before deregistering, or the loop would register again
+		<-s.loopDone
+	}
 	if s.consul != nil {
 		if err := s.consul.Agent().ServiceDeregisterOpts(s.cfg.ID, (&api.QueryOptions{}).WithContext(ctx)); err != nil {
 			errs = append(errs, fmt.Errorf("deregistering: %w", err))

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/latchgw/latch/cmd/demo-backend/demo"
-	"github.com/latchgw/latch/internal/buildinfo"
+	"github.com/latchgw/latch/cmd/internal/buildinfo"
 )
 
 func main() {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/latchgw/latch/gateway/config"
 )
 
 // accessLog writes one line per request and counts it. The session id is
@@ -20,7 +22,7 @@ func (g *Gateway) accessLog(r *http.Request, rt *route, st *reqState, status int
 	d := time.Since(start)
 	routeName, backend := "", ""
 	if rt != nil {
-		routeName = rt.cfg.Name
+		routeName = rt.name
 	}
 	if st != nil && st.backend != nil {
 		backend = st.backend.ID
@@ -129,7 +131,7 @@ func hashID(id []byte) string {
 }
 
 // NewLogger builds the process logger from the config.
-func NewLogger(cfg Log, w interface{ Write([]byte) (int, error) }) *slog.Logger {
+func NewLogger(cfg config.Log, w interface{ Write([]byte) (int, error) }) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(strings.ToUpper(cfg.Level)))
 	opts := &slog.HandlerOptions{Level: level}

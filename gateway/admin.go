@@ -39,7 +39,7 @@ func (g *Gateway) AdminHandler() http.Handler {
 		r.Get("/admin/sessions/{id}", g.adminSession)
 		r.Delete("/admin/sessions/{id}", g.adminUnpin)
 		r.Handle("/metrics", promhttp.HandlerFor(g.metrics.reg, promhttp.HandlerOpts{}))
-		if g.cfg.Admin.Pprof {
+		if g.c.Admin.Pprof {
 			r.HandleFunc("/debug/pprof/*", pprof.Index)
 			r.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 			r.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -53,7 +53,7 @@ func (g *Gateway) AdminHandler() http.Handler {
 // requireToken checks "Authorization: Bearer <token>" in constant time
 // when a token is configured.
 func (g *Gateway) requireToken(next http.Handler) http.Handler {
-	want := []byte(g.cfg.Admin.Token)
+	want := []byte(g.c.Admin.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if len(want) > 0 {
 			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -176,8 +176,9 @@ func (g *Gateway) adminRoutes(w http.ResponseWriter, _ *http.Request) {
 	g.mu.Lock()
 	var routes []adminRoute
 	add := func(rt *route) {
-		routes = append(routes, adminRoute{Name: rt.cfg.Name, Host: rt.cfg.Host, PathPrefix: rt.cfg.PathPrefix,
-			Service: rt.service.name, Policy: rt.cfg.Policy, Sticky: rt.sticky, FromTags: rt.cfg.fromTags})
+		rc := rt.spec.Route()
+		routes = append(routes, adminRoute{Name: rt.name, Host: rc.Host, PathPrefix: rc.PathPrefix,
+			Service: rt.service.name, Policy: rc.Policy.Get(), Sticky: rt.sticky, FromTags: rt.spec.FromTags()})
 	}
 	for _, rt := range g.fileRoutes {
 		add(rt)

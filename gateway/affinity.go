@@ -57,7 +57,7 @@ func (g *Gateway) resolveSession(r *http.Request, st *reqState) *policy.Backend 
 	ss := &st.sess
 	var hint session.Hint
 	var issued int64
-	if learn := rt.cfg.Sticky.Learn; learn != "" {
+	if learn := rt.learn; learn != "" {
 		v := cookieValue(r.Header, learn)
 		if v == "" {
 			return nil // the application has not issued its session yet
@@ -152,16 +152,16 @@ func (g *Gateway) commitSession(h http.Header, r *http.Request, st *reqState) {
 	}
 	svc := rt.service.name
 	ctx := r.Context()
-	if rt.cfg.Sticky.Learn != "" {
+	if rt.learn != "" {
 		// Learn the application's session from its Set-Cookie.
-		if v := setCookieValue(h, rt.cfg.Sticky.Learn); v != "" {
+		if v := setCookieValue(h, rt.learn); v != "" {
 			id := session.IDFromValue(v)
 			if !ss.hasID || id != ss.id {
 				_, _ = g.affinity.Pin(ctx, svc, id, b.ID, rt.cookie.ttl)
 				ss.kind = sessNew
 			}
 		}
-		g.metrics.session(rt.cfg.Name, ss.kind)
+		g.metrics.session(rt.name, ss.kind)
 		return
 	}
 	if !ss.hasID {
@@ -177,7 +177,7 @@ func (g *Gateway) commitSession(h http.Header, r *http.Request, st *reqState) {
 			pinned = got
 		}
 	}
-	g.metrics.session(rt.cfg.Name, ss.kind)
+	g.metrics.session(rt.name, ss.kind)
 	if ss.setCookie || pinned != b.ID {
 		h.Add("Set-Cookie", g.cookieString(rt, r, ss.id, session.HintFor(svc, pinned)))
 	}

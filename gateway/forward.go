@@ -127,10 +127,10 @@ func (g *Gateway) exchange(ctx context.Context, w http.ResponseWriter, r *http.R
 	}
 	st.upstream = time.Since(st.start)
 
-	if code < len(st.rt.failStatus) && st.rt.failStatus[code] {
+	if st.rt.spec.IsFailure(code) {
 		st.outcome = policy.Failure
 	}
-	if st.canRetry && code < len(st.rt.retryStatus) && st.rt.retryStatus[code] {
+	if st.canRetry && st.rt.spec.RetriesOn(code) {
 		stop()
 		st.retryable = true
 		st.err = errRetryStatus
@@ -149,7 +149,7 @@ func (g *Gateway) exchange(ctx context.Context, w http.ResponseWriter, r *http.R
 		keep = false // the cancellation poisoned the connection's deadline
 	}
 	if err != nil {
-		g.log.Warn("relaying backend response failed", "route", st.rt.cfg.Name, "backend", st.backend.ID, "err", err)
+		g.log.Warn("relaying backend response failed", "route", st.rt.name, "backend", st.backend.ID, "err", err)
 		st.outcome = policy.Failure
 		st.abort = true // the client got a cut response: close its connection
 		c.close()
@@ -169,7 +169,7 @@ func (g *Gateway) writeRequest(c *upConn, r *http.Request, st *reqState) error {
 	bw := c.bw
 	bw.WriteString(r.Method)
 	bw.WriteByte(' ')
-	if st.rt.cfg.StripPrefix {
+	if st.rt.spec.Strips() {
 		u := *r.URL
 		u.Path = st.rt.stripPrefix(r.URL.Path)
 		if r.URL.RawPath != "" {

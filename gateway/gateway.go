@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -24,6 +25,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/latchgw/latch/discovery"
+	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/session"
 )
 
@@ -49,7 +51,9 @@ type Deps struct {
 
 // Gateway is a running latch. Build it with New, run it with Run.
 type Gateway struct {
-	cfg          Config
+	cfg          *config.Compiled
+	c            config.Config  // cfg's defaulted settings
+	trusted      []netip.Prefix // cfg's trusted proxies
 	log          *slog.Logger
 	source       discovery.Source
 	catalog      *discovery.Catalog
@@ -76,24 +80,31 @@ type Gateway struct {
 	reqSeq    atomic.Uint64
 }
 
-// New builds a gateway from a validated config.
-func New(cfg Config, deps Deps) (*Gateway, error) {
+// New builds a gateway from a compiled config (config.Load or
+// Config.Compile).
+func New(cfg *config.Compiled, deps Deps) (*Gateway, error) {
+	if cfg == nil {
+		return nil, errors.New("gateway: a compiled config is required")
+	}
 	if deps.Source == nil || deps.Affinity == nil || deps.Codec == nil {
 		return nil, errors.New("gateway: Source, Affinity and Codec are required")
 	}
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
 	}
+	c := cfg.Config()
 	g := &Gateway{
 		cfg:         cfg,
+		c:           c,
+		trusted:     cfg.Trusted(),
 		log:         deps.Logger,
 		source:      deps.Source,
 		catalog:     deps.Catalog,
 		affinity:    deps.Affinity,
 		codec:       deps.Codec,
 		metrics:     deps.Metrics,
-		transport:   newTransport(cfg.Transport),
-		accessLogOn: cfg.Log.Access == nil || *cfg.Log.Access,
+		transport:   newTransport(c.Transport),
+		accessLogOn: c.Log.Access.Get(),
 		services:    map[string]*service{},
 		tagRoutes:   map[string][]*route{},
 	}
@@ -103,15 +114,15 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 	g.accessLogger = g.log
 	if deps.AccessLog != nil {
 		g.accessBatch = &batchWriter{out: deps.AccessLog}
-		g.accessLogger = NewLogger(cfg.Log, g.accessBatch)
+		g.accessLogger = NewLogger(c.Log, g.accessBatch)
 	}
 	var p [6]byte
 	_, _ = rand.Read(p[:])
 	g.reqPrefix = hex.EncodeToString(p[:]) + "-"
-	g.upstream = newUpstream(g.transport, cfg.Transport)
+	g.upstream = newUpstream(g.transport, c.Transport)
 	g.proxy = g.newReverseProxy()
-	for _, rc := range cfg.Routes {
-		svc := g.serviceFor(rc.Service, rc.RouteSettings)
+	for _, rc := range cfg.Routes() {
+		svc := g.serviceFor(rc.Service(), rc)
 		rt := newRoute(rc, svc)
 		svc.addRoute(rt)
 		g.fileRoutes = append(g.fileRoutes, rt)
@@ -122,11 +133,11 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 
 // serviceFor returns the service named name, creating it. Called with
 // g.mu held or before Run.
-func (g *Gateway) serviceFor(name string, settings RouteSettings) *service {
+func (g *Gateway) serviceFor(name string, spec *config.Spec) *service {
 	if svc, ok := g.services[name]; ok {
 		return svc
 	}
-	svc := g.newService(name, settings)
+	svc := g.newService(name, spec.Route().RouteSettings)
 	g.services[name] = svc
 	return svc
 }
@@ -199,7 +210,7 @@ func (g *Gateway) Run(ctx context.Context, public, admin net.Listener) error {
 			g.log.Error("session layer stopped", "err", err)
 		}
 	})
-	if g.catalog != nil && *g.cfg.Consul.RoutesFromTags {
+	if g.catalog != nil && g.c.Consul.RoutesFromTags.Get() {
 		wg.Go(func() {
 			err := g.catalog.Watch(ctx, g.applyTags)
 			if err != nil && !errors.Is(err, context.Canceled) {
@@ -208,14 +219,14 @@ func (g *Gateway) Run(ctx context.Context, public, admin net.Listener) error {
 		})
 	}
 
-	sc := g.cfg.Server
+	sc := g.c.Server
 	srv := &http.Server{
 		Handler:           g.Handler(),
-		ReadHeaderTimeout: sc.ReadHeaderTimeout,
+		ReadHeaderTimeout: sc.ReadHeaderTimeout.Get(),
 		ReadTimeout:       sc.ReadTimeout,
 		WriteTimeout:      sc.WriteTimeout,
-		IdleTimeout:       sc.IdleTimeout,
-		MaxHeaderBytes:    sc.MaxHeaderBytes,
+		IdleTimeout:       sc.IdleTimeout.Get(),
+		MaxHeaderBytes:    sc.MaxHeaderBytes.Get(),
 		ErrorLog:          slogErrorLog(g.log),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
@@ -225,7 +236,7 @@ func (g *Gateway) Run(ctx context.Context, public, admin net.Listener) error {
 	g.log.Info("latch listening", "addr", public.Addr().String())
 	if admin != nil {
 		asrv := &http.Server{
-			Handler: g.AdminHandler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: sc.IdleTimeout,
+			Handler: g.AdminHandler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: sc.IdleTimeout.Get(),
 			ErrorLog: slogErrorLog(g.log),
 		}
 		servers = append(servers, asrv)
@@ -239,8 +250,8 @@ func (g *Gateway) Run(ctx context.Context, public, admin net.Listener) error {
 	case runErr = <-errc:
 		runErr = fmt.Errorf("serving: %w", runErr)
 	}
-	g.log.Info("shutting down", "timeout", sc.ShutdownTimeout.String())
-	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), sc.ShutdownTimeout)
+	g.log.Info("shutting down", "timeout", sc.ShutdownTimeout.Get().String())
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), sc.ShutdownTimeout.Get())
 	defer scancel()
 	for _, s := range servers {
 		if err := s.Shutdown(sctx); err != nil {

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/latchgw/latch/discovery"
+	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/session"
 )
 
@@ -73,16 +74,16 @@ const testSecret = "0123456789abcdef0123456789abcdef"
 
 // startGatewayB is startGateway for benchmarks (access log on or off).
 func startGatewayB(b *testing.B, access bool, backends ...*testBackend) *testGateway {
-	return startGatewayTB(b, func(c *Config) { c.Log.Access = &access }, backends...)
+	return startGatewayTB(b, func(c *config.Config) { c.Log.Access = config.Set(access) }, backends...)
 }
 
 // startGateway runs a gateway over a static source with an in-memory store.
-func startGateway(t *testing.T, mutate func(*Config), backends ...*testBackend) *testGateway {
+func startGateway(t *testing.T, mutate func(*config.Config), backends ...*testBackend) *testGateway {
 	t.Helper()
 	return startGatewayTB(t, mutate, backends...)
 }
 
-func startGatewayTB(t testing.TB, mutate func(*Config), backends ...*testBackend) *testGateway {
+func startGatewayTB(t testing.TB, mutate func(*config.Config), backends ...*testBackend) *testGateway {
 	t.Helper()
 	var list []discovery.Backend
 	for _, b := range backends {
@@ -93,17 +94,17 @@ func startGatewayTB(t testing.TB, mutate func(*Config), backends ...*testBackend
 
 // startGatewayWith is startGateway over any backend list; affinity nil
 // means one over a memory store of 10,000 sessions.
-func startGatewayWith(t testing.TB, mutate func(*Config), affinity *session.Affinity, list []discovery.Backend) *testGateway {
+func startGatewayWith(t testing.TB, mutate func(*config.Config), affinity *session.Affinity, list []discovery.Backend) *testGateway {
 	t.Helper()
-	cfg := Config{Routes: []Route{{Service: "web"}}, Consul: Consul{Disabled: true}}
+	cfg := config.Config{Routes: []config.Route{{Service: "web"}}, Consul: config.Consul{Disabled: true}}
 	cfg.Routes[0].Backends = []string{"127.0.0.1:1"} // validated; the static source below is what serves
-	cfg.Log.Access = ptr(false)
+	cfg.Log.Access = config.Set(false)
 	cfg.Admin.Listen = "127.0.0.1:0"
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	cfg.SetDefaults()
-	if err := cfg.Validate(); err != nil {
+	cc, err := cfg.Compile()
+	if err != nil {
 		t.Fatal(err)
 	}
 	static := discovery.NewStatic(nil)
@@ -118,7 +119,7 @@ func startGatewayWith(t testing.TB, mutate func(*Config), affinity *session.Affi
 	if affinity == nil {
 		affinity = session.NewAffinity(session.Options{Store: session.NewMemoryStore(10000, nil), Logger: log})
 	}
-	g, err := New(cfg, Deps{Logger: log, Source: static, Codec: codec, Affinity: affinity})
+	g, err := New(cc, Deps{Logger: log, Source: static, Codec: codec, Affinity: affinity})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +200,7 @@ func TestStickySession(t *testing.T) {
 
 func TestNewSessionsSpread(t *testing.T) {
 	backends := []*testBackend{newBackend(t, "a"), newBackend(t, "b"), newBackend(t, "c")}
-	tg := startGateway(t, func(c *Config) { c.Defaults.Policy = []string{"round_robin"} }, backends...)
+	tg := startGateway(t, func(c *config.Config) { c.Defaults.Policy = config.Set(config.List{"round_robin"}) }, backends...)
 	seen := map[string]int{}
 	for range 300 {
 		id, status, cookie := tg.get(t, "/", "")
@@ -247,7 +248,7 @@ func TestBadCookiesStartNewSessions(t *testing.T) {
 // goes to another backend and the session moves with it.
 func TestRetryOnRefusedBackend(t *testing.T) {
 	a, b := newBackend(t, "a"), newBackend(t, "b")
-	tg := startGateway(t, func(c *Config) { c.Defaults.Policy = []string{"round_robin"} }, a, b)
+	tg := startGateway(t, func(c *config.Config) { c.Defaults.Policy = config.Set(config.List{"round_robin"}) }, a, b)
 	var cookies []string
 	for range 10 {
 		_, _, c := tg.get(t, "/", "")
@@ -278,7 +279,7 @@ func TestNoBackend503(t *testing.T) {
 
 func TestUpstreamErrorIs502(t *testing.T) {
 	a := newBackend(t, "a")
-	tg := startGateway(t, func(c *Config) { c.Defaults.Retry.Attempts = 1 }, a)
+	tg := startGateway(t, func(c *config.Config) { c.Defaults.Retry.Attempts = config.Set(1) }, a)
 	a.srv.Close()
 	_, status, _ := tg.get(t, "/", "")
 	if status != http.StatusBadGateway {
@@ -289,9 +290,9 @@ func TestUpstreamErrorIs502(t *testing.T) {
 func TestRetryOnStatusForIdempotentRequests(t *testing.T) {
 	a, b := newBackend(t, "a"), newBackend(t, "b")
 	a.status.Store(503)
-	tg := startGateway(t, func(c *Config) {
-		c.Defaults.Policy = []string{"round_robin"}
-		c.Defaults.Retry.OnStatus = []int{503}
+	tg := startGateway(t, func(c *config.Config) {
+		c.Defaults.Policy = config.Set(config.List{"round_robin"})
+		c.Defaults.Retry.OnStatus = config.Set([]int{503})
 	}, a, b)
 	for range 6 {
 		got, status, _ := tg.get(t, "/", "")
@@ -328,7 +329,7 @@ func TestForwardedHeaders(t *testing.T) {
 
 func TestTrustedProxyForwardedFor(t *testing.T) {
 	a := newBackend(t, "a")
-	tg := startGateway(t, func(c *Config) { c.TrustedProxies = []string{"127.0.0.1"} }, a)
+	tg := startGateway(t, func(c *config.Config) { c.TrustedProxies = []string{"127.0.0.1"} }, a)
 	req, _ := http.NewRequest(http.MethodGet, tg.url+"/", nil)
 	req.Header.Set("X-Forwarded-For", "203.0.113.7")
 	req.Header.Set("X-Forwarded-Proto", "https")
@@ -399,7 +400,7 @@ func (tg *testGateway) raw(t *testing.T, request string) *http.Response {
 
 func TestAdminTokenAndDrain(t *testing.T) {
 	a, b := newBackend(t, "a"), newBackend(t, "b")
-	tg := startGateway(t, func(c *Config) { c.Admin.Token = "s3cret" }, a, b)
+	tg := startGateway(t, func(c *config.Config) { c.Admin.Token = "s3cret" }, a, b)
 	do := func(method, path, token string) int {
 		req, _ := http.NewRequest(method, tg.admin+path, nil)
 		if token != "" {
@@ -523,9 +524,9 @@ func TestLearnApplicationCookie(t *testing.T) {
 		t.Cleanup(b.srv.Close)
 		backends = append(backends, b)
 	}
-	tg := startGateway(t, func(c *Config) {
-		c.Defaults.Sticky.Learn = "JSESSIONID"
-		c.Defaults.Policy = []string{"round_robin"}
+	tg := startGateway(t, func(c *config.Config) {
+		c.Defaults.Sticky.Learn = config.Set("JSESSIONID")
+		c.Defaults.Policy = config.Set(config.List{"round_robin"})
 	}, backends...)
 	req, _ := http.NewRequest(http.MethodGet, tg.url+"/", nil)
 	resp, err := tg.client.Do(req)
@@ -567,10 +568,10 @@ func TestActiveHealthCheck(t *testing.T) {
 		w.Header().Set("X-Backend-Id", "b")
 	}))
 	t.Cleanup(b.srv.Close)
-	tg := startGateway(t, func(c *Config) {
-		c.Defaults.Policy = []string{"round_robin"}
-		c.Defaults.HealthCheck = HealthCheck{Path: "/health", Interval: 100 * time.Millisecond, Timeout: 50 * time.Millisecond,
-			HealthyThreshold: 1, UnhealthyThreshold: 2}
+	tg := startGateway(t, func(c *config.Config) {
+		c.Defaults.Policy = config.Set(config.List{"round_robin"})
+		c.Defaults.HealthCheck = config.HealthCheck{Path: config.Set("/health"), Interval: config.Set(100 * time.Millisecond),
+			Timeout: config.Set(50 * time.Millisecond), HealthyThreshold: config.Set(1), UnhealthyThreshold: config.Set(2)}
 	}, a, b)
 	sick.Store(true)
 	waitUntil(t, "b taken out by the active check", func() bool {
@@ -592,9 +593,9 @@ func TestActiveHealthCheck(t *testing.T) {
 // cut off after ReadHeaderTimeout (slowloris).
 func TestHeaderLimits(t *testing.T) {
 	a := newBackend(t, "a")
-	tg := startGateway(t, func(c *Config) {
-		c.Server.MaxHeaderBytes = 4096
-		c.Server.ReadHeaderTimeout = 200 * time.Millisecond
+	tg := startGateway(t, func(c *config.Config) {
+		c.Server.MaxHeaderBytes = config.Set(4096)
+		c.Server.ReadHeaderTimeout = config.Set(200 * time.Millisecond)
 	}, a)
 	req, _ := http.NewRequest(http.MethodGet, tg.url+"/", nil)
 	req.Header.Set("X-Big", strings.Repeat("x", 10_000))

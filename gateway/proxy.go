@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/policy"
 )
 
@@ -59,8 +60,8 @@ func (e dialError) Unwrap() error { return e.err }
 
 // newTransport is the transport to backends: keep-alive pools sized for
 // many backends, bounded dials and header waits, dial errors typed.
-func newTransport(cfg Transport) *http.Transport {
-	dialer := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
+func newTransport(cfg config.Transport) *http.Transport {
+	dialer := &net.Dialer{Timeout: cfg.DialTimeout.Get(), KeepAlive: 30 * time.Second}
 	return &http.Transport{
 		Proxy: nil, // never an environment proxy between latch and its backends
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -70,10 +71,10 @@ func newTransport(cfg Transport) *http.Transport {
 			}
 			return c, nil
 		},
-		MaxIdleConns:          cfg.MaxIdleConns,
-		MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerHost,
-		IdleConnTimeout:       cfg.IdleConnTimeout,
-		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
+		MaxIdleConns:          cfg.MaxIdleConns.Get(),
+		MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerHost.Get(),
+		IdleConnTimeout:       cfg.IdleConnTimeout.Get(),
+		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout.Get(),
 		ExpectContinueTimeout: time.Second,
 		// Backends are reached over plain HTTP/1.1 on a private network;
 		// compression is the client's business, not the hop's.
@@ -127,7 +128,7 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	out := pr.Out
 	out.URL.Scheme = "http"
 	out.URL.Host = st.backend.Addr
-	if st.rt.cfg.StripPrefix {
+	if st.rt.spec.Strips() {
 		out.URL.Path = st.rt.stripPrefix(pr.In.URL.Path)
 		if pr.In.URL.RawPath != "" {
 			out.URL.RawPath = st.rt.stripPrefix(pr.In.URL.RawPath)
@@ -170,12 +171,12 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 	st := stateOf(resp.Request.Context())
 	st.upstream = time.Since(st.start)
 	code := resp.StatusCode
-	if code < len(st.rt.failStatus) && st.rt.failStatus[code] {
+	if st.rt.spec.IsFailure(code) {
 		st.outcome = policy.Failure
 	} else {
 		st.outcome = policy.Success
 	}
-	if st.canRetry && code < len(st.rt.retryStatus) && st.rt.retryStatus[code] &&
+	if st.canRetry && st.rt.spec.RetriesOn(code) &&
 		idempotent(resp.Request.Method) && st.body.untouched() {
 		st.retryable = true
 		return errRetryStatus
@@ -224,7 +225,7 @@ func (g *Gateway) writeUpstreamError(w http.ResponseWriter, st *reqState, err er
 		code, msg = http.StatusGatewayTimeout, "latch: upstream timed out\n"
 	}
 	st.status = code
-	g.log.Warn("upstream failed", "route", st.rt.cfg.Name, "backend", backendID(st.backend), "status", code, "err", err)
+	g.log.Warn("upstream failed", "route", st.rt.name, "backend", backendID(st.backend), "status", code, "err", err)
 	plainError(w, code, msg)
 }
 
@@ -293,7 +294,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rs := rt.state.Load()
 	if rs == nil {
-		g.log.Warn("no backends known yet", "route", rt.cfg.Name, "service", rt.service.name)
+		g.log.Warn("no backends known yet", "route", rt.name, "service", rt.service.name)
 		plainError(w, http.StatusServiceUnavailable, "latch: service not discovered yet\n")
 		g.accessLog(r, rt, nil, http.StatusServiceUnavailable, start)
 		return
@@ -304,9 +305,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer statePool.Put(st)
 	fast := fastPath(r)
 	ctx := r.Context()
-	if rt.cfg.Timeout > 0 {
+	if rt.timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, rt.cfg.Timeout)
+		ctx, cancel = context.WithTimeout(ctx, rt.timeout)
 		defer cancel()
 	}
 	if !fast {
@@ -322,9 +323,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Every attempt is a backend tried: a dial error, an open breaker or
 	// (when configured) a retryable 5xx moves the request to another one,
 	// as long as nothing reached the client.
-	for attempt := 0; attempt < rt.cfg.Retry.Attempts; attempt++ {
+	for attempt := 0; attempt < rt.attempts; attempt++ {
 		if attempt > 0 {
-			g.metrics.retry(rt.cfg.Name)
+			g.metrics.retry(rt.name)
 		}
 		if b == nil {
 			picked, err := rs.chain.Pick(r, st.skip)
@@ -341,7 +342,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		st.backend = b
-		st.outcome, st.retryable, st.canRetry = policy.Success, false, attempt+1 < rt.cfg.Retry.Attempts
+		st.outcome, st.retryable, st.canRetry = policy.Success, false, attempt+1 < rt.attempts
 		st.start = time.Now()
 		if fast {
 			g.forward(ctx, w, r, st)
@@ -349,11 +350,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			g.proxy.ServeHTTP(w, r)
 		}
 		ticket.Done(st.outcome)
-		g.metrics.upstream(rt.cfg.Name, b.ID, st.upstream)
+		g.metrics.upstream(rt.name, b.ID, st.upstream)
 		if !st.retryable || st.status != 0 {
 			break
 		}
-		g.log.Debug("retrying on another backend", "route", rt.cfg.Name, "backend", b.ID, "err", st.err)
+		g.log.Debug("retrying on another backend", "route", rt.name, "backend", b.ID, "err", st.err)
 		st.skip.Add(b)
 		b = nil
 	}
@@ -361,7 +362,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if st.err != nil {
 			g.writeUpstreamError(w, st, st.err)
 		} else {
-			g.log.Warn("no usable backend", "route", rt.cfg.Name, "service", rt.service.name,
+			g.log.Warn("no usable backend", "route", rt.name, "service", rt.service.name,
 				"backends", len(rs.set.Backends))
 			st.status = http.StatusServiceUnavailable
 			plainError(w, st.status, "latch: no usable backend\n")
@@ -375,7 +376,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // trustedPeer reports whether r came from a configured trusted proxy.
 func (g *Gateway) trustedPeer(r *http.Request) bool {
-	if len(g.cfg.trusted) == 0 {
+	if len(g.trusted) == 0 {
 		return false
 	}
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
@@ -383,7 +384,7 @@ func (g *Gateway) trustedPeer(r *http.Request) bool {
 		return false
 	}
 	a := ap.Addr().Unmap()
-	for _, p := range g.cfg.trusted {
+	for _, p := range g.trusted {
 		if p.Contains(a) {
 			return true
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/latchgw/latch/discovery"
+	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/policy"
 	"github.com/latchgw/latch/session"
 )
@@ -30,17 +31,17 @@ type service struct {
 	cancel   context.CancelFunc
 	done     chan struct{}
 	checks   *activeChecks
-	checkCfg HealthCheck
+	checkCfg config.HealthCheck
 	ttl      time.Duration // session TTL, for session counts
 }
 
-func (g *Gateway) newService(name string, settings RouteSettings) *service {
-	svc := &service{name: name, g: g, done: make(chan struct{}), checkCfg: settings.HealthCheck, ttl: settings.Sticky.TTL}
+func (g *Gateway) newService(name string, settings config.RouteSettings) *service {
+	svc := &service{name: name, g: g, done: make(chan struct{}), checkCfg: settings.HealthCheck, ttl: settings.Sticky.TTL.Get()}
 	svc.registry = policy.NewRegistry(name, policy.Options{
-		Breaker:        settings.Breaker.settings(),
-		SlowStart:      settings.SlowStart,
-		WarningUsable:  *settings.WarningUsable,
-		PanicThreshold: max(settings.PanicThreshold, 0),
+		Breaker:        settings.Breaker.BreakerSettings(),
+		SlowStart:      settings.SlowStart.Get(),
+		WarningUsable:  settings.WarningUsable.Get(),
+		PanicThreshold: max(settings.PanicThreshold.Get(), 0),
 		OnBreakerChange: func(id string, from, to policy.BreakerState) {
 			// Runs under the breaker's mutex: log and count, nothing more.
 			g.log.Warn("circuit breaker", "service", name, "backend", id, "from", from.String(), "to", to.String())
@@ -53,7 +54,7 @@ func (g *Gateway) newService(name string, settings RouteSettings) *service {
 // start watches the service until ctx ends or stop is called.
 func (svc *service) start(ctx context.Context) {
 	ctx, svc.cancel = context.WithCancel(ctx)
-	if svc.checkCfg.Path != "" {
+	if svc.checkCfg.Path.Get() != "" {
 		svc.checks = newActiveChecks(svc.name, svc.checkCfg, svc.g.transport, svc.g.log)
 		go svc.checks.run(ctx, func() { svc.republish() })
 	}
@@ -122,11 +123,11 @@ func (svc *service) republish() {
 
 // publishRoute builds rt's policy chain over set. Called with mu held.
 func (svc *service) publishRoute(rt *route, set *policy.Set, hints map[session.Hint]*policy.Backend) {
-	name := rt.cfg.Name
-	chain, err := policy.NewChain(rt.cfg.Policy, set, policy.BuildOptions{
-		HashHeader:     rt.cfg.Hash.Header,
-		HashCookie:     rt.cfg.Hash.Cookie,
-		TrustedProxies: svc.g.cfg.trusted,
+	name, rc := rt.name, rt.spec.Route()
+	chain, err := policy.NewChain(rc.Policy.Get(), set, policy.BuildOptions{
+		HashHeader:     rc.Hash.Header.Get(),
+		HashCookie:     rc.Hash.Cookie.Get(),
+		TrustedProxies: svc.g.trusted,
 	}, func(from, to string) {
 		svc.g.metrics.fallback(name, from, to)
 		svc.g.log.Debug("policy fallback", "route", name, "from", from, "to", to)

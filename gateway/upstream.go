@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/latchgw/latch/gateway/config"
 )
 
 // upstream holds latch's own HTTP/1.1 connections to backends, the ones
@@ -31,14 +33,14 @@ type upstream struct {
 	pools sync.Map     // host:port → *hostPool
 }
 
-func newUpstream(std *http.Transport, cfg Transport) *upstream {
+func newUpstream(std *http.Transport, cfg config.Transport) *upstream {
 	return &upstream{
 		std:           std,
 		dial:          std.DialContext,
-		headerTimeout: cfg.ResponseHeaderTimeout,
-		idleTimeout:   cfg.IdleConnTimeout,
-		maxIdlePer:    cfg.MaxIdleConnsPerHost,
-		maxIdle:       int64(cfg.MaxIdleConns),
+		headerTimeout: cfg.ResponseHeaderTimeout.Get(),
+		idleTimeout:   cfg.IdleConnTimeout.Get(),
+		maxIdlePer:    cfg.MaxIdleConnsPerHost.Get(),
+		maxIdle:       int64(cfg.MaxIdleConns.Get()),
 		bufSize:       std.ReadBufferSize,
 		now:           time.Now,
 	}

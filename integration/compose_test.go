@@ -12,7 +12,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/hashicorp/consul/api"
 
-	"github.com/latchgw/latch/gateway"
+	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/integration/demo"
 	"github.com/latchgw/latch/integration/harness"
 )
@@ -36,7 +36,7 @@ func TestComposeFile(t *testing.T) {
 		api.HTTPCAPath, api.HTTPClientCert, api.HTTPClientKey, api.HTTPTLSServerName, api.HTTPSSLEnvName,
 		api.HTTPSSLVerifyEnvName, api.HTTPAuthEnvName, api.HTTPNamespaceEnvName, api.HTTPPartitionEnvName}
 	want := map[string][]string{
-		"latch": append(gateway.EnvVars(), consulVars...),
+		"latch": append(config.EnvVars(), consulVars...),
 		"web-1": append(demo.EnvVars(), consulVars...),
 		"web-2": append(demo.EnvVars(), consulVars...),
 		"web-3": append(demo.EnvVars(), consulVars...),
@@ -74,7 +74,7 @@ func TestComposeFile(t *testing.T) {
 			t.Errorf("latch must wait for %s to be healthy: %+v", dep, latch.DependsOn)
 		}
 	}
-	if got := latch.Environment[gateway.EnvRedisURL]; got == nil || !strings.HasPrefix(*got, "redis://redis:") {
+	if got := latch.Environment[config.EnvRedisURL]; got == nil || !strings.HasPrefix(*got, "redis://redis:") {
 		t.Errorf("latch's Redis URL %v; want the redis service", got)
 	}
 	for _, name := range []string{"web-1", "web-2", "web-3"} {

@@ -228,4 +228,3 @@ func TestRoutesFromTags(t *testing.T) {
 		t.Fatalf("tag options not applied: %+v", r)
 	}
 }
-

@@ -21,7 +21,7 @@ func Builtin() RouteSettings {
 			ConsecutiveFailures: Set(br.ConsecutiveFailures), FailureRatio: Set(br.FailureRatio),
 			MinRequests: Set(br.MinRequests), Interval: Set(br.Interval), OpenTimeout: Set(br.OpenTimeout),
 			HalfOpenRequests: Set(br.HalfOpenRequests),
-			FailureStatus: Set([]int{502, 503, 504}),
+			FailureStatus:    Set([]int{502, 503, 504}),
 		},
 		Retry: Retry{Attempts: Set(3), OnStatus: Set([]int{})},
 		HealthCheck: HealthCheck{

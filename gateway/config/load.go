@@ -63,8 +63,8 @@ func Load(args []string, getenv func(string) string, usage io.Writer) (Invocatio
 	fs.SetOutput(usage)
 	type setting struct {
 		flag, env, help string
-		val         *string
-		apply       func(c *Config, v string) error
+		val             *string
+		apply           func(c *Config, v string) error
 	}
 	settings := []*setting{
 		{flag: "listen", env: EnvListen, help: "public listen address (default :8080)",

@@ -13,19 +13,21 @@ import (
 	"time"
 
 	"github.com/latchgw/latch/gateway/config"
+	"github.com/latchgw/latch/gateway/forward"
 )
 
 // accessLog writes one line per request and counts it. The session id is
 // never logged raw: a truncated SHA-256 lets an operator follow one session
 // through the logs without being able to replay its cookie.
-func (g *Gateway) accessLog(r *http.Request, rt *route, st *reqState, status int, start time.Time) {
+func (g *Gateway) accessLog(r *http.Request, rt *route, st *reqState, res forward.Result, start time.Time) {
 	d := time.Since(start)
+	status := res.Status
 	routeName, backend := "", ""
 	if rt != nil {
 		routeName = rt.name
 	}
-	if st != nil && st.backend != nil {
-		backend = st.backend.ID
+	if res.Backend != nil {
+		backend = res.Backend.ID
 	}
 	if rt != nil {
 		g.metrics.request(routeName, backend, status, d)

@@ -121,7 +121,7 @@ func (g *Gateway) resolveSession(r *http.Request, st *reqState) *policy.Backend 
 // session. A session that was pinned elsewhere is re-pinned now, before the
 // request goes out, with compare-and-swap: two replicas racing on one
 // session agree on the winner, and this request goes to it.
-func (g *Gateway) sessionPicked(r *http.Request, st *reqState, b *policy.Backend) *policy.Backend {
+func (g *Gateway) sessionPicked(r *http.Request, st *reqState, b *policy.Backend, skip *policy.Skip) *policy.Backend {
 	ss := &st.sess
 	if !ss.hasID || ss.pinned == "" || ss.pinned == b.ID {
 		return b
@@ -136,7 +136,7 @@ func (g *Gateway) sessionPicked(r *http.Request, st *reqState, b *policy.Backend
 	}
 	ss.pinned = winner
 	if winner != b.ID {
-		if wb := st.rs.set.Lookup(winner); wb != nil && wb.CanKeep() && !st.skip.Has(wb) {
+		if wb := st.rs.set.Lookup(winner); wb != nil && wb.CanKeep() && !skip.Has(wb) {
 			return wb
 		}
 	}
@@ -145,8 +145,8 @@ func (g *Gateway) sessionPicked(r *http.Request, st *reqState, b *policy.Backend
 
 // commitSession runs when the backend answered: it stores a new pin and
 // sets the cookie on the response's header h.
-func (g *Gateway) commitSession(h http.Header, r *http.Request, st *reqState) {
-	ss, rt, b := &st.sess, st.rt, st.backend
+func (g *Gateway) commitSession(h http.Header, r *http.Request, st *reqState, b *policy.Backend) {
+	ss, rt := &st.sess, st.rt
 	if !rt.sticky {
 		return
 	}
@@ -191,7 +191,7 @@ func (g *Gateway) cookieString(rt *route, r *http.Request, id session.ID, hint s
 	case "always":
 		secure = true
 	case "auto":
-		secure = r.TLS != nil || (g.trustedPeer(r) && r.Header.Get("X-Forwarded-Proto") == "https")
+		secure = g.fwd.Scheme(r) == "https"
 	}
 	var b strings.Builder
 	b.Grow(len(rt.cookie.name) + 1 + len(v) + len(rt.cookie.suffix) + 8)

@@ -102,12 +102,12 @@ func benchScale(b *testing.B, nBackends, nSessions, used int) {
 	})
 	tg := startGatewayWith(b, nil, affinity, list)
 	var dials atomic.Int64
-	tg.g.upstream.dial = func(context.Context, string, string) (net.Conn, error) {
+	tg.g.fwd.SetDial(func(context.Context, string, string) (net.Conn, error) {
 		dials.Add(1)
 		c, backend := net.Pipe()
 		go cannedBackend(backend)
 		return c, nil
-	}
+	})
 
 	codec := tg.g.codec
 	ttl := tg.g.fileRoutes[0].cookie.ttl

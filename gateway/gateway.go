@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/netip"
 	"strconv"
 	"sync"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/latchgw/latch/discovery"
 	"github.com/latchgw/latch/gateway/config"
+	"github.com/latchgw/latch/gateway/forward"
 	"github.com/latchgw/latch/session"
 )
 
@@ -60,9 +60,7 @@ type Gateway struct {
 	affinity     *session.Affinity
 	codec        *session.Codec
 	metrics      *Metrics
-	transport    *http.Transport // health checks, and requests the fast path leaves
-	upstream     *upstream
-	proxy        *httputil.ReverseProxy
+	fwd          *forward.Forwarder
 	accessLogOn  bool
 	accessLogger *slog.Logger
 	accessBatch  *batchWriter // nil: access lines go straight to accessLogger's writer
@@ -103,7 +101,6 @@ func New(cfg *config.Compiled, deps Deps) (*Gateway, error) {
 		affinity:    deps.Affinity,
 		codec:       deps.Codec,
 		metrics:     deps.Metrics,
-		transport:   newTransport(c.Transport),
 		accessLogOn: c.Log.Access.Get(),
 		services:    map[string]*service{},
 		tagRoutes:   map[string][]*route{},
@@ -119,8 +116,7 @@ func New(cfg *config.Compiled, deps Deps) (*Gateway, error) {
 	var p [6]byte
 	_, _ = rand.Read(p[:])
 	g.reqPrefix = hex.EncodeToString(p[:]) + "-"
-	g.upstream = newUpstream(g.transport, c.Transport)
-	g.proxy = g.newReverseProxy()
+	g.fwd = forward.New(c.Transport, g.trusted, g.log, g.metrics)
 	for _, rc := range cfg.Routes() {
 		svc := g.serviceFor(rc.Service(), rc)
 		rt := newRoute(rc, svc)
@@ -266,7 +262,7 @@ func (g *Gateway) Run(ctx context.Context, public, admin net.Listener) error {
 	}
 	g.mu.Unlock()
 	wg.Wait()
-	g.upstream.CloseIdleConnections()
+	g.fwd.CloseIdleConnections()
 	g.log.Info("stopped")
 	return runErr
 }

@@ -115,10 +115,9 @@ func (m *Metrics) request(route, backend string, code int, d time.Duration) {
 	m.duration.WithLabelValues(route).Observe(d.Seconds())
 }
 
-func (m *Metrics) upstream(route, backend string, d time.Duration) {
-	if d > 0 {
-		m.upstreamDur.WithLabelValues(route, backend).Observe(d.Seconds())
-	}
+// Upstream observes a backend's time to its response head (forward.Observer).
+func (m *Metrics) Upstream(route, backend string, d time.Duration) {
+	m.upstreamDur.WithLabelValues(route, backend).Observe(d.Seconds())
 }
 
 func (m *Metrics) panicMode(service string, on bool) {
@@ -129,7 +128,8 @@ func (m *Metrics) panicMode(service string, on bool) {
 	m.panic.WithLabelValues(service).Set(v)
 }
 
-func (m *Metrics) retry(route string) { m.retries.WithLabelValues(route).Inc() }
+// Retry counts a request sent to another backend (forward.Observer).
+func (m *Metrics) Retry(route string) { m.retries.WithLabelValues(route).Inc() }
 
 func (m *Metrics) fallback(route, from, to string) {
 	m.fallbacks.WithLabelValues(route, from, to).Inc()

@@ -55,7 +55,7 @@ func (g *Gateway) newService(name string, settings config.RouteSettings) *servic
 func (svc *service) start(ctx context.Context) {
 	ctx, svc.cancel = context.WithCancel(ctx)
 	if svc.checkCfg.Path.Get() != "" {
-		svc.checks = newActiveChecks(svc.name, svc.checkCfg, svc.g.transport, svc.g.log)
+		svc.checks = newActiveChecks(svc.name, svc.checkCfg, svc.g.fwd.Transport(), svc.g.log)
 		go svc.checks.run(ctx, func() { svc.republish() })
 	}
 	go func() {

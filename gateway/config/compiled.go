@@ -57,6 +57,8 @@ type Spec struct {
 	// failStatus and retryStatus index HTTP status codes 0-599.
 	failStatus  [600]bool
 	retryStatus [600]bool
+	attempts    int
+	timeout     time.Duration
 }
 
 func newSpec(r Route, fromTags bool) *Spec {
@@ -72,6 +74,7 @@ func newSpec(r Route, fromTags bool) *Spec {
 		s.retryStatus[c] = true
 	}
 	s.suffix = cookieSuffix(r.Sticky)
+	s.attempts, s.timeout = r.Retry.Attempts.Get(), r.Timeout.Get()
 	return s
 }
 
@@ -113,6 +116,12 @@ func (s *Spec) Service() string { return s.route.Service }
 
 // FromTags reports whether the route came from Consul tags.
 func (s *Spec) FromTags() bool { return s.fromTags }
+
+// Attempts is the number of backends a request is sent to at most.
+func (s *Spec) Attempts() int { return s.attempts }
+
+// Timeout bounds a whole request (0: none).
+func (s *Spec) Timeout() time.Duration { return s.timeout }
 
 // Host is the host matched, lower case ("" = any).
 func (s *Spec) Host() string { return s.host }

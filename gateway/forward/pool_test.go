@@ -1,4 +1,4 @@
-package gateway
+package forward
 
 import (
 	"github.com/latchgw/latch/gateway/config"
@@ -36,7 +36,7 @@ func TestUpstreamPool(t *testing.T) {
 		t.Fatal(err)
 	}
 	tc := cc.Config().Transport
-	u := newUpstream(newTransport(tc), tc)
+	u := newPool(tc)
 	clock := time.Unix(1_000_000, 0)
 	u.now = func() time.Time { return clock }
 	addr := ln.Addr().String()
@@ -91,5 +91,5 @@ func TestUpstreamPool(t *testing.T) {
 	if _, ok := u.pools.Load(addr); ok || u.idle.Load() != 0 {
 		t.Fatalf("after a whole idle timeout: pool kept=%v, %d idle; want it forgotten, none", ok, u.idle.Load())
 	}
-	u.CloseIdleConnections()
+	u.closeIdleConnections()
 }

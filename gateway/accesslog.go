@@ -48,9 +48,9 @@ func (g *Gateway) accessLog(r *http.Request, rt *route, st *reqState, res forwar
 		slog.Duration("duration", d),
 	)
 	if st != nil {
-		attrs = append(attrs, slog.String("session", st.sess.kind.String()))
-		if st.sess.hasID {
-			attrs = append(attrs, slog.String("session_hash", hashID(st.sess.id[:])))
+		attrs = append(attrs, slog.String("session", st.sess.Kind.String()))
+		if st.sess.HasID {
+			attrs = append(attrs, slog.String("session_hash", hashID(st.sess.ID[:])))
 		}
 	}
 	g.accessLogger.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)

@@ -197,7 +197,7 @@ func (g *Gateway) adminRoutes(w http.ResponseWriter, _ *http.Request) {
 // cookie value.
 func (g *Gateway) sessionParam(r *http.Request) (session.ID, bool) {
 	raw := chi.URLParam(r, "id")
-	if c, ok := g.codec.Decode(raw); ok {
+	if c, ok := g.affinity.Codec().Decode(raw); ok {
 		return c.ID, true
 	}
 	return session.ParseID(raw)

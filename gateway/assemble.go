@@ -62,7 +62,8 @@ func Assemble(cc *config.Compiled, log *slog.Logger, accessLog io.Writer) (g *Ga
 		log.Warn("no cookie secret set (-cookie-secret / " + config.EnvCookieSecret + "): using a random one; " +
 			"replicas will not share sessions and a restart forgets them")
 	}
-	if deps.Codec, err = session.NewCodec(secrets); err != nil {
+	codec, err := session.NewCodec(secrets)
+	if err != nil {
 		return nil, close, fmt.Errorf("cookie.secrets: %w", err)
 	}
 
@@ -80,7 +81,7 @@ func Assemble(cc *config.Compiled, log *slog.Logger, accessLog io.Writer) (g *Ga
 			"not shared between replicas and lost on restart")
 	}
 	deps.Affinity = session.NewAffinity(session.Options{
-		Store: store, Client: rdb, CacheSize: cfg.Redis.CacheSize.Get(), CacheTTL: cfg.Redis.CacheTTL.Get(),
+		Store: store, Codec: codec, Client: rdb, CacheSize: cfg.Redis.CacheSize.Get(), CacheTTL: cfg.Redis.CacheTTL.Get(),
 		StoreTimeout: cfg.Redis.Timeout.Get(), Logger: log, Metrics: deps.Metrics,
 	})
 	g, err = New(cc, deps)

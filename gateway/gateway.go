@@ -37,10 +37,9 @@ type Deps struct {
 	Source discovery.Source
 	// Catalog, when set, turns Consul services with latch.* tags into routes.
 	Catalog *discovery.Catalog
-	// Affinity is the session layer (session.NewAffinity over Redis or memory).
+	// Affinity is the session layer (session.NewAffinity over Redis or
+	// memory, with the cookie's Codec).
 	Affinity *session.Affinity
-	// Codec signs the affinity cookie.
-	Codec *session.Codec
 	// Metrics, when set, is the registry of latch's series (share it with
 	// the session layer's observer); nil makes a new one.
 	Metrics *Metrics
@@ -58,7 +57,6 @@ type Gateway struct {
 	source       discovery.Source
 	catalog      *discovery.Catalog
 	affinity     *session.Affinity
-	codec        *session.Codec
 	metrics      *Metrics
 	fwd          *forward.Forwarder
 	accessLogOn  bool
@@ -84,8 +82,8 @@ func New(cfg *config.Compiled, deps Deps) (*Gateway, error) {
 	if cfg == nil {
 		return nil, errors.New("gateway: a compiled config is required")
 	}
-	if deps.Source == nil || deps.Affinity == nil || deps.Codec == nil {
-		return nil, errors.New("gateway: Source, Affinity and Codec are required")
+	if deps.Source == nil || deps.Affinity == nil || deps.Affinity.Codec() == nil {
+		return nil, errors.New("gateway: Source and Affinity (with its Codec) are required")
 	}
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
@@ -99,7 +97,6 @@ func New(cfg *config.Compiled, deps Deps) (*Gateway, error) {
 		source:      deps.Source,
 		catalog:     deps.Catalog,
 		affinity:    deps.Affinity,
-		codec:       deps.Codec,
 		metrics:     deps.Metrics,
 		accessLogOn: c.Log.Access.Get(),
 		services:    map[string]*service{},

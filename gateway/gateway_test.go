@@ -111,15 +111,12 @@ func startGatewayWith(t testing.TB, mutate func(*config.Config), affinity *sessi
 	for _, r := range cfg.Routes {
 		static.Set(r.Service, list)
 	}
-	codec, err := session.NewCodec([][]byte{[]byte(testSecret)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	codec := testCodec(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if affinity == nil {
-		affinity = session.NewAffinity(session.Options{Store: session.NewMemoryStore(10000, nil), Logger: log})
+		affinity = session.NewAffinity(session.Options{Store: session.NewMemoryStore(10000, nil), Codec: codec, Logger: log})
 	}
-	g, err := New(cc, Deps{Logger: log, Source: static, Codec: codec, Affinity: affinity})
+	g, err := New(cc, Deps{Logger: log, Source: static, Affinity: affinity})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,6 +142,15 @@ func startGatewayWith(t testing.TB, mutate func(*config.Config), affinity *sessi
 	})
 	waitUntil(t, "gateway ready", g.Ready)
 	return tg
+}
+
+func testCodec(t testing.TB) *session.Codec {
+	t.Helper()
+	codec, err := session.NewCodec([][]byte{[]byte(testSecret)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return codec
 }
 
 func waitUntil(t testing.TB, what string, cond func() bool) {

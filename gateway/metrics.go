@@ -8,6 +8,7 @@ import (
 
 	"github.com/latchgw/latch/discovery"
 	"github.com/latchgw/latch/policy"
+	"github.com/latchgw/latch/session"
 )
 
 // Metrics are latch's Prometheus series. Names follow the Prometheus
@@ -150,8 +151,8 @@ func breakerGauge(s policy.BreakerState) float64 {
 	return 0
 }
 
-func (m *Metrics) session(route string, k sessionKind) {
-	if k != sessNone {
+func (m *Metrics) session(route string, k session.Kind) {
+	if k != session.KindNone {
 		m.sessions.WithLabelValues(route, k.String()).Inc()
 	}
 }
@@ -180,3 +181,4 @@ func (m *Metrics) StoreLatency(op string, d time.Duration) {
 }
 func (m *Metrics) CacheHit()  { m.cache.WithLabelValues("hit").Inc() }
 func (m *Metrics) CacheMiss() { m.cache.WithLabelValues("miss").Inc() }
+func (m *Metrics) Expired()   { m.expired.Inc() }

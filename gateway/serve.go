@@ -7,6 +7,7 @@ import (
 
 	"github.com/latchgw/latch/gateway/forward"
 	"github.com/latchgw/latch/policy"
+	"github.com/latchgw/latch/session"
 )
 
 // reqState is one proxied request's state on the gateway's side: its
@@ -16,7 +17,8 @@ type reqState struct {
 	g      *Gateway
 	rt     *route
 	rs     *routeState
-	sess   sessionState
+	req    session.Request
+	sess   session.Decision
 	pinned *policy.Backend // the session's backend, offered first (nil: pick)
 	asked  bool            // Next was called
 }

@@ -30,11 +30,15 @@ type Observer interface {
 	StoreLatency(op string, d time.Duration)
 	CacheHit()
 	CacheMiss()
+	// Expired counts sessions whose pin had expired when their client came back.
+	Expired()
 }
 
 // Options configure an Affinity. Zero fields take the defaults in brackets.
 type Options struct {
 	Store Store // required
+	// Codec signs and checks latch's cookie (required by Resolve and Commit).
+	Codec *Codec
 	// Client is the Redis client behind Store, for pub/sub invalidation and
 	// session counts; nil with a memory store.
 	Client redis.UniversalClient
@@ -126,6 +130,10 @@ func (nopObserver) StoreError(string)                  {}
 func (nopObserver) StoreLatency(string, time.Duration) {}
 func (nopObserver) CacheHit()                          {}
 func (nopObserver) CacheMiss()                         {}
+func (nopObserver) Expired()                           {}
+
+// Codec is the cookie codec of Options.
+func (a *Affinity) Codec() *Codec { return a.opts.Codec }
 
 // storeKey is the Redis key of a session: "l:" + service + ":" + the 16
 // raw id bytes. Short keys keep Redis memory per session small.

@@ -70,18 +70,19 @@ func Assemble(cc *config.Compiled, log *slog.Logger, accessLog io.Writer) (g *Ga
 	var store session.Store
 	var rdb redis.UniversalClient
 	if cfg.Redis.URL != "" {
+		session.LogRedisTo(log)
 		if rdb, err = session.ParseRedisURL(cfg.Redis.URL); err != nil {
 			return nil, close, fmt.Errorf("redis.url: %w", err)
 		}
 		closers = append(closers, func() { _ = rdb.Close() })
-		store = session.NewRedisStore(rdb, session.RedisOptions{})
+		store = session.NewRedisStore(rdb)
 	} else {
 		store = session.NewMemoryStore(cfg.Redis.CacheSize.Get(), nil)
 		log.Warn("no redis URL (-redis / " + config.EnvRedisURL + "): sessions are kept in memory, " +
 			"not shared between replicas and lost on restart")
 	}
 	deps.Affinity = session.NewAffinity(session.Options{
-		Store: store, Codec: codec, Client: rdb, CacheSize: cfg.Redis.CacheSize.Get(), CacheTTL: cfg.Redis.CacheTTL.Get(),
+		Store: store, Codec: codec, CacheSize: cfg.Redis.CacheSize.Get(), CacheTTL: cfg.Redis.CacheTTL.Get(),
 		StoreTimeout: cfg.Redis.Timeout.Get(), Logger: log, Metrics: deps.Metrics,
 	})
 	g, err = New(cc, deps)

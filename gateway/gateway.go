@@ -70,7 +70,6 @@ type Gateway struct {
 	fileRoutes []*route
 	tagRoutes  map[string][]*route // service → routes from its tags
 	conflicts  []string
-	runCtx     context.Context
 
 	reqPrefix string
 	reqSeq    atomic.Uint64
@@ -181,37 +180,65 @@ func (g *Gateway) Ready() bool {
 }
 
 // Run serves the public and admin listeners (admin may be nil) until ctx
-// ends, then stops accepting, lets in-flight requests finish within
-// Server.ShutdownTimeout, and stops every watch it started.
+// ends. It owns every goroutine latch runs, started here in this order and
+// stopped in the reverse one, each awaited before Run returns:
+//
+//  1. the access log writer (last to stop: it writes what the requests
+//     finishing during shutdown log);
+//  2. the session layer's background work and the background components:
+//     each service's discovery watch and active checks, the catalog watch
+//     that turns Consul tags into routes;
+//  3. the servers, which at shutdown stop accepting and let in-flight
+//     requests finish within Server.ShutdownTimeout.
 func (g *Gateway) Run(ctx context.Context, public, admin net.Listener) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-
-	g.mu.Lock()
-	g.runCtx = ctx
-	for _, svc := range g.services {
-		svc.start(ctx)
-	}
-	g.mu.Unlock()
-
-	var wg sync.WaitGroup
+	// Each stage gets its own context, cancelled when the stage after it
+	// has stopped, not when ctx ends; and its own wait.
+	var logWriter, owner sync.WaitGroup
+	logCtx, stopLog := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopLog()
 	if g.accessBatch != nil {
-		wg.Go(func() { g.accessBatch.run(ctx) })
+		logWriter.Go(func() { g.accessBatch.run(logCtx) })
 	}
-	wg.Go(func() {
-		if err := g.affinity.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBG()
+	owner.Go(func() {
+		if err := g.affinity.Run(bg); err != nil && !errors.Is(err, context.Canceled) {
 			g.log.Error("session layer stopped", "err", err)
 		}
 	})
+	g.mu.Lock()
+	for _, svc := range g.services {
+		svc.start(bg)
+	}
+	g.mu.Unlock()
 	if g.catalog != nil && g.c.Consul.RoutesFromTags.Get() {
-		wg.Go(func() {
-			err := g.catalog.Watch(ctx, g.applyTags)
+		owner.Go(func() {
+			err := g.catalog.Watch(bg, func(services map[string][]string) { g.applyTags(bg, services) })
 			if err != nil && !errors.Is(err, context.Canceled) {
 				g.log.Error("catalog watch stopped", "err", err)
 			}
 		})
 	}
 
+	runErr := g.serve(ctx, public, admin)
+
+	stopBG()
+	owner.Wait()
+	g.mu.Lock()
+	for _, svc := range g.services {
+		svc.stop()
+	}
+	g.mu.Unlock()
+	g.fwd.CloseIdleConnections()
+	g.log.Info("stopped")
+	stopLog()
+	logWriter.Wait()
+	return runErr
+}
+
+// serve runs the servers until ctx ends (or one fails), then shuts them
+// down gracefully.
+func (g *Gateway) serve(ctx context.Context, public, admin net.Listener) error {
 	sc := g.c.Server
 	srv := &http.Server{
 		Handler:           g.Handler(),
@@ -224,19 +251,23 @@ func (g *Gateway) Run(ctx context.Context, public, admin net.Listener) error {
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	servers := []*http.Server{srv}
-	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(public) }()
-	g.log.Info("latch listening", "addr", public.Addr().String())
 	if admin != nil {
-		asrv := &http.Server{
+		servers = append(servers, &http.Server{
 			Handler: g.AdminHandler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: sc.IdleTimeout.Get(),
 			ErrorLog: slogErrorLog(g.log),
-		}
-		servers = append(servers, asrv)
-		go func() { errc <- asrv.Serve(admin) }()
-		g.log.Info("admin listening", "addr", admin.Addr().String())
+		})
 	}
-
+	var wg sync.WaitGroup
+	errc := make(chan error, len(servers))
+	for i, l := range []net.Listener{public, admin}[:len(servers)] {
+		s := servers[i]
+		wg.Go(func() {
+			if err := s.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		})
+		g.log.Info([]string{"latch listening", "admin listening"}[i], "addr", l.Addr().String())
+	}
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -244,22 +275,14 @@ func (g *Gateway) Run(ctx context.Context, public, admin net.Listener) error {
 		runErr = fmt.Errorf("serving: %w", runErr)
 	}
 	g.log.Info("shutting down", "timeout", sc.ShutdownTimeout.Get().String())
-	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), sc.ShutdownTimeout.Get())
-	defer scancel()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sc.ShutdownTimeout.Get())
+	defer cancel()
 	for _, s := range servers {
 		if err := s.Shutdown(sctx); err != nil {
 			g.log.Warn("shutdown deadline passed with requests in flight", "err", err)
 			_ = s.Close()
 		}
 	}
-	cancel()
-	g.mu.Lock()
-	for _, svc := range g.services {
-		svc.stop()
-	}
-	g.mu.Unlock()
 	wg.Wait()
-	g.fwd.CloseIdleConnections()
-	g.log.Info("stopped")
 	return runErr
 }

@@ -29,14 +29,14 @@ type service struct {
 	ready    atomic.Bool
 	updated  atomic.Int64 // unix nanos of the last snapshot
 	cancel   context.CancelFunc
-	done     chan struct{}
+	running  sync.WaitGroup // the watch and the active checks
 	checks   *activeChecks
 	checkCfg config.HealthCheck
 	ttl      time.Duration // session TTL, for session counts
 }
 
 func (g *Gateway) newService(name string, settings config.RouteSettings) *service {
-	svc := &service{name: name, g: g, done: make(chan struct{}), checkCfg: settings.HealthCheck, ttl: settings.Sticky.TTL.Get()}
+	svc := &service{name: name, g: g, checkCfg: settings.HealthCheck, ttl: settings.Sticky.TTL.Get()}
 	svc.registry = policy.NewRegistry(name, policy.Options{
 		Breaker:        settings.Breaker.BreakerSettings(),
 		SlowStart:      settings.SlowStart.Get(),
@@ -51,28 +51,30 @@ func (g *Gateway) newService(name string, settings config.RouteSettings) *servic
 	return svc
 }
 
-// start watches the service until ctx ends or stop is called.
+// start watches the service (and runs its active checks) until ctx ends
+// or stop is called. Called with g.mu held.
 func (svc *service) start(ctx context.Context) {
 	ctx, svc.cancel = context.WithCancel(ctx)
 	if svc.checkCfg.Path.Get() != "" {
+		svc.mu.Lock()
 		svc.checks = newActiveChecks(svc.name, svc.checkCfg, svc.g.fwd.Transport(), svc.g.log)
-		go svc.checks.run(ctx, func() { svc.republish() })
+		svc.mu.Unlock()
+		svc.running.Go(func() { svc.checks.run(ctx, svc.republish) })
 	}
-	go func() {
-		defer close(svc.done)
+	svc.running.Go(func() {
 		err := svc.g.source.Watch(ctx, svc.name, svc.update)
 		if err != nil && !errors.Is(err, context.Canceled) {
 			svc.g.log.Error("discovery stopped", "service", svc.name, "err", err)
 		}
-	}()
+	})
 }
 
-// stop ends the watch and waits for it.
+// stop ends the watch and the active checks, and waits for both.
 func (svc *service) stop() {
 	if svc.cancel != nil {
 		svc.cancel()
-		<-svc.done
 	}
+	svc.running.Wait()
 }
 
 // update is the Source's callback: one goroutine at a time.

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"slices"
@@ -12,7 +13,7 @@ import (
 // tags ask for it and un-routes those that left. Config routes win over tag
 // routes with the same host and prefix; conflicts are logged, counted and
 // listed by the admin API.
-func (g *Gateway) applyTags(services map[string][]string) {
+func (g *Gateway) applyTags(ctx context.Context, services map[string][]string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	taken := map[string]string{} // host+prefix → who has it
@@ -72,8 +73,8 @@ func (g *Gateway) applyTags(services map[string][]string) {
 			g.tagRoutes[name] = append(g.tagRoutes[name], rt)
 			g.log.Info("tag route added", "service", name, "host", rc.Route().Host, "path_prefix", rc.Route().PathPrefix)
 		}
-		if !existed && g.runCtx != nil {
-			svc.start(g.runCtx)
+		if !existed {
+			svc.start(ctx)
 		}
 	}
 	all := slices.Clone(g.fileRoutes)

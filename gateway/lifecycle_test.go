@@ -81,3 +81,38 @@ func TestAccessLogKeepsShutdownRequests(t *testing.T) {
 		t.Fatalf("access log after shutdown:\n%s\nwant the in-flight request's line", all)
 	}
 }
+
+// Issue 13: per-backend Prometheus series were never deleted when a
+// backend left.
+func TestMetricsForgetBackendsThatLeave(t *testing.T) {
+	a, b := newBackend(t, "a"), newBackend(t, "b")
+	tg := startGateway(t, func(c *config.Config) { c.Defaults.Policy = config.Set(config.List{"round_robin"}) }, a, b)
+	for range 4 {
+		tg.get(t, "/", "")
+	}
+	series := func(id string) int {
+		mfs, err := tg.g.metrics.reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "backend" && l.GetValue() == id {
+						n++
+					}
+				}
+			}
+		}
+		return n
+	}
+	if series("b") == 0 {
+		t.Fatal("no series for backend b after its requests")
+	}
+	tg.static.Set("web", []discovery.Backend{a.backend()})
+	waitUntil(t, "backend b's series deleted", func() bool { return series("b") == 0 })
+	if series("a") == 0 {
+		t.Fatal("backend a's series deleted too")
+	}
+}

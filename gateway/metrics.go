@@ -157,6 +157,17 @@ func (m *Metrics) session(route string, k session.Kind) {
 	}
 }
 
+// backendGone deletes the series of a backend that left service, so
+// backends that come and go do not pile up series.
+func (m *Metrics) backendGone(service string, routes []string, backend string) {
+	for _, r := range routes {
+		m.requests.DeletePartialMatch(prometheus.Labels{"route": r, "backend": backend})
+		m.upstreamDur.DeletePartialMatch(prometheus.Labels{"route": r, "backend": backend})
+	}
+	m.breakerState.DeletePartialMatch(prometheus.Labels{"service": service, "backend": backend})
+	m.breakerTrans.DeletePartialMatch(prometheus.Labels{"service": service, "backend": backend})
+}
+
 func (m *Metrics) discoveryUpdate(service string, s discovery.Snapshot) {
 	m.discUpdates.WithLabelValues(service).Inc()
 	if s.Stale {

@@ -107,6 +107,7 @@ func (svc *service) republish() {
 	}
 	prev := svc.registry.Current()
 	set := svc.registry.Update(s)
+	svc.forgetGone(prev, set)
 	if set.Panic && (prev == nil || !prev.Panic) {
 		svc.g.log.Warn("panic mode: too few backends look healthy to trust health checks; all but draining ones serve",
 			"service", svc.name, "backends", len(set.Backends))
@@ -120,6 +121,26 @@ func (svc *service) republish() {
 	}
 	for _, rt := range svc.routes {
 		svc.publishRoute(rt, set, hints)
+	}
+}
+
+// forgetGone deletes the metric series of the backends in prev but not in
+// set. Called with mu held.
+func (svc *service) forgetGone(prev, set *policy.Set) {
+	if prev == nil {
+		return
+	}
+	var routes []string
+	for _, b := range prev.Backends {
+		if set.Lookup(b.ID) != nil {
+			continue
+		}
+		if routes == nil {
+			for _, rt := range svc.routes {
+				routes = append(routes, rt.name)
+			}
+		}
+		svc.g.metrics.backendGone(svc.name, routes, b.ID)
 	}
 }
 

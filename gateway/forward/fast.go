@@ -139,7 +139,7 @@ func (f *Forwarder) roundTrip(ctx context.Context, w http.ResponseWriter, r *htt
 	}
 	if err != nil {
 		if x.cut(ctx, err); x.outcome == policy.Failure {
-			f.warn("relaying backend response failed", x, code, err)
+			f.warn(&f.relayFailed, "relaying backend response failed", x, code, err)
 		}
 		c.close()
 		return nil

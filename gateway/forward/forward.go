@@ -71,6 +71,8 @@ type Forwarder struct {
 	trusted []netip.Prefix
 	log     *slog.Logger
 	obs     Observer
+	// Warnings of failed requests, each kind rate-limited (logging.go).
+	upstreamFailed, relayFailed, noBackend limiter
 	// slowOnly sends every request through ReverseProxy (tests run each
 	// case over both paths).
 	slowOnly bool
@@ -183,8 +185,8 @@ func (f *Forwarder) Serve(w http.ResponseWriter, r *http.Request, spec *config.S
 		if x.err != nil {
 			f.writeError(w, x, x.err)
 		} else {
-			f.log.Warn("no usable backend", "route", spec.Name(), "service", spec.Service())
 			x.status = http.StatusServiceUnavailable
+			f.warn(&f.noBackend, "no usable backend", x, x.status, nil)
 			PlainError(w, x.status, "latch: no usable backend\n")
 		}
 	}
@@ -223,12 +225,4 @@ func (f *Forwarder) attempt(ctx context.Context, w http.ResponseWriter, r *http.
 		r.Body = &attemptBody{b: x.body, gen: x.gen}
 	}
 	f.rp.ServeHTTP(w, r)
-}
-
-func (f *Forwarder) warn(msg string, x *exchange, code int, err error) {
-	id := ""
-	if x.backend != nil {
-		id = x.backend.ID
-	}
-	f.log.Warn(msg, "route", x.spec.Name(), "backend", id, "status", code, "err", err)
 }

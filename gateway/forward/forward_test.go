@@ -451,3 +451,32 @@ func TestReplayBodyClaim(t *testing.T) {
 		t.Fatal("a read body was replayable")
 	}
 }
+
+// Issue 13: a warning was logged on every request during an outage; one a
+// second gets through, with the count of those held back.
+func TestOutageWarningsRateLimited(t *testing.T) {
+	r := newRig(t, false, config.Route{}, func(c *config.Config) { c.Defaults.Retry.Attempts = config.Set(1) }, closedAddr(t))
+	var logs strings.Builder
+	var mu sync.Mutex
+	r.f.log = slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(p)
+	}), nil))
+	start := time.Now()
+	for range 100 {
+		if w, _ := r.do(get("/", nil)); w.Code != 502 {
+			t.Fatalf("status %d; want 502", w.Code)
+		}
+	}
+	mu.Lock()
+	n := strings.Count(logs.String(), "upstream failed")
+	mu.Unlock()
+	if limit := 1 + int(time.Since(start)/logEvery); n < 1 || n > limit {
+		t.Fatalf("%d warnings for 100 failed requests; want 1 to %d", n, limit)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

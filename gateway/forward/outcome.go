@@ -86,7 +86,7 @@ func (f *Forwarder) writeError(w http.ResponseWriter, x *exchange, err error) {
 		code, msg = http.StatusGatewayTimeout, "latch: upstream timed out\n"
 	}
 	x.status = code
-	f.warn("upstream failed", x, code, err)
+	f.warn(&f.upstreamFailed, "upstream failed", x, code, err)
 	PlainError(w, code, msg)
 }
 

@@ -293,21 +293,6 @@ func TestUpstreamErrorIs502(t *testing.T) {
 	}
 }
 
-func TestRetryOnStatusForIdempotentRequests(t *testing.T) {
-	a, b := newBackend(t, "a"), newBackend(t, "b")
-	a.status.Store(503)
-	tg := startGateway(t, func(c *config.Config) {
-		c.Defaults.Policy = config.Set(config.List{"round_robin"})
-		c.Defaults.Retry.OnStatus = config.Set([]int{503})
-	}, a, b)
-	for range 6 {
-		got, status, _ := tg.get(t, "/", "")
-		if status != 200 || got != "b" {
-			t.Fatalf("got %s %d; want b 200 (503 from a retried)", got, status)
-		}
-	}
-}
-
 // Client-sent forwarding headers are not trusted from unknown peers;
 // hop-by-hop headers do not reach the backend.
 func TestForwardedHeaders(t *testing.T) {

@@ -292,3 +292,80 @@ func TestLeastResponseTimeDoesNotHerd(t *testing.T) {
 		t.Errorf("the backend 600 times slower got %d of 10,000 picks (%v)", counts["b03"], counts)
 	}
 }
+
+// p2c draws its two candidates in proportion to weight (README: one backend
+// of weight 4 beside three of weight 1). Idle, every comparison is a tie
+// and the first drawn wins, so new sessions split 4:1:1:1. Each count is
+// checked within 6σ of its binomial (70,000 picks: σ = 131 for the 40,000
+// of b00, 92 for the 10,000 of the others, about 2% and 5.5% of them); the
+// seed is fixed, so the check is deterministic and 6σ only guards against
+// a seed that happens to pass a biased picker. With most of the pool
+// unusable the shares stay proportional among the rest (a draw that meets
+// an unusable backend takes its partner, which comes in proportion to
+// weight; the fallback scan samples by weight).
+func TestP2CWeights(t *testing.T) {
+	within6σ := func(what string, counts map[string]int, weights map[string]float64) {
+		t.Helper()
+		n, total := 0, 0.0
+		for _, c := range counts {
+			n += c
+		}
+		for _, w := range weights {
+			total += w
+		}
+		for id, w := range weights {
+			p := w / total
+			want, σ := float64(n)*p, math.Sqrt(float64(n)*p*(1-p))
+			if d := float64(counts[id]) - want; math.Abs(d) > 6*σ {
+				t.Errorf("%s: %s got %d of %d picks; want %.0f ± %.0f (6σ): %v", what, id, counts[id], n, want, 6*σ, counts)
+			}
+		}
+		if len(counts) != len(weights) {
+			t.Errorf("%s: picked %v; want only %v", what, counts, weights)
+		}
+	}
+	_, set := newSet(t, Options{}, backends(4, 4, 1, 1, 1))
+	p := newP2C(set, BuildOptions{Rand: seeded(6)})
+	counts := pickN(t, p, 70_000)
+	within6σ("idle, weights 4:1:1:1", counts, map[string]float64{"b00": 4, "b01": 1, "b02": 1, "b03": 1})
+	t.Logf("weights 4:1:1:1 over 70,000 idle picks: %v (b00 / mean of the others = %.3f, want 4)",
+		counts, float64(counts["b00"])/(float64(counts["b01"]+counts["b02"]+counts["b03"])/3))
+
+	// Under load the comparison levels in-flight requests per unit of
+	// weight: 700 picks held in flight end near 400:100:100:100. p2c is not
+	// exact (a backend is compared only when drawn); ±10% of each share.
+	var release []func()
+	for range 700 {
+		b, err := p.Pick(req, Skip{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		release = append(release, hold(t, b, 1))
+	}
+	t.Logf("700 picks held in flight: %d %d %d %d (want 400 100 100 100)", set.Backends[0].InFlight(),
+		set.Backends[1].InFlight(), set.Backends[2].InFlight(), set.Backends[3].InFlight())
+	for _, b := range set.Backends {
+		if want := float64(100 * b.Weight); math.Abs(float64(b.InFlight())-want) > want/10 {
+			t.Errorf("%s (weight %d) has %d in flight of 700; want %.0f ± 10%%", b.ID, b.Weight, b.InFlight(), want)
+		}
+	}
+	for _, f := range release {
+		f()
+	}
+
+	_, wide := newSet(t, Options{}, backends(8, 3, 1))
+	p = newP2C(wide, BuildOptions{Rand: seeded(7)})
+	var skip Skip // b02..b07 already tried: unusable
+	for _, b := range wide.Backends[2:8] {
+		skip.Add(b)
+	}
+	counts = map[string]int{}
+	for range 40_000 {
+		b, err := p.Pick(req, skip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		counts[b.ID]++
+	}
+	within6σ("6 of 8 unusable, weights 3:1", counts, map[string]float64{"b00": 3, "b01": 1})
+}

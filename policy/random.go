@@ -1,6 +1,9 @@
 package policy
 
-import "net/http"
+import (
+	"math/bits"
+	"net/http"
+)
 
 // randomTries is how many random draws a pick makes before it falls back
 // to an exact scan.
@@ -35,20 +38,26 @@ func (p *random) Pick(_ *http.Request, skip Skip) (*Backend, error) {
 		}
 		x = splitmix(&s)
 	}
-	return sampleUsable(bs, &skip, s)
+	return sampleUsable(bs, &skip, s, false)
 }
 
-// sampleUsable returns a uniformly random usable backend (reservoir
-// sampling, one pass), or ErrNoBackend.
-func sampleUsable(bs []*Backend, skip *Skip, x uint64) (*Backend, error) {
+// sampleUsable returns a random usable backend, uniformly or, when
+// weighted, in proportion to weight (reservoir sampling, one pass: the
+// backend seen with running weight total T replaces the pick with
+// probability w/T), or ErrNoBackend.
+func sampleUsable(bs []*Backend, skip *Skip, x uint64, weighted bool) (*Backend, error) {
 	var pick *Backend
 	seen := uint64(0)
 	for _, b := range bs {
 		if !usable(b, skip) {
 			continue
 		}
-		seen++
-		if oneIn(&x, seen) {
+		w := uint64(1)
+		if weighted {
+			w = uint64(b.weight())
+		}
+		seen += w
+		if r, _ := bits.Mul64(splitmix(&x), seen); r < w {
 			pick = b
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/latchgw/latch/cmd/internal/buildinfo"
 	"github.com/latchgw/latch/gateway"
 	"github.com/latchgw/latch/gateway/config"
 )
@@ -34,6 +36,10 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "latch: invalid configuration:\n%v\n", err)
 		return 2
 	}
+	if inv.Version {
+		fmt.Println(buildinfo.String("latch"))
+		return 0
+	}
 	if inv.HealthcheckURL != "" {
 		return healthcheck(inv.HealthcheckURL)
 	}
@@ -43,6 +49,10 @@ func run(args []string) int {
 	}
 	cfg := inv.Config.Config()
 	log := gateway.NewLogger(cfg.Log, os.Stderr)
+	// From here on SIGHUP never ends latch (before any listener opens).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 
 	g, closeAll, err := gateway.Assemble(inv.Config, log, os.Stderr)
 	defer closeAll()
@@ -64,11 +74,28 @@ func run(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	go ignoreHangup(ctx, log, hup)
+	log.Info("latch starting", "version", buildinfo.String("latch"))
 	if err := g.Run(ctx, public, admin); err != nil {
 		log.Error("latch stopped", "err", err)
 		return 1
 	}
 	return 0
+}
+
+// ignoreHangup logs each SIGHUP that reaches hup, until ctx ends. A service manager
+// sends it to reload (the systemd unit's ExecReload); latch has no reload
+// yet, and SIGHUP's default action would end it (exit 129), dropping the
+// requests in flight.
+func ignoreHangup(ctx context.Context, log *slog.Logger, hup <-chan os.Signal) {
+	for {
+		select {
+		case <-hup:
+			log.Warn("SIGHUP received: configuration reload is not supported yet, ignored; restart latch to apply a new configuration")
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // healthcheck GETs url and reports 0 on 2xx: the container health check of

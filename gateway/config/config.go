@@ -214,8 +214,12 @@ type Retry struct {
 	// (default 3; 1 = no retry). A backend whose breaker refuses the request
 	// is skipped without using an attempt.
 	Attempts Opt[int] `yaml:"attempts"`
-	// OnStatus retries idempotent requests answered with these codes
-	// (default none; e.g. [502, 503, 504]).
+	// OnStatus: an idempotent request answered with one of these codes is
+	// tried once more on another backend, if another can take it (default
+	// 502, 503, 504, as HAProxy's retry-on with redispatch; an explicit
+	// empty list turns it off). Once only: when every backend answers 503,
+	// the second answer reaches the client, so retries at most double the
+	// load on an overloaded service.
 	OnStatus Opt[[]int] `yaml:"on_status"`
 }
 

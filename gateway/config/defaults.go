@@ -23,7 +23,7 @@ func Builtin() RouteSettings {
 			HalfOpenRequests: Set(br.HalfOpenRequests),
 			FailureStatus:    Set([]int{502, 503, 504}),
 		},
-		Retry: Retry{Attempts: Set(3), OnStatus: Set([]int{})},
+		Retry: Retry{Attempts: Set(3), OnStatus: Set([]int{502, 503, 504})},
 		HealthCheck: HealthCheck{
 			Path: Set(""), Interval: Set(5 * time.Second), Timeout: Set(time.Second),
 			HealthyThreshold: Set(2), UnhealthyThreshold: Set(3),

@@ -48,6 +48,8 @@ type Invocation struct {
 	// HealthcheckURL: GET it and exit 0 on 2xx (for container health checks
 	// in images without a shell).
 	HealthcheckURL string
+	// Version: print the version and exit.
+	Version bool
 }
 
 // ErrHelp is returned when -h or -help was asked for.
@@ -110,13 +112,14 @@ func Load(args []string, getenv func(string) string, usage io.Writer) (Invocatio
 	configPath := fs.String("config", "", "YAML config file (env "+EnvConfig+")")
 	fs.BoolVar(&inv.CheckConfig, "check-config", false, "validate the configuration and exit")
 	fs.StringVar(&inv.HealthcheckURL, "healthcheck", "", "GET this URL and exit 0 if it answers 2xx")
+	fs.BoolVar(&inv.Version, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return inv, err
 	}
 	if fs.NArg() > 0 {
 		return inv, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	if inv.HealthcheckURL != "" {
+	if inv.HealthcheckURL != "" || inv.Version {
 		return inv, nil
 	}
 	given := map[string]bool{}

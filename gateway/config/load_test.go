@@ -2,6 +2,7 @@ package config
 
 import (
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -100,5 +101,26 @@ func TestCompileIdempotent(t *testing.T) {
 	}
 	if again.Routes()[0].Route().Sticky.TTL.Get() != 5*time.Minute {
 		t.Fatal("recompiling lost a setting")
+	}
+}
+
+// The default and the way to turn it off, as a config file says them.
+func TestRetryOnStatusConfig(t *testing.T) {
+	for _, tt := range []struct {
+		yaml string
+		want []int
+	}{
+		{"routes:\n  - service: web\n", []int{502, 503, 504}},
+		{"routes:\n  - service: web\n    retry:\n      on_status: []\n", []int{}},
+		{"defaults:\n  retry:\n    on_status: []\nroutes:\n  - service: web\n", []int{}},
+		{"defaults:\n  retry:\n    on_status: [503]\nroutes:\n  - service: web\n", []int{503}},
+	} {
+		inv, err := parseYAML(t, tt.yaml)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := inv.Config.Routes()[0].Route().Retry.OnStatus.Get(); got == nil || !slices.Equal(got, tt.want) {
+			t.Errorf("%q: on_status %v; want %v", tt.yaml, got, tt.want)
+		}
 	}
 }

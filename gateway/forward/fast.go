@@ -121,7 +121,7 @@ func (f *Forwarder) roundTrip(ctx context.Context, w http.ResponseWriter, r *htt
 		_ = c.SetDeadline(aLongTimeAgo) // a cancellation raced with clearing the deadline
 	}
 	x.toHeaders = time.Since(x.start)
-	if x.answered(code, r.Method) {
+	if x.answered(r, code) {
 		stop()
 		c.close() // its body is not wanted
 		return nil

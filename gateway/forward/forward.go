@@ -117,6 +117,11 @@ type exchange struct {
 	toHeaders time.Duration // time to the backend's response head (0: none)
 	gen       uint32        // the body generation this attempt reads
 
+	// next is the backend a retry on status goes to, picked before the
+	// answer was dropped; statusRetried: that retry was spent.
+	next          *policy.Backend
+	statusRetried bool
+
 	status int  // written to the client (0: nothing yet)
 	abort  bool // the response was cut: close the client's connection
 	body   *replayBody
@@ -158,7 +163,10 @@ func (f *Forwarder) Serve(w http.ResponseWriter, r *http.Request, spec *config.S
 	// refuses moves the request on without using an attempt (nothing was
 	// sent), and the loop ends when skip is full.
 	for considered := 0; attempts < spec.Attempts() && considered < policy.MaxSkip; considered++ {
-		b := s.Next(r, &x.skip)
+		b := x.next
+		if x.next = nil; b == nil {
+			b = s.Next(r, &x.skip)
+		}
 		if b == nil {
 			break
 		}

@@ -29,19 +29,29 @@ func (e dialError) Unwrap() error { return e.err }
 const statusClientClosed = 499
 
 // answered classifies a backend's response head with status code: it sets
-// the breaker outcome and reports whether the answer is dropped to retry
-// on another backend (an idempotent request whose body, if any, nobody
-// read, answered with a retry.on_status code while attempts remain).
-func (x *exchange) answered(code int, method string) (retry bool) {
+// the breaker outcome and reports whether the answer is dropped to try
+// another backend. That happens once per request, for an idempotent
+// request whose body (if any) nobody read, answered with a retry.on_status
+// code while attempts remain, and only when another backend can take it:
+// that one is picked now, before the answer is dropped, so that with
+// nobody else to ask the client gets the backend's own answer rather than
+// an error of latch's.
+func (x *exchange) answered(r *http.Request, code int) (retry bool) {
 	x.outcome = policy.Success
 	if x.spec.IsFailure(code) {
 		x.outcome = policy.Failure
 	}
-	if x.canRetry && x.spec.RetriesOn(code) && idempotent(method) && x.body.detach(x.gen) {
-		x.retryable, x.err = true, errRetryStatus
-		return true
+	if !x.canRetry || x.statusRetried || !x.spec.RetriesOn(code) || !idempotent(r.Method) || !x.body.untouched() {
+		return false
 	}
-	return false
+	skip := x.skip
+	skip.Add(x.backend)
+	next := x.session.Next(r, &skip)
+	if next == nil || !x.body.detach(x.gen) {
+		return false
+	}
+	x.next, x.statusRetried, x.retryable, x.err = next, true, true, errRetryStatus
+	return true
 }
 
 // failed classifies an attempt that got no usable answer, and answers the
@@ -146,6 +156,10 @@ func (a *attemptBody) Close() error {
 	a.b.detach(a.gen)
 	return nil
 }
+
+// untouched reports whether no attempt read from the body (true without a
+// body).
+func (b *replayBody) untouched() bool { return b == nil || b.state.Load()&1 == 0 }
 
 // detach ends generation gen's claim; it reports whether the body is
 // untouched, so that another attempt may send it (true without a body).

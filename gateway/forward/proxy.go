@@ -48,7 +48,7 @@ func (f *Forwarder) rewrite(pr *httputil.ProxyRequest) {
 func (f *Forwarder) modifyResponse(resp *http.Response) error {
 	x := exchangeOf(resp.Request.Context())
 	x.toHeaders = time.Since(x.start)
-	if x.answered(resp.StatusCode, resp.Request.Method) {
+	if x.answered(resp.Request, resp.StatusCode) {
 		return errRetryStatus
 	}
 	x.session.Commit(resp.Header, resp.Request, x.backend)

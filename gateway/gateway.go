@@ -1,7 +1,21 @@
-// Package gateway is latch's HTTP side: configuration, the chi router, the
-// proxy handler with its retries and breaker bookkeeping, the admin API,
-// metrics and the process lifecycle. Balancing lives in policy, affinity in
-// session, backend lists in discovery.
+// Package gateway is latch's HTTP side and its lifecycle. A request runs:
+//
+//  1. serve.go: the chi router hands it to ServeHTTP, which finds its route
+//     in the immutable table (routes.go) and the route's backends of the
+//     moment (a routeState, swapped per snapshot by service.go);
+//  2. affinity.go: session.Affinity.Resolve decides its session (keep,
+//     restore, re-pin or new);
+//  3. forward.Forwarder.Serve (gateway/forward) sends it: the session's
+//     backend first, else the policy chain's pick, retrying on another
+//     backend; session.Affinity.Commit sets the cookie when a backend
+//     answered;
+//  4. accesslog.go, metrics.go: the access line and the counters.
+//
+// The state path: service.go watches discovery and rebuilds each route's
+// pickers; tags.go turns Consul tags into routes; healthcheck.go adds
+// latch's own checks. admin.go serves the admin API. Run owns every
+// goroutine. Balancing lives in policy, affinity in session, backend lists
+// in discovery, configuration in gateway/config.
 package gateway
 
 import (

@@ -115,10 +115,7 @@ func (svc *service) republish() {
 		svc.g.log.Info("panic mode over: health checks trusted again", "service", svc.name)
 	}
 	svc.g.metrics.panicMode(svc.name, set.Panic)
-	hints := make(map[session.Hint]*policy.Backend, len(set.Backends))
-	for _, b := range set.Backends {
-		hints[session.HintFor(svc.name, b.ID)] = b
-	}
+	hints := svc.hints(set)
 	for _, rt := range svc.routes {
 		svc.publishRoute(rt, set, hints)
 	}
@@ -142,6 +139,15 @@ func (svc *service) forgetGone(prev, set *policy.Set) {
 		}
 		svc.g.metrics.backendGone(svc.name, routes, b.ID)
 	}
+}
+
+// hints maps each backend's cookie hint to it, once per snapshot.
+func (svc *service) hints(set *policy.Set) map[session.Hint]*policy.Backend {
+	hints := make(map[session.Hint]*policy.Backend, len(set.Backends))
+	for _, b := range set.Backends {
+		hints[session.HintFor(svc.name, b.ID)] = b
+	}
+	return hints
 }
 
 // publishRoute builds rt's policy chain over set. Called with mu held.
@@ -173,11 +179,7 @@ func (svc *service) addRoute(rt *route) {
 		set = svc.registry.Current()
 	}
 	if set != nil {
-		hints := make(map[session.Hint]*policy.Backend, len(set.Backends))
-		for _, b := range set.Backends {
-			hints[session.HintFor(svc.name, b.ID)] = b
-		}
-		svc.publishRoute(rt, set, hints)
+		svc.publishRoute(rt, set, svc.hints(set))
 	}
 	svc.mu.Unlock()
 }

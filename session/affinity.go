@@ -33,6 +33,13 @@ type Observer interface {
 	Expired()
 }
 
+// The session layer's defaults (the config's redis section documents them).
+const (
+	DefaultCacheSize    = 100_000
+	DefaultCacheTTL     = 60 * time.Second
+	DefaultStoreTimeout = 25 * time.Millisecond
+)
+
 // Options configure an Affinity. Zero fields take the defaults in brackets.
 type Options struct {
 	Store Store // required
@@ -82,13 +89,13 @@ const maxBatch = 256
 // NewAffinity builds the session layer; call Run to start its background work.
 func NewAffinity(opts Options) *Affinity {
 	if opts.CacheSize <= 0 {
-		opts.CacheSize = 100_000
+		opts.CacheSize = DefaultCacheSize
 	}
 	if opts.CacheTTL <= 0 {
-		opts.CacheTTL = 60 * time.Second
+		opts.CacheTTL = DefaultCacheTTL
 	}
 	if opts.StoreTimeout <= 0 {
-		opts.StoreTimeout = 25 * time.Millisecond
+		opts.StoreTimeout = DefaultStoreTimeout
 	}
 	if opts.MaxPending <= 0 {
 		opts.MaxPending = 100_000

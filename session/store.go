@@ -81,7 +81,7 @@ func NewMemoryStore(maxEntries int, now func() time.Time) *MemoryStore {
 		now = time.Now
 	}
 	if maxEntries <= 0 {
-		maxEntries = 100_000
+		maxEntries = DefaultCacheSize
 	}
 	return &MemoryStore{max: maxEntries, now: now, entries: map[string]memEntry{}}
 }

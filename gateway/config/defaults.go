@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/latchgw/latch/policy"
+	"github.com/latchgw/latch/session"
 )
 
 // Builtin are the defaults of RouteSettings, under Config.Defaults.
@@ -46,9 +47,9 @@ func (c Config) withDefaults() Config {
 	str(&c.Listen, ":8080")
 	str(&c.Admin.Listen, "127.0.0.1:9090")
 	c.Consul.RoutesFromTags = c.Consul.RoutesFromTags.orValue(true)
-	c.Redis.Timeout = c.Redis.Timeout.orValue(25 * time.Millisecond)
-	c.Redis.CacheTTL = c.Redis.CacheTTL.orValue(60 * time.Second)
-	c.Redis.CacheSize = c.Redis.CacheSize.orValue(100_000)
+	c.Redis.Timeout = c.Redis.Timeout.orValue(session.DefaultStoreTimeout)
+	c.Redis.CacheTTL = c.Redis.CacheTTL.orValue(session.DefaultCacheTTL)
+	c.Redis.CacheSize = c.Redis.CacheSize.orValue(session.DefaultCacheSize)
 	str(&c.Log.Level, "info")
 	str(&c.Log.Format, "text")
 	c.Log.Access = c.Log.Access.orValue(true)

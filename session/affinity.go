@@ -70,7 +70,7 @@ type Options struct {
 type Affinity struct {
 	opts    Options
 	cache   *cache
-	br      *gobreaker.TwoStepCircuitBreaker[struct{}]
+	br      *gobreaker.CircuitBreaker[struct{}]
 	jobs    chan Job
 	mu      sync.Mutex // guards pending
 	pending map[string]pendingPin

@@ -20,8 +20,8 @@ const (
 	storeCooldown = 250 * time.Millisecond
 )
 
-func newStoreBreaker(log *slog.Logger) *gobreaker.TwoStepCircuitBreaker[struct{}] {
-	return gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
+func newStoreBreaker(log *slog.Logger) *gobreaker.CircuitBreaker[struct{}] {
+	return gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        "session store",
 		MaxRequests: 1,
 		Timeout:     storeCooldown,
@@ -39,20 +39,23 @@ func newStoreBreaker(log *slog.Logger) *gobreaker.TwoStepCircuitBreaker[struct{}
 	})
 }
 
-// call runs one Store call under the breaker and the timeout, measuring it.
+// call runs one Store call under the breaker and the timeout, measuring
+// it. (Execute, not the two-step breaker: its done callback would cost an
+// allocation per call.)
 func (a *Affinity) call(ctx context.Context, op string, f func(ctx context.Context) error) error {
-	done, err := a.br.Allow()
-	if err != nil {
+	_, err := a.br.Execute(func() (struct{}, error) {
+		cctx, cancel := context.WithTimeout(ctx, a.opts.StoreTimeout)
+		start := time.Now()
+		err := f(cctx)
+		cancel()
+		a.opts.Metrics.StoreLatency(op, time.Since(start))
+		if err != nil && !errors.Is(err, context.Canceled) {
+			a.opts.Metrics.StoreError(op)
+		}
+		return struct{}{}, err
+	})
+	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
 		return ErrStoreDown
 	}
-	ctx, cancel := context.WithTimeout(ctx, a.opts.StoreTimeout)
-	start := time.Now()
-	err = f(ctx)
-	cancel()
-	a.opts.Metrics.StoreLatency(op, time.Since(start))
-	if err != nil && !errors.Is(err, context.Canceled) {
-		a.opts.Metrics.StoreError(op)
-	}
-	done(err)
 	return err
 }

@@ -15,6 +15,8 @@ FUZZTIME     ?= 10s
 # worktree, and not where GOFLAGS says -buildvcs=false; -X works everywhere.
 VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
 REVISION     ?= $(shell git rev-parse HEAD 2>/dev/null)
+VERSION      := $(VERSION)
+REVISION     := $(REVISION)
 BUILDINFO    := github.com/latchgw/latch/cmd/internal/buildinfo
 STAMP        := -X $(BUILDINFO).Version=$(VERSION) -X $(BUILDINFO).Revision=$(REVISION)
 GOBUILD      := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=auto
@@ -29,8 +31,9 @@ all: build
 build:
 	$(GOBUILD) -ldflags '$(STAMP)' -o $(BIN_DIR)/ ./cmd/...
 
-# Static latch binaries for each of PLATFORMS, version stamped, and their
-# SHA-256 sums, in RELEASE_DIR (git-ignored): latch-VERSION-OS-ARCH.
+# latch for each of PLATFORMS, version stamped, and their SHA-256 sums, in
+# RELEASE_DIR (git-ignored): latch-VERSION-OS-ARCH. Static on Linux; on
+# macOS every Go binary links the system's libSystem, and nothing else.
 release:
 	rm -rf $(RELEASE_DIR) && mkdir -p $(RELEASE_DIR)
 	@set -e; for p in $(PLATFORMS); do \

@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # `make demo`: a Consul dev agent, Redis, three demo backends and latch on
 # this machine, no Docker. Ctrl-C (or SIGTERM) stops everything it started.
+# `demo.sh --check-ports` only checks that its ports are free.
 #
-#   curl -i localhost:8080/                      # a new session each time
-#   curl -b /tmp/jar -c /tmp/jar localhost:8080/ # sticky: same backend every time
-#   curl localhost:9090/admin/backends           # admin API
-#   open http://localhost:8500/ui                # Consul UI
-#
-# Ports: LATCH_DEMO_HTTP (8080), LATCH_DEMO_ADMIN (9090), LATCH_DEMO_CONSUL (8500),
-# LATCH_DEMO_REDIS (6380), backends LATCH_DEMO_BACKEND_BASE+1..3 (8081..8083);
-# LATCH_DEMO_CHECK_INTERVAL (2s) is the backends' Consul check interval.
+# Ports, and the variables that move them (all on 127.0.0.1 but latch's
+# public listener, which is on every address, as latch's default is):
+#   8080       latch, public                    LATCH_DEMO_HTTP
+#   9090       latch admin API                  LATCH_DEMO_ADMIN
+#   8500       Consul HTTP API and UI           LATCH_DEMO_CONSUL
+#   8501-8503  Consul serf LAN, serf WAN (TCP and UDP), server RPC: CONSUL+1..+3
+#   6380       Redis                            LATCH_DEMO_REDIS
+#   8081-8083  the demo backends web-1..3       LATCH_DEMO_BACKEND_BASE (8080) +1..+3
+# Consul's DNS, HTTPS, gRPC and gRPC-TLS listeners are off (a -dev agent
+# would otherwise also take 8600 and 8502-8503). LATCH_DEMO_CHECK_INTERVAL
+# (2s) is the backends' Consul check interval.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -19,9 +23,36 @@ CONSUL_PORT="${LATCH_DEMO_CONSUL:-8500}"
 REDIS_PORT="${LATCH_DEMO_REDIS:-6380}"
 BASE="${LATCH_DEMO_BACKEND_BASE:-8080}"
 BIN="${LATCH_BIN:-./bin}" # where `make build` put latch and demo-backend
-PATH="$PWD/.tools/bin:$PATH"
+TOOLS="$PWD/.tools/bin"   # where `make tools` put consul
+PATH="$TOOLS:$PATH"
 
+# Every port the demo binds, as portcheck takes them: checked before
+# anything starts.
+ports=(
+	"tcp :$HTTP_PORT LATCH_DEMO_HTTP latch (public)"
+	"tcp 127.0.0.1:$ADMIN_PORT LATCH_DEMO_ADMIN latch admin API"
+	"tcp 127.0.0.1:$CONSUL_PORT LATCH_DEMO_CONSUL Consul HTTP"
+	"tcp 127.0.0.1:$((CONSUL_PORT + 1)) LATCH_DEMO_CONSUL Consul serf LAN"
+	"udp 127.0.0.1:$((CONSUL_PORT + 1)) LATCH_DEMO_CONSUL Consul serf LAN"
+	"tcp 127.0.0.1:$((CONSUL_PORT + 2)) LATCH_DEMO_CONSUL Consul serf WAN"
+	"udp 127.0.0.1:$((CONSUL_PORT + 2)) LATCH_DEMO_CONSUL Consul serf WAN"
+	"tcp 127.0.0.1:$((CONSUL_PORT + 3)) LATCH_DEMO_CONSUL Consul server RPC"
+	"tcp 127.0.0.1:$REDIS_PORT LATCH_DEMO_REDIS Redis"
+)
+for i in 1 2 3; do
+	ports+=("tcp 127.0.0.1:$((BASE + i)) LATCH_DEMO_BACKEND_BASE demo backend web-$i")
+done
 dir="$(mktemp -d -t latch-demo.XXXXXX)"
+go build -o "$dir/portcheck" ./integration/tools/portcheck
+if ! "$dir/portcheck" "${ports[@]}" >&2; then
+	echo "demo: nothing was started" >&2
+	rm -rf "$dir"
+	exit 1
+fi
+if [ "${1:-}" = "--check-ports" ]; then
+	rm -rf "$dir"
+	exit 0
+fi
 pids=()
 cleanup() {
 	trap - EXIT INT TERM
@@ -36,16 +67,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 0' INT TERM
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in "$HTTP_PORT" "$ADMIN_PORT" "$CONSUL_PORT" "$REDIS_PORT" $((BASE + 1)) $((BASE + 2)) $((BASE + 3)); do
-	port_free "$p" || { echo "demo: port $p is in use (set LATCH_DEMO_* to move the demo)" >&2; exit 1; }
-done
-
-# wait_for NAME LOG PID COMMAND...: up to 30s for COMMAND to succeed while
+# wait_for NAME LOG PID COMMAND...: up to 60s for COMMAND to succeed while
 # process PID runs ("" LOG: its log is on the terminal).
 wait_for() {
 	local name="$1" log="$2" pid="$3"; shift 3
-	for _ in $(seq 1 150); do
+	for _ in $(seq 1 300); do
 		"$@" >/dev/null 2>&1 && return 0
 		kill -0 "$pid" 2>/dev/null || break # exited: no use waiting
 		sleep 0.2
@@ -60,8 +86,9 @@ wait_for() {
 	exit 1
 }
 
-consul agent -dev -bind 127.0.0.1 -client 127.0.0.1 -http-port "$CONSUL_PORT" -grpc-port -1 \
-	-dns-port -1 -serf-lan-port $((CONSUL_PORT + 1)) -serf-wan-port $((CONSUL_PORT + 2)) \
+consul agent -dev -bind 127.0.0.1 -client 127.0.0.1 -http-port "$CONSUL_PORT" -https-port -1 \
+	-grpc-port -1 -grpc-tls-port -1 -dns-port -1 \
+	-serf-lan-port $((CONSUL_PORT + 1)) -serf-wan-port $((CONSUL_PORT + 2)) \
 	-server-port $((CONSUL_PORT + 3)) -data-dir "$dir/consul" >"$dir/consul.log" 2>&1 &
 pids+=($!)
 export CONSUL_HTTP_ADDR="127.0.0.1:$CONSUL_PORT"
@@ -89,12 +116,14 @@ wait_for latch "" "${pids[-1]}" curl -sf -m 2 "http://127.0.0.1:$ADMIN_PORT/read
 
 cat <<MSG
 
-latch demo is up (logs of the other parts in $dir):
-  curl -i localhost:$HTTP_PORT/                                # new session, balanced
-  curl -b /tmp/latch-jar -c /tmp/latch-jar localhost:$HTTP_PORT/  # sticky
-  curl localhost:$ADMIN_PORT/admin/backends                    # backends, breakers, sessions
+latch demo is up (logs of the other parts in $dir). In another terminal:
+  curl -i localhost:$HTTP_PORT/                                        # a new session: balanced, cookie set
+  curl -b /tmp/jar -c /tmp/jar localhost:$HTTP_PORT/                   # sticky: the same backend every time
+  curl localhost:$ADMIN_PORT/admin/backends                             # health, weight, breaker, load, sessions
   Consul UI: http://localhost:$CONSUL_PORT/ui
-Ctrl-C stops it.
+  Consul CLI (README, "Registering a backend"):
+    export PATH="$TOOLS:\$PATH" CONSUL_HTTP_ADDR=127.0.0.1:$CONSUL_PORT
+Ctrl-C stops everything it started.
 
 MSG
 wait "${pids[-1]}"

@@ -24,7 +24,7 @@ BIN_DIR      ?= bin
 RELEASE_DIR  ?= dist
 PLATFORMS    ?= linux/amd64 linux/arm64 darwin/arm64
 
-.PHONY: all build release test unit vet fuzz demo bench tools redis consul clean
+.PHONY: all build release test unit vet fuzz demo bench bench-tools tools redis consul chromium clean
 
 all: build
 
@@ -50,6 +50,7 @@ vet:
 # The fault suite runs on its own, verbosely, so its table is printed.
 test: tools vet
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -skip TestFaultSuite ./...
+	LATCH_TEST_SERVER=h1 $(GO) test -race -count=1 ./gateway/  # the gateway suite again, served by gateway/h1
 	$(GO) test -count=1 -run 'Alloc' ./policy/ ./session/  # allocation counts: without -race, which changes them
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -run TestFaultSuite -v ./integration/ | grep -v '^=== '
 	$(MAKE) --no-print-directory fuzz FUZZTIME=3s
@@ -72,15 +73,29 @@ demo: tools build
 	bash integration/tools/demo.sh
 
 # Micro-benchmarks, Redis figures, then the end-to-end load run (real
-# Consul, Redis, 4 backends, a latch process; about a minute).
-bench: tools
-	$(GO) test -run '^$$' -bench . -benchmem ./policy/ ./session/ ./gateway/
+# Consul, Redis, 4 backends, a latch process, HAProxy and nginx as bars,
+# wrk as the load tool; a few minutes).
+bench: tools bench-tools
+	$(GO) test -run '^$$' -bench . -benchmem ./policy/ ./session/ ./gateway/ ./gateway/h1/
 	$(GO) test -run '^$$' -bench 'BenchmarkRedisMemoryPerSession' -benchtime 1x ./integration/
 	$(GO) test -run '^$$' -bench 'BenchmarkInvalidation' -benchtime 200x ./integration/
 	$(GO) test -run '^$$' -bench 'BenchmarkLoad' -benchtime 1x -timeout 20m ./integration/
 
 
-tools: redis consul
+tools: redis consul chromium
+
+# What `make bench` measures against and with, from Debian, installed when
+# missing: haproxy and nginx (the bars), wrk (the closed-loop load tool).
+# Kept out of `make tools`: `make test` needs none of them, and haproxy and
+# nginx are daemons (on a machine with systemd, installing them also starts
+# them) that a test box should not get unasked.
+bench-tools:
+	@missing=""; for p in haproxy:haproxy nginx:nginx-light wrk:wrk; do \
+		PATH="$$PATH:/usr/sbin" command -v $${p%%:*} >/dev/null || missing="$$missing $${p#*:}"; done; \
+	[ -z "$$missing" ] || { \
+		echo "installing$$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; }
 
 # Debian's redis-server, installed when missing.
 redis:
@@ -88,6 +103,13 @@ redis:
 		echo "installing redis-server"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+
+# Debian's chromium, for the status page's browser test; installed when missing.
+chromium:
+	@command -v chromium >/dev/null || { \
+		echo "installing chromium"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 # Consul built from its Go module into .tools/bin (cached; ~8 minutes once).
 consul:

@@ -81,6 +81,10 @@ type Snapshot struct {
 	// Stale is set while the source cannot reach Consul: Backends is the last
 	// known good list.
 	Stale bool `json:"stale"`
+	// Held is set while Consul answers that the service has no instance
+	// at all where it had some: Backends is the last good list, kept for
+	// ConsulOptions.EmptyGrace (Stale is set too).
+	Held bool `json:"held,omitempty"`
 }
 
 // Source publishes snapshots of a service.

@@ -80,7 +80,7 @@ func healthOf(checks api.HealthChecks, serviceID string) Health {
 // same staleness; the Consul index is ignored, so a watch publishes only
 // real changes.
 func (s Snapshot) Equal(o Snapshot) bool {
-	if s.Service != o.Service || s.Stale != o.Stale || len(s.Backends) != len(o.Backends) {
+	if s.Service != o.Service || s.Stale != o.Stale || s.Held != o.Held || len(s.Backends) != len(o.Backends) {
 		return false
 	}
 	for i := range s.Backends {

@@ -24,17 +24,24 @@ import (
 func (g *Gateway) AdminHandler(mount ...func(chi.Router)) http.Handler {
 	r := chi.NewRouter()
 	r.Use(middleware.Recoverer)
+	// The status page's HTML, CSS and JS hold no data: served without the
+	// token, which the page asks for and sends with its requests.
+	page := g.statusPage()
+	r.Get("/", page.ServeHTTP)
+	r.Get("/assets/*", page.ServeHTTP)
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { writeText(w, http.StatusOK, "ok\n") })
 	r.Get("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if g.Ready() {
+		waiting := g.Waiting()
+		if len(waiting) == 0 {
 			writeText(w, http.StatusOK, "ready\n")
 			return
 		}
-		writeText(w, http.StatusServiceUnavailable, "waiting for the first snapshot of every service\n")
+		writeText(w, http.StatusServiceUnavailable, "waiting for the first answer about: "+strings.Join(waiting, ", ")+"\n")
 	})
 	r.Group(func(r chi.Router) {
 		r.Use(g.requireToken)
 		r.Get("/admin/backends", g.adminBackends)
+		r.Get("/admin/status", page.JSON)
 		r.Post("/admin/backends/{id}/drain", g.adminDrain(true))
 		r.Post("/admin/backends/{id}/undrain", g.adminDrain(false))
 		r.Get("/admin/routes", g.adminRoutes)

@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 
-	"github.com/hashicorp/consul/api"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/latchgw/latch/discovery"
@@ -39,18 +38,18 @@ func Assemble(cc *config.Compiled, log *slog.Logger, accessLog io.Writer) (g *Ga
 		}
 		deps.Source = static
 	} else {
-		ccfg := api.DefaultConfig() // reads CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, CONSUL_CACERT...
-		if cfg.Consul.Address != "" {
-			ccfg.Address = cfg.Consul.Address
-		}
-		client, err := api.NewClient(ccfg)
+		c := cfg.Consul
+		client, addr, err := discovery.NewClient(discovery.ClientConfig{ // empty fields: CONSUL_* variables
+			Address: c.Address, Datacenter: c.Datacenter, Token: c.Token, TokenFile: c.TokenFile,
+			CAFile: c.TLS.CAFile, CertFile: c.TLS.CertFile, KeyFile: c.TLS.KeyFile, ServerName: c.TLS.ServerName,
+		})
 		if err != nil {
 			return nil, close, fmt.Errorf("consul: %w", err)
 		}
-		opts := discovery.ConsulOptions{Logger: log}
+		opts := discovery.ConsulOptions{Logger: log, EmptyGrace: cfg.Discovery.EmptyGrace.Get(), Tag: c.Tag, Consistency: c.Consistency}
 		deps.Source = discovery.NewConsul(client, opts)
 		deps.Catalog = discovery.NewCatalog(client, opts)
-		log.Info("using consul", "address", ccfg.Address, "token_set", ccfg.Token != "" || ccfg.TokenFile != "")
+		log.Info("using consul", "address", addr, "datacenter", c.Datacenter, "tag", c.Tag, "consistency", c.Consistency)
 	}
 
 	secrets := make([][]byte, 0, len(cfg.Cookie.Secrets))

@@ -26,9 +26,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -40,6 +42,8 @@ import (
 	"github.com/latchgw/latch/discovery"
 	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/gateway/forward"
+	"github.com/latchgw/latch/gateway/h1"
+	"github.com/latchgw/latch/gateway/statuspage"
 	"github.com/latchgw/latch/session"
 )
 
@@ -76,6 +80,7 @@ type Gateway struct {
 	accessLogOn  bool
 	accessLogger *slog.Logger
 	accessBatch  *batchWriter // nil: access lines go straight to accessLogger's writer
+	sampler      *statuspage.Sampler
 
 	table atomic.Pointer[table]
 
@@ -84,6 +89,9 @@ type Gateway struct {
 	fileRoutes []*route
 	tagRoutes  map[string][]*route // service → routes from its tags
 	conflicts  []string
+
+	catalogSeen atomic.Bool // the catalog has answered once
+	wasReady    atomic.Bool // Ready has said yes once: it stays ready
 
 	reqPrefix string
 	reqSeq    atomic.Uint64
@@ -127,6 +135,7 @@ func New(cfg *config.Compiled, deps Deps) (*Gateway, error) {
 	_, _ = rand.Read(p[:])
 	g.reqPrefix = hex.EncodeToString(p[:]) + "-"
 	g.fwd = forward.New(c.Transport, g.trusted, g.log, g.metrics)
+	g.sampler = g.newStatusSampler()
 	for _, rc := range cfg.Routes() {
 		svc := g.serviceFor(rc.Service(), rc)
 		rt := newRoute(rc, svc)
@@ -181,16 +190,34 @@ func (g *Gateway) requestID(next http.Handler) http.Handler {
 	})
 }
 
-// Ready reports whether every configured service has had its first snapshot.
-func (g *Gateway) Ready() bool {
+// Ready reports whether latch can route: every service of the config and,
+// when routes come from tags, the catalog and every service it routed have
+// answered once. Once ready it stays ready: a later outage of Consul is
+// served from the last snapshot (marked stale), not by leaving the load
+// balancer's pool, and a service that appears later does not take the
+// replica out.
+func (g *Gateway) Ready() bool { return len(g.Waiting()) == 0 }
+
+// Waiting lists what readiness still waits for (none once ready).
+func (g *Gateway) Waiting() []string {
+	if g.wasReady.Load() {
+		return nil
+	}
+	var waiting []string
+	if g.catalog != nil && g.c.Consul.RoutesFromTags.Get() && !g.catalogSeen.Load() {
+		waiting = append(waiting, "the Consul catalog (routes from tags)")
+	}
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	for _, rt := range g.fileRoutes {
-		if !rt.service.ready.Load() {
-			return false
+	for _, name := range slices.Sorted(maps.Keys(g.services)) {
+		if !g.services[name].ready.Load() {
+			waiting = append(waiting, "service "+name)
 		}
 	}
-	return true
+	g.mu.Unlock()
+	if len(waiting) == 0 {
+		g.wasReady.Store(true)
+	}
+	return waiting
 }
 
 // Run serves the public and admin listeners (admin may be nil) until ctx
@@ -220,6 +247,7 @@ func (g *Gateway) Run(ctx context.Context, public, admin net.Listener) error {
 			g.log.Error("session layer stopped", "err", err)
 		}
 	})
+	owner.Go(func() { g.sampler.Run(bg) })
 	g.mu.Lock()
 	for _, svc := range g.services {
 		svc.start(bg)
@@ -227,7 +255,10 @@ func (g *Gateway) Run(ctx context.Context, public, admin net.Listener) error {
 	g.mu.Unlock()
 	if g.catalog != nil && g.c.Consul.RoutesFromTags.Get() {
 		owner.Go(func() {
-			err := g.catalog.Watch(bg, func(services map[string][]string) { g.applyTags(bg, services) })
+			err := g.catalog.Watch(bg, func(services map[string][]string) {
+				g.applyTags(bg, services)
+				g.catalogSeen.Store(true)
+			})
 			if err != nil && !errors.Is(err, context.Canceled) {
 				g.log.Error("catalog watch stopped", "err", err)
 			}
@@ -254,7 +285,8 @@ func (g *Gateway) Run(ctx context.Context, public, admin net.Listener) error {
 // down gracefully.
 func (g *Gateway) serve(ctx context.Context, public, admin net.Listener) error {
 	sc := g.c.Server
-	srv := &http.Server{
+	base := func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
+	var srv server = &http.Server{
 		Handler:           g.Handler(),
 		ReadHeaderTimeout: sc.ReadHeaderTimeout.Get(),
 		ReadTimeout:       sc.ReadTimeout,
@@ -262,9 +294,14 @@ func (g *Gateway) serve(ctx context.Context, public, admin net.Listener) error {
 		IdleTimeout:       sc.IdleTimeout.Get(),
 		MaxHeaderBytes:    sc.MaxHeaderBytes.Get(),
 		ErrorLog:          slogErrorLog(g.log),
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		BaseContext:       base,
 	}
-	servers := []*http.Server{srv}
+	if sc.Implementation == "h1" {
+		srv = &h1.Server{Handler: g.Handler(), ReadHeaderTimeout: sc.ReadHeaderTimeout.Get(), ReadTimeout: sc.ReadTimeout,
+			WriteTimeout: sc.WriteTimeout, IdleTimeout: sc.IdleTimeout.Get(), MaxHeaderBytes: sc.MaxHeaderBytes.Get(),
+			BaseContext: base, Log: g.log}
+	}
+	servers := []server{srv}
 	if admin != nil {
 		servers = append(servers, &http.Server{
 			Handler: g.AdminHandler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: sc.IdleTimeout.Get(),
@@ -299,4 +336,12 @@ func (g *Gateway) serve(ctx context.Context, public, admin net.Listener) error {
 	}
 	wg.Wait()
 	return runErr
+}
+
+// server is what Run needs of the public and admin listeners' servers:
+// *http.Server or *h1.Server.
+type server interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+	Close() error
 }

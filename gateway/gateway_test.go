@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -99,6 +100,7 @@ func startGatewayWith(t testing.TB, mutate func(*config.Config), affinity *sessi
 	cfg.Routes[0].Backends = []string{"127.0.0.1:1"} // validated; the static source below is what serves
 	cfg.Log.Access = config.Set(false)
 	cfg.Admin.Listen = "127.0.0.1:0"
+	cfg.Server.Implementation = os.Getenv("LATCH_TEST_SERVER") // make test runs the suite on both
 	if mutate != nil {
 		mutate(&cfg)
 	}

@@ -23,7 +23,7 @@ type Metrics struct {
 	fallbacks     *prometheus.CounterVec   // route, from, to
 	breakerState  *prometheus.GaugeVec     // service, backend (0 closed, 1 half-open, 2 open)
 	breakerTrans  *prometheus.CounterVec   // service, backend, to
-	sessions      *prometheus.CounterVec   // route, outcome
+	sessions      *prometheus.CounterVec   // route, backend, outcome
 	storeErrors   *prometheus.CounterVec   // op
 	storeDuration *prometheus.HistogramVec // op
 	cache         *prometheus.CounterVec   // result (hit, miss)
@@ -32,6 +32,7 @@ type Metrics struct {
 	discStale     *prometheus.GaugeVec   // service
 	discBackends  *prometheus.GaugeVec   // service, health
 	discLastOK    *prometheus.GaugeVec   // service: unix time of the last fresh snapshot
+	discHeld      *prometheus.CounterVec // service: empty answers held back
 	tagConflicts  prometheus.Gauge
 	panic         *prometheus.GaugeVec // service
 }
@@ -67,8 +68,8 @@ func NewMetrics() *Metrics {
 		Name: "latch_breaker_transitions_total", Help: "Circuit breaker state changes, by the state entered.",
 	}, []string{"service", "backend", "to"})
 	m.sessions = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "latch_sessions_total", Help: "Requests by what happened to their session: new, sticky, restored (from the cookie hint), repinned.",
-	}, []string{"route", "outcome"})
+		Name: "latch_sessions_total", Help: "Requests by what happened to their session: new, sticky, restored (from the cookie hint), repinned; backend is the one that served it (for repinned: where the session went).",
+	}, []string{"route", "backend", "outcome"})
 	m.storeErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "latch_session_store_errors_total", Help: "Failed session store (Redis) calls, by operation.",
 	}, []string{"op"})
@@ -94,6 +95,9 @@ func NewMetrics() *Metrics {
 	m.discLastOK = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "latch_discovery_last_fresh_timestamp_seconds", Help: "Unix time of the last fresh snapshot (staleness age = time() - this).",
 	}, []string{"service"})
+	m.discHeld = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "latch_discovery_empty_held_total", Help: "Consul answers that removed every backend of a service, held back for discovery.empty_grace (counted once per hold).",
+	}, []string{"service"})
 	m.tagConflicts = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "latch_route_conflicts", Help: "Routes from Consul tags ignored because a config route has the same host and prefix.",
 	})
@@ -102,7 +106,7 @@ func NewMetrics() *Metrics {
 	}, []string{"service"})
 	m.reg.MustRegister(m.panic, m.requests, m.duration, m.upstreamDur, m.retries, m.fallbacks, m.breakerState,
 		m.breakerTrans, m.sessions, m.storeErrors, m.storeDuration, m.cache, m.expired, m.discUpdates,
-		m.discStale, m.discBackends, m.discLastOK, m.tagConflicts,
+		m.discStale, m.discBackends, m.discLastOK, m.discHeld, m.tagConflicts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -151,9 +155,9 @@ func breakerGauge(s policy.BreakerState) float64 {
 	return 0
 }
 
-func (m *Metrics) session(route string, k session.Kind) {
+func (m *Metrics) session(route, backend string, k session.Kind) {
 	if k != session.KindNone {
-		m.sessions.WithLabelValues(route, k.String()).Inc()
+		m.sessions.WithLabelValues(route, backend, k.String()).Inc()
 	}
 }
 
@@ -163,13 +167,27 @@ func (m *Metrics) backendGone(service string, routes []string, backend string) {
 	for _, r := range routes {
 		m.requests.DeletePartialMatch(prometheus.Labels{"route": r, "backend": backend})
 		m.upstreamDur.DeletePartialMatch(prometheus.Labels{"route": r, "backend": backend})
+		m.sessions.DeletePartialMatch(prometheus.Labels{"route": r, "backend": backend})
 	}
 	m.breakerState.DeletePartialMatch(prometheus.Labels{"service": service, "backend": backend})
 	m.breakerTrans.DeletePartialMatch(prometheus.Labels{"service": service, "backend": backend})
 }
 
-func (m *Metrics) discoveryUpdate(service string, s discovery.Snapshot) {
+// discoveryStart creates a service's discovery series before its first
+// snapshot: stale until Consul has answered, never fresh, so an alert on
+// them fires when Consul is down at start.
+func (m *Metrics) discoveryStart(service string) {
+	m.discStale.WithLabelValues(service).Set(1)
+	m.discLastOK.WithLabelValues(service).Set(0)
+	m.discHeld.WithLabelValues(service)
+}
+
+// discoveryUpdate records a snapshot; prev is the one before (nil at first).
+func (m *Metrics) discoveryUpdate(service string, s discovery.Snapshot, prev *discovery.Snapshot) {
 	m.discUpdates.WithLabelValues(service).Inc()
+	if s.Held && (prev == nil || !prev.Held) {
+		m.discHeld.WithLabelValues(service).Inc()
+	}
 	if s.Stale {
 		m.discStale.WithLabelValues(service).Set(1)
 	} else {

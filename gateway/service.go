@@ -48,6 +48,7 @@ func (g *Gateway) newService(name string, settings config.RouteSettings) *servic
 			g.metrics.breakerChange(name, id, to)
 		},
 	})
+	g.metrics.discoveryStart(name)
 	return svc
 }
 
@@ -80,9 +81,10 @@ func (svc *service) stop() {
 // update is the Source's callback: one goroutine at a time.
 func (svc *service) update(s discovery.Snapshot) {
 	svc.mu.Lock()
+	prev := svc.snap
 	svc.snap = &s
 	svc.mu.Unlock()
-	svc.g.metrics.discoveryUpdate(svc.name, s)
+	svc.g.metrics.discoveryUpdate(svc.name, s, prev)
 	svc.updated.Store(time.Now().UnixNano())
 	svc.republish()
 	// Ready only once the routes can serve from this snapshot.

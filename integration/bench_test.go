@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/latchgw/latch/integration/harness"
 	"github.com/latchgw/latch/integration/loadgen"
+	"github.com/latchgw/latch/integration/procstat"
 )
 
 // BenchmarkLoad is the end-to-end load run of `make bench`: a real Consul
@@ -31,39 +31,62 @@ import (
 //   - sticky: 10,000 established cookies in rotation;
 //   - sticky@half, direct@half: open-loop at half of sticky's throughput,
 //     through latch and straight to the backends: the p99 latch adds;
+//   - haproxy new, haproxy sticky, haproxy sticky@half: Debian's haproxy
+//     at its packaged defaults (cookie insert, round robin) — the bar;
+//   - nginx new, nginx sticky, nginx sticky@half: Debian's nginx with the
+//     usual cookie-hash recipe, when installed — a second bar;
 //   - sticky-redis-down: sticky with Redis stopped;
-//   - haproxy new, haproxy sticky, haproxy sticky@half: when Debian's
-//     haproxy is installed, the same scenarios through HAProxy (cookie
-//     insert, round robin) — the bar latch is measured against.
+//   - idle: 5,000 keep-alive connections left idle after one request
+//     each, on latch and each bar: RSS per connection, and after they close.
 //
-// It prints a table and writes integration/results/<time>.json.
+// Every proxy runs in this process session (no setsid), so the kernel's
+// autogroup scheduling gives them all the same CPU share. Per scenario the
+// table shows req/s, the ratios to direct and to HAProxy's same scenario,
+// latency percentiles, and the CPU seconds per 1,000 requests and the
+// context switches per request of the proxy under test (all its threads
+// and processes, from /proc, sampled before and after the scenario). It
+// writes integration/results/<time>.json.
 //
 //	go test -run '^$' -bench BenchmarkLoad -benchtime 1x ./integration/
 //
-// LATCH_BENCH_DURATION (default 5s) and LATCH_BENCH_CONCURRENCY (default 32)
-// tune each scenario. LATCH_BENCH_BASELINE=path/to/latch runs the proxied
-// scenarios a second time, right after, against that binary (say, main's
-// before a change): a before/after in one run on the same machine.
-// LATCH_BENCH_TOOL=wrk drives the closed-loop one-URL scenarios with
-// Debian's wrk instead of loadgen (direct-4 and the open-loop ones stay on
-// loadgen; the table's last column says which ran what).
-// LATCH_BENCH_PROFILE=dir writes latch's CPU and allocation profiles of
-// each proxied scenario there (go tool pprof dir/sticky.cpu.pprof).
+// Closed-loop one-URL scenarios run on Debian's wrk (2 threads); direct-4
+// and the open-loop @half rows on loadgen (the table's last column says
+// which ran what). LATCH_BENCH_DURATION (default 5s) and
+// LATCH_BENCH_CONCURRENCY (default 64) tune each scenario;
+// LATCH_BENCH_TOOL=loadgen runs everything on loadgen.
+// LATCH_BENCH_BASELINE=path/to/latch runs the proxied scenarios a second
+// time, right after, against that binary (say, main's before a change): a
+// before/after in one run on the same machine. LATCH_BENCH_PROFILE=dir
+// writes latch's CPU and allocation profiles of each proxied scenario
+// there (go tool pprof dir/sticky.cpu.pprof). LATCH_BENCH_IDLE sets the
+// idle connections (default 5000; 0: skip). LATCH_BENCH_SERVER=h1 serves
+// the latch under test with gateway/h1 (server.implementation; the
+// baseline keeps its default): LATCH_BENCH_BASELINE=bin/latch with it
+// compares the two servers in one run.
 func BenchmarkLoad(b *testing.B) {
 	duration := envDuration("LATCH_BENCH_DURATION", 5*time.Second)
-	conc := envInt("LATCH_BENCH_CONCURRENCY", 32)
+	conc := envInt("LATCH_BENCH_CONCURRENCY", 64)
 	profileDir := os.Getenv("LATCH_BENCH_PROFILE")
 	baseline := os.Getenv("LATCH_BENCH_BASELINE")
-	useWrk := false
+	idle := 5000
+	if v, err := strconv.Atoi(os.Getenv("LATCH_BENCH_IDLE")); err == nil && v >= 0 {
+		idle = v
+	}
+	useWrk := true
 	switch tool := os.Getenv("LATCH_BENCH_TOOL"); tool {
-	case "", "loadgen":
-	case "wrk":
+	case "", "wrk":
 		if !loadgen.WrkAvailable() {
-			b.Fatal("LATCH_BENCH_TOOL=wrk: wrk is not on PATH (apt-get install wrk)")
+			b.Fatal("wrk is not on PATH: `make bench-tools` installs it (or LATCH_BENCH_TOOL=loadgen)")
 		}
-		useWrk = true
+	case "loadgen":
+		useWrk = false
 	default:
-		b.Fatalf("LATCH_BENCH_TOOL=%q: want loadgen or wrk", tool)
+		b.Fatalf("LATCH_BENCH_TOOL=%q: want wrk or loadgen", tool)
+	}
+	if idle > 0 {
+		if limit, ok := raiseFileLimit(idle); !ok {
+			b.Fatalf("open-file limit %d is too low for %d idle connections (ulimit -n; or LATCH_BENCH_IDLE)", limit, idle)
+		}
 	}
 	c := harness.StartConsul(b)
 	redis := harness.StartRedis(b)
@@ -72,22 +95,33 @@ func BenchmarkLoad(b *testing.B) {
 		be := harness.StartBackend(b, c, fmt.Sprintf("web-%d", i), "web", time.Second)
 		backends = append(backends, "http://"+be.Addr+"/")
 	}
-	type latch struct{ url, admin string }
-	start := func(bin string) latch {
+	type latch struct {
+		url, admin string
+		proc       *harness.Process
+	}
+	start := func(bin, server string) latch {
 		port, adminPort := harness.FreePort(b), harness.FreePort(b)
-		harness.StartProcess(b, bin, "-listen", fmt.Sprintf("127.0.0.1:%d", port),
+		args := []string{"-listen", fmt.Sprintf("127.0.0.1:%d", port),
 			"-admin-listen", fmt.Sprintf("127.0.0.1:%d", adminPort), "-consul", c.HTTPAddr, "-service", "web",
 			"-redis", redis.URL, "-cookie-secret", "bench-secret-0123456789abcdef",
-			"-pprof", strconv.FormatBool(profileDir != "")) // the access log on, as by default (to a file)
-		l := latch{fmt.Sprintf("http://127.0.0.1:%d/", port), fmt.Sprintf("http://127.0.0.1:%d", adminPort)}
+			"-pprof", strconv.FormatBool(profileDir != "")} // the access log on, as by default (to a file)
+		if server != "" {
+			path := filepath.Join(b.TempDir(), "latch.yaml")
+			if err := os.WriteFile(path, []byte("server:\n  implementation: "+server+"\n"), 0o644); err != nil {
+				b.Fatal(err)
+			}
+			args = append(args, "-config", path)
+		}
+		p := harness.StartProcess(b, bin, args...)
+		l := latch{fmt.Sprintf("http://127.0.0.1:%d/", port), fmt.Sprintf("http://127.0.0.1:%d", adminPort), p}
 		waitPassing(b, l.admin, "web", 4)
 		seenAllB(b, l.url, "web-1", "web-2", "web-3", "web-4")
 		return l
 	}
-	cur := start(harness.Binaries(b) + "/latch")
+	cur := start(harness.Binaries(b)+"/latch", os.Getenv("LATCH_BENCH_SERVER"))
 	var base latch
 	if baseline != "" {
-		base = start(baseline)
+		base = start(baseline, "")
 	}
 
 	// 10,000 established sessions (both latch processes share Redis and
@@ -106,19 +140,11 @@ func BenchmarkLoad(b *testing.B) {
 		}
 	}
 
-	type row struct {
-		Scenario       string `json:"scenario"`
-		Tool           string `json:"tool"` // loadgen or wrk
-		loadgen.Result `json:"result"`
-		RatioToDirect  float64 `json:"ratio_to_direct"`
-		RedisPerReq    float64 `json:"redis_commands_per_request"`
-		AllocsPerReq   float64 `json:"allocs_per_request"`
-		RSSBytes       int64   `json:"latch_rss_bytes"`
-	}
-	var rows []row
+	var rows []benchRow
 	ctx := context.Background()
-	// run runs one scenario; l is the latch process under test (zero: none).
-	run := func(name string, l latch, o loadgen.Options, redisUp bool) row {
+	// run runs one scenario; l is the latch process under test (zero: none)
+	// and proc the process billed for CPU (nil: none).
+	run := func(name, kind string, l latch, proc *harness.Process, o loadgen.Options, redisUp bool) benchRow {
 		var cmds0 int64
 		if redisUp {
 			// Let the previous scenario's background work (TTL refreshes,
@@ -154,38 +180,49 @@ func BenchmarkLoad(b *testing.B) {
 		if useWrk && o.Rate == 0 && len(o.URLs) == 0 { // wrk: one URL, closed loop
 			tool, drive = "wrk", loadgen.RunWrk
 		}
+		var st0 procstat.Stat
+		if proc != nil {
+			st0 = readStat(b, proc)
+		}
 		res, err := drive(ctx, o)
 		if err != nil {
 			b.Fatal(err)
 		}
-		profiles.Wait()
-		r := row{Scenario: name, Tool: tool, Result: res}
+		r := benchRow{Scenario: name, Kind: kind, Tool: tool, Result: res}
 		// Warmup requests count too: the counters ran through them.
 		if sent := float64(res.Requests + res.Warmup); sent > 0 {
+			if proc != nil {
+				d := readStat(b, proc).Sub(st0)
+				r.CPUPer1k = d.CPU.Seconds() / sent * 1000
+				r.SwitchesPerReq = float64(d.CtxSwitches) / sent
+			}
 			if l.admin != "" {
 				r.AllocsPerReq = (scrape(b, l.admin, "go_memstats_mallocs_total") - allocs0) / sent
-				r.RSSBytes = int64(scrape(b, l.admin, "process_resident_memory_bytes"))
 			}
 			if redisUp {
 				r.RedisPerReq = float64(totalCommands(redis.CommandCount(b))-cmds0) / sent
 			}
 		}
+		if proc != nil {
+			r.RSSBytes = readStat(b, proc).RSS
+		}
+		profiles.Wait()
 		rows = append(rows, r)
 		return r
 	}
 	// proxied runs a scenario on latch, then on the baseline when there is one.
-	proxied := func(name string, o loadgen.Options, redisUp bool) row {
+	proxied := func(name, kind string, o loadgen.Options, redisUp bool) benchRow {
 		o.URL = cur.url
-		r := run(name, cur, o, redisUp)
+		r := run(name, kind, cur, cur.proc, o, redisUp)
 		if baseline != "" {
 			o.URL = base.url
-			run(name+" (baseline)", base, o, redisUp)
+			run(name+" (baseline)", kind, base, base.proc, o, redisUp)
 		}
 		return r
 	}
-	run("direct", latch{}, loadgen.Options{URL: backends[0]}, true)
-	run("direct-4", latch{}, loadgen.Options{URLs: backends}, true)
-	proxied("new", loadgen.Options{}, true)
+	run("direct", "direct", latch{}, nil, loadgen.Options{URL: backends[0]}, true)
+	run("direct-4", "", latch{}, nil, loadgen.Options{URLs: backends}, true)
+	proxied("new", "new", loadgen.Options{}, true)
 	// Every cookie once through each latch first: each has then cached the
 	// pins (a replica new to a session reads its pin and refreshes its TTL
 	// once), as replicas that have run for a while have.
@@ -198,46 +235,46 @@ func BenchmarkLoad(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	sticky := proxied("sticky", loadgen.Options{Cookies: cookies}, true)
+	sticky := proxied("sticky", "sticky", loadgen.Options{Cookies: cookies}, true)
 	half := sticky.RPS / 2
-	proxied("sticky@half", loadgen.Options{Cookies: cookies, Rate: half}, true)
-	run("direct@half", latch{}, loadgen.Options{URLs: backends, Rate: half}, true)
-	if url, cookies, ok := startHAProxy(b, backends); ok {
-		run("haproxy new", latch{}, loadgen.Options{URL: url}, true)
-		run("haproxy sticky", latch{}, loadgen.Options{URL: url, Cookies: cookies}, true)
-		run("haproxy sticky@half", latch{}, loadgen.Options{URL: url, Cookies: cookies, Rate: half}, true)
+	proxied("sticky@half", "", loadgen.Options{Cookies: cookies, Rate: half}, true)
+	run("direct@half", "", latch{}, nil, loadgen.Options{URLs: backends, Rate: half}, true)
+	var bars []bar
+	if hp, ok := startHAProxy(b, backends); ok {
+		bars = append(bars, hp)
+	} else {
+		fmt.Println("haproxy is not installed (`make bench-tools`): no HAProxy bar")
+	}
+	if ng, ok := startNginx(b, backends); ok {
+		bars = append(bars, ng)
+	}
+	for _, br := range bars {
+		run(br.name+" new", "new", latch{}, br.proc, loadgen.Options{URL: br.url}, true)
+		run(br.name+" sticky", "sticky", latch{}, br.proc, loadgen.Options{URL: br.url, Cookies: br.cookies}, true)
+		run(br.name+" sticky@half", "", latch{}, br.proc, loadgen.Options{URL: br.url, Cookies: br.cookies, Rate: half}, true)
 	}
 	redis.Stop(b)
-	proxied("sticky-redis-down", loadgen.Options{Cookies: cookies}, false)
+	proxied("sticky-redis-down", "sticky", loadgen.Options{Cookies: cookies}, false)
 	redis.Start(b)
 
-	var out strings.Builder
-	fmt.Fprintf(&out, "\n%-30s %9s %9s %9s %9s %7s %7s %10s %8s %8s %8s\n", "scenario", "req/s", "p50", "p99", "p99.9",
-		"ratio", "errors", "redis/req", "allocs", "rss MiB", "tool")
-	p99 := map[string]time.Duration{}
-	for i := range rows {
-		r := &rows[i]
-		r.RatioToDirect = r.RPS / rows[0].RPS
-		p99[r.Scenario] = r.P99
-		fmt.Fprintf(&out, "%-30s %9.0f %9s %9s %9s %7.2f %7d %10.3f %8.1f %8.1f %8s\n", r.Scenario, r.RPS,
-			r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.P999.Round(time.Microsecond),
-			r.RatioToDirect, r.Errors, r.RedisPerReq, r.AllocsPerReq, float64(r.RSSBytes)/(1<<20), r.Tool)
+	var mem []idleMem
+	if idle > 0 {
+		mem = append(mem, measureIdle(b, "latch", cur.url, cookies[0], cur.proc, idle))
+		if baseline != "" {
+			mem = append(mem, measureIdle(b, "latch (baseline)", base.url, cookies[0], base.proc, idle))
+		}
+		for _, br := range bars {
+			mem = append(mem, measureIdle(b, br.name, br.url, br.cookies[0], br.proc, idle))
+		}
 	}
-	added := p99["sticky@half"] - p99["direct@half"]
-	fmt.Fprintf(&out, "p99 latch adds at half of sticky's peak (%.0f req/s): %s\n", half, added.Round(time.Microsecond))
-	if baseline != "" {
-		fmt.Fprintf(&out, "p99 the baseline adds: %s\n", (p99["sticky@half (baseline)"] - p99["direct@half"]).Round(time.Microsecond))
-	}
-	if hp, ok := p99["haproxy sticky@half"]; ok {
-		fmt.Fprintf(&out, "p99 HAProxy adds at the same rate: %s\n", (hp - p99["direct@half"]).Round(time.Microsecond))
-	}
-	b.Log(out.String())
-	fmt.Print(out.String())
+
+	out := benchTable(rows, mem, half, baseline != "")
+	b.Log(out)
+	fmt.Print(out)
 	dir := filepath.Join(harness.RepoRoot(), "integration", "results")
 	if err := os.MkdirAll(dir, 0o755); err == nil {
 		data, _ := json.MarshalIndent(map[string]any{"time": time.Now().UTC(), "concurrency": conc,
-			"duration": duration.String(), "baseline": baseline, "p99_added_at_half_load_ns": added,
-			"scenarios": rows}, "", "  ")
+			"duration": duration.String(), "baseline": baseline, "scenarios": rows, "idle_connections": mem}, "", "  ")
 		path := filepath.Join(dir, time.Now().UTC().Format("20060102T150405Z")+".json")
 		if err := os.WriteFile(path, data, 0o644); err == nil {
 			fmt.Println("results:", path)
@@ -245,53 +282,82 @@ func BenchmarkLoad(b *testing.B) {
 	}
 }
 
-// startHAProxy runs Debian's haproxy, when installed, as the bar to
-// compare with: round robin over the same backends, stickiness by an
-// inserted cookie (its "cookie insert indirect"), keep-alive to backends,
-// one thread (its best on 2 shared cores), no logging. The cookies it
-// returns name each backend in turn.
-func startHAProxy(b *testing.B, backends []string) (url string, cookies []string, ok bool) {
-	bin, err := exec.LookPath("haproxy")
+// benchRow is one scenario's line in the table (and the JSON results).
+type benchRow struct {
+	Scenario       string `json:"scenario"`
+	Kind           string `json:"-"`    // new, sticky, direct: what ratios compare it with ("": none)
+	Tool           string `json:"tool"` // loadgen or wrk
+	loadgen.Result `json:"result"`
+	RatioToDirect  float64 `json:"ratio_to_direct"`
+	RatioToHAProxy float64 `json:"ratio_to_haproxy,omitempty"`
+	CPUPer1k       float64 `json:"cpu_seconds_per_1000_requests,omitempty"` // of the proxy under test
+	SwitchesPerReq float64 `json:"context_switches_per_request,omitempty"`
+	RedisPerReq    float64 `json:"redis_commands_per_request"`
+	AllocsPerReq   float64 `json:"allocs_per_request,omitempty"`
+	RSSBytes       int64   `json:"rss_bytes,omitempty"` // of the proxy under test, after the scenario
+}
+
+// benchTable fills in the ratios and formats the table.
+func benchTable(rows []benchRow, mem []idleMem, half float64, withBaseline bool) string {
+	byName := map[string]benchRow{}
+	for _, r := range rows {
+		byName[r.Scenario] = r
+	}
+	var out strings.Builder
+	fmt.Fprintf(&out, "\n%-28s %8s %7s %8s %8s %8s %8s %9s %8s %6s %9s %7s %7s %7s\n", "scenario", "req/s", "×direct",
+		"×haproxy", "p50", "p99", "p99.9", "cpu s/1k", "csw/req", "errors", "redis/req", "allocs", "rss MiB", "tool")
+	for i := range rows {
+		r := &rows[i]
+		r.RatioToDirect = r.RPS / byName["direct"].RPS
+		hp, ok := byName["haproxy "+r.Kind]
+		ratio := "-"
+		if ok && r.Kind != "" && r.Kind != "direct" {
+			r.RatioToHAProxy = r.RPS / hp.RPS
+			ratio = fmt.Sprintf("%.2f", r.RatioToHAProxy)
+		}
+		cpu, csw, allocs, rss := "-", "-", "-", "-"
+		if r.CPUPer1k > 0 || r.SwitchesPerReq > 0 {
+			cpu, csw = fmt.Sprintf("%.4f", r.CPUPer1k), fmt.Sprintf("%.2f", r.SwitchesPerReq)
+			rss = fmt.Sprintf("%.1f", float64(r.RSSBytes)/(1<<20))
+		}
+		if r.AllocsPerReq > 0 {
+			allocs = fmt.Sprintf("%.1f", r.AllocsPerReq)
+		}
+		fmt.Fprintf(&out, "%-28s %8.0f %7.2f %8s %8s %8s %8s %9s %8s %6d %9.3f %7s %7s %7s\n", r.Scenario, r.RPS,
+			r.RatioToDirect, ratio, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond),
+			r.P999.Round(time.Microsecond), cpu, csw, r.Errors, r.RedisPerReq, allocs, rss, r.Tool)
+	}
+	direct := byName["direct@half"].P99
+	fmt.Fprintf(&out, "p99 added at half of latch's sticky peak (%.0f req/s): latch %s", half,
+		(byName["sticky@half"].P99 - direct).Round(time.Microsecond))
+	if withBaseline {
+		fmt.Fprintf(&out, ", baseline %s", (byName["sticky@half (baseline)"].P99 - direct).Round(time.Microsecond))
+	}
+	for _, name := range []string{"haproxy", "nginx"} {
+		if r, ok := byName[name+" sticky@half"]; ok {
+			fmt.Fprintf(&out, ", %s %s", name, (r.P99 - direct).Round(time.Microsecond))
+		}
+	}
+	out.WriteString("\n")
+	if hp, ok := byName["haproxy sticky"]; ok && hp.CPUPer1k > 0 {
+		fmt.Fprintf(&out, "CPU per request, sticky: latch %.2f× HAProxy's\n", byName["sticky"].CPUPer1k/hp.CPUPer1k)
+	}
+	if len(mem) > 0 {
+		fmt.Fprintf(&out, "\n%-20s %7s %10s %10s %12s %10s\n", "idle connections", "conns", "rss before", "rss open", "per conn", "rss closed")
+		for _, m := range mem {
+			fmt.Fprintf(&out, "%-20s %7d %8.1f M %8.1f M %8.1f KiB %8.1f M\n", m.Proxy, m.Conns, float64(m.Before)/(1<<20),
+				float64(m.Open)/(1<<20), m.PerConn()/1024, float64(m.Closed)/(1<<20))
+		}
+	}
+	return out.String()
+}
+
+func readStat(b *testing.B, p *harness.Process) procstat.Stat {
+	s, err := procstat.Read(p.PID())
 	if err != nil {
-		return "", nil, false
-	}
-	port := harness.FreePort(b)
-	var cfg strings.Builder
-	fmt.Fprintf(&cfg, `global
-    nbthread 1
-    maxconn 4000
-defaults
-    mode http
-    timeout connect 2s
-    timeout client 60s
-    timeout server 60s
-    http-reuse always
-frontend fe
-    bind 127.0.0.1:%d
-    default_backend web
-backend web
-    balance roundrobin
-    cookie SRV insert indirect nocache
-`, port)
-	for i, be := range backends {
-		fmt.Fprintf(&cfg, "    server web-%d %s cookie w%d\n", i+1, strings.TrimSuffix(strings.TrimPrefix(be, "http://"), "/"), i+1)
-		cookies = append(cookies, fmt.Sprintf("SRV=w%d", i+1))
-	}
-	path := filepath.Join(b.TempDir(), "haproxy.cfg")
-	if err := os.WriteFile(path, []byte(cfg.String()), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	harness.StartProcess(b, bin, "-db", "-f", path)
-	url = fmt.Sprintf("http://127.0.0.1:%d/", port)
-	harness.WaitFor(b, 10*time.Second, "haproxy to answer", func() bool {
-		resp, err := http.Get(url)
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
-	return url, cookies, true
+	return s
 }
 
 // fetchProfile saves a pprof profile from latch's admin listener.

@@ -32,6 +32,7 @@ type faultRow struct {
 	name                       string
 	sent, failed               int
 	moved, necessary, needless int
+	recovered                  time.Duration // from the fault to serving normally again (0: not measured)
 	note                       string
 }
 
@@ -84,6 +85,8 @@ type faultRig struct {
 	backends []*switchable
 	latch    *harness.Latch
 	traffic  *load
+	// recovered, when set before finish, is the row's time to recover.
+	recovered time.Duration
 }
 
 func newFaultRig(t *testing.T, mutate func(*config.Config)) *faultRig {
@@ -123,7 +126,7 @@ func (r *faultRig) finish(t *testing.T, name string, before []string, faulted []
 	t.Helper()
 	r.traffic.halt()
 	sent, failed, errs := r.traffic.stats()
-	row := faultRow{name: name, sent: sent, failed: failed, note: note}
+	row := faultRow{name: name, sent: sent, failed: failed, note: note, recovered: r.recovered}
 	r.traffic.mu.Lock()
 	for i, b := range r.traffic.backend {
 		if r.traffic.moves[i] == 0 {
@@ -257,17 +260,26 @@ func TestFaultSuite(t *testing.T) {
 		r.consul.Kill(t)
 		r.traffic.waitSent(t, 10*faultRate)
 		r.consul.Start(t)
+		up := time.Now()
+		// Issue 12: the stale flag used to stay up until some unrelated
+		// change ended a 5-minute blocking query.
+		harness.WaitFor(t, 10*time.Second, "stale to clear after the restart", func() bool {
+			return metricValue(t, r.latch.AdminURL, `latch_discovery_stale{service="web"}`) == 0
+		})
+		r.recovered = time.Since(up)
 		x := startSwitchable(t, "web-new")
 		r.consul.Register(t, x.id, "web", x.addr())
 		harness.WaitFor(t, 20*time.Second, "a registration after the restart to get traffic", func() bool {
 			id, _ := backendOf(t, &http.Client{Timeout: 5 * time.Second}, r.latch.URL+"/")
 			return id == "web-new"
 		})
-		row := r.finish(t, "consul down 10s", before, nil, "new registration routed after restart")
+		row := r.finish(t, "consul down 10s (restart with state)", before, nil, "recovered = stale cleared after the agent is up; new registration routed")
 		if row.failed != 0 || row.moved != 0 {
 			t.Fatalf("%+v: want 0 failed and no session moved", row)
 		}
 	})
+
+	t.Run("consul restarted without state", consulWithoutState)
 
 	t.Run("redis down 10s", func(t *testing.T) {
 		r := newFaultRig(t, nil)
@@ -325,16 +337,24 @@ func TestFaultSuite(t *testing.T) {
 		}
 	})
 
-	t.Cleanup(func() {
-		faultMu.Lock()
-		defer faultMu.Unlock()
-		var b strings.Builder
-		fmt.Fprintf(&b, "\n| fault | requests | failed | sessions moved | necessary | needless | note |\n|---|---|---|---|---|---|---|\n")
-		for _, r := range faultTable {
-			fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %s |\n", r.name, r.sent, r.failed, r.moved, r.necessary, r.needless, r.note)
+	t.Cleanup(func() { printFaultTable(t) })
+}
+
+// printFaultTable logs the rows recorded so far and starts a new table.
+func printFaultTable(t *testing.T) {
+	faultMu.Lock()
+	defer faultMu.Unlock()
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n| fault | requests | failed | sessions moved | necessary | needless | recovered in | note |\n|---|---|---|---|---|---|---|---|\n")
+	for _, r := range faultTable {
+		rec := "-"
+		if r.recovered > 0 {
+			rec = r.recovered.Round(10 * time.Millisecond).String()
 		}
-		t.Log(b.String())
-	})
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %s | %s |\n", r.name, r.sent, r.failed, r.moved, r.necessary, r.needless, rec, r.note)
+	}
+	faultTable = nil
+	t.Log(b.String())
 }
 
 // withCookiesFor copies a client's cookies for one replica to another.

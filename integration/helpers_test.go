@@ -62,13 +62,14 @@ func never(t *testing.T, url, id string, n int) {
 // bounded by count and time, recording every failure and backend change.
 type load struct {
 	clients []*http.Client
-	url     string
+	urls    []string // each client's requests go round these (latch replicas)
 
 	mu       sync.Mutex
 	sent     int
 	failed   int
 	errs     []string
 	backend  []string   // last backend per client
+	turn     []int      // requests per client, to rotate over urls
 	moves    []int      // backend changes per client
 	moveLog  []string   // the first moves, for failure messages
 	hist     [][]string // each client's moves
@@ -76,13 +77,18 @@ type load struct {
 	finished chan struct{}
 }
 
-func newLoad(url string, clients int) *load {
-	l := &load{url: url, stop: make(chan struct{}), finished: make(chan struct{})}
+func newLoad(url string, clients int) *load { return newLoadAcross([]string{url}, clients) }
+
+// newLoadAcross is a load whose clients send their requests to each of
+// urls in turn (cookies are per host, not port: every replica sees them).
+func newLoadAcross(urls []string, clients int) *load {
+	l := &load{urls: urls, stop: make(chan struct{}), finished: make(chan struct{})}
 	for range clients {
 		l.clients = append(l.clients, harness.Client())
 	}
 	l.backend = make([]string, clients)
 	l.moves = make([]int, clients)
+	l.turn = make([]int, clients)
 	l.hist = make([][]string, clients)
 	return l
 }
@@ -99,7 +105,11 @@ func (l *load) warm(t *testing.T) {
 }
 
 func (l *load) do(i int) {
-	resp, err := l.clients[i].Get(l.url)
+	l.mu.Lock()
+	url := l.urls[l.turn[i]%len(l.urls)]
+	l.turn[i]++
+	l.mu.Unlock()
+	resp, err := l.clients[i].Get(url)
 	var id string
 	ok := false
 	if err == nil {

@@ -88,8 +88,8 @@ func TestMetricsMove(t *testing.T) {
 	m := scrape()
 	for _, want := range []string{
 		`latch_requests_total{backend="web-1",code="2xx",route="web"} 5`,
-		`latch_sessions_total{outcome="new",route="web"} 1`,
-		`latch_sessions_total{outcome="sticky",route="web"} 4`,
+		`latch_sessions_total{backend="web-1",outcome="new",route="web"} 1`,
+		`latch_sessions_total{backend="web-1",outcome="sticky",route="web"} 4`,
 		`latch_request_duration_seconds_count{route="web"} 5`,
 		`latch_upstream_duration_seconds_count{backend="web-1",route="web"} 5`,
 		`latch_discovery_stale{service="web"} 0`,

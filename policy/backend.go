@@ -44,6 +44,9 @@ type state struct {
 	// itself uses (see mono).
 	bstate    atomic.Int32
 	openUntil atomic.Int64
+	// bsince is when the breaker entered its state (unix nanos, wall
+	// clock), or when the backend appeared if it never changed.
+	bsince atomic.Int64
 
 	// takeHealth: the last snapshot's health let the backend take new
 	// sessions (ignoring panic mode). Only Update touches it, under the
@@ -63,6 +66,17 @@ func (b *Backend) Latency() time.Duration {
 // Breaker is the state of b's circuit breaker. An open breaker whose
 // timeout passed still reads Open until a request probes it.
 func (b *Backend) Breaker() BreakerState { return BreakerState(b.st.bstate.Load()) }
+
+// BreakerSince is when b's breaker entered its current state, or when b
+// first appeared if the breaker never changed.
+func (b *Backend) BreakerSince() time.Time { return time.Unix(0, b.st.bsince.Load()) }
+
+// SlowStart is b's slow-start progress in [0, 1]: its share of new
+// sessions relative to a ramped-up backend (1: not ramping).
+func (b *Backend) SlowStart() float64 {
+	f, _ := b.rampProgress()
+	return f
+}
 
 // Drained reports whether b was drained through the admin API.
 func (b *Backend) Drained() bool { return b.st.drained.Load() }
@@ -92,17 +106,26 @@ func (b *Backend) breakerOK() bool {
 // The first call after the window ends clears the ramp, so a ramped-up
 // backend costs one atomic load.
 func (b *Backend) rampFactor() float64 {
+	f, since := b.rampProgress()
+	if f >= 1 && since != 0 {
+		b.st.upSince.CompareAndSwap(since, 0)
+	}
+	return f
+}
+
+// rampProgress is b's ramp factor and the ramp start it was computed from
+// (0: not ramping).
+func (b *Backend) rampProgress() (float64, int64) {
 	since := b.st.upSince.Load()
 	if since == 0 {
-		return 1
+		return 1, 0
 	}
 	window := b.st.reg.opts.SlowStart
 	elapsed := b.st.reg.now() - since
 	if window <= 0 || elapsed >= int64(window) {
-		b.st.upSince.CompareAndSwap(since, 0)
-		return 1
+		return 1, since
 	}
-	return max(float64(elapsed)/float64(window), 0)
+	return max(float64(elapsed)/float64(window), 0), since
 }
 
 // latency is the EWMA for picks, in nanoseconds, or 0 when there is none

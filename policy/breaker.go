@@ -127,6 +127,7 @@ func (r *Registry) newBreaker(st *state) *gobreaker.TwoStepCircuitBreaker[struct
 				r.ramp(st) // recovered: slow start again
 			}
 			st.bstate.Store(int32(t))
+			st.bsince.Store(time.Now().UnixNano())
 			if r.opts.OnBreakerChange != nil {
 				r.opts.OnBreakerChange(st.id, f, t)
 			}

@@ -37,6 +37,10 @@ func TestBreakerOpenExcludes(t *testing.T) {
 		OnBreakerChange: ch.record,
 	}, backends(2))
 	b := set.Lookup("b00")
+	appeared := b.BreakerSince()
+	if time.Since(appeared) > time.Minute || appeared.After(time.Now()) {
+		t.Fatalf("BreakerSince of a new backend %v; want about now (its appearance)", appeared)
+	}
 	for _, o := range []Outcome{Failure, Failure, Success, Failure, Failure} { // the success resets the run
 		request(t, b, o)
 	}
@@ -47,6 +51,9 @@ func TestBreakerOpenExcludes(t *testing.T) {
 	if b.Breaker() != Open || b.CanTake() || b.CanKeep() {
 		t.Fatalf("after 3 failures in a row: %v, CanTake %v, CanKeep %v; want open, excluded",
 			b.Breaker(), b.CanTake(), b.CanKeep())
+	}
+	if !b.BreakerSince().After(appeared) {
+		t.Fatalf("BreakerSince %v did not move when the breaker opened (appeared %v)", b.BreakerSince(), appeared)
 	}
 	if _, err := b.Acquire(); err != ErrBreakerOpen {
 		t.Fatalf("Acquire on an open breaker: %v; want ErrBreakerOpen", err)

@@ -128,6 +128,9 @@ func TestSlowStartRamps(t *testing.T) {
 		t.Fatalf("at the start of slow start the new backend got %.1f%% of picks; want 0", s*100)
 	}
 	clk.Add(2 * time.Second)
+	if p := set.Lookup("b01").SlowStart(); p != 0.2 {
+		t.Fatalf("SlowStart 20%% into the window: %v; want 0.2", p)
+	}
 	if s := share(); s < 0.127 || s > 0.207 {
 		t.Fatalf("20%% into slow start the new backend got %.1f%% of picks; want about 17%%", s*100)
 	}
@@ -136,6 +139,9 @@ func TestSlowStartRamps(t *testing.T) {
 		t.Fatalf("60%% into slow start it got %.1f%%; want about 37.5%%", s*100)
 	}
 	clk.Add(4 * time.Second)
+	if p := set.Lookup("b01").SlowStart(); p != 1 {
+		t.Fatalf("SlowStart after the window: %v; want 1", p)
+	}
 	if s := share(); s != 0.5 {
 		t.Fatalf("after slow start it got %.1f%%; want 50%%", s*100)
 	}

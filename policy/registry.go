@@ -119,6 +119,7 @@ func (r *Registry) Update(s discovery.Snapshot) *Set {
 		st, ok := r.states[db.ID]
 		if !ok {
 			st = &state{id: db.ID, reg: r}
+			st.bsince.Store(time.Now().UnixNano())
 			st.breaker = r.newBreaker(st)
 			if !r.first && take {
 				r.ramp(st) // a new backend ramps up too

@@ -452,6 +452,10 @@ func (a *Affinity) dropPending(key string, p pendingPin) {
 	}
 }
 
+// StoreUp reports whether the store's breaker is closed: false while
+// the store is considered unreachable and requests do not wait on it.
+func (a *Affinity) StoreUp() bool { return a.br.State() == gobreaker.StateClosed }
+
 // Pending is the number of pins waiting for the store to come back.
 func (a *Affinity) Pending() int {
 	a.mu.Lock()

@@ -26,21 +26,44 @@ func NewRedisStore(c redis.UniversalClient) *RedisStore { return &RedisStore{c: 
 
 // ParseRedisURL builds a client from a redis:// or rediss:// URL as go-redis
 // parses it (user, password, db, and options such as dial_timeout in the
-// query). A comma-separated list of such URLs makes a Cluster client. The
-// timeouts default short: Redis trouble must cost a request milliseconds.
+// query). Three forms:
+//
+//   - redis://host:6379/0: one server;
+//   - redis://s1:26379,s2:26379,s3:26379/0?master_name=mymaster: Redis
+//     Sentinel (the hosts are sentinels; the URL's user and password are
+//     the sentinels', password= in the query is the primary's);
+//   - redis://h1:7000,h2:7001,h3:7002: Redis Cluster (seed nodes).
+//
+// The timeouts default short: Redis trouble must cost a request
+// milliseconds. The Sentinel client does not retry (the session layer has
+// its own breaker, replay queue and fallbacks); the Cluster client follows
+// MOVED/ASK redirects, as it must, and re-reads the slot map every second
+// while in use.
 func ParseRedisURL(url string) (redis.UniversalClient, error) {
-	if first, rest, ok := strings.Cut(url, ","); ok {
-		// redis://h1:p1,h2:p2?opts → go-redis's redis://h1:p1?opts&addr=h2:p2
-		more, query, _ := strings.Cut(rest, "?")
-		u := first + "?" + query
-		for _, a := range strings.Split(more, ",") {
-			u += "&addr=" + strings.TrimPrefix(strings.TrimPrefix(a, "redis://"), "rediss://")
+	u, several := hostList(url)
+	if strings.Contains(u, "master_name=") {
+		opts, err := redis.ParseFailoverURL(u)
+		if err != nil {
+			return nil, fmt.Errorf("parsing sentinel URL: %w", redacted(err))
 		}
+		shorten(&opts.DialTimeout, &opts.ReadTimeout, &opts.WriteTimeout, url)
+		opts.MaxRetries = -1 // none: the session layer has its own fallbacks
+		opts.ContextTimeoutEnabled = true
+		return redis.NewFailoverClient(opts), nil
+	}
+	if several {
 		opts, err := redis.ParseClusterURL(u)
 		if err != nil {
 			return nil, fmt.Errorf("parsing cluster URL: %w", redacted(err))
 		}
 		shorten(&opts.DialTimeout, &opts.ReadTimeout, &opts.WriteTimeout, url)
+		opts.ContextTimeoutEnabled = true
+		// go-redis reloads the slot map on MOVED, or when it is older than
+		// this (default 60s). After a primary dies no MOVED comes within
+		// latch's short timeouts: every call for its slots would go to the
+		// dead node for a minute. One CLUSTER SLOTS a second (only while
+		// commands run) finds the promoted replica within a second or two.
+		opts.ClusterStateReloadInterval = time.Second
 		return redis.NewClusterClient(opts), nil
 	}
 	opts, err := redis.ParseURL(url)
@@ -51,6 +74,26 @@ func ParseRedisURL(url string) (redis.UniversalClient, error) {
 	opts.MaxRetries = 0 // the session layer has its own breaker and fallbacks
 	opts.ContextTimeoutEnabled = true
 	return redis.NewClient(opts), nil
+}
+
+// hostList turns a URL with several hosts into go-redis's form:
+// redis://h1:p1,h2:p2/db?opts → redis://h1:p1/db?opts&addr=h2:p2.
+func hostList(url string) (string, bool) {
+	first, rest, several := strings.Cut(url, ",")
+	if !several {
+		return url, false
+	}
+	more, query, _ := strings.Cut(rest, "?")
+	more = strings.NewReplacer("rediss://", "", "redis://", "").Replace(more)
+	path := ""
+	if i := strings.IndexByte(more, '/'); i >= 0 {
+		more, path = more[:i], more[i:]
+	}
+	u := first + path + "?" + query
+	for _, a := range strings.Split(more, ",") {
+		u += "&addr=" + a
+	}
+	return u, true
 }
 
 // shorten sets latch's defaults unless the URL set the timeouts itself.

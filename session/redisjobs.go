@@ -23,8 +23,11 @@ var (
 // countBucket is the width of the session-count buckets.
 const countBucket = 5 * time.Minute
 
+// countKey names one bucket's HyperLogLog. The hash tag keeps a backend's
+// buckets in one Redis Cluster slot, so one PFCOUNT can merge them (keys
+// in different slots are a CROSSSLOT error).
 func countKey(service, backend string, bucket int64) string {
-	return "l:n:" + service + ":" + backend + ":" + strconv.FormatInt(bucket, 10)
+	return "l:n:{" + service + ":" + backend + "}:" + strconv.FormatInt(bucket, 10)
 }
 
 // expiries remembers the count keys of the current bucket this process

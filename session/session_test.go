@@ -220,6 +220,9 @@ func TestAffinityStoreDown(t *testing.T) {
 	if n := store.calls() - calls; n > 3 {
 		t.Fatalf("breaker open, yet 100 lookups made %d store calls", n)
 	}
+	if a.StoreUp() {
+		t.Fatal("StoreUp while the breaker is open")
+	}
 	store.setDown(false)
 	deadline := time.Now().Add(10 * time.Second)
 	for a.Pending() > 0 {
@@ -227,6 +230,9 @@ func TestAffinityStoreDown(t *testing.T) {
 			t.Fatal("pending pin never replayed")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+	if !a.StoreUp() {
+		t.Fatal("StoreUp false after the store came back and the pins were replayed")
 	}
 	if v, ok, _ := store.Store.Get(ctx, storeKey("web", id)); !ok || v != "web-2" {
 		t.Fatalf("replayed pin = %q %v", v, ok)

@@ -25,10 +25,12 @@ type Config struct {
 	Listen string `yaml:"listen"`
 	Admin  Admin  `yaml:"admin"`
 	Consul Consul `yaml:"consul"`
-	Redis  Redis  `yaml:"redis"`
-	Cookie Cookie `yaml:"cookie"`
-	Log    Log    `yaml:"log"`
-	Server Server `yaml:"server"`
+	// Discovery tunes how Consul's answers are applied.
+	Discovery Discovery `yaml:"discovery"`
+	Redis     Redis     `yaml:"redis"`
+	Cookie    Cookie    `yaml:"cookie"`
+	Log       Log       `yaml:"log"`
+	Server    Server    `yaml:"server"`
 	// Transport tunes the connections to backends.
 	Transport Transport `yaml:"transport"`
 	// TrustedProxies are the peers whose X-Forwarded-For and
@@ -63,6 +65,41 @@ type Consul struct {
 	RoutesFromTags Opt[bool] `yaml:"routes_from_tags"`
 	// Disabled runs without Consul: every route must then list static backends.
 	Disabled bool `yaml:"disabled"`
+	// Datacenter to read from (empty: the agent's own).
+	Datacenter string `yaml:"datacenter"`
+	// Tag, when set, routes only instances carrying it (and, for routes
+	// from tags, only services with such an instance).
+	Tag string `yaml:"tag"`
+	// Token is the ACL token; TokenFile a file holding it (re-read on every
+	// request). Empty: CONSUL_HTTP_TOKEN / CONSUL_HTTP_TOKEN_FILE.
+	Token     string `yaml:"token"`
+	TokenFile string `yaml:"token_file"`
+	// TLS to the agent; any field set turns HTTPS on.
+	TLS ConsulTLS `yaml:"tls"`
+	// Consistency is Consul's read mode: stale (default: any server
+	// answers, reads stay off the leader and keep working without one),
+	// default (the leader answers) or consistent (the leader checks with a
+	// quorum first).
+	Consistency string `yaml:"consistency"`
+}
+
+// ConsulTLS is TLS to the Consul agent. Empty: CONSUL_CACERT,
+// CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY, CONSUL_TLS_SERVER_NAME.
+type ConsulTLS struct {
+	CAFile     string `yaml:"ca_file"`     // verifies the agent's certificate
+	CertFile   string `yaml:"cert_file"`   // client certificate, when the agent verifies clients
+	KeyFile    string `yaml:"key_file"`    // its key
+	ServerName string `yaml:"server_name"` // name expected in the agent's certificate
+}
+
+// Discovery tunes how Consul's answers are applied.
+type Discovery struct {
+	// EmptyGrace is how long an answer that suddenly removes every backend
+	// of a service (or every service routed by tags) is held back while the
+	// last good backends keep serving, marked stale (default 30s; negative:
+	// apply at once). An agent restarted without its state answers so
+	// until the services register again.
+	EmptyGrace Opt[time.Duration] `yaml:"empty_grace"`
 }
 
 // Redis is the shared session store. Empty URL: an in-memory store (sessions
@@ -103,6 +140,10 @@ type Server struct {
 	IdleTimeout       Opt[time.Duration] `yaml:"idle_timeout"`        // default 120s
 	MaxHeaderBytes    Opt[int]           `yaml:"max_header_bytes"`    // default 64 KiB
 	ShutdownTimeout   Opt[time.Duration] `yaml:"shutdown_timeout"`    // default 30s
+	// Implementation serves the public listener: "net/http" (default) or
+	// "h1" (gateway/h1: pooled buffers, no background read; see its doc
+	// for what differs).
+	Implementation string `yaml:"implementation"`
 }
 
 // Transport tunes the connections to backends.

@@ -47,6 +47,8 @@ func (c Config) withDefaults() Config {
 	str(&c.Listen, ":8080")
 	str(&c.Admin.Listen, "127.0.0.1:9090")
 	c.Consul.RoutesFromTags = c.Consul.RoutesFromTags.orValue(true)
+	str(&c.Consul.Consistency, "stale")
+	c.Discovery.EmptyGrace = c.Discovery.EmptyGrace.orValue(30 * time.Second)
 	c.Redis.Timeout = c.Redis.Timeout.orValue(session.DefaultStoreTimeout)
 	c.Redis.CacheTTL = c.Redis.CacheTTL.orValue(session.DefaultCacheTTL)
 	c.Redis.CacheSize = c.Redis.CacheSize.orValue(session.DefaultCacheSize)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/latchgw/latch/discovery"
 	"github.com/latchgw/latch/policy"
 )
 
@@ -36,6 +37,18 @@ func (c *Config) validate(p *problems) {
 	if c.Redis.URL != "" && !strings.HasPrefix(c.Redis.URL, "redis://") &&
 		!strings.HasPrefix(c.Redis.URL, "rediss://") && !strings.HasPrefix(c.Redis.URL, "unix://") {
 		p.add("redis.url", "must be a redis://, rediss:// or unix:// URL")
+	}
+	if err := discovery.ValidConsistency(c.Consul.Consistency); err != nil {
+		p.add("consul.consistency", "%v", err)
+	}
+	if (c.Consul.TLS.CertFile == "") != (c.Consul.TLS.KeyFile == "") {
+		p.add("consul.tls", "cert_file and key_file go together")
+	}
+	if c.Consul.Token != "" && c.Consul.TokenFile != "" {
+		p.add("consul.token_file", "set token or token_file, not both")
+	}
+	if i := c.Server.Implementation; i != "" && i != "net/http" && i != "h1" {
+		p.add("server.implementation", "%q is not net/http or h1", i)
 	}
 	for i, s := range c.Cookie.Secrets {
 		if len(s) < 16 {

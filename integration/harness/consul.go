@@ -23,7 +23,11 @@ import (
 // registrations, as a production agent does after a restart.
 type Consul struct {
 	HTTPAddr string // 127.0.0.1:port
+	// Token is the ACL token the harness's own client sends ("" = none).
+	Token string
 
+	node  string
+	args  []string // the agent's role: -server -bootstrap-expect=1 by default
 	dir   string
 	ports [4]int // http, serf lan, serf wan, server
 	cmd   *exec.Cmd
@@ -35,12 +39,20 @@ type Consul struct {
 // the test ends. It fails the test, never skips it, when consul is missing.
 func StartConsul(t testing.TB) *Consul {
 	t.Helper()
-	c := &Consul{dir: t.TempDir()}
+	c := newConsul(t, "latch-test", "-server", "-bootstrap-expect=1")
+	c.Start(t)
+	return c
+}
+
+// newConsul makes an agent (not started) on free ports, stopped when the
+// test ends.
+func newConsul(t testing.TB, node string, args ...string) *Consul {
+	t.Helper()
+	c := &Consul{dir: t.TempDir(), node: node, args: args}
 	for i := range c.ports {
 		c.ports[i] = FreePort(t)
 	}
 	c.HTTPAddr = "127.0.0.1:" + strconv.Itoa(c.ports[0])
-	c.Start(t)
 	t.Cleanup(func() { c.Stop(t) })
 	return c
 }
@@ -69,6 +81,26 @@ func RepoRoot() string {
 // and its node is in the catalog.
 func (c *Consul) Start(t testing.TB) {
 	t.Helper()
+	c.launch(t)
+	c.waitReady(t, 30*time.Second)
+}
+
+// Wipe deletes the agent's data directory (the agent must be stopped): the
+// next Start is a new agent on the same ports, as a -dev agent restarted
+// or a replaced node would be.
+func (c *Consul) Wipe(t testing.TB) {
+	t.Helper()
+	if c.cmd != nil {
+		t.Fatal("wiping a running consul")
+	}
+	if err := os.RemoveAll(filepath.Join(c.dir, "data")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// launch starts the agent process without waiting for it.
+func (c *Consul) launch(t testing.TB) {
+	t.Helper()
 	if c.cmd != nil {
 		t.Fatalf("consul already running")
 	}
@@ -77,8 +109,8 @@ func (c *Consul) Start(t testing.TB) {
 		t.Fatal(err)
 	}
 	c.log = log
-	cmd := exec.Command(ConsulBinary(t), "agent", "-server", "-bootstrap-expect=1",
-		"-node=latch-test", "-data-dir="+filepath.Join(c.dir, "data"),
+	args := append([]string{"agent"}, c.args...)
+	args = append(args, "-node="+c.node, "-data-dir="+filepath.Join(c.dir, "data"),
 		"-bind=127.0.0.1", "-client=127.0.0.1", "-advertise=127.0.0.1",
 		"-http-port="+strconv.Itoa(c.ports[0]), "-serf-lan-port="+strconv.Itoa(c.ports[1]),
 		"-serf-wan-port="+strconv.Itoa(c.ports[2]), "-server-port="+strconv.Itoa(c.ports[3]),
@@ -86,6 +118,7 @@ func (c *Consul) Start(t testing.TB) {
 		"-hcl", "performance { raft_multiplier = 1 }",
 		"-hcl", "disable_update_check = true",
 	)
+	cmd := exec.Command(ConsulBinary(t), args...)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -93,13 +126,18 @@ func (c *Consul) Start(t testing.TB) {
 	}
 	c.cmd, c.done = cmd, make(chan struct{})
 	go func() { _ = cmd.Wait(); close(c.done) }()
+}
 
+// waitReady waits until the agent knows a leader and finds its own node in
+// the catalog.
+func (c *Consul) waitReady(t testing.TB, timeout time.Duration) {
+	t.Helper()
 	client := c.Client(t)
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(timeout)
 	for {
 		leader, err := client.Status().Leader()
 		if err == nil && leader != "" {
-			if node, _, err := client.Catalog().Node("latch-test", nil); err == nil && node != nil {
+			if node, _, err := client.Catalog().Node(c.node, nil); err == nil && node != nil {
 				return
 			}
 		}
@@ -109,7 +147,7 @@ func (c *Consul) Start(t testing.TB) {
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("consul not ready after 30s (last error %v); log: %s", err, filepath.Join(c.dir, "consul.log"))
+			t.Fatalf("consul not ready after %v (last error %v); log: %s", timeout, err, filepath.Join(c.dir, "consul.log"))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -142,7 +180,7 @@ func (c *Consul) Client(t testing.TB) *api.Client {
 	t.Helper()
 	cfg := api.DefaultConfig()
 	cfg.Address = c.HTTPAddr
-	cfg.Token = ""
+	cfg.Token, cfg.TokenFile = c.Token, ""
 	cfg.Transport.Proxy = nil
 	client, err := api.NewClient(cfg)
 	if err != nil {

@@ -49,6 +49,7 @@ func LatchConfig(consulAddr, redisURL, service string) config.Config {
 		cfg.Log.Access = config.Set(false)
 	}
 	cfg.Consul.RoutesFromTags = config.Set(false)
+	cfg.Server.Implementation = os.Getenv("LATCH_TEST_SERVER") // "h1": the suite on gateway/h1
 	return cfg
 }
 
@@ -69,6 +70,33 @@ func StartLatch(t testing.TB, cfg config.Config) *Latch {
 // Start (re)starts the gateway; a restart reuses the same ports.
 func (l *Latch) Start(t testing.TB) {
 	t.Helper()
+	l.Launch(t)
+	WaitFor(t, 15*time.Second, "latch ready", func() bool {
+		resp, err := http.Get(l.AdminURL + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+}
+
+// StartLatchUnready is StartLatch without waiting for /readyz.
+func StartLatchUnready(t testing.TB, cfg config.Config) *Latch {
+	t.Helper()
+	cc, err := cfg.Compile()
+	if err != nil {
+		t.Fatalf("latch config: %v", err)
+	}
+	l := &Latch{cfg: cc, pub: "127.0.0.1:0", admin: "127.0.0.1:0"}
+	l.Launch(t)
+	t.Cleanup(func() { l.Stop(t) })
+	return l
+}
+
+// Launch (re)starts the gateway without waiting for it to be ready.
+func (l *Latch) Launch(t testing.TB) {
+	t.Helper()
 	logw := io.Discard
 	if os.Getenv("LATCH_TEST_LOG") != "" {
 		logw = os.Stderr
@@ -85,14 +113,6 @@ func (l *Latch) Start(t testing.TB) {
 	ctx, cancel := context.WithCancel(context.Background())
 	l.cancel, l.done = cancel, make(chan error, 1)
 	go func() { l.done <- g.Run(ctx, pub, adm) }()
-	WaitFor(t, 15*time.Second, "latch ready", func() bool {
-		resp, err := http.Get(l.AdminURL + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
 }
 
 // listen binds addr, retrying briefly: a restarted gateway takes back its
@@ -193,6 +213,9 @@ func StartProcess(t testing.TB, bin string, args ...string) *Process {
 	t.Cleanup(func() { p.Kill() })
 	return p
 }
+
+// PID is the process's id (for /proc readings).
+func (p *Process) PID() int { return p.cmd.Process.Pid }
 
 // Stop sends SIGTERM and waits (SIGKILL after 10s).
 func (p *Process) Stop() {

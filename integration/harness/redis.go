@@ -20,6 +20,9 @@ type Redis struct {
 	Addr string // 127.0.0.1:port
 	URL  string // redis://127.0.0.1:port/0
 
+	// Args are added to the command line (replicaof, cluster mode...).
+	Args []string
+
 	dir  string
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -27,10 +30,13 @@ type Redis struct {
 
 // StartRedis starts redis-server and stops it when the test ends. It
 // fails the test, never skips it, when redis-server is missing.
-func StartRedis(t testing.TB) *Redis {
+func StartRedis(t testing.TB) *Redis { t.Helper(); return StartRedisWith(t) }
+
+// StartRedisWith is StartRedis with more command-line arguments.
+func StartRedisWith(t testing.TB, args ...string) *Redis {
 	t.Helper()
 	port := FreePort(t)
-	r := &Redis{Addr: "127.0.0.1:" + strconv.Itoa(port), dir: t.TempDir()}
+	r := &Redis{Addr: "127.0.0.1:" + strconv.Itoa(port), dir: t.TempDir(), Args: args}
 	r.URL = "redis://" + r.Addr + "/0"
 	r.Start(t)
 	t.Cleanup(func() { r.Stop(t) })
@@ -62,6 +68,7 @@ func (r *Redis) Start(t testing.TB) {
 	}
 	cmd := exec.Command(redisBinary(t), "--port", port, "--bind", "127.0.0.1", "--save", "",
 		"--appendonly", "no", "--dir", r.dir, "--protected-mode", "no")
+	cmd.Args = append(cmd.Args, r.Args...)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -82,12 +89,17 @@ func (r *Redis) Start(t testing.TB) {
 }
 
 // Stop ends the server (SIGTERM, SIGKILL after 10s). Idempotent.
-func (r *Redis) Stop(t testing.TB) {
+func (r *Redis) Stop(t testing.TB) { r.signal(t, syscall.SIGTERM) }
+
+// Kill ends the server with SIGKILL, as a crash would. Idempotent.
+func (r *Redis) Kill(t testing.TB) { r.signal(t, syscall.SIGKILL) }
+
+func (r *Redis) signal(t testing.TB, sig syscall.Signal) {
 	t.Helper()
 	if r.cmd == nil {
 		return
 	}
-	_ = r.cmd.Process.Signal(syscall.SIGTERM)
+	_ = r.cmd.Process.Signal(sig)
 	select {
 	case <-r.done:
 	case <-time.After(10 * time.Second):

@@ -44,6 +44,7 @@ type Result struct {
 	Requests int64         `json:"requests"`
 	Warmup   int64         `json:"warmup_requests"` // sent before, not measured
 	Errors   int64         `json:"errors"`          // transport errors and non-2xx
+	Cut      int64         `json:"cut"`             // sent, then cut off by the deadline: not measured
 	Elapsed  time.Duration `json:"elapsed_ns"`
 	RPS      float64       `json:"rps"`
 	P50      time.Duration `json:"p50_ns"`
@@ -121,7 +122,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 
 	ctx, cancel := context.WithTimeout(ctx, o.Duration)
 	defer cancel()
-	var count, errs atomic.Int64
+	var count, errs, cut atomic.Int64
 	lat := make([][]time.Duration, o.Concurrency)
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -154,7 +155,8 @@ func Run(ctx context.Context, o Options) (Result, error) {
 				}
 				d, ok := do(ctx, at)
 				if ctx.Err() != nil {
-					break // cut off by the deadline: not a server error
+					cut.Add(1) // cut off by the deadline: not a server error
+					break
 				}
 				if !ok {
 					errs.Add(1)
@@ -168,7 +170,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	elapsed := time.Since(start)
 	all := slices.Concat(lat...)
 	slices.Sort(all)
-	res := Result{Requests: int64(len(all)), Warmup: int64(max(o.Warmup, 0)), Errors: errs.Load(), Elapsed: elapsed}
+	res := Result{Requests: int64(len(all)), Warmup: int64(max(o.Warmup, 0)), Errors: errs.Load(), Cut: cut.Load(), Elapsed: elapsed}
 	if len(all) > 0 {
 		res.RPS = float64(len(all)) / elapsed.Seconds()
 		res.P50 = all[len(all)*50/100]

@@ -27,6 +27,18 @@ func (s *seen) add(vals ...string) {
 	}
 }
 
+func (s *seen) reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.count, s.vals = 0, map[string]bool{}
+}
+
+func (s *seen) seen() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.count
+}
+
 func (s *seen) sorted() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -55,11 +67,14 @@ func TestRun(t *testing.T) {
 	if limit := int64(rate*d.Seconds()) + 1; res.Requests > limit || res.Requests == 0 {
 		t.Fatalf("open loop at %v/s for %v sent %d; want 1..%d", rate, d, res.Requests, limit)
 	}
-	if res.Warmup != 1 || s.count != res.Requests+res.Warmup {
-		t.Fatalf("server saw %d, result says %d+%d", s.count, res.Requests, res.Warmup)
+	// A request the deadline cut off may or may not have reached the server
+	// (on a busy machine it often has): it is counted in Cut, not Requests.
+	measured := res.Requests + res.Warmup
+	if got := s.seen(); res.Warmup != 1 || got < measured || got > measured+res.Cut {
+		t.Fatalf("server saw %d, result says %d+%d (+%d cut off)", got, res.Requests, res.Warmup, res.Cut)
 	}
 
-	s.vals = map[string]bool{}
+	s.reset()
 	res, err = Run(context.Background(), Options{URLs: []string{srv.URL + "/a", srv.URL + "/b"},
 		Cookies: []string{"c=1", "c=2", "c=3"}, MaxRequests: 60, Duration: 10 * time.Second, Warmup: -1})
 	if err != nil || res.Requests != 60 || res.Errors != 0 || res.Warmup != 0 {

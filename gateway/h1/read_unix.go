@@ -1,0 +1,55 @@
+//go:build linux || darwin || freebsd || netbsd || openbsd || dragonfly
+
+package h1
+
+import (
+	"io"
+	"syscall"
+)
+
+var errTooManyFiles error = syscall.EMFILE
+
+// readIdle waits for the next request's first bytes. On a socket it waits
+// in the poller without a buffer and takes one from the pool only once
+// bytes are there to read into it: an idle connection holds no buffer.
+func (c *conn) readIdle() error {
+	c.r, c.w, c.rerr = 0, 0, nil
+	if c.raw == nil {
+		return c.fill(bufSize)
+	}
+	if c.readFn == nil {
+		c.readFn = c.tryRead // one closure per connection, not per request
+	}
+	c.idleN, c.idleErr = 0, nil
+	if err := c.raw.Read(c.readFn); err != nil {
+		return err // the deadline passed or the connection closed
+	}
+	if c.idleErr != nil {
+		return c.idleErr
+	}
+	if c.idleN <= 0 {
+		return io.EOF
+	}
+	c.w = c.idleN
+	return nil
+}
+
+// tryRead reads what the socket has into a pooled buffer; false (nothing
+// yet) makes the poller wait for readability and call it again.
+func (c *conn) tryRead(fd uintptr) bool {
+	buf := getBuf()
+	var n int
+	var err error
+	for {
+		n, err = syscall.Read(int(fd), buf)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err == syscall.EAGAIN || err == syscall.EWOULDBLOCK {
+		putBuf(buf)
+		return false
+	}
+	c.buf, c.idleN, c.idleErr = buf, n, err
+	return true
+}

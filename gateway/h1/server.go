@@ -1,0 +1,226 @@
+// Package h1 is an HTTP/1.1 server built for a proxy's public listener:
+// one goroutine per connection, read and write buffers taken from pools
+// only while a request is in flight (an idle keep-alive connection holds
+// none), no background read per request, and the request, its URL and
+// header map reused per connection. It hands an http.Handler a real
+// *http.Request and an http.ResponseWriter that is also an http.Flusher
+// and an http.Hijacker, so chi and its middleware run unchanged.
+//
+// Parsing follows RFC 9112 strictly: everything net/http's server rejects
+// is rejected, and so are the requests where net/http is lenient and
+// intermediaries disagree (a bare LF or CR in the head, obs-fold, repeated
+// Content-Length, Transfer-Encoding with Content-Length or in HTTP/1.0,
+// control bytes in chunk extensions, non-ASCII targets). FuzzDifferential
+// holds it to that against net/http.
+//
+// What differs from net/http, on purpose:
+//   - a handler must not keep the *http.Request, its URL, Header or Body
+//     after ServeHTTP returns: they serve the connection's next request;
+//   - the request's context is the connection's: it ends when the
+//     connection closes, the server closes or the client hangs up (one
+//     epoll watcher per server on Linux, not a background read per
+//     request; elsewhere the next write notices), not when the handler
+//     returns;
+//   - no HTTP/2, no TLS (the listener may be a TLS listener: then buffers
+//     are held while waiting for the next request), no request trailers
+//     (read and dropped).
+package h1
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Server serves HTTP/1.x on listeners. Its fields mean what
+// http.Server's of the same name mean; set them before Serve.
+type Server struct {
+	Handler           http.Handler
+	ReadHeaderTimeout time.Duration // 0: ReadTimeout
+	ReadTimeout       time.Duration // head and body; 0: none
+	WriteTimeout      time.Duration // from the end of the head to the end of the response; 0: none
+	IdleTimeout       time.Duration // between requests; 0: ReadTimeout
+	MaxHeaderBytes    int           // the request line and fields; 0: http.DefaultMaxHeaderBytes
+	// BaseContext, when set, gives every connection's context its parent.
+	BaseContext func(net.Listener) context.Context
+	// Log receives handler panics and accept errors (nil: slog.Default()).
+	Log *slog.Logger
+
+	mu        sync.Mutex
+	listeners map[*net.Listener]struct{}
+	conns     map[*conn]struct{}
+	closing   atomic.Bool
+	watch     atomic.Pointer[watcher] // notices clients that leave mid-request
+
+	// testHookReject, when set, sees every request rejected before the handler.
+	testHookReject func(error)
+	// testHookIdle, when set, sees each connection as it starts to wait
+	// for its next request.
+	testHookIdle func(*conn)
+}
+
+// ErrServerClosed is what Serve returns after Shutdown or Close.
+var ErrServerClosed = http.ErrServerClosed
+
+// Serve accepts connections on l until it fails or the server shuts down.
+func (s *Server) Serve(l net.Listener) error {
+	if s.Handler == nil {
+		return errors.New("h1: Server.Handler is nil")
+	}
+	base := context.Background()
+	if s.BaseContext != nil {
+		base = s.BaseContext(l)
+	}
+	if !s.track(&l, true) {
+		return ErrServerClosed
+	}
+	defer s.track(&l, false)
+	var backoff time.Duration
+	for {
+		rwc, err := l.Accept()
+		if err != nil {
+			if s.closing.Load() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTooManyFiles) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log().Warn("accept failed; retrying", "err", err, "in", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		c := newConn(s, rwc)
+		if !s.trackConn(c, true) {
+			rwc.Close()
+			return ErrServerClosed
+		}
+		go c.serve(base)
+	}
+}
+
+// Shutdown stops accepting, closes idle connections, and waits for the
+// requests in flight to finish (their connections close after them) or
+// for ctx to end, whichever is first.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.closing.Store(true)
+	s.closeListeners()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if s.closeIdle() {
+			s.watcher(false).stop()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// Close closes the listeners and every connection at once.
+func (s *Server) Close() error {
+	s.closing.Store(true)
+	s.closeListeners()
+	s.mu.Lock()
+	for c := range s.conns {
+		c.rwc.Close()
+	}
+	s.mu.Unlock()
+	s.watcher(false).stop()
+	return nil
+}
+
+func (s *Server) closeListeners() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for l := range s.listeners {
+		(*l).Close()
+	}
+}
+
+// closeIdle closes the idle connections and reports whether none is left.
+func (s *Server) closeIdle() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if c.state.CompareAndSwap(stateIdle, stateClosed) {
+			c.rwc.Close()
+		}
+	}
+	return len(s.conns) == 0
+}
+
+func (s *Server) track(l *net.Listener, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !add {
+		delete(s.listeners, l)
+		return true
+	}
+	if s.closing.Load() {
+		return false
+	}
+	if s.listeners == nil {
+		s.listeners = map[*net.Listener]struct{}{}
+	}
+	s.listeners[l] = struct{}{}
+	return true
+}
+
+func (s *Server) trackConn(c *conn, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !add {
+		delete(s.conns, c)
+		return true
+	}
+	if s.closing.Load() {
+		return false
+	}
+	if s.conns == nil {
+		s.conns = map[*conn]struct{}{}
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+// watcher returns the server's watcher, started by the first connection
+// with a socket to watch (nil: none yet, or none on this platform; every
+// method of *watcher accepts nil).
+func (s *Server) watcher(start bool) *watcher {
+	if w := s.watch.Load(); w != nil || !start {
+		return w
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if w := s.watch.Load(); w != nil || s.closing.Load() {
+		return w
+	}
+	w := newWatcher()
+	s.watch.Store(w)
+	return w
+}
+
+func (s *Server) log() *slog.Logger {
+	if s.Log != nil {
+		return s.Log
+	}
+	return slog.Default()
+}
+
+func (s *Server) maxHeaderBytes() int {
+	if s.MaxHeaderBytes > 0 {
+		return s.MaxHeaderBytes
+	}
+	return http.DefaultMaxHeaderBytes
+}

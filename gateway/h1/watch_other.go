@@ -1,0 +1,12 @@
+//go:build !linux
+
+package h1
+
+// watcher: without epoll, a client that leaves is noticed on the next
+// write only.
+type watcher struct{}
+
+func newWatcher() *watcher        { return nil }
+func (w *watcher) arm(c *conn)    {}
+func (w *watcher) forget(c *conn) {}
+func (w *watcher) stop()          {}

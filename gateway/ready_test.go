@@ -1,0 +1,80 @@
+package gateway
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/latchgw/latch/discovery"
+	"github.com/latchgw/latch/gateway/config"
+	"github.com/latchgw/latch/session"
+)
+
+// gatedSource is a Static source whose watches start only once open is
+// closed: Consul down at start.
+type gatedSource struct {
+	*discovery.Static
+	open chan struct{}
+}
+
+func (s gatedSource) Watch(ctx context.Context, service string, update func(discovery.Snapshot)) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.open:
+	}
+	return s.Static.Watch(ctx, service, update)
+}
+
+// Issue 12: /readyz says what it waits for, and the stale series exist (1)
+// before Consul ever answered.
+func TestReadyWaitsForDiscovery(t *testing.T) {
+	b := newBackend(t, "b1")
+	cfg, err := config.Config{Routes: []config.Route{{Service: "web", Backends: config.List{"127.0.0.1:1"}}},
+		Consul: config.Consul{Disabled: true}, Log: config.Log{Access: config.Set(false)}}.Compile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := gatedSource{Static: discovery.NewStatic(map[string][]discovery.Backend{"web": {b.backend()}}), open: make(chan struct{})}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	aff := session.NewAffinity(session.Options{Store: session.NewMemoryStore(100, nil), Codec: testCodec(t), Logger: log})
+	g, err := New(cfg, Deps{Logger: log, Source: src, Affinity: aff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := net.Listen("tcp", "127.0.0.1:0")
+	adm, _ := net.Listen("tcp", "127.0.0.1:0")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx, pub, adm) }()
+	defer func() { cancel(); <-done }()
+	admin := "http://" + adm.Addr().String()
+	get := func(path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(admin + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, body := get("/readyz"); code != 503 || !strings.Contains(body, "service web") {
+		t.Fatalf("readyz before discovery: %d %q; want 503 naming service web", code, body)
+	}
+	_, metrics := get("/metrics")
+	for _, want := range []string{`latch_discovery_stale{service="web"} 1`, `latch_discovery_last_fresh_timestamp_seconds{service="web"} 0`} {
+		if !strings.Contains(metrics, want) {
+			t.Fatalf("metrics before discovery lack %q", want)
+		}
+	}
+	close(src.open)
+	waitUntil(t, "ready", func() bool { code, _ := get("/readyz"); return code == 200 })
+	if _, metrics = get("/metrics"); !strings.Contains(metrics, `latch_discovery_stale{service="web"} 0`) {
+		t.Fatal("stale gauge not cleared by the first snapshot")
+	}
+}

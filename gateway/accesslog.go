@@ -11,19 +11,23 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/latchgw/latch/gateway/config"
+	"github.com/latchgw/latch/gateway/forward"
 )
 
 // accessLog writes one line per request and counts it. The session id is
 // never logged raw: a truncated SHA-256 lets an operator follow one session
 // through the logs without being able to replay its cookie.
-func (g *Gateway) accessLog(r *http.Request, rt *route, st *reqState, status int, start time.Time) {
+func (g *Gateway) accessLog(r *http.Request, rt *route, st *reqState, res forward.Result, start time.Time) {
 	d := time.Since(start)
+	status := res.Status
 	routeName, backend := "", ""
 	if rt != nil {
-		routeName = rt.cfg.Name
+		routeName = rt.name
 	}
-	if st != nil && st.backend != nil {
-		backend = st.backend.ID
+	if res.Backend != nil {
+		backend = res.Backend.ID
 	}
 	if rt != nil {
 		g.metrics.request(routeName, backend, status, d)
@@ -44,9 +48,9 @@ func (g *Gateway) accessLog(r *http.Request, rt *route, st *reqState, status int
 		slog.Duration("duration", d),
 	)
 	if st != nil {
-		attrs = append(attrs, slog.String("session", st.sess.kind.String()))
-		if st.sess.hasID {
-			attrs = append(attrs, slog.String("session_hash", hashID(st.sess.id[:])))
+		attrs = append(attrs, slog.String("session", st.sess.Kind.String()))
+		if st.sess.HasID {
+			attrs = append(attrs, slog.String("session_hash", hashID(st.sess.ID[:])))
 		}
 	}
 	g.accessLogger.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
@@ -129,7 +133,7 @@ func hashID(id []byte) string {
 }
 
 // NewLogger builds the process logger from the config.
-func NewLogger(cfg Log, w interface{ Write([]byte) (int, error) }) *slog.Logger {
+func NewLogger(cfg config.Log, w interface{ Write([]byte) (int, error) }) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(strings.ToUpper(cfg.Level)))
 	opts := &slog.HandlerOptions{Level: level}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"net/http/pprof"
 	"slices"
@@ -18,8 +19,9 @@ import (
 )
 
 // AdminHandler serves the admin API. It is meant for a separate listener
-// (127.0.0.1 by default) and never mounted on the public one.
-func (g *Gateway) AdminHandler() http.Handler {
+// (127.0.0.1 by default) and never mounted on the public one. mount adds
+// more pages behind the same token check (a status page reads Status).
+func (g *Gateway) AdminHandler(mount ...func(chi.Router)) http.Handler {
 	r := chi.NewRouter()
 	r.Use(middleware.Recoverer)
 	// The status page's HTML, CSS and JS hold no data: served without the
@@ -46,12 +48,15 @@ func (g *Gateway) AdminHandler() http.Handler {
 		r.Get("/admin/sessions/{id}", g.adminSession)
 		r.Delete("/admin/sessions/{id}", g.adminUnpin)
 		r.Handle("/metrics", promhttp.HandlerFor(g.metrics.reg, promhttp.HandlerOpts{}))
-		if g.cfg.Admin.Pprof {
+		if g.c.Admin.Pprof {
 			r.HandleFunc("/debug/pprof/*", pprof.Index)
 			r.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 			r.HandleFunc("/debug/pprof/profile", pprof.Profile)
 			r.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 			r.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		}
+		for _, m := range mount {
+			m(r)
 		}
 	})
 	return r
@@ -60,7 +65,7 @@ func (g *Gateway) AdminHandler() http.Handler {
 // requireToken checks "Authorization: Bearer <token>" in constant time
 // when a token is configured.
 func (g *Gateway) requireToken(next http.Handler) http.Handler {
-	want := []byte(g.cfg.Admin.Token)
+	want := []byte(g.c.Admin.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if len(want) > 0 {
 			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -74,7 +79,8 @@ func (g *Gateway) requireToken(next http.Handler) http.Handler {
 	})
 }
 
-type adminBackend struct {
+// BackendStatus is one backend as the admin API shows it.
+type BackendStatus struct {
 	ID       string   `json:"id"`
 	Address  string   `json:"address"`
 	Health   string   `json:"health"`
@@ -91,15 +97,23 @@ type adminBackend struct {
 	AcceptsNew bool `json:"accepts_new"`
 }
 
-type adminService struct {
-	Service  string         `json:"service"`
-	Stale    bool           `json:"stale"`
-	Index    uint64         `json:"index"`
-	Updated  *time.Time     `json:"updated,omitempty"`
-	Backends []adminBackend `json:"backends"`
+// ServiceStatus is one watched service and its backends.
+type ServiceStatus struct {
+	Service  string          `json:"service"`
+	Stale    bool            `json:"stale"`
+	Index    uint64          `json:"index"`
+	Updated  *time.Time      `json:"updated,omitempty"`
+	Backends []BackendStatus `json:"backends"`
 }
 
 func (g *Gateway) adminBackends(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"services": g.Services(r.Context())})
+}
+
+// Services is the state of every watched service, sorted by name: the data
+// behind /admin/backends (and any status page). Session counts come from
+// the store, bounded by a second per service (-1: unknown).
+func (g *Gateway) Services(ctx context.Context) []ServiceStatus {
 	g.mu.Lock()
 	services := make([]*service, 0, len(g.services))
 	for _, svc := range g.services {
@@ -108,9 +122,9 @@ func (g *Gateway) adminBackends(w http.ResponseWriter, r *http.Request) {
 	g.mu.Unlock()
 	slices.SortFunc(services, func(a, b *service) int { return strings.Compare(a.name, b.name) })
 
-	out := make([]adminService, 0, len(services))
+	out := make([]ServiceStatus, 0, len(services))
 	for _, svc := range services {
-		as := adminService{Service: svc.name, Backends: []adminBackend{}}
+		as := ServiceStatus{Service: svc.name, Backends: []BackendStatus{}}
 		if snap := svc.snapshot(); snap != nil {
 			as.Stale, as.Index = snap.Stale, snap.Index
 		}
@@ -118,7 +132,7 @@ func (g *Gateway) adminBackends(w http.ResponseWriter, r *http.Request) {
 			t := time.Unix(0, ns).UTC()
 			as.Updated = &t
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
 		set := svc.registry.Current()
 		var ids []string
 		if set != nil {
@@ -126,7 +140,7 @@ func (g *Gateway) adminBackends(w http.ResponseWriter, r *http.Request) {
 				ids = append(ids, b.ID)
 			}
 		}
-		counts, err := g.affinity.Sessions(ctx, svc.name, ids, svc.ttl)
+		counts, err := g.affinity.Sessions(cctx, svc.name, ids, svc.ttl)
 		cancel()
 		if set != nil {
 			for _, b := range set.Backends {
@@ -134,7 +148,7 @@ func (g *Gateway) adminBackends(w http.ResponseWriter, r *http.Request) {
 				if err == nil {
 					n = counts[b.ID]
 				}
-				as.Backends = append(as.Backends, adminBackend{
+				as.Backends = append(as.Backends, BackendStatus{
 					ID: b.ID, Address: b.Addr, Health: b.Health.String(), Weight: b.Weight, Tags: b.Tags,
 					Breaker: b.Breaker().String(), InFlight: b.InFlight(),
 					LatencyMS: float64(b.Latency().Microseconds()) / 1000,
@@ -144,7 +158,7 @@ func (g *Gateway) adminBackends(w http.ResponseWriter, r *http.Request) {
 		}
 		out = append(out, as)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"services": out})
+	return out
 }
 
 // adminDrain drains (or undrains) a backend of every service it is in: it
@@ -170,32 +184,41 @@ func (g *Gateway) adminDrain(drain bool) http.HandlerFunc {
 	}
 }
 
-func (g *Gateway) adminRoutes(w http.ResponseWriter, _ *http.Request) {
-	type adminRoute struct {
-		Name       string   `json:"name"`
-		Host       string   `json:"host,omitempty"`
-		PathPrefix string   `json:"path_prefix"`
-		Service    string   `json:"service"`
-		Policy     []string `json:"policy"`
-		Sticky     bool     `json:"sticky"`
-		FromTags   bool     `json:"from_tags"`
-	}
+// RouteStatus is one route as the admin API shows it.
+type RouteStatus struct {
+	Name       string   `json:"name"`
+	Host       string   `json:"host,omitempty"`
+	PathPrefix string   `json:"path_prefix"`
+	Service    string   `json:"service"`
+	Policy     []string `json:"policy"`
+	Sticky     bool     `json:"sticky"`
+	FromTags   bool     `json:"from_tags"`
+}
+
+// Routes lists the routes being served (the config's, then those from
+// Consul tags) and the tag routes ignored for a conflict: the data behind
+// /admin/routes.
+func (g *Gateway) Routes() (routes []RouteStatus, conflicts []string) {
 	g.mu.Lock()
-	var routes []adminRoute
+	defer g.mu.Unlock()
 	add := func(rt *route) {
-		routes = append(routes, adminRoute{Name: rt.cfg.Name, Host: rt.cfg.Host, PathPrefix: rt.cfg.PathPrefix,
-			Service: rt.service.name, Policy: rt.cfg.Policy, Sticky: rt.sticky, FromTags: rt.cfg.fromTags})
+		rc := rt.spec.Route()
+		routes = append(routes, RouteStatus{Name: rt.name, Host: rc.Host, PathPrefix: rc.PathPrefix,
+			Service: rt.service.name, Policy: rc.Policy.Get(), Sticky: rt.sticky, FromTags: rt.spec.FromTags()})
 	}
 	for _, rt := range g.fileRoutes {
 		add(rt)
 	}
-	for _, rts := range g.tagRoutes {
-		for _, rt := range rts {
+	for _, name := range slices.Sorted(maps.Keys(g.tagRoutes)) {
+		for _, rt := range g.tagRoutes[name] {
 			add(rt)
 		}
 	}
-	conflicts := slices.Clone(g.conflicts)
-	g.mu.Unlock()
+	return routes, slices.Clone(g.conflicts)
+}
+
+func (g *Gateway) adminRoutes(w http.ResponseWriter, _ *http.Request) {
+	routes, conflicts := g.Routes()
 	writeJSON(w, http.StatusOK, map[string]any{"routes": routes, "conflicts": conflicts})
 }
 
@@ -203,7 +226,7 @@ func (g *Gateway) adminRoutes(w http.ResponseWriter, _ *http.Request) {
 // cookie value.
 func (g *Gateway) sessionParam(r *http.Request) (session.ID, bool) {
 	raw := chi.URLParam(r, "id")
-	if c, ok := g.codec.Decode(raw); ok {
+	if c, ok := g.affinity.Codec().Decode(raw); ok {
 		return c.ID, true
 	}
 	return session.ParseID(raw)

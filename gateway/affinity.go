@@ -3,195 +3,99 @@ package gateway
 import (
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/latchgw/latch/policy"
 	"github.com/latchgw/latch/session"
 )
 
-// sessionKind says what happened to a request's session; it is logged and
-// counted.
-type sessionKind uint8
+// The gateway's side of affinity: it hands the session layer the request's
+// cookie and the route's backends (session.Resolve decides), offers the
+// decided backend to the pipeline first, and renders the cookie
+// session.Commit returns. The rules live in session.Decide.
 
-const (
-	sessNone     sessionKind = iota // route not sticky, or no key (learn mode before the app's cookie)
-	sessNew                         // no valid cookie: a new session is pinned
-	sessSticky                      // reached its pinned backend
-	sessRestored                    // pin lost by the store (or store down): kept by the cookie's hint
-	sessRepinned                    // pinned backend unusable: moved to a new one
-)
-
-func (k sessionKind) String() string {
-	switch k {
-	case sessNew:
-		return "new"
-	case sessSticky:
-		return "sticky"
-	case sessRestored:
-		return "restored"
-	case sessRepinned:
-		return "repinned"
+// sessionRequest is what the session layer needs of r on route rt.
+func sessionRequest(r *http.Request, rt *route) session.Request {
+	req := session.Request{Service: rt.service.name, TTL: rt.cookie.ttl}
+	if rt.learn != "" {
+		req.Learn, req.AppValue = true, policy.CookieValue(r.Header["Cookie"], rt.learn)
+	} else {
+		req.Cookie = policy.CookieValue(r.Header["Cookie"], rt.cookie.name)
 	}
-	return "none"
+	return req
 }
 
-// sessionState is the affinity part of a request's state.
-type sessionState struct {
-	kind      sessionKind
-	id        session.ID
-	hasID     bool
-	pinned    string // backend id the session is pinned to before this request
-	store     bool   // pin (SetNX) after the backend answered
-	fresh     bool   // id made by this request: its pin cannot race
-	setCookie bool
-	learn     bool
+// Usable reports whether backend id may keep its sessions (session.Backends).
+func (rs *routeState) Usable(id string) bool {
+	b := rs.set.Lookup(id)
+	return b != nil && b.CanKeep()
 }
 
-// resolveSession finds the backend a request's session is pinned to, when
-// it may still serve it. nil means "pick one": a new session, or a re-pin.
+// ByHint maps a cookie hint to a backend of this snapshot (session.Backends).
+func (rs *routeState) ByHint(h session.Hint) (string, bool) {
+	if b := rs.hints[h]; b != nil {
+		return b.ID, true
+	}
+	return "", false
+}
+
+var _ session.Backends = (*routeState)(nil)
+
+// resolveSession decides r's session and returns the backend to try first
+// (nil: let the policy pick).
 func (g *Gateway) resolveSession(r *http.Request, st *reqState) *policy.Backend {
-	rt, rs := st.rt, st.rs
-	if !rt.sticky {
+	if !st.rt.sticky {
 		return nil
 	}
-	ss := &st.sess
-	var hint session.Hint
-	var issued int64
-	if learn := rt.cfg.Sticky.Learn; learn != "" {
-		v := cookieValue(r.Header, learn)
-		if v == "" {
-			return nil // the application has not issued its session yet
-		}
-		ss.learn, ss.id, ss.hasID = true, session.IDFromValue(v), true
-	} else {
-		c, ok := g.codec.Decode(cookieValue(r.Header, rt.cookie.name))
-		if !ok {
-			// No cookie, or a malformed, forged or oversized one: a new session.
-			ss.kind, ss.id, ss.hasID, ss.store, ss.setCookie, ss.fresh = sessNew, session.NewID(), true, true, true, true
-			return nil
-		}
-		ss.id, ss.hasID, hint, issued = c.ID, true, c.Hint, int64(c.Issued)
+	st.req = sessionRequest(r, st.rt)
+	st.sess = g.affinity.Resolve(r.Context(), st.req, st.rs)
+	if st.sess.Backend == "" {
+		return nil
 	}
-
-	svc := rt.service.name
-	var b *policy.Backend
-	id, _, found, err := g.affinity.Lookup(r.Context(), svc, ss.id)
-	switch {
-	case found:
-		ss.pinned = id
-		b = rs.set.Lookup(id)
-	case hint != 0 && time.Now().Unix()-issued < int64(rt.cookie.ttl/time.Second):
-		// The store has no pin (it lost it, or it is unreachable: err says
-		// which) but the cookie is younger than the session TTL: its signed
-		// hint names the backend the session was on.
-		if b = rs.hints[hint]; b != nil {
-			ss.pinned, ss.store = b.ID, true
-		}
-	case err == nil:
-		// Not pinned and the cookie outlived the TTL: the session expired.
-		g.metrics.expired.Inc()
-		ss.id, ss.fresh = session.NewID(), true
-	}
-	if b != nil && b.CanKeep() {
-		if ss.store {
-			ss.kind = sessRestored
-		} else {
-			ss.kind = sessSticky
-			g.affinity.Touch(svc, ss.id, rt.cookie.ttl)
-		}
-		if !ss.learn && (hint != session.HintFor(svc, b.ID) ||
-			time.Now().Unix()-issued > int64(rt.cookie.ttl/4/time.Second)) {
-			// Another replica re-pinned it, or the cookie is getting old:
-			// reissue it so its hint stays current and honoured.
-			ss.setCookie = true
-		}
-		return b
-	}
-	ss.store = false
-	if ss.pinned != "" {
-		ss.kind = sessRepinned
-	} else {
-		ss.kind, ss.store = sessNew, true // expired or never stored
-	}
-	ss.setCookie = !ss.learn
-	return nil
+	return st.rs.set.Lookup(st.sess.Backend)
 }
 
-// sessionPicked is called when the policy chose b for this request's
-// session. A session that was pinned elsewhere is re-pinned now, before the
-// request goes out, with compare-and-swap: two replicas racing on one
-// session agree on the winner, and this request goes to it.
-func (g *Gateway) sessionPicked(r *http.Request, st *reqState, b *policy.Backend) *policy.Backend {
-	ss := &st.sess
-	if !ss.hasID || ss.pinned == "" || ss.pinned == b.ID {
+// sessionPicked is called when the policy chose b: a session pinned
+// elsewhere is re-pinned (see session.Affinity.Picked), and the request goes
+// to the racing replica's choice when that one won and may serve it.
+func (g *Gateway) sessionPicked(r *http.Request, st *reqState, b *policy.Backend, skip *policy.Skip) *policy.Backend {
+	if !st.rt.sticky {
 		return b
 	}
-	svc := st.rt.service.name
-	winner, err := g.affinity.Repin(r.Context(), svc, ss.id, ss.pinned, b.ID, st.rt.cookie.ttl)
-	ss.kind, ss.setCookie, ss.store = sessRepinned, !ss.learn, false
-	if err != nil {
-		// The store is down: Repin kept the pin locally for replay.
-		ss.pinned = b.ID
-		return b
-	}
-	ss.pinned = winner
+	winner := g.affinity.Picked(r.Context(), st.req, &st.sess, b.ID)
 	if winner != b.ID {
-		if wb := st.rs.set.Lookup(winner); wb != nil && wb.CanKeep() && !st.skip.Has(wb) {
+		if wb := st.rs.set.Lookup(winner); wb != nil && wb.CanKeep() && !skip.Has(wb) {
 			return wb
 		}
 	}
 	return b
 }
 
-// commitSession runs when the backend answered: it stores a new pin and
-// sets the cookie on the response's header h.
-func (g *Gateway) commitSession(h http.Header, r *http.Request, st *reqState) {
-	ss, rt, b := &st.sess, st.rt, st.backend
+// commitSession runs when backend b answered: it stores the pin and sets
+// latch's cookie on the response's header h.
+func (g *Gateway) commitSession(h http.Header, r *http.Request, st *reqState, b *policy.Backend) {
+	rt := st.rt
 	if !rt.sticky {
 		return
 	}
-	svc := rt.service.name
-	ctx := r.Context()
-	if rt.cfg.Sticky.Learn != "" {
-		// Learn the application's session from its Set-Cookie.
-		if v := setCookieValue(h, rt.cfg.Sticky.Learn); v != "" {
-			id := session.IDFromValue(v)
-			if !ss.hasID || id != ss.id {
-				_, _ = g.affinity.Pin(ctx, svc, id, b.ID, rt.cookie.ttl)
-				ss.kind = sessNew
-			}
-		}
-		g.metrics.session(rt.cfg.Name, b.ID, ss.kind)
-		return
+	app := ""
+	if rt.learn != "" {
+		app = setCookieValue(h, rt.learn)
 	}
-	if !ss.hasID {
-		return
-	}
-	pinned := b.ID
-	switch {
-	case ss.store && ss.fresh:
-		// An id made by this request: nobody else has it, nothing to wait for.
-		g.affinity.PinNew(ctx, svc, ss.id, b.ID, rt.cookie.ttl)
-	case ss.store:
-		if got, err := g.affinity.Pin(ctx, svc, ss.id, b.ID, rt.cookie.ttl); err == nil && got != "" {
-			pinned = got
-		}
-	}
-	g.metrics.session(rt.cfg.Name, b.ID, ss.kind)
-	if ss.setCookie || pinned != b.ID {
-		h.Add("Set-Cookie", g.cookieString(rt, r, ss.id, session.HintFor(svc, pinned)))
+	v := g.affinity.Commit(r.Context(), st.req, &st.sess, b.ID, app)
+	g.metrics.session(rt.name, b.ID, st.sess.Kind)
+	if v != "" {
+		h.Add("Set-Cookie", g.cookieString(rt, r, v))
 	}
 }
 
-// cookieString renders latch's Set-Cookie value.
-func (g *Gateway) cookieString(rt *route, r *http.Request, id session.ID, hint session.Hint) string {
-	v := g.codec.Encode(session.Cookie{ID: id, Hint: hint, Issued: uint32(time.Now().Unix())})
+// cookieString renders latch's Set-Cookie line for cookie value v.
+func (g *Gateway) cookieString(rt *route, r *http.Request, v string) string {
 	secure := false
 	switch rt.cookie.secure {
 	case "always":
 		secure = true
 	case "auto":
-		secure = r.TLS != nil || (g.trustedPeer(r) && r.Header.Get("X-Forwarded-Proto") == "https")
+		secure = g.fwd.Scheme(r) == "https"
 	}
 	var b strings.Builder
 	b.Grow(len(rt.cookie.name) + 1 + len(v) + len(rt.cookie.suffix) + 8)
@@ -203,27 +107,6 @@ func (g *Gateway) cookieString(rt *route, r *http.Request, id session.ID, hint s
 		b.WriteString("; Secure")
 	}
 	return b.String()
-}
-
-// cookieValue returns the value of the named request cookie without
-// allocating (r.Cookie parses every cookie into new strings). The first
-// occurrence wins, as in net/http.
-func cookieValue(h http.Header, name string) string {
-	for _, line := range h["Cookie"] {
-		for len(line) > 0 {
-			var part string
-			part, line, _ = strings.Cut(line, ";")
-			part = strings.TrimSpace(part)
-			k, v, ok := strings.Cut(part, "=")
-			if ok && k == name {
-				if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
-					v = v[1 : len(v)-1]
-				}
-				return v
-			}
-		}
-	}
-	return ""
 }
 
 // setCookieValue finds the value a response's Set-Cookie gives name.

@@ -8,6 +8,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/latchgw/latch/discovery"
+	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/session"
 )
 
@@ -17,7 +18,8 @@ import (
 // It is cmd/latch's wiring, shared with the integration tests so they run
 // exactly what users run. accessLog, when set, receives the access log in
 // batches (cmd/latch passes stderr, where log goes line by line).
-func Assemble(cfg Config, log *slog.Logger, accessLog io.Writer) (g *Gateway, close func(), err error) {
+func Assemble(cc *config.Compiled, log *slog.Logger, accessLog io.Writer) (g *Gateway, close func(), err error) {
+	cfg := cc.Config()
 	deps := Deps{Logger: log, Metrics: NewMetrics(), AccessLog: accessLog}
 	closers := []func(){}
 	close = func() {
@@ -44,7 +46,7 @@ func Assemble(cfg Config, log *slog.Logger, accessLog io.Writer) (g *Gateway, cl
 		if err != nil {
 			return nil, close, fmt.Errorf("consul: %w", err)
 		}
-		opts := discovery.ConsulOptions{Logger: log, EmptyGrace: cfg.Discovery.EmptyGrace, Tag: c.Tag, Consistency: c.Consistency}
+		opts := discovery.ConsulOptions{Logger: log, EmptyGrace: cfg.Discovery.EmptyGrace.Get(), Tag: c.Tag, Consistency: c.Consistency}
 		deps.Source = discovery.NewConsul(client, opts)
 		deps.Catalog = discovery.NewCatalog(client, opts)
 		log.Info("using consul", "address", addr, "datacenter", c.Datacenter, "tag", c.Tag, "consistency", c.Consistency)
@@ -66,31 +68,33 @@ func Assemble(cfg Config, log *slog.Logger, accessLog io.Writer) (g *Gateway, cl
 	}
 	if len(secrets) == 0 {
 		secrets = append(secrets, session.RandomSecret())
-		log.Warn("no cookie secret set (-cookie-secret / " + EnvCookieSecret + "): using a random one; " +
+		log.Warn("no cookie secret set (-cookie-secret / " + config.EnvCookieSecret + "): using a random one; " +
 			"replicas will not share sessions and a restart forgets them")
 	}
-	if deps.Codec, err = session.NewCodec(secrets); err != nil {
+	codec, err := session.NewCodec(secrets)
+	if err != nil {
 		return nil, close, fmt.Errorf("cookie.secrets: %w", err)
 	}
 
 	var store session.Store
 	var rdb redis.UniversalClient
 	if cfg.Redis.URL != "" {
+		session.LogRedisTo(log)
 		if rdb, err = session.ParseRedisURL(cfg.Redis.URL); err != nil {
 			return nil, close, fmt.Errorf("redis.url: %w", err)
 		}
 		closers = append(closers, func() { _ = rdb.Close() })
-		store = session.NewRedisStore(rdb, session.RedisOptions{})
+		store = session.NewRedisStore(rdb)
 	} else {
-		store = session.NewMemoryStore(cfg.Redis.CacheSize, nil)
-		log.Warn("no redis URL (-redis / " + EnvRedisURL + "): sessions are kept in memory, " +
+		store = session.NewMemoryStore(cfg.Redis.CacheSize.Get(), nil)
+		log.Warn("no redis URL (-redis / " + config.EnvRedisURL + "): sessions are kept in memory, " +
 			"not shared between replicas and lost on restart")
 	}
 	deps.Affinity = session.NewAffinity(session.Options{
-		Store: store, Client: rdb, CacheSize: cfg.Redis.CacheSize, CacheTTL: cfg.Redis.CacheTTL,
-		StoreTimeout: cfg.Redis.Timeout, Logger: log, Metrics: deps.Metrics,
+		Store: store, Codec: codec, CacheSize: cfg.Redis.CacheSize.Get(), CacheTTL: cfg.Redis.CacheTTL.Get(),
+		StoreTimeout: cfg.Redis.Timeout.Get(), Logger: log, Metrics: deps.Metrics,
 	})
-	g, err = New(cfg, deps)
+	g, err = New(cc, deps)
 	if err != nil {
 		return nil, close, err
 	}

@@ -98,18 +98,19 @@ func benchScale(b *testing.B, nBackends, nSessions, used int) {
 	affinity := session.NewAffinity(session.Options{
 		Store:     session.NewMemoryStore(nSessions+1000, nil),
 		CacheSize: 2 * nSessions, // latch's redis.cache_size: sized to the active sessions
+		Codec:     testCodec(b),
 		Logger:    log,
 	})
 	tg := startGatewayWith(b, nil, affinity, list)
 	var dials atomic.Int64
-	tg.g.upstream.dial = func(context.Context, string, string) (net.Conn, error) {
+	tg.g.fwd.SetDial(func(context.Context, string, string) (net.Conn, error) {
 		dials.Add(1)
 		c, backend := net.Pipe()
 		go cannedBackend(backend)
 		return c, nil
-	}
+	})
 
-	codec := tg.g.codec
+	codec := tg.g.affinity.Codec()
 	ttl := tg.g.fileRoutes[0].cookie.ttl
 	cookies := make([]string, nSessions)
 	now := uint32(time.Now().Unix())

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/latchgw/latch/discovery"
+	"github.com/latchgw/latch/gateway/config"
 )
 
 // rawBackend is a backend written byte for byte: each request gets the
@@ -110,10 +111,10 @@ func (b *rawBackend) backend() discovery.Backend {
 }
 
 // startRawGateway runs a gateway whose only backend is b.
-func startRawGateway(t *testing.T, b *rawBackend, mutate func(*Config)) *testGateway {
+func startRawGateway(t *testing.T, b *rawBackend, mutate func(*config.Config)) *testGateway {
 	t.Helper()
-	tg := startGateway(t, func(c *Config) {
-		c.Defaults.Retry.Attempts = 1
+	tg := startGateway(t, func(c *config.Config) {
+		c.Defaults.Retry.Attempts = config.Set(1)
 		if mutate != nil {
 			mutate(c)
 		}
@@ -231,7 +232,7 @@ func TestFastPathMalformedResponses(t *testing.T) {
 		"/interims":    strings.Repeat("HTTP/1.1 100 Continue\r\n\r\n", 6) + "HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 0\r\n\r\n",
 	}
 	b := newRawBackend(t, func(path string) (string, bool) { return responses[path], true })
-	tg := startRawGateway(t, b, func(c *Config) { c.Defaults.Breaker.ConsecutiveFailures = 1000 })
+	tg := startRawGateway(t, b, func(c *config.Config) { c.Defaults.Breaker.ConsecutiveFailures = config.Set[uint32](1000) })
 	for path := range responses {
 		resp, body, err := tg.do(t, "GET", path, nil)
 		if err != nil {
@@ -282,7 +283,7 @@ func TestFastPathRequestHead(t *testing.T) {
 	b := newRawBackend(t, func(string) (string, bool) {
 		return "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false
 	})
-	tg := startRawGateway(t, b, func(c *Config) {
+	tg := startRawGateway(t, b, func(c *config.Config) {
 		c.Routes[0].PathPrefix = "/api"
 		c.Routes[0].StripPrefix = true
 	})
@@ -331,7 +332,7 @@ func TestFastPathHeaderTimeout(t *testing.T) {
 		return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false
 	})
 	t.Cleanup(func() { close(release) }) // runs before the backend's cleanup
-	tg := startRawGateway(t, b, func(c *Config) { c.Transport.ResponseHeaderTimeout = 50 * time.Millisecond })
+	tg := startRawGateway(t, b, func(c *config.Config) { c.Transport.ResponseHeaderTimeout = config.Set(50 * time.Millisecond) })
 	if _, body, err := tg.do(t, "GET", "/fast", nil); err != nil || body != "ok" {
 		t.Fatalf("GET /fast: %q, %v", body, err)
 	}
@@ -425,7 +426,7 @@ func TestFastPathTimeoutMidBodyAborts(t *testing.T) {
 		return true
 	})
 	t.Cleanup(func() { close(release) })
-	tg := startRawGateway(t, b, func(c *Config) { c.Defaults.Timeout = 100 * time.Millisecond })
+	tg := startRawGateway(t, b, func(c *config.Config) { c.Defaults.Timeout = config.Set(100 * time.Millisecond) })
 	if _, body, err := tg.do(t, "GET", "/stream", nil); err == nil {
 		t.Fatalf("read %q as a complete body; want the response cut", body)
 	}

@@ -1,7 +1,21 @@
-// Package gateway is latch's HTTP side: configuration, the chi router, the
-// proxy handler with its retries and breaker bookkeeping, the admin API,
-// metrics and the process lifecycle. Balancing lives in policy, affinity in
-// session, backend lists in discovery.
+// Package gateway is latch's HTTP side and its lifecycle. A request runs:
+//
+//  1. serve.go: the chi router hands it to ServeHTTP, which finds its route
+//     in the immutable table (routes.go) and the route's backends of the
+//     moment (a routeState, swapped per snapshot by service.go);
+//  2. affinity.go: session.Affinity.Resolve decides its session (keep,
+//     restore, re-pin or new);
+//  3. forward.Forwarder.Serve (gateway/forward) sends it: the session's
+//     backend first, else the policy chain's pick, retrying on another
+//     backend; session.Affinity.Commit sets the cookie when a backend
+//     answered;
+//  4. accesslog.go, metrics.go: the access line and the counters.
+//
+// The state path: service.go watches discovery and rebuilds each route's
+// pickers; tags.go turns Consul tags into routes; healthcheck.go adds
+// latch's own checks. admin.go serves the admin API. Run owns every
+// goroutine. Balancing lives in policy, affinity in session, backend lists
+// in discovery, configuration in gateway/config.
 package gateway
 
 import (
@@ -15,7 +29,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
-	"net/http/httputil"
+	"net/netip"
 	"slices"
 	"strconv"
 	"sync"
@@ -26,6 +40,8 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/latchgw/latch/discovery"
+	"github.com/latchgw/latch/gateway/config"
+	"github.com/latchgw/latch/gateway/forward"
 	"github.com/latchgw/latch/gateway/h1"
 	"github.com/latchgw/latch/gateway/statuspage"
 	"github.com/latchgw/latch/session"
@@ -39,10 +55,9 @@ type Deps struct {
 	Source discovery.Source
 	// Catalog, when set, turns Consul services with latch.* tags into routes.
 	Catalog *discovery.Catalog
-	// Affinity is the session layer (session.NewAffinity over Redis or memory).
+	// Affinity is the session layer (session.NewAffinity over Redis or
+	// memory, with the cookie's Codec).
 	Affinity *session.Affinity
-	// Codec signs the affinity cookie.
-	Codec *session.Codec
 	// Metrics, when set, is the registry of latch's series (share it with
 	// the session layer's observer); nil makes a new one.
 	Metrics *Metrics
@@ -53,16 +68,15 @@ type Deps struct {
 
 // Gateway is a running latch. Build it with New, run it with Run.
 type Gateway struct {
-	cfg          Config
+	cfg          *config.Compiled
+	c            config.Config  // cfg's defaulted settings
+	trusted      []netip.Prefix // cfg's trusted proxies
 	log          *slog.Logger
 	source       discovery.Source
 	catalog      *discovery.Catalog
 	affinity     *session.Affinity
-	codec        *session.Codec
 	metrics      *Metrics
-	transport    *http.Transport // health checks, and requests the fast path leaves
-	upstream     *upstream
-	proxy        *httputil.ReverseProxy
+	fwd          *forward.Forwarder
 	accessLogOn  bool
 	accessLogger *slog.Logger
 	accessBatch  *batchWriter // nil: access lines go straight to accessLogger's writer
@@ -75,7 +89,6 @@ type Gateway struct {
 	fileRoutes []*route
 	tagRoutes  map[string][]*route // service → routes from its tags
 	conflicts  []string
-	runCtx     context.Context
 
 	catalogSeen atomic.Bool // the catalog has answered once
 	wasReady    atomic.Bool // Ready has said yes once: it stays ready
@@ -84,24 +97,29 @@ type Gateway struct {
 	reqSeq    atomic.Uint64
 }
 
-// New builds a gateway from a validated config.
-func New(cfg Config, deps Deps) (*Gateway, error) {
-	if deps.Source == nil || deps.Affinity == nil || deps.Codec == nil {
-		return nil, errors.New("gateway: Source, Affinity and Codec are required")
+// New builds a gateway from a compiled config (config.Load or
+// Config.Compile).
+func New(cfg *config.Compiled, deps Deps) (*Gateway, error) {
+	if cfg == nil {
+		return nil, errors.New("gateway: a compiled config is required")
+	}
+	if deps.Source == nil || deps.Affinity == nil || deps.Affinity.Codec() == nil {
+		return nil, errors.New("gateway: Source and Affinity (with its Codec) are required")
 	}
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
 	}
+	c := cfg.Config()
 	g := &Gateway{
 		cfg:         cfg,
+		c:           c,
+		trusted:     cfg.Trusted(),
 		log:         deps.Logger,
 		source:      deps.Source,
 		catalog:     deps.Catalog,
 		affinity:    deps.Affinity,
-		codec:       deps.Codec,
 		metrics:     deps.Metrics,
-		transport:   newTransport(cfg.Transport),
-		accessLogOn: cfg.Log.Access == nil || *cfg.Log.Access,
+		accessLogOn: c.Log.Access.Get(),
 		services:    map[string]*service{},
 		tagRoutes:   map[string][]*route{},
 	}
@@ -111,16 +129,15 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 	g.accessLogger = g.log
 	if deps.AccessLog != nil {
 		g.accessBatch = &batchWriter{out: deps.AccessLog}
-		g.accessLogger = NewLogger(cfg.Log, g.accessBatch)
+		g.accessLogger = NewLogger(c.Log, g.accessBatch)
 	}
 	var p [6]byte
 	_, _ = rand.Read(p[:])
 	g.reqPrefix = hex.EncodeToString(p[:]) + "-"
-	g.upstream = newUpstream(g.transport, cfg.Transport)
+	g.fwd = forward.New(c.Transport, g.trusted, g.log, g.metrics)
 	g.sampler = g.newStatusSampler()
-	g.proxy = g.newReverseProxy()
-	for _, rc := range cfg.Routes {
-		svc := g.serviceFor(rc.Service, rc.RouteSettings)
+	for _, rc := range cfg.Routes() {
+		svc := g.serviceFor(rc.Service(), rc)
 		rt := newRoute(rc, svc)
 		svc.addRoute(rt)
 		g.fileRoutes = append(g.fileRoutes, rt)
@@ -131,11 +148,11 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 
 // serviceFor returns the service named name, creating it. Called with
 // g.mu held or before Run.
-func (g *Gateway) serviceFor(name string, settings RouteSettings) *service {
+func (g *Gateway) serviceFor(name string, spec *config.Spec) *service {
 	if svc, ok := g.services[name]; ok {
 		return svc
 	}
-	svc := g.newService(name, settings)
+	svc := g.newService(name, spec.Route().RouteSettings)
 	g.services[name] = svc
 	return svc
 }
@@ -187,7 +204,7 @@ func (g *Gateway) Waiting() []string {
 		return nil
 	}
 	var waiting []string
-	if g.catalog != nil && *g.cfg.Consul.RoutesFromTags && !g.catalogSeen.Load() {
+	if g.catalog != nil && g.c.Consul.RoutesFromTags.Get() && !g.catalogSeen.Load() {
 		waiting = append(waiting, "the Consul catalog (routes from tags)")
 	}
 	g.mu.Lock()
@@ -204,33 +221,42 @@ func (g *Gateway) Waiting() []string {
 }
 
 // Run serves the public and admin listeners (admin may be nil) until ctx
-// ends, then stops accepting, lets in-flight requests finish within
-// Server.ShutdownTimeout, and stops every watch it started.
+// ends. It owns every goroutine latch runs, started here in this order and
+// stopped in the reverse one, each awaited before Run returns:
+//
+//  1. the access log writer (last to stop: it writes what the requests
+//     finishing during shutdown log);
+//  2. the session layer's background work and the background components:
+//     each service's discovery watch and active checks, the catalog watch
+//     that turns Consul tags into routes;
+//  3. the servers, which at shutdown stop accepting and let in-flight
+//     requests finish within Server.ShutdownTimeout.
 func (g *Gateway) Run(ctx context.Context, public, admin net.Listener) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-
-	g.mu.Lock()
-	g.runCtx = ctx
-	for _, svc := range g.services {
-		svc.start(ctx)
-	}
-	g.mu.Unlock()
-
-	var wg sync.WaitGroup
-	wg.Go(func() { g.sampler.Run(ctx) })
+	// Each stage gets its own context, cancelled when the stage after it
+	// has stopped, not when ctx ends; and its own wait.
+	var logWriter, owner sync.WaitGroup
+	logCtx, stopLog := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopLog()
 	if g.accessBatch != nil {
-		wg.Go(func() { g.accessBatch.run(ctx) })
+		logWriter.Go(func() { g.accessBatch.run(logCtx) })
 	}
-	wg.Go(func() {
-		if err := g.affinity.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBG()
+	owner.Go(func() {
+		if err := g.affinity.Run(bg); err != nil && !errors.Is(err, context.Canceled) {
 			g.log.Error("session layer stopped", "err", err)
 		}
 	})
-	if g.catalog != nil && *g.cfg.Consul.RoutesFromTags {
-		wg.Go(func() {
-			err := g.catalog.Watch(ctx, func(services map[string][]string) {
-				g.applyTags(services)
+	owner.Go(func() { g.sampler.Run(bg) })
+	g.mu.Lock()
+	for _, svc := range g.services {
+		svc.start(bg)
+	}
+	g.mu.Unlock()
+	if g.catalog != nil && g.c.Consul.RoutesFromTags.Get() {
+		owner.Go(func() {
+			err := g.catalog.Watch(bg, func(services map[string][]string) {
+				g.applyTags(bg, services)
 				g.catalogSeen.Store(true)
 			})
 			if err != nil && !errors.Is(err, context.Canceled) {
@@ -239,61 +265,76 @@ func (g *Gateway) Run(ctx context.Context, public, admin net.Listener) error {
 		})
 	}
 
-	sc := g.cfg.Server
+	runErr := g.serve(ctx, public, admin)
+
+	stopBG()
+	owner.Wait()
+	g.mu.Lock()
+	for _, svc := range g.services {
+		svc.stop()
+	}
+	g.mu.Unlock()
+	g.fwd.CloseIdleConnections()
+	g.log.Info("stopped")
+	stopLog()
+	logWriter.Wait()
+	return runErr
+}
+
+// serve runs the servers until ctx ends (or one fails), then shuts them
+// down gracefully.
+func (g *Gateway) serve(ctx context.Context, public, admin net.Listener) error {
+	sc := g.c.Server
 	base := func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
 	var srv server = &http.Server{
 		Handler:           g.Handler(),
-		ReadHeaderTimeout: sc.ReadHeaderTimeout,
+		ReadHeaderTimeout: sc.ReadHeaderTimeout.Get(),
 		ReadTimeout:       sc.ReadTimeout,
 		WriteTimeout:      sc.WriteTimeout,
-		IdleTimeout:       sc.IdleTimeout,
-		MaxHeaderBytes:    sc.MaxHeaderBytes,
+		IdleTimeout:       sc.IdleTimeout.Get(),
+		MaxHeaderBytes:    sc.MaxHeaderBytes.Get(),
 		ErrorLog:          slogErrorLog(g.log),
 		BaseContext:       base,
 	}
 	if sc.Implementation == "h1" {
-		srv = &h1.Server{Handler: g.Handler(), ReadHeaderTimeout: sc.ReadHeaderTimeout, ReadTimeout: sc.ReadTimeout,
-			WriteTimeout: sc.WriteTimeout, IdleTimeout: sc.IdleTimeout, MaxHeaderBytes: sc.MaxHeaderBytes,
+		srv = &h1.Server{Handler: g.Handler(), ReadHeaderTimeout: sc.ReadHeaderTimeout.Get(), ReadTimeout: sc.ReadTimeout,
+			WriteTimeout: sc.WriteTimeout, IdleTimeout: sc.IdleTimeout.Get(), MaxHeaderBytes: sc.MaxHeaderBytes.Get(),
 			BaseContext: base, Log: g.log}
 	}
 	servers := []server{srv}
-	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(public) }()
-	g.log.Info("latch listening", "addr", public.Addr().String())
 	if admin != nil {
-		asrv := &http.Server{
-			Handler: g.AdminHandler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: sc.IdleTimeout,
+		servers = append(servers, &http.Server{
+			Handler: g.AdminHandler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: sc.IdleTimeout.Get(),
 			ErrorLog: slogErrorLog(g.log),
-		}
-		servers = append(servers, asrv)
-		go func() { errc <- asrv.Serve(admin) }()
-		g.log.Info("admin listening", "addr", admin.Addr().String())
+		})
 	}
-
+	var wg sync.WaitGroup
+	errc := make(chan error, len(servers))
+	for i, l := range []net.Listener{public, admin}[:len(servers)] {
+		s := servers[i]
+		wg.Go(func() {
+			if err := s.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		})
+		g.log.Info([]string{"latch listening", "admin listening"}[i], "addr", l.Addr().String())
+	}
 	var runErr error
 	select {
 	case <-ctx.Done():
 	case runErr = <-errc:
 		runErr = fmt.Errorf("serving: %w", runErr)
 	}
-	g.log.Info("shutting down", "timeout", sc.ShutdownTimeout.String())
-	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), sc.ShutdownTimeout)
-	defer scancel()
+	g.log.Info("shutting down", "timeout", sc.ShutdownTimeout.Get().String())
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sc.ShutdownTimeout.Get())
+	defer cancel()
 	for _, s := range servers {
 		if err := s.Shutdown(sctx); err != nil {
 			g.log.Warn("shutdown deadline passed with requests in flight", "err", err)
 			_ = s.Close()
 		}
 	}
-	cancel()
-	g.mu.Lock()
-	for _, svc := range g.services {
-		svc.stop()
-	}
-	g.mu.Unlock()
 	wg.Wait()
-	g.upstream.CloseIdleConnections()
-	g.log.Info("stopped")
 	return runErr
 }
 

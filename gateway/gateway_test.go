@@ -3,7 +3,6 @@ package gateway
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/latchgw/latch/discovery"
+	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/session"
 )
 
@@ -74,16 +74,16 @@ const testSecret = "0123456789abcdef0123456789abcdef"
 
 // startGatewayB is startGateway for benchmarks (access log on or off).
 func startGatewayB(b *testing.B, access bool, backends ...*testBackend) *testGateway {
-	return startGatewayTB(b, func(c *Config) { c.Log.Access = &access }, backends...)
+	return startGatewayTB(b, func(c *config.Config) { c.Log.Access = config.Set(access) }, backends...)
 }
 
 // startGateway runs a gateway over a static source with an in-memory store.
-func startGateway(t *testing.T, mutate func(*Config), backends ...*testBackend) *testGateway {
+func startGateway(t *testing.T, mutate func(*config.Config), backends ...*testBackend) *testGateway {
 	t.Helper()
 	return startGatewayTB(t, mutate, backends...)
 }
 
-func startGatewayTB(t testing.TB, mutate func(*Config), backends ...*testBackend) *testGateway {
+func startGatewayTB(t testing.TB, mutate func(*config.Config), backends ...*testBackend) *testGateway {
 	t.Helper()
 	var list []discovery.Backend
 	for _, b := range backends {
@@ -94,33 +94,30 @@ func startGatewayTB(t testing.TB, mutate func(*Config), backends ...*testBackend
 
 // startGatewayWith is startGateway over any backend list; affinity nil
 // means one over a memory store of 10,000 sessions.
-func startGatewayWith(t testing.TB, mutate func(*Config), affinity *session.Affinity, list []discovery.Backend) *testGateway {
+func startGatewayWith(t testing.TB, mutate func(*config.Config), affinity *session.Affinity, list []discovery.Backend) *testGateway {
 	t.Helper()
-	cfg := Config{Routes: []Route{{Service: "web"}}, Consul: Consul{Disabled: true}}
+	cfg := config.Config{Routes: []config.Route{{Service: "web"}}, Consul: config.Consul{Disabled: true}}
 	cfg.Routes[0].Backends = []string{"127.0.0.1:1"} // validated; the static source below is what serves
-	cfg.Log.Access = ptr(false)
+	cfg.Log.Access = config.Set(false)
 	cfg.Admin.Listen = "127.0.0.1:0"
 	cfg.Server.Implementation = os.Getenv("LATCH_TEST_SERVER") // make test runs the suite on both
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	cfg.SetDefaults()
-	if err := cfg.Validate(); err != nil {
+	cc, err := cfg.Compile()
+	if err != nil {
 		t.Fatal(err)
 	}
 	static := discovery.NewStatic(nil)
 	for _, r := range cfg.Routes {
 		static.Set(r.Service, list)
 	}
-	codec, err := session.NewCodec([][]byte{[]byte(testSecret)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	codec := testCodec(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if affinity == nil {
-		affinity = session.NewAffinity(session.Options{Store: session.NewMemoryStore(10000, nil), Logger: log})
+		affinity = session.NewAffinity(session.Options{Store: session.NewMemoryStore(10000, nil), Codec: codec, Logger: log})
 	}
-	g, err := New(cfg, Deps{Logger: log, Source: static, Codec: codec, Affinity: affinity})
+	g, err := New(cc, Deps{Logger: log, Source: static, Affinity: affinity})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,6 +143,15 @@ func startGatewayWith(t testing.TB, mutate func(*Config), affinity *session.Affi
 	})
 	waitUntil(t, "gateway ready", g.Ready)
 	return tg
+}
+
+func testCodec(t testing.TB) *session.Codec {
+	t.Helper()
+	codec, err := session.NewCodec([][]byte{[]byte(testSecret)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return codec
 }
 
 func waitUntil(t testing.TB, what string, cond func() bool) {
@@ -201,7 +207,7 @@ func TestStickySession(t *testing.T) {
 
 func TestNewSessionsSpread(t *testing.T) {
 	backends := []*testBackend{newBackend(t, "a"), newBackend(t, "b"), newBackend(t, "c")}
-	tg := startGateway(t, func(c *Config) { c.Defaults.Policy = []string{"round_robin"} }, backends...)
+	tg := startGateway(t, func(c *config.Config) { c.Defaults.Policy = config.Set(config.List{"round_robin"}) }, backends...)
 	seen := map[string]int{}
 	for range 300 {
 		id, status, cookie := tg.get(t, "/", "")
@@ -249,7 +255,7 @@ func TestBadCookiesStartNewSessions(t *testing.T) {
 // goes to another backend and the session moves with it.
 func TestRetryOnRefusedBackend(t *testing.T) {
 	a, b := newBackend(t, "a"), newBackend(t, "b")
-	tg := startGateway(t, func(c *Config) { c.Defaults.Policy = []string{"round_robin"} }, a, b)
+	tg := startGateway(t, func(c *config.Config) { c.Defaults.Policy = config.Set(config.List{"round_robin"}) }, a, b)
 	var cookies []string
 	for range 10 {
 		_, _, c := tg.get(t, "/", "")
@@ -280,7 +286,7 @@ func TestNoBackend503(t *testing.T) {
 
 func TestUpstreamErrorIs502(t *testing.T) {
 	a := newBackend(t, "a")
-	tg := startGateway(t, func(c *Config) { c.Defaults.Retry.Attempts = 1 }, a)
+	tg := startGateway(t, func(c *config.Config) { c.Defaults.Retry.Attempts = config.Set(1) }, a)
 	a.srv.Close()
 	_, status, _ := tg.get(t, "/", "")
 	if status != http.StatusBadGateway {
@@ -315,7 +321,7 @@ func TestForwardedHeaders(t *testing.T) {
 
 func TestTrustedProxyForwardedFor(t *testing.T) {
 	a := newBackend(t, "a")
-	tg := startGateway(t, func(c *Config) { c.TrustedProxies = []string{"127.0.0.1"} }, a)
+	tg := startGateway(t, func(c *config.Config) { c.TrustedProxies = []string{"127.0.0.1"} }, a)
 	req, _ := http.NewRequest(http.MethodGet, tg.url+"/", nil)
 	req.Header.Set("X-Forwarded-For", "203.0.113.7")
 	req.Header.Set("X-Forwarded-Proto", "https")
@@ -382,230 +388,4 @@ func (tg *testGateway) raw(t *testing.T, request string) *http.Response {
 	}
 	resp.Body.Close()
 	return resp
-}
-
-func TestAdminTokenAndDrain(t *testing.T) {
-	a, b := newBackend(t, "a"), newBackend(t, "b")
-	tg := startGateway(t, func(c *Config) { c.Admin.Token = "s3cret" }, a, b)
-	do := func(method, path, token string) int {
-		req, _ := http.NewRequest(method, tg.admin+path, nil)
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := tg.client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
-	if s := do("GET", "/healthz", ""); s != 200 {
-		t.Errorf("healthz %d; want 200 without a token", s)
-	}
-	for _, p := range []string{"/admin/backends", "/metrics", "/admin/routes"} {
-		if s := do("GET", p, ""); s != 401 {
-			t.Errorf("GET %s without token: %d; want 401", p, s)
-		}
-		if s := do("GET", p, "wrong"); s != 401 {
-			t.Errorf("GET %s with a wrong token: %d; want 401", p, s)
-		}
-		if s := do("GET", p, "s3cret"); s != 200 {
-			t.Errorf("GET %s with the token: %d; want 200", p, s)
-		}
-	}
-	// Pin sessions to a, drain it: they stay, new sessions go to b.
-	var onA []string
-	for len(onA) < 3 {
-		if id, _, c := tg.get(t, "/", ""); id == "a" {
-			onA = append(onA, c)
-		}
-	}
-	if s := do("POST", "/admin/backends/a/drain", ""); s != 401 {
-		t.Fatalf("drain without token: %d; want 401", s)
-	}
-	if s := do("POST", "/admin/backends/a/drain", "s3cret"); s != 200 {
-		t.Fatalf("drain: %d; want 200", s)
-	}
-	if s := do("POST", "/admin/backends/nope/drain", "s3cret"); s != 404 {
-		t.Fatalf("drain of an unknown backend: %d; want 404", s)
-	}
-	for range 20 {
-		if id, _, _ := tg.get(t, "/", ""); id != "b" {
-			t.Fatalf("new session went to %s while a is drained", id)
-		}
-	}
-	for _, c := range onA {
-		if id, _, _ := tg.get(t, "/", c); id != "a" {
-			t.Fatalf("existing session moved to %s when a was drained", id)
-		}
-	}
-}
-
-func TestPublicListenerHasNoAdmin(t *testing.T) {
-	a := newBackend(t, "a")
-	tg := startGateway(t, nil, a)
-	for _, p := range []string{"/admin/backends", "/metrics", "/readyz"} {
-		tg.get(t, p, "")
-	}
-	if a.hits.Load() != 3 {
-		t.Fatalf("admin paths on the public listener: backend hits %d; want all 3 proxied", a.hits.Load())
-	}
-}
-
-func TestWebSocketPassesThrough(t *testing.T) {
-	ws := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Upgrade") != "websocket" {
-			http.Error(w, "want upgrade", 400)
-			return
-		}
-		conn, buf, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		fmt.Fprintf(buf, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Backend-Id: ws\r\n\r\n")
-		buf.Flush()
-		line, _ := buf.ReadString('\n')
-		fmt.Fprintf(buf, "echo %s", line)
-		buf.Flush()
-	}))
-	defer ws.Close()
-	tb := &testBackend{id: "ws", srv: ws}
-	tg := startGateway(t, nil, tb)
-	conn, err := net.Dial("tcp", strings.TrimPrefix(tg.url, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != 101 || !strings.HasPrefix(resp.Header.Get("Set-Cookie"), "latch=") {
-		t.Fatalf("status %d cookie %q; want 101 with the affinity cookie", resp.StatusCode, resp.Header.Get("Set-Cookie"))
-	}
-	fmt.Fprintf(conn, "hello\n")
-	line, err := br.ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		t.Fatal(err)
-	}
-	if line != "echo hello\n" {
-		t.Fatalf("through the tunnel: %q; want echo hello", line)
-	}
-}
-
-// Sticky "learn": affinity keyed on the application's own session cookie.
-func TestLearnApplicationCookie(t *testing.T) {
-	var backends []*testBackend
-	for _, id := range []string{"a", "b", "c"} {
-		b := &testBackend{id: id}
-		b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("X-Backend-Id", id)
-			if _, err := r.Cookie("JSESSIONID"); err != nil {
-				http.SetCookie(w, &http.Cookie{Name: "JSESSIONID", Value: "sess-from-" + id})
-			}
-		}))
-		t.Cleanup(b.srv.Close)
-		backends = append(backends, b)
-	}
-	tg := startGateway(t, func(c *Config) {
-		c.Defaults.Sticky.Learn = "JSESSIONID"
-		c.Defaults.Policy = []string{"round_robin"}
-	}, backends...)
-	req, _ := http.NewRequest(http.MethodGet, tg.url+"/", nil)
-	resp, err := tg.client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	first := resp.Header.Get("X-Backend-Id")
-	var app string
-	for _, c := range resp.Cookies() {
-		if c.Name == "latch" {
-			t.Fatal("learn mode issued latch's own cookie")
-		}
-		if c.Name == "JSESSIONID" {
-			app = "JSESSIONID=" + c.Value
-		}
-	}
-	if app == "" {
-		t.Fatal("the application's cookie did not pass through")
-	}
-	for i := range 10 {
-		if id, status, _ := tg.get(t, "/", app); id != first || status != 200 {
-			t.Fatalf("request %d with the app's session: %s; want %s", i, id, first)
-		}
-	}
-}
-
-// latch's own active health check takes a failing backend out and brings
-// it back.
-func TestActiveHealthCheck(t *testing.T) {
-	a := newBackend(t, "a")
-	var sick atomic.Bool
-	b := &testBackend{id: "b"}
-	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/health" && sick.Load() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			return
-		}
-		w.Header().Set("X-Backend-Id", "b")
-	}))
-	t.Cleanup(b.srv.Close)
-	tg := startGateway(t, func(c *Config) {
-		c.Defaults.Policy = []string{"round_robin"}
-		c.Defaults.HealthCheck = HealthCheck{Path: "/health", Interval: 100 * time.Millisecond, Timeout: 50 * time.Millisecond,
-			HealthyThreshold: 1, UnhealthyThreshold: 2}
-	}, a, b)
-	sick.Store(true)
-	waitUntil(t, "b taken out by the active check", func() bool {
-		for range 4 {
-			if id, _, _ := tg.get(t, "/", ""); id == "b" {
-				return false
-			}
-		}
-		return true
-	})
-	sick.Store(false)
-	waitUntil(t, "b back in rotation", func() bool {
-		id, _, _ := tg.get(t, "/", "")
-		return id == "b"
-	})
-}
-
-// Oversized headers get 431; a client that never finishes its headers is
-// cut off after ReadHeaderTimeout (slowloris).
-func TestHeaderLimits(t *testing.T) {
-	a := newBackend(t, "a")
-	tg := startGateway(t, func(c *Config) {
-		c.Server.MaxHeaderBytes = 4096
-		c.Server.ReadHeaderTimeout = 200 * time.Millisecond
-	}, a)
-	req, _ := http.NewRequest(http.MethodGet, tg.url+"/", nil)
-	req.Header.Set("X-Big", strings.Repeat("x", 10_000))
-	resp, err := tg.client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
-		t.Fatalf("10 kB header: status %d; want 431", resp.StatusCode)
-	}
-	conn, err := net.Dial("tcp", strings.TrimPrefix(tg.url, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: x\r\n") // and never the final CRLF
-	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	start := time.Now()
-	_, err = io.ReadAll(conn)
-	if err != nil || time.Since(start) > 3*time.Second {
-		t.Fatalf("slow client kept its connection (%v after %v); want it closed after ~200ms", err, time.Since(start))
-	}
-	if a.hits.Load() != 0 {
-		t.Fatal("an incomplete request reached the backend")
-	}
 }

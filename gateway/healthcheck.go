@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/latchgw/latch/discovery"
+	"github.com/latchgw/latch/gateway/config"
 )
 
 // activeChecks is latch's own health check of one service's backends,
@@ -17,7 +18,7 @@ import (
 // row is treated as critical until it passes HealthyThreshold in a row.
 type activeChecks struct {
 	service string
-	cfg     HealthCheck
+	cfg     checkSettings
 	client  *http.Client
 	log     *slog.Logger
 
@@ -26,16 +27,25 @@ type activeChecks struct {
 	state   map[string]*probeState
 }
 
+// checkSettings are a route's health_check settings, resolved.
+type checkSettings struct {
+	path                 string
+	interval, timeout    time.Duration
+	healthyN, unhealthyN int
+}
+
 type probeState struct {
 	down      bool
 	successes int
 	failures  int
 }
 
-func newActiveChecks(service string, cfg HealthCheck, rt http.RoundTripper, log *slog.Logger) *activeChecks {
+func newActiveChecks(service string, hc config.HealthCheck, rt http.RoundTripper, log *slog.Logger) *activeChecks {
+	cfg := checkSettings{path: hc.Path.Get(), interval: hc.Interval.Get(), timeout: hc.Timeout.Get(),
+		healthyN: hc.HealthyThreshold.Get(), unhealthyN: hc.UnhealthyThreshold.Get()}
 	return &activeChecks{
 		service: service, cfg: cfg, log: log,
-		client: &http.Client{Transport: rt, Timeout: cfg.Timeout,
+		client: &http.Client{Transport: rt, Timeout: cfg.timeout,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 		state: map[string]*probeState{},
 	}
@@ -60,7 +70,7 @@ func (a *activeChecks) apply(s discovery.Snapshot) discovery.Snapshot {
 // run probes every interval until ctx ends; changed is called when a
 // backend's verdict flips.
 func (a *activeChecks) run(ctx context.Context, changed func()) {
-	t := time.NewTicker(a.cfg.Interval)
+	t := time.NewTicker(a.cfg.interval)
 	defer t.Stop()
 	for {
 		select {
@@ -98,13 +108,13 @@ func (a *activeChecks) round(ctx context.Context) bool {
 		live[b.ID] = st
 		if results[i] {
 			st.successes, st.failures = st.successes+1, 0
-			if st.down && st.successes >= a.cfg.HealthyThreshold {
+			if st.down && st.successes >= a.cfg.healthyN {
 				st.down, changed = false, true
 				a.log.Info("active health check passing", "service", a.service, "backend", b.ID)
 			}
 		} else {
 			st.failures, st.successes = st.failures+1, 0
-			if !st.down && st.failures >= a.cfg.UnhealthyThreshold {
+			if !st.down && st.failures >= a.cfg.unhealthyN {
 				st.down, changed = true, true
 				a.log.Warn("active health check failing", "service", a.service, "backend", b.ID)
 			}
@@ -115,7 +125,7 @@ func (a *activeChecks) round(ctx context.Context) bool {
 }
 
 func (a *activeChecks) probe(ctx context.Context, addr string) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+a.cfg.Path, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+a.cfg.path, nil)
 	if err != nil {
 		return false
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/latchgw/latch/discovery"
 	"github.com/latchgw/latch/policy"
+	"github.com/latchgw/latch/session"
 )
 
 // Metrics are latch's Prometheus series. Names follow the Prometheus
@@ -119,10 +120,9 @@ func (m *Metrics) request(route, backend string, code int, d time.Duration) {
 	m.duration.WithLabelValues(route).Observe(d.Seconds())
 }
 
-func (m *Metrics) upstream(route, backend string, d time.Duration) {
-	if d > 0 {
-		m.upstreamDur.WithLabelValues(route, backend).Observe(d.Seconds())
-	}
+// Upstream observes a backend's time to its response head (forward.Observer).
+func (m *Metrics) Upstream(route, backend string, d time.Duration) {
+	m.upstreamDur.WithLabelValues(route, backend).Observe(d.Seconds())
 }
 
 func (m *Metrics) panicMode(service string, on bool) {
@@ -133,7 +133,8 @@ func (m *Metrics) panicMode(service string, on bool) {
 	m.panic.WithLabelValues(service).Set(v)
 }
 
-func (m *Metrics) retry(route string) { m.retries.WithLabelValues(route).Inc() }
+// Retry counts a request sent to another backend (forward.Observer).
+func (m *Metrics) Retry(route string) { m.retries.WithLabelValues(route).Inc() }
 
 func (m *Metrics) fallback(route, from, to string) {
 	m.fallbacks.WithLabelValues(route, from, to).Inc()
@@ -154,10 +155,22 @@ func breakerGauge(s policy.BreakerState) float64 {
 	return 0
 }
 
-func (m *Metrics) session(route, backend string, k sessionKind) {
-	if k != sessNone {
+func (m *Metrics) session(route, backend string, k session.Kind) {
+	if k != session.KindNone {
 		m.sessions.WithLabelValues(route, backend, k.String()).Inc()
 	}
+}
+
+// backendGone deletes the series of a backend that left service, so
+// backends that come and go do not pile up series.
+func (m *Metrics) backendGone(service string, routes []string, backend string) {
+	for _, r := range routes {
+		m.requests.DeletePartialMatch(prometheus.Labels{"route": r, "backend": backend})
+		m.upstreamDur.DeletePartialMatch(prometheus.Labels{"route": r, "backend": backend})
+		m.sessions.DeletePartialMatch(prometheus.Labels{"route": r, "backend": backend})
+	}
+	m.breakerState.DeletePartialMatch(prometheus.Labels{"service": service, "backend": backend})
+	m.breakerTrans.DeletePartialMatch(prometheus.Labels{"service": service, "backend": backend})
 }
 
 // discoveryStart creates a service's discovery series before its first
@@ -197,3 +210,4 @@ func (m *Metrics) StoreLatency(op string, d time.Duration) {
 }
 func (m *Metrics) CacheHit()  { m.cache.WithLabelValues("hit").Inc() }
 func (m *Metrics) CacheMiss() { m.cache.WithLabelValues("miss").Inc() }
+func (m *Metrics) Expired()   { m.expired.Inc() }

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/latchgw/latch/discovery"
+	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/session"
 )
 
@@ -33,17 +34,15 @@ func (s gatedSource) Watch(ctx context.Context, service string, update func(disc
 // before Consul ever answered.
 func TestReadyWaitsForDiscovery(t *testing.T) {
 	b := newBackend(t, "b1")
-	cfg := Config{Routes: []Route{{Service: "web", Backends: []string{"127.0.0.1:1"}}}, Consul: Consul{Disabled: true}}
-	cfg.Log.Access = ptr(false)
-	cfg.SetDefaults()
-	if err := cfg.Validate(); err != nil {
+	cfg, err := config.Config{Routes: []config.Route{{Service: "web", Backends: config.List{"127.0.0.1:1"}}},
+		Consul: config.Consul{Disabled: true}, Log: config.Log{Access: config.Set(false)}}.Compile()
+	if err != nil {
 		t.Fatal(err)
 	}
 	src := gatedSource{Static: discovery.NewStatic(map[string][]discovery.Backend{"web": {b.backend()}}), open: make(chan struct{})}
-	codec, _ := session.NewCodec([][]byte{[]byte(testSecret)})
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	aff := session.NewAffinity(session.Options{Store: session.NewMemoryStore(100, nil), Logger: log})
-	g, err := New(cfg, Deps{Logger: log, Source: src, Codec: codec, Affinity: aff})
+	aff := session.NewAffinity(session.Options{Store: session.NewMemoryStore(100, nil), Codec: testCodec(t), Logger: log})
+	g, err := New(cfg, Deps{Logger: log, Source: src, Affinity: aff})
 	if err != nil {
 		t.Fatal(err)
 	}

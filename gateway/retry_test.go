@@ -2,9 +2,10 @@ package gateway
 
 import (
 	"io"
-	"slices"
 	"strings"
 	"testing"
+
+	"github.com/latchgw/latch/gateway/config"
 )
 
 // By default (retry.on_status 502, 503, 504) a backend answering 503 while
@@ -17,7 +18,7 @@ func TestRetryOnStatusByDefault(t *testing.T) {
 	a, b, c := newBackend(t, "a"), newBackend(t, "b"), newBackend(t, "c")
 	// The breaker would take a out after 5 failures; this is about the
 	// requests before that.
-	tg := startGateway(t, func(c *Config) { c.Defaults.Breaker.ConsecutiveFailures = 1000 }, a, b, c)
+	tg := startGateway(t, func(c *config.Config) { c.Defaults.Breaker.ConsecutiveFailures = config.Set[uint32](1000) }, a, b, c)
 	for _, path := range []string{"/", "/?fast=no;path"} { // the fast path, then ReverseProxy's
 		a.status.Store(0)
 		pinned := ""
@@ -59,7 +60,7 @@ func TestRetryOnStatusLimits(t *testing.T) {
 	t.Run("POST", func(t *testing.T) {
 		a, b := newBackend(t, "a"), newBackend(t, "b")
 		a.status.Store(503)
-		tg := startGateway(t, func(c *Config) { c.Defaults.Policy = []string{"round_robin"} }, a, b)
+		tg := startGateway(t, func(c *config.Config) { c.Defaults.Policy = config.Set(config.List{"round_robin"}) }, a, b)
 		got503 := 0
 		for range 6 {
 			resp, err := tg.client.Post(tg.url+"/", "text/plain", strings.NewReader("order=1"))
@@ -100,7 +101,7 @@ func TestRetryOnStatusLimits(t *testing.T) {
 		for _, x := range []*testBackend{a, b, c} {
 			x.status.Store(503)
 		}
-		tg := startGateway(t, func(c *Config) { c.Defaults.Breaker.ConsecutiveFailures = 1000 }, a, b, c)
+		tg := startGateway(t, func(c *config.Config) { c.Defaults.Breaker.ConsecutiveFailures = config.Set[uint32](1000) }, a, b, c)
 		for _, path := range []string{"/", "/?fast=no;path"} {
 			before := a.hits.Load() + b.hits.Load() + c.hits.Load()
 			id, status, _ := tg.get(t, path, "")
@@ -113,9 +114,9 @@ func TestRetryOnStatusLimits(t *testing.T) {
 	t.Run("off", func(t *testing.T) {
 		a, b := newBackend(t, "a"), newBackend(t, "b")
 		a.status.Store(503)
-		tg := startGateway(t, func(c *Config) {
-			c.Defaults.Policy = []string{"round_robin"}
-			c.Defaults.Retry.OnStatus = []int{}
+		tg := startGateway(t, func(c *config.Config) {
+			c.Defaults.Policy = config.Set(config.List{"round_robin"})
+			c.Defaults.Retry.OnStatus = config.Set([]int{})
 		}, a, b)
 		codes := map[int]int{}
 		for range 4 {
@@ -126,25 +127,4 @@ func TestRetryOnStatusLimits(t *testing.T) {
 			t.Fatalf("on_status [] gave %v; want 2 × 503 and 2 × 200 (round robin, no retry)", codes)
 		}
 	})
-}
-
-// The default and the way to turn it off, as a config file says them.
-func TestRetryOnStatusConfig(t *testing.T) {
-	for _, tt := range []struct {
-		yaml string
-		want []int
-	}{
-		{"routes:\n  - service: web\n", []int{502, 503, 504}},
-		{"routes:\n  - service: web\n    retry:\n      on_status: []\n", []int{}},
-		{"defaults:\n  retry:\n    on_status: []\nroutes:\n  - service: web\n", []int{}},
-		{"defaults:\n  retry:\n    on_status: [503]\nroutes:\n  - service: web\n", []int{503}},
-	} {
-		inv, err := parseYAML(t, tt.yaml)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := inv.Config.Routes[0].Retry.OnStatus; got == nil || !slices.Equal(got, tt.want) {
-			t.Errorf("%q: on_status %v; want %v", tt.yaml, got, tt.want)
-		}
-	}
 }

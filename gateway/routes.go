@@ -3,28 +3,31 @@ package gateway
 import (
 	"net"
 	"sort"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/policy"
 	"github.com/latchgw/latch/session"
 )
 
-// route is one compiled Route. Its routeState is swapped whenever its
-// service's snapshot changes; the request path only loads it.
+// route is one route being served: its compiled config and the service it
+// sends to. Its routeState is swapped whenever its service's snapshot
+// changes; the request path only loads it.
 type route struct {
-	cfg     Route
+	spec    *config.Spec
+	name    string
 	host    string // lower case, no port; "" = any
 	prefix  string // "/" or "/api" (no trailing slash)
 	service *service
 	sticky  bool
+	learn   string // sticky.learn_cookie ("" = latch's own cookie)
 	cookie  cookieAttrs
-	state   atomic.Pointer[routeState]
-	// failStatus and retryStatus index HTTP status codes 0-599.
-	failStatus  [600]bool
-	retryStatus [600]bool
+	timeout time.Duration // whole request; 0 = none
+	// attempts is the number of backends a request is sent to at most.
+	attempts int
+	state    atomic.Pointer[routeState]
 }
 
 // routeState is everything a request needs about its route's backends,
@@ -44,55 +47,21 @@ type cookieAttrs struct {
 	ttl    time.Duration
 }
 
-func newRoute(cfg Route, svc *service) *route {
-	rt := &route{cfg: cfg, service: svc, sticky: *cfg.Sticky.Enabled}
-	rt.host = strings.ToLower(cfg.Host)
-	rt.prefix = strings.TrimSuffix(cfg.PathPrefix, "/")
-	if rt.prefix == "" {
-		rt.prefix = "/"
-	}
-	for _, c := range cfg.Breaker.FailureStatus {
-		rt.failStatus[c] = true
-	}
-	for _, c := range cfg.Retry.OnStatus {
-		rt.retryStatus[c] = true
-	}
+func newRoute(spec *config.Spec, svc *service) *route {
+	cfg := spec.Route()
 	st := cfg.Sticky
-	var b strings.Builder
-	b.WriteString("; Path=")
-	b.WriteString(st.Path)
-	if st.Domain != "" {
-		b.WriteString("; Domain=")
-		b.WriteString(st.Domain)
+	return &route{
+		spec: spec, name: spec.Name(), host: spec.Host(), prefix: spec.Prefix(), service: svc,
+		sticky: st.Enabled.Get(), learn: st.Learn.Get(), timeout: cfg.Timeout.Get(), attempts: cfg.Retry.Attempts.Get(),
+		cookie: cookieAttrs{name: st.CookieName.Get(), suffix: spec.CookieSuffix(), secure: st.Secure.Get(), ttl: st.TTL.Get()},
 	}
-	if st.MaxAge > 0 {
-		b.WriteString("; Max-Age=")
-		b.WriteString(strconv.FormatInt(int64(st.MaxAge/time.Second), 10))
-	}
-	if *st.HTTPOnly {
-		b.WriteString("; HttpOnly")
-	}
-	switch strings.ToLower(st.SameSite) {
-	case "strict":
-		b.WriteString("; SameSite=Strict")
-	case "none":
-		b.WriteString("; SameSite=None")
-	default:
-		b.WriteString("; SameSite=Lax")
-	}
-	rt.cookie = cookieAttrs{name: st.CookieName, suffix: b.String(), secure: st.Secure, ttl: st.TTL}
-	return rt
 }
 
-// matches reports whether path is under the route's prefix, on a segment
-// boundary: "/api" matches "/api" and "/api/x" but not "/apix".
-func (rt *route) matches(path string) bool {
-	if rt.prefix == "/" {
-		return true
-	}
-	return strings.HasPrefix(path, rt.prefix) &&
-		(len(path) == len(rt.prefix) || path[len(rt.prefix)] == '/')
-}
+// matches reports whether path is under the route's prefix.
+func (rt *route) matches(path string) bool { return rt.spec.Matches(path) }
+
+// stripPrefix removes the route prefix from path when the route says so.
+func (rt *route) stripPrefix(path string) string { return rt.spec.StripPrefix(path) }
 
 // table is an immutable routing table.
 type table struct {
@@ -167,16 +136,4 @@ func hasUpper(s string) bool {
 		}
 	}
 	return false
-}
-
-// stripPrefix removes the route prefix from path, keeping it rooted.
-func (rt *route) stripPrefix(path string) string {
-	if !rt.cfg.StripPrefix || rt.prefix == "/" {
-		return path
-	}
-	rest := strings.TrimPrefix(path, rt.prefix)
-	if rest == "" || rest[0] != '/' {
-		return "/" + rest
-	}
-	return rest
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/latchgw/latch/discovery"
+	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/policy"
 	"github.com/latchgw/latch/session"
 )
@@ -28,19 +29,19 @@ type service struct {
 	ready    atomic.Bool
 	updated  atomic.Int64 // unix nanos of the last snapshot
 	cancel   context.CancelFunc
-	done     chan struct{}
+	running  sync.WaitGroup // the watch and the active checks
 	checks   *activeChecks
-	checkCfg HealthCheck
+	checkCfg config.HealthCheck
 	ttl      time.Duration // session TTL, for session counts
 }
 
-func (g *Gateway) newService(name string, settings RouteSettings) *service {
-	svc := &service{name: name, g: g, done: make(chan struct{}), checkCfg: settings.HealthCheck, ttl: settings.Sticky.TTL}
+func (g *Gateway) newService(name string, settings config.RouteSettings) *service {
+	svc := &service{name: name, g: g, checkCfg: settings.HealthCheck, ttl: settings.Sticky.TTL.Get()}
 	svc.registry = policy.NewRegistry(name, policy.Options{
-		Breaker:        settings.Breaker.settings(),
-		SlowStart:      settings.SlowStart,
-		WarningUsable:  *settings.WarningUsable,
-		PanicThreshold: max(settings.PanicThreshold, 0),
+		Breaker:        settings.Breaker.BreakerSettings(),
+		SlowStart:      settings.SlowStart.Get(),
+		WarningUsable:  settings.WarningUsable.Get(),
+		PanicThreshold: max(settings.PanicThreshold.Get(), 0),
 		OnBreakerChange: func(id string, from, to policy.BreakerState) {
 			// Runs under the breaker's mutex: log and count, nothing more.
 			g.log.Warn("circuit breaker", "service", name, "backend", id, "from", from.String(), "to", to.String())
@@ -51,28 +52,30 @@ func (g *Gateway) newService(name string, settings RouteSettings) *service {
 	return svc
 }
 
-// start watches the service until ctx ends or stop is called.
+// start watches the service (and runs its active checks) until ctx ends
+// or stop is called. Called with g.mu held.
 func (svc *service) start(ctx context.Context) {
 	ctx, svc.cancel = context.WithCancel(ctx)
-	if svc.checkCfg.Path != "" {
-		svc.checks = newActiveChecks(svc.name, svc.checkCfg, svc.g.transport, svc.g.log)
-		go svc.checks.run(ctx, func() { svc.republish() })
+	if svc.checkCfg.Path.Get() != "" {
+		svc.mu.Lock()
+		svc.checks = newActiveChecks(svc.name, svc.checkCfg, svc.g.fwd.Transport(), svc.g.log)
+		svc.mu.Unlock()
+		svc.running.Go(func() { svc.checks.run(ctx, svc.republish) })
 	}
-	go func() {
-		defer close(svc.done)
+	svc.running.Go(func() {
 		err := svc.g.source.Watch(ctx, svc.name, svc.update)
 		if err != nil && !errors.Is(err, context.Canceled) {
 			svc.g.log.Error("discovery stopped", "service", svc.name, "err", err)
 		}
-	}()
+	})
 }
 
-// stop ends the watch and waits for it.
+// stop ends the watch and the active checks, and waits for both.
 func (svc *service) stop() {
 	if svc.cancel != nil {
 		svc.cancel()
-		<-svc.done
 	}
+	svc.running.Wait()
 }
 
 // update is the Source's callback: one goroutine at a time.
@@ -106,6 +109,7 @@ func (svc *service) republish() {
 	}
 	prev := svc.registry.Current()
 	set := svc.registry.Update(s)
+	svc.forgetGone(prev, set)
 	if set.Panic && (prev == nil || !prev.Panic) {
 		svc.g.log.Warn("panic mode: too few backends look healthy to trust health checks; all but draining ones serve",
 			"service", svc.name, "backends", len(set.Backends))
@@ -113,22 +117,48 @@ func (svc *service) republish() {
 		svc.g.log.Info("panic mode over: health checks trusted again", "service", svc.name)
 	}
 	svc.g.metrics.panicMode(svc.name, set.Panic)
-	hints := make(map[session.Hint]*policy.Backend, len(set.Backends))
-	for _, b := range set.Backends {
-		hints[session.HintFor(svc.name, b.ID)] = b
-	}
+	hints := svc.hints(set)
 	for _, rt := range svc.routes {
 		svc.publishRoute(rt, set, hints)
 	}
 }
 
+// forgetGone deletes the metric series of the backends in prev but not in
+// set. Called with mu held.
+func (svc *service) forgetGone(prev, set *policy.Set) {
+	if prev == nil {
+		return
+	}
+	var routes []string
+	for _, b := range prev.Backends {
+		if set.Lookup(b.ID) != nil {
+			continue
+		}
+		if routes == nil {
+			for _, rt := range svc.routes {
+				routes = append(routes, rt.name)
+			}
+		}
+		svc.g.metrics.backendGone(svc.name, routes, b.ID)
+	}
+}
+
+// hints maps each backend's cookie hint to it, once per snapshot.
+func (svc *service) hints(set *policy.Set) map[session.Hint]*policy.Backend {
+	hints := make(map[session.Hint]*policy.Backend, len(set.Backends))
+	for _, b := range set.Backends {
+		hints[session.HintFor(svc.name, b.ID)] = b
+	}
+	return hints
+}
+
 // publishRoute builds rt's policy chain over set. Called with mu held.
 func (svc *service) publishRoute(rt *route, set *policy.Set, hints map[session.Hint]*policy.Backend) {
-	name := rt.cfg.Name
-	chain, err := policy.NewChain(rt.cfg.Policy, set, policy.BuildOptions{
-		HashHeader:     rt.cfg.Hash.Header,
-		HashCookie:     rt.cfg.Hash.Cookie,
-		TrustedProxies: svc.g.cfg.trusted,
+	name, rc := rt.name, rt.spec.Route()
+	chain, err := policy.NewChain(rc.Policy.Get(), set, policy.BuildOptions{
+		HashHeader:     rc.Hash.Header.Get(),
+		HashCookie:     rc.Hash.Cookie.Get(),
+		TrustedProxies: svc.g.trusted,
 	}, func(from, to string) {
 		svc.g.metrics.fallback(name, from, to)
 		svc.g.log.Debug("policy fallback", "route", name, "from", from, "to", to)
@@ -151,11 +181,7 @@ func (svc *service) addRoute(rt *route) {
 		set = svc.registry.Current()
 	}
 	if set != nil {
-		hints := make(map[session.Hint]*policy.Backend, len(set.Backends))
-		for _, b := range set.Backends {
-			hints[session.HintFor(svc.name, b.ID)] = b
-		}
-		svc.publishRoute(rt, set, hints)
+		svc.publishRoute(rt, set, svc.hints(set))
 	}
 	svc.mu.Unlock()
 }

@@ -32,7 +32,7 @@ func (g *Gateway) newStatusSampler() *statuspage.Sampler {
 
 // statusPage is the page served on the admin listener.
 func (g *Gateway) statusPage() *statuspage.Page {
-	return statuspage.New(statuspage.Options{Status: g.status, TokenRequired: g.cfg.Admin.Token != ""})
+	return statuspage.New(statuspage.Options{Status: g.status, TokenRequired: g.c.Admin.Token != ""})
 }
 
 // routeServices maps route names to their service names.
@@ -41,11 +41,11 @@ func (g *Gateway) routeServices() map[string]string {
 	defer g.mu.Unlock()
 	out := make(map[string]string, len(g.fileRoutes))
 	for _, rt := range g.fileRoutes {
-		out[rt.cfg.Name] = rt.service.name
+		out[rt.name] = rt.service.name
 	}
 	for _, rts := range g.tagRoutes {
 		for _, rt := range rts {
-			out[rt.cfg.Name] = rt.service.name
+			out[rt.name] = rt.service.name
 		}
 	}
 	return out
@@ -101,7 +101,7 @@ func (g *Gateway) status(ctx context.Context) statuspage.Status {
 	st := statuspage.Status{Time: now.UTC(), Services: []statuspage.Service{}, Routes: []statuspage.Route{}}
 	st.Store = statuspage.Store{Kind: "memory", Up: g.affinity.StoreUp(), Reachable: true,
 		PendingPins: g.affinity.Pending(), CacheHitRatio: -1}
-	if g.cfg.Redis.URL != "" {
+	if g.c.Redis.URL != "" {
 		st.Store.Kind = "redis"
 	}
 	if hit, miss := g.sampler.Rate(sampleKey("cache", "hit", ""), rateWindow),
@@ -128,15 +128,16 @@ func (g *Gateway) status(ctx context.Context) statuspage.Status {
 		st.Services = append(st.Services, s)
 	}
 	for _, rt := range routes {
-		r := statuspage.Route{Name: rt.cfg.Name, Host: rt.cfg.Host, PathPrefix: rt.cfg.PathPrefix,
-			Service: rt.service.name, Sticky: rt.sticky, FromTags: rt.cfg.fromTags}
-		names := rt.cfg.Policy
+		rc := rt.spec.Route()
+		r := statuspage.Route{Name: rt.name, Host: rc.Host, PathPrefix: rc.PathPrefix,
+			Service: rt.service.name, Sticky: rt.sticky, FromTags: rt.spec.FromTags()}
+		names := []string(rc.Policy.Get())
 		if rs := rt.state.Load(); rs != nil {
 			names = rs.chain.Names()
 		}
 		for _, p := range names {
 			r.Chain = append(r.Chain, statuspage.Step{Policy: p,
-				HandedOn: g.sampler.Latest(sampleKey("fallback", rt.cfg.Name, p))})
+				HandedOn: g.sampler.Latest(sampleKey("fallback", rt.name, p))})
 		}
 		st.Routes = append(st.Routes, r)
 	}

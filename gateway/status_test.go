@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"github.com/latchgw/latch/gateway/config"
+
 	"encoding/json"
 	"io"
 	"net/http"
@@ -14,7 +16,7 @@ import (
 // JSON only with it; the JSON reflects traffic, sessions and drains.
 func TestStatusPage(t *testing.T) {
 	a, b := newBackend(t, "a"), newBackend(t, "b")
-	tg := startGateway(t, func(c *Config) { c.Admin.Token = "s3cret" }, a, b)
+	tg := startGateway(t, func(c *config.Config) { c.Admin.Token = "s3cret" }, a, b)
 	get := func(path, token string) (*http.Response, string) {
 		t.Helper()
 		req, _ := http.NewRequest("GET", tg.admin+path, nil)

@@ -13,7 +13,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/latchgw/latch/cmd/demo-backend/demo"
-	"github.com/latchgw/latch/gateway"
+	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/integration/harness"
 )
 
@@ -36,7 +36,7 @@ func TestComposeFile(t *testing.T) {
 	consulVars := []string{api.HTTPAddrEnvName, api.HTTPTokenEnvName, api.HTTPTokenFileEnvName, api.HTTPCAFile,
 		api.HTTPCAPath, api.HTTPClientCert, api.HTTPClientKey, api.HTTPTLSServerName, api.HTTPSSLEnvName,
 		api.HTTPSSLVerifyEnvName, api.HTTPAuthEnvName, api.HTTPNamespaceEnvName, api.HTTPPartitionEnvName}
-	latchVars, demoVars := append(gateway.EnvVars(), consulVars...), append(demo.EnvVars(), consulVars...)
+	latchVars, demoVars := append(config.EnvVars(), consulVars...), append(demo.EnvVars(), consulVars...)
 	want := map[string][]string{"latch": latchVars, "latch-replica": latchVars,
 		"web-1": demoVars, "web-2": demoVars, "web-3": demoVars, "web-4": demoVars}
 	for _, name := range []string{"consul", "redis", "latch", "latch-replica", "web-1", "web-2", "web-3", "web-4"} {
@@ -66,14 +66,14 @@ func TestComposeFile(t *testing.T) {
 				t.Errorf("%s must wait for %s to be healthy: %+v", name, dep, latch.DependsOn)
 			}
 		}
-		if got := latch.Environment[gateway.EnvRedisURL]; got == nil || !strings.HasPrefix(*got, "redis://redis:") {
+		if got := latch.Environment[config.EnvRedisURL]; got == nil || !strings.HasPrefix(*got, "redis://redis:") {
 			t.Errorf("%s's Redis URL %v; want the redis service", name, got)
 		}
 		// No readable default secret: unset, latch creates one in its volume.
-		if got := latch.Environment[gateway.EnvCookieSecret]; got != nil && *got != "" {
+		if got := latch.Environment[config.EnvCookieSecret]; got != nil && *got != "" {
 			t.Errorf("%s has a default cookie secret %q everyone can read", name, *got)
 		}
-		if f := latch.Environment[gateway.EnvCookieSecretFile]; f == nil || !strings.HasPrefix(*f, mountOf(latch, "latch-state")+"/") {
+		if f := latch.Environment[config.EnvCookieSecretFile]; f == nil || !strings.HasPrefix(*f, mountOf(latch, "latch-state")+"/") {
 			t.Errorf("%s's cookie secret file %v is not in the latch-state volume", name, f)
 		}
 		if _, ok := latch.Networks["redis"]; !ok {

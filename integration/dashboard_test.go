@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/integration/harness"
 )
 
@@ -175,8 +176,8 @@ func TestGrafanaDashboardMetricsExist(t *testing.T) {
 	c.Register(t, good.id, "web", good.addr())
 	c.Register(t, bad.id, "web", bad.addr())
 	cfg := harness.LatchConfig(c.HTTPAddr, rd.URL, "web")
-	cfg.Routes[0].Policy = []string{"header_hash", "round_robin"} // no X-User: header_hash hands on
-	cfg.Routes[0].Hash.Header = "X-User"
+	cfg.Routes[0].Policy = config.Set(config.List{"header_hash", "round_robin"}) // no X-User: header_hash hands on
+	cfg.Routes[0].Hash.Header = config.Set("X-User")
 	l := harness.StartLatch(t, cfg)
 	seenAll(t, l.URL+"/", 10*time.Second, "web-1", "web-2")
 

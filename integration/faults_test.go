@@ -12,7 +12,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
-	"github.com/latchgw/latch/gateway"
+	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/integration/harness"
 )
 
@@ -89,7 +89,7 @@ type faultRig struct {
 	recovered time.Duration
 }
 
-func newFaultRig(t *testing.T, mutate func(*gateway.Config)) *faultRig {
+func newFaultRig(t *testing.T, mutate func(*config.Config)) *faultRig {
 	t.Helper()
 	r := &faultRig{consul: harness.StartConsul(t), redis: harness.StartRedis(t)}
 	var ids []string
@@ -212,9 +212,9 @@ func TestFaultSuite(t *testing.T) {
 	})
 
 	t.Run("backend 500s then recovers", func(t *testing.T) {
-		r := newFaultRig(t, func(c *gateway.Config) {
-			c.Defaults.Breaker.FailureStatus = []int{500, 502, 503, 504}
-			c.Defaults.Breaker.OpenTimeout = 2 * time.Second
+		r := newFaultRig(t, func(c *config.Config) {
+			c.Defaults.Breaker.FailureStatus = config.Set([]int{500, 502, 503, 504})
+			c.Defaults.Breaker.OpenTimeout = config.Set(2 * time.Second)
 		})
 		before := r.startLoad(10 * time.Second)
 		r.traffic.waitSent(t, faultRate)
@@ -241,7 +241,7 @@ func TestFaultSuite(t *testing.T) {
 	})
 
 	t.Run("backend slowed", func(t *testing.T) {
-		r := newFaultRig(t, func(c *gateway.Config) { c.Defaults.Policy = []string{"least_response_time", "p2c"} })
+		r := newFaultRig(t, func(c *config.Config) { c.Defaults.Policy = config.Set(config.List{"least_response_time", "p2c"}) })
 		r.backends[3].delay.Store(int64(200 * time.Millisecond))
 		// New sessions: count where they land.
 		counts := map[string]int{}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/integration/harness"
 )
 
@@ -19,8 +20,7 @@ func TestReadyMeansCanRoute(t *testing.T) {
 	c.Register(t, b.id, "shop", b.addr(), "latch.route=/")
 	cfg := harness.LatchConfig(c.HTTPAddr, "", "unused")
 	cfg.Routes = nil
-	on := true
-	cfg.Consul.RoutesFromTags = &on
+	cfg.Consul.RoutesFromTags = config.Set(true)
 	l := harness.StartLatch(t, cfg) // returns at the first 200 from /readyz
 	if id, status := backendOf(t, &http.Client{Timeout: 5 * time.Second}, l.URL+"/"); status != 200 || id != "shop-1" {
 		t.Fatalf("first request after ready: %d from %q; want 200 from shop-1", status, id)
@@ -74,8 +74,7 @@ func TestConsulTagFilter(t *testing.T) {
 	tagged := startSwitchable(t, "api-prod")
 	c.Register(t, tagged.id, "api", tagged.addr(), "prod", "latch.route=/api")
 	cfg := harness.LatchConfig(c.HTTPAddr, "", "web")
-	on := true
-	cfg.Consul.RoutesFromTags = &on
+	cfg.Consul.RoutesFromTags = config.Set(true)
 	cfg.Consul.Tag = "prod"
 	l := harness.StartLatch(t, cfg)
 	never(t, l.URL+"/", "web-canary", 50)

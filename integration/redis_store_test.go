@@ -18,7 +18,7 @@ func TestRedisStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rdb.Close()
-	s := session.NewRedisStore(rdb, session.RedisOptions{})
+	s := session.NewRedisStore(rdb)
 	ctx := context.Background()
 	ttl := time.Minute
 
@@ -63,7 +63,7 @@ func TestAffinityPinNewBatchesToRedis(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rdb.Close()
-	a := session.NewAffinity(session.Options{Store: session.NewRedisStore(rdb, session.RedisOptions{}), Client: rdb,
+	a := session.NewAffinity(session.Options{Store: session.NewRedisStore(rdb),
 		StoreTimeout: time.Second})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
@@ -76,7 +76,7 @@ func TestAffinityPinNewBatchesToRedis(t *testing.T) {
 		ids[i] = session.NewID()
 		a.PinNew(ctx, "web", ids[i], "web-1", time.Minute)
 	}
-	a2 := session.NewAffinity(session.Options{Store: session.NewRedisStore(rdb, session.RedisOptions{}), Client: rdb})
+	a2 := session.NewAffinity(session.Options{Store: session.NewRedisStore(rdb)})
 	harness.WaitFor(t, 10*time.Second, "every pin in Redis", func() bool {
 		_, _, ok, _ := a2.Lookup(ctx, "web", ids[n-1])
 		return ok

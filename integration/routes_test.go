@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/integration/harness"
 )
 
@@ -19,8 +20,7 @@ func TestRoutesFromConsulTags(t *testing.T) {
 	web, api, rogue := startSwitchable(t, "web-1"), startSwitchable(t, "api-1"), startSwitchable(t, "rogue-1")
 	c.Register(t, "web-1", "web", web.addr())
 	cfg := harness.LatchConfig(c.HTTPAddr, "", "web")
-	on := true
-	cfg.Consul.RoutesFromTags = &on
+	cfg.Consul.RoutesFromTags = config.Set(true)
 	l := harness.StartLatch(t, cfg)
 
 	client := &http.Client{Timeout: 5 * time.Second}

@@ -20,7 +20,7 @@ func BenchmarkRedisMemoryPerSession(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer rdb.Close()
-	a := session.NewAffinity(session.Options{Store: session.NewRedisStore(rdb, session.RedisOptions{}), StoreTimeout: time.Second})
+	a := session.NewAffinity(session.Options{Store: session.NewRedisStore(rdb), StoreTimeout: time.Second})
 	ctx := context.Background()
 	const n = 100_000
 	before := r.UsedMemory(b)
@@ -43,7 +43,7 @@ func BenchmarkInvalidation(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		a := session.NewAffinity(session.Options{Store: session.NewRedisStore(rdb, session.RedisOptions{}), Client: rdb,
+		a := session.NewAffinity(session.Options{Store: session.NewRedisStore(rdb),
 			CacheTTL: time.Hour, StoreTimeout: time.Second})
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})

@@ -11,7 +11,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
-	"github.com/latchgw/latch/gateway"
+	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/integration/harness"
 	"github.com/latchgw/latch/session"
 )
@@ -37,7 +37,7 @@ func newSessionRig(t *testing.T, n int) *sessionRig {
 	return r
 }
 
-func (r *sessionRig) latch(t *testing.T, mutate func(*gateway.Config)) *harness.Latch {
+func (r *sessionRig) latch(t *testing.T, mutate func(*config.Config)) *harness.Latch {
 	t.Helper()
 	cfg := harness.LatchConfig(r.consul.HTTPAddr, r.redis.URL, "web")
 	if mutate != nil {
@@ -63,7 +63,7 @@ func latchCookie(t *testing.T, c *http.Client, base string) string {
 // 1. One cookie, one backend; new clients spread over the backends.
 func TestSessionsStickAndSpread(t *testing.T) {
 	rig := newSessionRig(t, 4)
-	l := rig.latch(t, func(c *gateway.Config) { c.Defaults.Policy = []string{"round_robin"} })
+	l := rig.latch(t, func(c *config.Config) { c.Defaults.Policy = config.Set(config.List{"round_robin"}) })
 	client := harness.Client()
 	first, _ := backendOf(t, client, l.URL+"/")
 	for i := range 50 {
@@ -318,9 +318,9 @@ func TestBadCookiesAreNewSessions(t *testing.T) {
 // 8. An expired session gets a fresh pin.
 func TestExpiredSessionGetsFreshPin(t *testing.T) {
 	rig := newSessionRig(t, 3)
-	l := rig.latch(t, func(c *gateway.Config) {
-		c.Defaults.Sticky.TTL = 2 * time.Second
-		c.Redis.CacheTTL = 500 * time.Millisecond
+	l := rig.latch(t, func(c *config.Config) {
+		c.Defaults.Sticky.TTL = config.Set(2 * time.Second)
+		c.Redis.CacheTTL = config.Set(500 * time.Millisecond)
 	})
 	client := harness.Client()
 	backendOf(t, client, l.URL+"/")

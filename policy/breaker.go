@@ -71,6 +71,9 @@ func (s BreakerSettings) Validate() error {
 	return errors.Join(errs...)
 }
 
+// DefaultBreakerSettings are the settings a zero BreakerSettings stands for.
+func DefaultBreakerSettings() BreakerSettings { return BreakerSettings{}.withDefaults() }
+
 func (s BreakerSettings) withDefaults() BreakerSettings {
 	if s.ConsecutiveFailures == 0 {
 		s.ConsecutiveFailures = 5

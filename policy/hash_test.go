@@ -170,8 +170,8 @@ func TestCookieValue(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := cookieValue(tt.lines, "uid"); got != tt.want {
-				t.Fatalf("cookieValue(%q) = %q; want %q", tt.lines, got, tt.want)
+			if got := CookieValue(tt.lines, "uid"); got != tt.want {
+				t.Fatalf("CookieValue(%q) = %q; want %q", tt.lines, got, tt.want)
 			}
 		})
 	}

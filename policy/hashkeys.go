@@ -71,17 +71,17 @@ func (h *cookieHash) Pick(r *http.Request, skip Skip) (*Backend, error) {
 	if h.name == "" {
 		return nil, ErrDecline
 	}
-	v := cookieValue(r.Header["Cookie"], h.name)
+	v := CookieValue(r.Header["Cookie"], h.name)
 	if v == "" {
 		return nil, ErrDecline
 	}
 	return h.table.pick(h.set.Backends, xxhash.Sum64String(v), &skip)
 }
 
-// cookieValue finds a cookie in Cookie header lines without allocating
+// CookieValue finds a cookie in Cookie header lines without allocating
 // (http.Request.Cookie parses every cookie into new strings). The first
 // cookie of that name wins; surrounding quotes are dropped.
-func cookieValue(lines []string, name string) string {
+func CookieValue(lines []string, name string) string {
 	for _, line := range lines {
 		for line != "" {
 			var part string

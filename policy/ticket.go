@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"math"
+	"time"
 )
 
 // Outcome is how a request to a backend ended, as the gateway judged it.
@@ -57,7 +58,13 @@ func (b *Backend) Acquire() (Ticket, error) {
 // Done ends the request: it decrements the in-flight count, feeds the
 // latency EWMA with the time since Acquire (Success and Failure only) and
 // tells the breaker the outcome (Ignored is excluded from its counts).
-func (t Ticket) Done(o Outcome) {
+func (t Ticket) Done(o Outcome) { t.Finish(o, 0) }
+
+// Finish is Done with the latency the EWMA gets: the time to the
+// response's head, so that a long download, a stream or a WebSocket does
+// not make a fast backend look slow. 0 (no head came) means the time
+// since Acquire.
+func (t Ticket) Finish(o Outcome, latency time.Duration) {
 	if t.b == nil {
 		return
 	}
@@ -66,7 +73,11 @@ func (t Ticket) Done(o Outcome) {
 	switch o {
 	case Success, Failure:
 		now := st.reg.now()
-		st.observe(now, float64(now-t.start))
+		sample := float64(now - t.start)
+		if latency > 0 {
+			sample = float64(latency)
+		}
+		st.observe(now, sample)
 		if o == Success {
 			t.done(nil)
 		} else {

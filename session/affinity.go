@@ -4,11 +4,10 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"strconv"
 	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/sony/gobreaker/v2"
 )
 
 // Source says where Lookup found a pin.
@@ -30,14 +29,22 @@ type Observer interface {
 	StoreLatency(op string, d time.Duration)
 	CacheHit()
 	CacheMiss()
+	// Expired counts sessions whose pin had expired when their client came back.
+	Expired()
 }
+
+// The session layer's defaults (the config's redis section documents them).
+const (
+	DefaultCacheSize    = 100_000
+	DefaultCacheTTL     = 60 * time.Second
+	DefaultStoreTimeout = 25 * time.Millisecond
+)
 
 // Options configure an Affinity. Zero fields take the defaults in brackets.
 type Options struct {
 	Store Store // required
-	// Client is the Redis client behind Store, for pub/sub invalidation and
-	// session counts; nil with a memory store.
-	Client redis.UniversalClient
+	// Codec signs and checks latch's cookie (required by Resolve and Commit).
+	Codec *Codec
 	// CacheSize bounds the local cache [100,000 sessions].
 	CacheSize int
 	// CacheTTL is how long a cached pin is trusted without asking the Store
@@ -63,11 +70,10 @@ type Options struct {
 type Affinity struct {
 	opts    Options
 	cache   *cache
-	br      storeBreaker
-	jobs    chan job
+	br      *gobreaker.CircuitBreaker[struct{}]
+	jobs    chan Job
 	mu      sync.Mutex // guards pending
 	pending map[string]pendingPin
-	expired sync.Map // count keys this process has set an expiry on
 }
 
 type pendingPin struct {
@@ -77,32 +83,19 @@ type pendingPin struct {
 	repin   bool
 }
 
-// job is background store work: a TTL refresh or a new session's pin,
-// and a session count.
-type job struct {
-	key     string
-	ttl     time.Duration
-	service string
-	backend string
-	id      ID
-	touch   bool
-	pin     bool // SET NX the pin (PinNew)
-	at      time.Time
-}
-
 // maxBatch bounds the jobs one background round trip carries.
 const maxBatch = 256
 
 // NewAffinity builds the session layer; call Run to start its background work.
 func NewAffinity(opts Options) *Affinity {
 	if opts.CacheSize <= 0 {
-		opts.CacheSize = 100_000
+		opts.CacheSize = DefaultCacheSize
 	}
 	if opts.CacheTTL <= 0 {
-		opts.CacheTTL = 60 * time.Second
+		opts.CacheTTL = DefaultCacheTTL
 	}
 	if opts.StoreTimeout <= 0 {
-		opts.StoreTimeout = 25 * time.Millisecond
+		opts.StoreTimeout = DefaultStoreTimeout
 	}
 	if opts.MaxPending <= 0 {
 		opts.MaxPending = 100_000
@@ -116,8 +109,8 @@ func NewAffinity(opts Options) *Affinity {
 	if opts.Metrics == nil {
 		opts.Metrics = nopObserver{}
 	}
-	return &Affinity{opts: opts, cache: newCache(opts.CacheSize), jobs: make(chan job, 4096),
-		pending: map[string]pendingPin{}}
+	return &Affinity{opts: opts, cache: newCache(opts.CacheSize), jobs: make(chan Job, 4096),
+		pending: map[string]pendingPin{}, br: newStoreBreaker(opts.Logger)}
 }
 
 type nopObserver struct{}
@@ -126,6 +119,10 @@ func (nopObserver) StoreError(string)                  {}
 func (nopObserver) StoreLatency(string, time.Duration) {}
 func (nopObserver) CacheHit()                          {}
 func (nopObserver) CacheMiss()                         {}
+func (nopObserver) Expired()                           {}
+
+// Codec is the cookie codec of Options.
+func (a *Affinity) Codec() *Codec { return a.opts.Codec }
 
 // storeKey is the Redis key of a session: "l:" + service + ":" + the 16
 // raw id bytes. Short keys keep Redis memory per session small.
@@ -150,30 +147,6 @@ func parseStoreKey(key string) (cacheKey, bool) {
 }
 
 func (a *Affinity) now() int64 { return a.opts.Now().UnixNano() }
-
-// call runs one Store call under the breaker and the timeout, measuring it.
-func (a *Affinity) call(ctx context.Context, op string, f func(ctx context.Context) error) error {
-	now := a.now()
-	if !a.br.allow(now) {
-		return ErrStoreDown
-	}
-	ctx, cancel := context.WithTimeout(ctx, a.opts.StoreTimeout)
-	start := time.Now()
-	err := f(ctx)
-	cancel()
-	a.opts.Metrics.StoreLatency(op, time.Since(start))
-	if err != nil && !errors.Is(err, context.Canceled) {
-		a.opts.Metrics.StoreError(op)
-		if a.br.failure(a.now()) {
-			a.opts.Logger.Warn("session store unreachable: serving from the local cache and cookie hints", "err", err)
-		}
-		return err
-	}
-	if a.br.success() {
-		a.opts.Logger.Info("session store reachable again")
-	}
-	return err
-}
 
 // Lookup returns the backend pinned to (service, id). ok=false with a nil
 // error means the session is not pinned; with an error, the store could not
@@ -234,7 +207,7 @@ func (a *Affinity) Pin(ctx context.Context, service string, id ID, backendID str
 		cur = backendID
 		a.addPending(key, pendingPin{backend: backendID, ttl: ttl, at: a.opts.Now()})
 	} else {
-		a.enqueue(job{service: service, backend: cur, id: id, ttl: ttl})
+		a.enqueue(Job{Key: key, Service: service, Backend: cur, ID: id, TTL: ttl})
 	}
 	a.cache.put(cacheKey{service, id}, cacheEntry{backend: cur, expires: now + int64(a.opts.CacheTTL), refreshed: now})
 	return cur, nil
@@ -249,7 +222,7 @@ func (a *Affinity) Pin(ctx context.Context, service string, id ID, backendID str
 func (a *Affinity) PinNew(ctx context.Context, service string, id ID, backendID string, ttl time.Duration) {
 	key := storeKey(service, id)
 	now := a.opts.Now()
-	j := job{key: key, ttl: ttl, service: service, backend: backendID, id: id, pin: true, at: now}
+	j := Job{Key: key, TTL: ttl, Service: service, Backend: backendID, ID: id, Pin: true, At: now}
 	select {
 	case a.jobs <- j:
 		ns := now.UnixNano()
@@ -279,7 +252,7 @@ func (a *Affinity) Repin(ctx context.Context, service string, id ID, old, new st
 		cur = new
 		a.addPending(key, pendingPin{backend: new, ttl: ttl, at: a.opts.Now(), repin: true})
 	} else {
-		a.enqueue(job{service: service, backend: cur, id: id, ttl: ttl})
+		a.enqueue(Job{Key: key, Service: service, Backend: cur, ID: id, TTL: ttl})
 	}
 	a.cache.put(cacheKey{service, id}, cacheEntry{backend: cur, expires: now + int64(a.opts.CacheTTL), refreshed: now})
 	return cur, err
@@ -298,10 +271,10 @@ func (a *Affinity) Touch(service string, id ID, ttl time.Duration) {
 	if !a.cache.markRefreshed(k, e.refreshed, now) {
 		return
 	}
-	a.enqueue(job{key: storeKey(service, id), ttl: ttl, service: service, backend: e.backend, id: id, touch: true})
+	a.enqueue(Job{Key: storeKey(service, id), TTL: ttl, Service: service, Backend: e.backend, ID: id, Touch: true})
 }
 
-func (a *Affinity) enqueue(j job) {
+func (a *Affinity) enqueue(j Job) {
 	select {
 	case a.jobs <- j:
 	default: // refreshes are best effort: the next request tries again
@@ -318,75 +291,46 @@ func (a *Affinity) Unpin(ctx context.Context, service string, id ID) error {
 	return a.call(ctx, "unpin", func(ctx context.Context) error { return a.opts.Store.Delete(ctx, key) })
 }
 
-// countBucket is the width of the session-count buckets.
-const countBucket = 5 * time.Minute
-
-// countKey names one bucket's HyperLogLog. The hash tag keeps a backend's
-// buckets in one Redis Cluster slot, so one PFCOUNT can merge them (keys
-// in different slots are a CROSSSLOT error).
-func countKey(service, backend string, bucket int64) string {
-	return "l:n:{" + service + ":" + backend + "}:" + strconv.FormatInt(bucket, 10)
-}
-
-// Sessions counts the live sessions of each backend of service: sessions
-// pinned or refreshed within the last ttl, from HyperLogLogs in 5-minute
-// buckets (about 1% error; a session that moved counts on both backends
-// until its old bucket ages out). The memory store counts exactly.
+// Sessions counts the live sessions of each backend of service (pinned or
+// refreshed within the last ttl), when the store can count them (Counter);
+// otherwise the map is empty.
 func (a *Affinity) Sessions(ctx context.Context, service string, backends []string, ttl time.Duration) (map[string]int64, error) {
-	out := make(map[string]int64, len(backends))
-	if a.opts.Client == nil {
-		if m, ok := a.opts.Store.(*MemoryStore); ok {
-			prefix := "l:" + service + ":"
-			m.each(func(key, backend string) {
-				if len(key) == len(prefix)+16 && key[:len(prefix)] == prefix {
-					out[backend]++
-				}
-			})
-		}
-		return out, nil
+	c, ok := a.opts.Store.(Counter)
+	if !ok {
+		return map[string]int64{}, nil
 	}
-	now := a.opts.Now()
-	first := now.Add(-ttl).UnixNano() / int64(countBucket)
-	last := now.UnixNano() / int64(countBucket)
-	cmds := make(map[string]*redis.IntCmd, len(backends))
+	var out map[string]int64
 	err := a.call(ctx, "count", func(ctx context.Context) error {
-		_, err := a.opts.Client.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, b := range backends {
-				keys := make([]string, 0, last-first+1)
-				for k := first; k <= last; k++ {
-					keys = append(keys, countKey(service, b, k))
-				}
-				cmds[b] = p.PFCount(ctx, keys...)
-			}
-			return nil
-		})
+		var err error
+		out, err = c.Sessions(ctx, service, backends, ttl)
 		return err
 	})
-	if err != nil {
-		return nil, err
-	}
-	for b, c := range cmds {
-		out[b] = c.Val()
-	}
-	return out, nil
+	return out, err
 }
 
 // Run runs the background work until ctx ends: TTL refreshes and session
-// counts, replay of pins made while the store was down, and (with a Redis
-// client) the pub/sub subscription that keeps replicas' caches coherent.
+// counts, replay of pins made while the store was down, and (with a store
+// shared by replicas, a Watcher) the invalidations that keep their caches
+// coherent.
 func (a *Affinity) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { a.runJobs(ctx) })
 	wg.Go(func() { a.runReplay(ctx) })
-	if a.opts.Client != nil {
-		wg.Go(func() { a.runInvalidations(ctx) })
+	if w, ok := a.opts.Store.(Watcher); ok {
+		wg.Go(func() {
+			_ = w.Watch(ctx, a.cache.flush, func(key string) {
+				if k, ok := parseStoreKey(key); ok {
+					a.cache.delete(k)
+				}
+			})
+		})
 	}
 	wg.Wait()
 	return ctx.Err()
 }
 
 func (a *Affinity) runJobs(ctx context.Context) {
-	batch := make([]job, 0, maxBatch)
+	batch := make([]Job, 0, maxBatch)
 	for {
 		select {
 		case <-ctx.Done():
@@ -407,72 +351,33 @@ func (a *Affinity) runJobs(ctx context.Context) {
 	}
 }
 
-// doJobs runs a batch of background work: with Redis, one pipelined round
-// trip (pins SET NX, refreshes PEXPIRE, one PFADD per count key).
-func (a *Affinity) doJobs(ctx context.Context, batch []job) {
-	if a.opts.Client == nil {
-		for _, j := range batch {
-			switch {
-			case j.pin:
-				err := a.call(ctx, "pin", func(ctx context.Context) error {
-					_, err := a.opts.Store.SetNX(ctx, j.key, j.backend, j.ttl)
-					return err
-				})
-				if err != nil {
-					a.addPending(j.key, pendingPin{backend: j.backend, ttl: j.ttl, at: j.at})
+// doJobs runs a batch of background work: in one round trip when the
+// store is a Batcher, else one call at a time. Pins that could not be
+// written are kept for replay; refreshes and counts are best effort.
+func (a *Affinity) doJobs(ctx context.Context, batch []Job) {
+	if b, ok := a.opts.Store.(Batcher); ok {
+		err := a.call(ctx, "batch", func(ctx context.Context) error { return b.Batch(ctx, batch) })
+		if err != nil {
+			for _, j := range batch {
+				if j.Pin {
+					a.addPending(j.Key, pendingPin{backend: j.Backend, ttl: j.TTL, at: j.At})
 				}
-			case j.touch:
-				_ = a.call(ctx, "touch", func(ctx context.Context) error { return a.opts.Store.Touch(ctx, j.key, j.ttl) })
 			}
 		}
 		return
 	}
-	bucket := a.opts.Now().UnixNano() / int64(countBucket)
-	counts := map[string][]any{}
-	var countTTL time.Duration
-	var expiring []string // count keys given their expiry in this batch
-	err := a.call(ctx, "batch", func(ctx context.Context) error {
-		cmds, err := a.opts.Client.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, j := range batch {
-				switch {
-				case j.pin:
-					p.SetArgs(ctx, j.key, j.backend, redis.SetArgs{Mode: "NX", TTL: j.ttl})
-				case j.touch:
-					p.PExpire(ctx, j.key, j.ttl)
-				}
-				key := countKey(j.service, j.backend, bucket)
-				counts[key] = append(counts[key], j.id[:])
-				countTTL = max(countTTL, j.ttl)
+	for _, j := range batch {
+		switch {
+		case j.Pin:
+			err := a.call(ctx, "pin", func(ctx context.Context) error {
+				_, err := a.opts.Store.SetNX(ctx, j.Key, j.Backend, j.TTL)
+				return err
+			})
+			if err != nil {
+				a.addPending(j.Key, pendingPin{backend: j.Backend, ttl: j.TTL, at: j.At})
 			}
-			for key, ids := range counts {
-				p.PFAdd(ctx, key, ids...)
-				// One expiry per count key and process (not per session).
-				if _, done := a.expired.LoadOrStore(key, struct{}{}); !done {
-					p.Expire(ctx, key, countTTL+2*countBucket)
-					expiring = append(expiring, key)
-				}
-			}
-			return nil
-		})
-		for _, c := range cmds {
-			// redis.Nil is a pin that was there already (SET NX): fine.
-			if e := c.Err(); e != nil && !errors.Is(e, redis.Nil) {
-				return e
-			}
-		}
-		if len(cmds) == 0 {
-			return err
-		}
-		return nil
-	})
-	if err != nil {
-		for _, key := range expiring {
-			a.expired.Delete(key) // not applied: the next batch sets it
-		}
-		for _, j := range batch {
-			if j.pin { // kept for replay; refreshes and counts are best effort
-				a.addPending(j.key, pendingPin{backend: j.backend, ttl: j.ttl, at: j.at})
-			}
+		case j.Touch:
+			_ = a.call(ctx, "touch", func(ctx context.Context) error { return a.opts.Store.Touch(ctx, j.Key, j.TTL) })
 		}
 	}
 }
@@ -549,47 +454,11 @@ func (a *Affinity) dropPending(key string, p pendingPin) {
 
 // StoreUp reports whether the store's breaker is closed: false while
 // the store is considered unreachable and requests do not wait on it.
-func (a *Affinity) StoreUp() bool { return a.br.openUntil.Load() == 0 }
+func (a *Affinity) StoreUp() bool { return a.br.State() == gobreaker.StateClosed }
 
 // Pending is the number of pins waiting for the store to come back.
 func (a *Affinity) Pending() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return len(a.pending)
-}
-
-// runInvalidations subscribes to InvalidationChannel and drops the cached
-// pins other replicas changed. Each (re)subscription flushes the cache,
-// since messages may have been missed while disconnected.
-func (a *Affinity) runInvalidations(ctx context.Context) {
-	ps := a.opts.Client.Subscribe(ctx, InvalidationChannel)
-	// Receive blocks in a socket read that ctx does not interrupt: closing
-	// the subscription does.
-	stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
-	defer stop()
-	defer ps.Close()
-	for {
-		msg, err := ps.Receive(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		if err != nil {
-			select { // go-redis reconnects by itself; don't spin meanwhile
-			case <-ctx.Done():
-				return
-			case <-time.After(250 * time.Millisecond):
-			}
-			continue
-		}
-		switch m := msg.(type) {
-		case *redis.Subscription:
-			if m.Kind == "subscribe" {
-				a.cache.flush()
-			}
-		case *redis.Message:
-			if k, ok := parseStoreKey(m.Payload); ok {
-				a.cache.delete(k)
-			}
-		}
-	}
 }

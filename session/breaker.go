@@ -1,63 +1,61 @@
 package session
 
 import (
-	"sync/atomic"
+	"context"
+	"errors"
+	"log/slog"
 	"time"
+
+	"github.com/sony/gobreaker/v2"
 )
 
-// storeBreaker keeps requests away from a Store that is failing: after 3
-// failures in a row it opens for a cooldown (250ms, doubling per failed
-// probe up to 5s) and then lets one probe through. Lock-free.
-type storeBreaker struct {
-	failures  atomic.Int32
-	openUntil atomic.Int64 // unix nanos; 0 = closed
-	cooldown  atomic.Int64
-	probing   atomic.Bool
-}
+// The store's breaker keeps requests away from a store that is failing:
+// after 3 failures in a row it opens for storeCooldown, then lets one probe
+// through. A call the client abandoned (context.Canceled) counts neither
+// way: it says nothing about the store, and a client leaving during the
+// probe must not close the breaker (nor log that the store is back).
 
 const (
-	breakerThreshold = 3
-	minCooldown      = 250 * time.Millisecond
-	maxCooldown      = 5 * time.Second
+	storeTrip     = 3
+	storeCooldown = 250 * time.Millisecond
 )
 
-func (b *storeBreaker) allow(now int64) bool {
-	u := b.openUntil.Load()
-	if u == 0 {
-		return true
-	}
-	if now < u {
-		return false
-	}
-	return b.probing.CompareAndSwap(false, true)
+func newStoreBreaker(log *slog.Logger) *gobreaker.CircuitBreaker[struct{}] {
+	return gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:        "session store",
+		MaxRequests: 1,
+		Timeout:     storeCooldown,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= storeTrip },
+		IsExcluded:  func(err error) bool { return errors.Is(err, context.Canceled) },
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			// Runs under the breaker's mutex: log, nothing more.
+			switch {
+			case from == gobreaker.StateClosed && to == gobreaker.StateOpen:
+				log.Warn("session store unreachable: serving from the local cache and cookie hints")
+			case to == gobreaker.StateClosed:
+				log.Info("session store reachable again")
+			}
+		},
+	})
 }
 
-// failure records a failed call; it reports whether the breaker opened now.
-func (b *storeBreaker) failure(now int64) bool {
-	if b.probing.Load() {
-		c := min(2*b.cooldown.Load(), int64(maxCooldown))
-		b.cooldown.Store(c)
-		b.openUntil.Store(now + c)
-		b.probing.Store(false)
-		return false
+// call runs one Store call under the breaker and the timeout, measuring
+// it. (Execute, not the two-step breaker: its done callback would cost an
+// allocation per call.)
+func (a *Affinity) call(ctx context.Context, op string, f func(ctx context.Context) error) error {
+	_, err := a.br.Execute(func() (struct{}, error) {
+		cctx, cancel := context.WithTimeout(ctx, a.opts.StoreTimeout)
+		start := time.Now()
+		err := f(cctx)
+		cancel()
+		a.opts.Metrics.StoreLatency(op, time.Since(start))
+		if err != nil && !errors.Is(err, context.Canceled) {
+			a.opts.Metrics.StoreError(op)
+		}
+		return struct{}{}, err
+	})
+	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
+		return ErrStoreDown
 	}
-	if b.failures.Add(1) >= breakerThreshold && b.openUntil.Load() == 0 {
-		b.cooldown.Store(int64(minCooldown))
-		b.openUntil.Store(now + int64(minCooldown))
-		return true
-	}
-	return false
-}
-
-// success records a good call; it reports whether the breaker closed now.
-func (b *storeBreaker) success() bool {
-	if b.failures.Load() != 0 {
-		b.failures.Store(0)
-	}
-	if b.openUntil.Load() == 0 {
-		return false
-	}
-	b.openUntil.Store(0)
-	b.probing.Store(false)
-	return true
+	return err
 }

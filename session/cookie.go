@@ -26,8 +26,6 @@ const (
 	payloadLen    = 1 + 16 + 8 + 4
 	rawLen        = payloadLen + tagLen
 	encodedLen    = (rawLen*8 + 5) / 6 // base64url, no padding: 60
-	// MaxCookieLen is the longest value Decode looks at.
-	MaxCookieLen = 256
 )
 
 // Codec signs and verifies cookie values:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -14,16 +15,14 @@ import (
 // ids; keys are short binary strings (see Affinity) to keep Redis memory per
 // session small.
 type RedisStore struct {
-	c redis.UniversalClient
+	c        redis.UniversalClient
+	expiries expiries // count keys given their expiry (redisjobs.go)
 }
-
-// RedisOptions is reserved for future tuning; the zero value is used.
-type RedisOptions struct{}
 
 var _ Store = (*RedisStore)(nil)
 
 // NewRedisStore wraps a go-redis client.
-func NewRedisStore(c redis.UniversalClient, _ RedisOptions) *RedisStore { return &RedisStore{c: c} }
+func NewRedisStore(c redis.UniversalClient) *RedisStore { return &RedisStore{c: c} }
 
 // ParseRedisURL builds a client from a redis:// or rediss:// URL as go-redis
 // parses it (user, password, db, and options such as dial_timeout in the
@@ -192,3 +191,14 @@ func (s *RedisStore) Delete(ctx context.Context, key string) error {
 	})
 	return err
 }
+
+// redisLog hands go-redis's own log lines ("redis: ... failed to dial") to
+// slog, so they join the process's log stream (JSON included) at Warn.
+type redisLog struct{ l *slog.Logger }
+
+func (r redisLog) Printf(ctx context.Context, format string, v ...any) {
+	r.l.WarnContext(ctx, "redis client", "line", strings.TrimSpace(fmt.Sprintf(format, v...)))
+}
+
+// LogRedisTo routes go-redis's log (process-wide in go-redis) through l.
+func LogRedisTo(l *slog.Logger) { redis.SetLogger(redisLog{l}) }

@@ -1,6 +1,13 @@
-// Package session is latch's affinity layer: the signed cookie, the Store
-// that maps sessions to backends (Redis, shared by every replica, or memory),
-// and the local cache in front of it. It never picks backends.
+// Package session is latch's affinity layer. For a request the gateway asks
+// it twice: Affinity.Resolve before forwarding (decide.go: the cookie is
+// checked (cookie.go), the pin looked up in the local cache (cache.go) or
+// the Store, and Decide says keep, restore from the cookie's hint, re-pin
+// or new), and Affinity.Commit once a backend answered (the pin written in
+// the background, batched; the cookie returned). affinity.go holds the
+// cache, the store's breaker (breaker.go) and the replay of pins made while
+// the store was down; store.go the Store interface, its optional powers
+// and the memory store; redis.go and redisjobs.go the Redis store, where
+// go-redis stays. It never picks backends.
 package session
 
 import (

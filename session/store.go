@@ -23,6 +23,38 @@ type Store interface {
 	Delete(ctx context.Context, key string) error
 }
 
+// Optional powers of a Store, found by type assertion.
+
+// Job is one piece of background store work: a new session's pin (SET NX)
+// or a TTL refresh, each also counted for its backend.
+type Job struct {
+	Key              string
+	Service, Backend string
+	ID               ID
+	TTL              time.Duration
+	Pin, Touch       bool
+	At               time.Time // when the job was made (replay of pins)
+}
+
+// Batcher is a Store that runs a batch of jobs in one round trip. Without
+// it the jobs are run one call at a time (and not counted).
+type Batcher interface {
+	Batch(ctx context.Context, jobs []Job) error
+}
+
+// Counter is a Store that counts the live sessions of each backend of a
+// service (the admin API's figures).
+type Counter interface {
+	Sessions(ctx context.Context, service string, backends []string, ttl time.Duration) (map[string]int64, error)
+}
+
+// Watcher is a Store shared with other replicas that tells which pins
+// they changed: Watch calls drop with their keys until ctx ends, and flush
+// when messages may have been missed.
+type Watcher interface {
+	Watch(ctx context.Context, flush func(), drop func(key string)) error
+}
+
 // MemoryStore is a bounded, expiring in-memory Store: the default without
 // Redis (sessions then live in one process only).
 type MemoryStore struct {
@@ -37,7 +69,10 @@ type memEntry struct {
 	expires time.Time
 }
 
-var _ Store = (*MemoryStore)(nil)
+var (
+	_ Store   = (*MemoryStore)(nil)
+	_ Counter = (*MemoryStore)(nil)
+)
 
 // NewMemoryStore holds at most maxEntries keys (evicting a random one when
 // full); now may be nil (time.Now).
@@ -46,7 +81,7 @@ func NewMemoryStore(maxEntries int, now func() time.Time) *MemoryStore {
 		now = time.Now
 	}
 	if maxEntries <= 0 {
-		maxEntries = 100_000
+		maxEntries = DefaultCacheSize
 	}
 	return &MemoryStore{max: maxEntries, now: now, entries: map[string]memEntry{}}
 }
@@ -149,14 +184,17 @@ func (m *MemoryStore) Len() int {
 	return len(m.entries)
 }
 
-// each calls f for every live key (admin session counts).
-func (m *MemoryStore) each(f func(key, backend string)) {
+// Sessions counts the live sessions of each backend of service, exactly.
+func (m *MemoryStore) Sessions(_ context.Context, service string, _ []string, _ time.Duration) (map[string]int64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	out := map[string]int64{}
 	now := m.now()
+	prefix := "l:" + service + ":"
 	for k, e := range m.entries {
-		if now.Before(e.expires) {
-			f(k, e.backend)
+		if now.Before(e.expires) && len(k) == len(prefix)+len(ID{}) && k[:len(prefix)] == prefix {
+			out[e.backend]++
 		}
 	}
+	return out, nil
 }

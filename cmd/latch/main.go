@@ -20,6 +20,7 @@ import (
 
 	"github.com/latchgw/latch/cmd/internal/buildinfo"
 	"github.com/latchgw/latch/gateway"
+	"github.com/latchgw/latch/gateway/config"
 )
 
 func main() {
@@ -27,8 +28,8 @@ func main() {
 }
 
 func run(args []string) int {
-	inv, err := gateway.ParseArgs(args, os.Getenv, os.Stderr)
-	if errors.Is(err, gateway.ErrHelp) {
+	inv, err := config.Load(args, os.Getenv, os.Stderr)
+	if errors.Is(err, config.ErrHelp) {
 		return 0
 	}
 	if err != nil {
@@ -46,14 +47,14 @@ func run(args []string) int {
 		fmt.Println("latch: configuration ok")
 		return 0
 	}
-	cfg := inv.Config
+	cfg := inv.Config.Config()
 	log := gateway.NewLogger(cfg.Log, os.Stderr)
 	// From here on SIGHUP never ends latch (before any listener opens).
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	g, closeAll, err := gateway.Assemble(cfg, log, os.Stderr)
+	g, closeAll, err := gateway.Assemble(inv.Config, log, os.Stderr)
 	defer closeAll()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "latch: invalid configuration: %v\n", err)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/latchgw/latch/gateway"
+	"github.com/latchgw/latch/gateway/config"
 )
 
 // Latch is a latch gateway running in the test process, wired by
@@ -24,7 +25,7 @@ type Latch struct {
 	URL, AdminURL string
 	Gateway       *gateway.Gateway
 
-	cfg    gateway.Config
+	cfg    *config.Compiled
 	cancel context.CancelFunc
 	done   chan error
 	close  func()
@@ -37,31 +38,30 @@ const CookieSecret = "integration-test-secret-0123456789"
 
 // LatchConfig is a config for one service routed at /, on Consul at
 // consulAddr, with sessions in Redis at redisURL ("" = memory).
-func LatchConfig(consulAddr, redisURL, service string) gateway.Config {
-	cfg := gateway.Config{
-		Listen: "127.0.0.1:0", Consul: gateway.Consul{Address: consulAddr},
-		Redis:  gateway.Redis{URL: redisURL},
-		Cookie: gateway.Cookie{Secrets: []string{CookieSecret}},
-		Routes: []gateway.Route{{Service: service}},
+func LatchConfig(consulAddr, redisURL, service string) config.Config {
+	cfg := config.Config{
+		Listen: "127.0.0.1:0", Consul: config.Consul{Address: consulAddr},
+		Redis:  config.Redis{URL: redisURL},
+		Cookie: config.Cookie{Secrets: []string{CookieSecret}},
+		Routes: []config.Route{{Service: service}},
 	}
-	off := false
 	if os.Getenv("LATCH_TEST_LOG") == "" {
-		cfg.Log.Access = &off
+		cfg.Log.Access = config.Set(false)
 	}
-	cfg.Consul.RoutesFromTags = &off
+	cfg.Consul.RoutesFromTags = config.Set(false)
 	cfg.Server.Implementation = os.Getenv("LATCH_TEST_SERVER") // "h1": the suite on gateway/h1
 	return cfg
 }
 
 // StartLatch validates cfg, starts latch on free loopback ports and waits
 // until it is ready. It stops when the test ends.
-func StartLatch(t testing.TB, cfg gateway.Config) *Latch {
+func StartLatch(t testing.TB, cfg config.Config) *Latch {
 	t.Helper()
-	cfg.SetDefaults()
-	if err := cfg.Validate(); err != nil {
+	cc, err := cfg.Compile()
+	if err != nil {
 		t.Fatalf("latch config: %v", err)
 	}
-	l := &Latch{cfg: cfg, pub: "127.0.0.1:0", admin: "127.0.0.1:0"}
+	l := &Latch{cfg: cc, pub: "127.0.0.1:0", admin: "127.0.0.1:0"}
 	l.Start(t)
 	t.Cleanup(func() { l.Stop(t) })
 	return l
@@ -82,13 +82,13 @@ func (l *Latch) Start(t testing.TB) {
 }
 
 // StartLatchUnready is StartLatch without waiting for /readyz.
-func StartLatchUnready(t testing.TB, cfg gateway.Config) *Latch {
+func StartLatchUnready(t testing.TB, cfg config.Config) *Latch {
 	t.Helper()
-	cfg.SetDefaults()
-	if err := cfg.Validate(); err != nil {
+	cc, err := cfg.Compile()
+	if err != nil {
 		t.Fatalf("latch config: %v", err)
 	}
-	l := &Latch{cfg: cfg, pub: "127.0.0.1:0", admin: "127.0.0.1:0"}
+	l := &Latch{cfg: cc, pub: "127.0.0.1:0", admin: "127.0.0.1:0"}
 	l.Launch(t)
 	t.Cleanup(func() { l.Stop(t) })
 	return l

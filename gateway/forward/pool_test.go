@@ -1,6 +1,8 @@
-package gateway
+package forward
 
 import (
+	"github.com/latchgw/latch/gateway/config"
+
 	"context"
 	"net"
 	"sync/atomic"
@@ -28,10 +30,13 @@ func TestUpstreamPool(t *testing.T) {
 			defer c.Close()
 		}
 	}()
-	cfg := Config{}
-	cfg.SetDefaults()
-	cfg.Transport.MaxIdleConnsPerHost = 1
-	u := newUpstream(newTransport(cfg.Transport), cfg.Transport)
+	cc, err := config.Config{Transport: config.Transport{MaxIdleConnsPerHost: config.Set(1)},
+		Routes: []config.Route{{Service: "web"}}}.Compile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := cc.Config().Transport
+	u := newPool(tc)
 	clock := time.Unix(1_000_000, 0)
 	u.now = func() time.Time { return clock }
 	addr := ln.Addr().String()
@@ -61,7 +66,7 @@ func TestUpstreamPool(t *testing.T) {
 	}
 
 	a.pool.put(a)
-	clock = clock.Add(cfg.Transport.IdleConnTimeout + time.Second)
+	clock = clock.Add(tc.IdleConnTimeout.Get() + time.Second)
 	if c := conn(); c == a {
 		t.Fatal("a connection idle past the timeout was reused")
 	} else {
@@ -70,7 +75,7 @@ func TestUpstreamPool(t *testing.T) {
 
 	// A pool whose connections are all busy is not forgotten by the sweep.
 	e := conn()
-	clock = clock.Add(cfg.Transport.IdleConnTimeout + time.Second)
+	clock = clock.Add(tc.IdleConnTimeout.Get() + time.Second)
 	e.pool.expire()
 	if _, ok := u.pools.Load(addr); !ok {
 		t.Fatal("the sweep forgot a pool with a connection in use")
@@ -81,10 +86,10 @@ func TestUpstreamPool(t *testing.T) {
 	} else {
 		d.pool.put(d)
 	}
-	clock = clock.Add(cfg.Transport.IdleConnTimeout + time.Second)
+	clock = clock.Add(tc.IdleConnTimeout.Get() + time.Second)
 	e.pool.expire()
 	if _, ok := u.pools.Load(addr); ok || u.idle.Load() != 0 {
 		t.Fatalf("after a whole idle timeout: pool kept=%v, %d idle; want it forgotten, none", ok, u.idle.Load())
 	}
-	u.CloseIdleConnections()
+	u.closeIdleConnections()
 }

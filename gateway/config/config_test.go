@@ -1,4 +1,4 @@
-package gateway
+package config
 
 import (
 	"io"
@@ -19,7 +19,7 @@ func parseYAML(t *testing.T, yaml string, args ...string) (Invocation, error) {
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return ParseArgs(append([]string{"-config", path}, args...), env(nil), io.Discard)
+	return Load(append([]string{"-config", path}, args...), env(nil), io.Discard)
 }
 
 // Every validation error names the field by its YAML path.
@@ -38,6 +38,10 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"admin listen", "admin:\n  listen: nope\n" + route, `admin.listen: "nope" is not host:port`},
 		{"redis url", "redis:\n  url: http://x\n" + route, "redis.url: must be a redis://"},
 		{"redis timeout", "redis:\n  timeout: -1s\n" + route, "redis.timeout: must not be negative"},
+		{"consul consistency", "consul:\n  consistency: eventual\n" + route, `consul.consistency: "eventual" is not stale, default or consistent`},
+		{"consul tls pair", "consul:\n  tls:\n    cert_file: c.pem\n" + route, "consul.tls: cert_file and key_file go together"},
+		{"consul token twice", "consul:\n  token: a\n  token_file: f\n" + route, "consul.token_file: set token or token_file"},
+		{"empty grace", "discovery:\n  empty_grace: soon\n" + route, "discovery.empty_grace"},
 		{"consul consistency", "consul:\n  consistency: eventual\n" + route, `consul.consistency: "eventual" is not stale, default or consistent`},
 		{"consul tls pair", "consul:\n  tls:\n    cert_file: c.pem\n" + route, "consul.tls: cert_file and key_file go together"},
 		{"consul token twice", "consul:\n  token: a\n  token_file: f\n" + route, "consul.token_file: set token or token_file"},
@@ -106,24 +110,24 @@ routes:
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := inv.Config
+	c := inv.Config.Config()
 	if c.Listen != ":8080" || c.Admin.Listen != "127.0.0.1:9090" {
 		t.Errorf("listeners = %q, %q; want the documented defaults", c.Listen, c.Admin.Listen)
 	}
 	web, api := c.Routes[0], c.Routes[1]
-	if got := strings.Join(web.Policy, ","); got != "least_response_time,round_robin" {
+	if got := strings.Join(web.Policy.Get(), ","); got != "least_response_time,round_robin" {
 		t.Errorf("web policy = %s; want the defaults' chain", got)
 	}
-	if web.Sticky.TTL != 10*time.Minute || api.Sticky.TTL != time.Minute {
+	if web.Sticky.TTL.Get() != 10*time.Minute || api.Sticky.TTL.Get() != time.Minute {
 		t.Errorf("ttl web=%v api=%v; want 10m inherited and 1m own", web.Sticky.TTL, api.Sticky.TTL)
 	}
-	if !*web.Sticky.Enabled || *api.Sticky.Enabled {
-		t.Errorf("sticky web=%v api=%v; want true (default) and false", *web.Sticky.Enabled, *api.Sticky.Enabled)
+	if !web.Sticky.Enabled.Get() || api.Sticky.Enabled.Get() {
+		t.Errorf("sticky web=%v api=%v; want true (default) and false", web.Sticky.Enabled.Get(), api.Sticky.Enabled.Get())
 	}
-	if web.Name != "web" || web.PathPrefix != "/" || web.Sticky.CookieName != "latch" || !*web.Sticky.HTTPOnly {
+	if web.Name != "web" || web.PathPrefix != "/" || web.Sticky.CookieName.Get() != "latch" || !web.Sticky.HTTPOnly.Get() {
 		t.Errorf("route defaults not applied: %+v", web)
 	}
-	if web.Breaker.ConsecutiveFailures != 5 || web.Retry.Attempts != 3 || len(web.Breaker.FailureStatus) != 3 {
+	if web.Breaker.ConsecutiveFailures.Get() != 5 || web.Retry.Attempts.Get() != 3 || len(web.Breaker.FailureStatus.Get()) != 3 {
 		t.Errorf("breaker/retry defaults not applied: %+v %+v", web.Breaker, web.Retry)
 	}
 }
@@ -139,18 +143,18 @@ func TestConfigPrecedence(t *testing.T) {
 		EnvRedisURL: "redis://127.0.0.1:1/0", EnvCookieSecret: "0123456789abcdef,fedcba9876543210",
 		EnvPolicy: "random", EnvConsulRoutes: "false", EnvAdminToken: "tok",
 	})
-	inv, err := ParseArgs([]string{"-admin-listen", "127.0.0.1:4000"}, e, io.Discard)
+	inv, err := Load([]string{"-admin-listen", "127.0.0.1:4000"}, e, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := inv.Config
+	c := inv.Config.Config()
 	checks := []struct{ name, got, want string }{
 		{"listen (env over file)", c.Listen, ":2000"},
 		{"admin listen (flag over env)", c.Admin.Listen, "127.0.0.1:4000"},
 		{"log level (file)", c.Log.Level, "warn"},
 		{"redis (env)", c.Redis.URL, "redis://127.0.0.1:1/0"},
 		{"secrets (env list)", strings.Join(c.Cookie.Secrets, "|"), "0123456789abcdef|fedcba9876543210"},
-		{"policy (env)", strings.Join(c.Routes[0].Policy, ","), "random"},
+		{"policy (env)", strings.Join(c.Routes[0].Policy.Get(), ","), "random"},
 		{"admin token (env)", c.Admin.Token, "tok"},
 	}
 	for _, ch := range checks {
@@ -158,19 +162,19 @@ func TestConfigPrecedence(t *testing.T) {
 			t.Errorf("%s = %q; want %q", ch.name, ch.got, ch.want)
 		}
 	}
-	if *c.Consul.RoutesFromTags {
+	if c.Consul.RoutesFromTags.Get() {
 		t.Error("consul routes: env false ignored")
 	}
 }
 
 func TestFlagsSingleServiceAndStatic(t *testing.T) {
-	inv, err := ParseArgs([]string{"-service", "web", "-backends", "127.0.0.1:1,127.0.0.1:2"}, env(nil), io.Discard)
+	inv, err := Load([]string{"-service", "web", "-backends", "127.0.0.1:1,127.0.0.1:2"}, env(nil), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := inv.Config.Routes[0]
-	if r.Service != "web" || r.PathPrefix != "/" || len(r.Backends) != 2 || !inv.Config.Consul.Disabled {
-		t.Fatalf("route %+v disabled=%v; want web at / with 2 static backends and Consul off", r, inv.Config.Consul.Disabled)
+	r := inv.Config.Config().Routes[0]
+	if r.Service != "web" || r.PathPrefix != "/" || len(r.Backends) != 2 || !inv.Config.Config().Consul.Disabled {
+		t.Fatalf("route %+v disabled=%v; want web at / with 2 static backends and Consul off", r, inv.Config.Config().Consul.Disabled)
 	}
 	for _, args := range [][]string{
 		{"-backends", "127.0.0.1:1"},               // needs -service
@@ -178,14 +182,17 @@ func TestFlagsSingleServiceAndStatic(t *testing.T) {
 		{"-service", "web", "-nope"},               // unknown flag
 		{"-service", "web", "extra"},               // stray argument
 	} {
-		if _, err := ParseArgs(args, env(nil), io.Discard); err == nil {
-			t.Errorf("ParseArgs(%q) accepted", args)
+		if _, err := Load(args, env(nil), io.Discard); err == nil {
+			t.Errorf("Load(%q) accepted", args)
 		}
 	}
 }
 
 func TestRoutesFromTags(t *testing.T) {
-	defaults := builtinSettings()
+	base, err := Config{Consul: Consul{RoutesFromTags: Set(true)}}.Compile()
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name    string
 		tags    []string
@@ -202,7 +209,7 @@ func TestRoutesFromTags(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			routes, err := RoutesFromTags("svc", tt.tags, defaults)
+			routes, err := base.RoutesFromTags("svc", tt.tags)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v; want one containing %q", err, tt.wantErr)
@@ -214,9 +221,9 @@ func TestRoutesFromTags(t *testing.T) {
 			}
 			var got []string
 			for _, r := range routes {
-				got = append(got, r.Host+r.PathPrefix)
-				if r.Service != "svc" || !r.fromTags || len(r.Policy) == 0 {
-					t.Errorf("route %+v: want service svc from tags with a policy", r)
+				got = append(got, r.Route().Host+r.Route().PathPrefix)
+				if r.Service() != "svc" || !r.FromTags() || len(r.Route().Policy.Get()) == 0 {
+					t.Errorf("route %+v: want service svc from tags with a policy", r.Route())
 				}
 			}
 			if strings.Join(got, " ") != strings.Join(tt.want, " ") {
@@ -224,59 +231,9 @@ func TestRoutesFromTags(t *testing.T) {
 			}
 		})
 	}
-	r, _ := RoutesFromTags("svc", []string{"latch.route=/x", "latch.sticky=false", "latch.policy=random,p2c", "latch.strip_prefix=true"}, defaults)
-	if *r[0].Sticky.Enabled || strings.Join(r[0].Policy, ",") != "random,p2c" || !r[0].StripPrefix {
-		t.Fatalf("tag options not applied: %+v", r[0])
+	rs, _ := base.RoutesFromTags("svc", []string{"latch.route=/x", "latch.sticky=false", "latch.policy=random,p2c", "latch.strip_prefix=true"})
+	r := rs[0].Route()
+	if r.Sticky.Enabled.Get() || strings.Join(r.Policy.Get(), ",") != "random,p2c" || !r.StripPrefix {
+		t.Fatalf("tag options not applied: %+v", r)
 	}
-}
-
-func TestRouteMatching(t *testing.T) {
-	mk := func(host, prefix string) *route {
-		c := Route{Service: host + prefix, Host: host, PathPrefix: prefix}
-		return newRoute(defaultedRoute(c), nil)
-	}
-	root, api, apiV2, shop, shopAPI := mk("", "/"), mk("", "/api"), mk("", "/api/v2/"), mk("shop.example.com", "/"), mk("shop.example.com", "/api")
-	tbl := newTable([]*route{root, api, apiV2, shop, shopAPI})
-	tests := []struct {
-		host, path string
-		want       *route
-	}{
-		{"x", "/", root},
-		{"x", "/apix", root},
-		{"x", "/api", api},
-		{"x", "/api/", api},
-		{"x", "/api/v2", apiV2},
-		{"x", "/api/v2/users", apiV2},
-		{"shop.example.com", "/", shop},
-		{"SHOP.example.com:8080", "/api/cart", shopAPI},
-		{"shop.example.com", "/apix", shop},
-		{"[::1]:80", "/api", api},
-	}
-	for _, tt := range tests {
-		if got := tbl.match(tt.host, tt.path); got != tt.want {
-			t.Errorf("match(%q, %q) = %v; want %v", tt.host, tt.path, got.cfg.Service, tt.want.cfg.Service)
-		}
-	}
-	if got := newTable([]*route{api}).match("x", "/other"); got != nil {
-		t.Errorf("match outside every prefix = %v; want nil", got.cfg.Service)
-	}
-	strip := mk("", "/api")
-	strip.cfg.StripPrefix = true
-	for in, want := range map[string]string{"/api": "/", "/api/": "/", "/api/x/y": "/x/y"} {
-		if got := strip.stripPrefix(in); got != want {
-			t.Errorf("stripPrefix(%q) = %q; want %q", in, got, want)
-		}
-	}
-}
-
-// defaultedRoute fills a lone route's unset fields from the built-in defaults.
-func defaultedRoute(r Route) Route {
-	if r.PathPrefix == "" {
-		r.PathPrefix = "/"
-	}
-	if r.Name == "" {
-		r.Name = r.Service
-	}
-	r.RouteSettings.fill(builtinSettings())
-	return r
 }

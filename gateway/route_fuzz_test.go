@@ -3,30 +3,9 @@ package gateway
 import (
 	"strings"
 	"testing"
-)
 
-// FuzzParseConfigYAML: any bytes either parse or fail with an error; never
-// a panic, and a config that parses and validates validates again.
-func FuzzParseConfigYAML(f *testing.F) {
-	f.Add([]byte("routes:\n  - service: web\n"))
-	f.Add([]byte("listen: \":80\"\nroutes:\n  - service: web\n    sticky:\n      ttl: 5m\n"))
-	f.Add([]byte("defaults:\n  policy: p2c, round_robin\nroutes: [{service: a, host: x, path_prefix: /a}]\n"))
-	f.Add([]byte("routes: &a [*a]\n"))
-	f.Add([]byte("server: {max_header_bytes: 0x10000}\n"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		cfg, err := ParseConfigYAML(data)
-		if err != nil {
-			return
-		}
-		cfg.SetDefaults()
-		if cfg.Validate() != nil {
-			return
-		}
-		if err := cfg.Validate(); err != nil {
-			t.Fatalf("valid config became invalid on a second Validate: %v", err)
-		}
-	})
-}
+	"github.com/latchgw/latch/gateway/config"
+)
 
 // FuzzRouteMatch: a matched route's prefix always covers the path on a
 // segment boundary, and stripping keeps the path rooted.
@@ -36,8 +15,7 @@ func FuzzRouteMatch(f *testing.F) {
 	f.Add("[::1]:80", "/")
 	f.Add("", "")
 	mk := func(host, prefix string) *route {
-		r := newRoute(defaultedRoute(Route{Service: "s" + prefix, Host: host, PathPrefix: prefix, StripPrefix: true}), nil)
-		return r
+		return testRoute(f, config.Route{Service: "s" + prefix, Host: host, PathPrefix: prefix, StripPrefix: true})
 	}
 	tbl := newTable([]*route{mk("", "/"), mk("", "/api"), mk("", "/api/v1/"), mk("shop.example.com", "/api")})
 	f.Fuzz(func(t *testing.T, host, path string) {

@@ -1,4 +1,4 @@
-package gateway
+package forward
 
 import (
 	"bytes"
@@ -12,243 +12,10 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
-	"time"
-
-	"github.com/latchgw/latch/policy"
 )
 
-// The fast path. Most of a gateway's traffic is GET, HEAD and OPTIONS
-// without a body; for those latch writes the request straight from the
-// client's parsed headers to a pooled backend connection and parses the
-// response head straight into the client's response, on the handler's
-// goroutine. ReverseProxy clones the request, its headers and the
-// response's, and net/http's Transport runs two goroutines per connection:
-// on a loaded machine that bookkeeping costs more than the proxying.
-// Everything else — request bodies, upgrades, Expect, absolute-form URIs —
-// goes through ReverseProxy, which handles every corner of HTTP/1.1.
-//
-// Both paths behave the same to clients and backends: hop-by-hop headers
-// and the headers named in Connection are dropped both ways, X-Forwarded-*
-// are set by the same trust rules, failures set the same outcome, retries
-// and status codes. Interim (1xx) responses are not relayed on the fast
-// path (ReverseProxy relays 103 Early Hints).
-
-// fastPath reports whether r can take the fast path.
-func fastPath(r *http.Request) bool {
-	switch r.Method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions:
-	default:
-		return false
-	}
-	return r.ContentLength == 0 && (r.Body == nil || r.Body == http.NoBody) && r.ProtoMajor == 1 &&
-		len(r.RequestURI) > 0 && r.RequestURI[0] == '/' &&
-		r.Header["Upgrade"] == nil && r.Header["Expect"] == nil && r.Header["Transfer-Encoding"] == nil &&
-		cleanQuery(r.URL.RawQuery)
-}
-
-// cleanQuery reports whether a query has nothing ReverseProxy would drop:
-// a ';' or a malformed %-escape (the parameter smuggling of CVE-2022-2880).
-// Such requests take ReverseProxy's path, so both paths forward the same.
-func cleanQuery(q string) bool {
-	for i := 0; i < len(q); i++ {
-		switch q[i] {
-		case ';':
-			return false
-		case '%':
-			if i+2 >= len(q) || !isHex(q[i+1]) || !isHex(q[i+2]) {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-func isHex(b byte) bool {
-	return '0' <= b && b <= '9' || 'a' <= b && b <= 'f' || 'A' <= b && b <= 'F'
-}
-
-// errBadResponse is a backend answer latch will not relay.
-var errBadResponse = errors.New("malformed response from backend")
-
-// maxHeadBytes bounds a backend's response head (status line, headers).
-const maxHeadBytes = 64 << 10
-
-// forward sends one attempt of a fast-path request to st.backend and
-// relays the answer, setting st as ReverseProxy's hooks do on the other path.
-func (g *Gateway) forward(ctx context.Context, w http.ResponseWriter, r *http.Request, st *reqState) {
-	fresh := false
-	for {
-		c, err := g.upstream.conn(ctx, st.backend.Addr, fresh)
-		if err != nil {
-			g.attemptFailed(ctx, w, st, err)
-			return
-		}
-		err = g.exchange(ctx, w, r, st, c)
-		if err == nil {
-			return
-		}
-		c.close()
-		var se staleError
-		if errors.As(err, &se) && c.reused && !fresh && ctx.Err() == nil {
-			// The backend closed the idle connection before this request
-			// reached it: send it again on a new connection (safe methods).
-			fresh = true
-			continue
-		}
-		if ctx.Err() != nil {
-			err = ctx.Err()
-		}
-		g.attemptFailed(ctx, w, st, err)
-		return
-	}
-}
-
-// exchange runs the request over c. An error means nothing was written to
-// the client (and c must be closed); after that, it handles every failure
-// itself.
-func (g *Gateway) exchange(ctx context.Context, w http.ResponseWriter, r *http.Request, st *reqState, c *upConn) error {
-	u := g.upstream
-	if u.headerTimeout > 0 {
-		_ = c.SetDeadline(u.now().Add(u.headerTimeout))
-	}
-	stop := c.watch(ctx)
-	if err := g.writeRequest(c, r, st); err != nil {
-		stop()
-		return err
-	}
-	code, err := c.readHead(r.Method)
-	if err != nil {
-		stop()
-		return c.headError(ctx, err)
-	}
-	_ = c.SetDeadline(time.Time{})
-	if ctx.Err() != nil {
-		_ = c.SetDeadline(aLongTimeAgo) // a cancellation raced with clearing the deadline
-	}
-	st.upstream = time.Since(st.start)
-
-	if code < len(st.rt.failStatus) && st.rt.failStatus[code] {
-		st.outcome = policy.Failure
-	}
-	if g.retryOnStatus(r, st, code) { // only idempotent, bodiless requests come here
-		stop()
-		st.err = errRetryStatus
-		c.close() // its body is not wanted
-		return nil
-	}
-
-	h := w.Header()
-	c.copyHeader(h)
-	g.commitSession(h, r, st)
-	st.status = code
-	w.WriteHeader(code)
-
-	keep, err := c.copyBody(ctx, w, st)
-	if !stop() {
-		keep = false // the cancellation poisoned the connection's deadline
-	}
-	if err != nil {
-		g.log.Warn("relaying backend response failed", "route", st.rt.cfg.Name, "backend", st.backend.ID, "err", err)
-		st.outcome = policy.Failure
-		st.abort = true // the client got a cut response: close its connection
-		c.close()
-		return nil
-	}
-	if keep {
-		c.pool.put(c)
-	} else {
-		c.close()
-	}
-	return nil
-}
-
-// writeRequest writes r's head to the backend: the client's headers minus
-// hop-by-hop ones, plus X-Forwarded-* (by the trust rules of rewrite).
-func (g *Gateway) writeRequest(c *upConn, r *http.Request, st *reqState) error {
-	bw := c.bw
-	bw.WriteString(r.Method)
-	bw.WriteByte(' ')
-	if st.rt.cfg.StripPrefix {
-		u := *r.URL
-		u.Path = st.rt.stripPrefix(r.URL.Path)
-		if r.URL.RawPath != "" {
-			u.RawPath = st.rt.stripPrefix(r.URL.RawPath)
-		}
-		bw.WriteString(u.RequestURI())
-	} else {
-		bw.WriteString(r.RequestURI)
-	}
-	bw.WriteString(" HTTP/1.1\r\nHost: ")
-	if r.Host != "" {
-		bw.WriteString(r.Host)
-	} else {
-		bw.WriteString(st.backend.Addr) // an HTTP/1.0 client may send none; as ReverseProxy does
-	}
-	bw.WriteString("\r\n")
-	connection := r.Header["Connection"]
-	trailers := false
-	for k, vv := range r.Header {
-		switch k {
-		case "Host", "Content-Length", "Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto":
-			continue
-		case "Te":
-			trailers = headerHasToken(vv, "trailers")
-			continue
-		}
-		if hopByHop(k) || (listedIn(connection, k) && k != "X-Request-Id") {
-			continue // (latch's request id is end to end whatever the client says)
-		}
-		for _, v := range vv {
-			if !validFieldValue(v) {
-				return fmt.Errorf("request header %s: invalid value", k) // not sent: c is closed
-			}
-			bw.WriteString(k)
-			bw.WriteString(": ")
-			bw.WriteString(v)
-			bw.WriteString("\r\n")
-		}
-	}
-	if trailers {
-		bw.WriteString("Te: trailers\r\n")
-	}
-	ip := r.RemoteAddr
-	if i := strings.LastIndexByte(ip, ':'); i >= 0 {
-		ip = strings.TrimSuffix(strings.TrimPrefix(ip[:i], "["), "]")
-	}
-	proto, host := "http", r.Host
-	if r.TLS != nil {
-		proto = "https"
-	}
-	bw.WriteString("X-Forwarded-For: ")
-	if g.trustedPeer(r) {
-		// Keep the trusted proxy's chain and append its address to it.
-		for _, prior := range r.Header["X-Forwarded-For"] {
-			if validFieldValue(prior) {
-				bw.WriteString(prior)
-				bw.WriteString(", ")
-			}
-		}
-		if p := r.Header.Get("X-Forwarded-Proto"); p == "https" || p == "http" {
-			proto = p
-		}
-		if h := r.Header.Get("X-Forwarded-Host"); h != "" && validFieldValue(h) {
-			host = h
-		}
-	}
-	bw.WriteString(ip)
-	bw.WriteString("\r\nX-Forwarded-Host: ")
-	bw.WriteString(host)
-	bw.WriteString("\r\nX-Forwarded-Proto: ")
-	bw.WriteString(proto)
-	bw.WriteString("\r\n\r\n")
-	if err := bw.Flush(); err != nil {
-		if isTimeout(err) {
-			return err
-		}
-		return staleError{err} // nothing was answered: see forward
-	}
-	return nil
-}
+// The fast path's response side: the backend's head parsed into the
+// client's response, the body framed (RFC 9112) and relayed.
 
 // field is one parsed response header line.
 type field struct{ key, value string }
@@ -367,8 +134,8 @@ func (c *upConn) frame(method string, code int) error {
 	for _, f := range c.fields {
 		switch f.key {
 		case "Connection":
-			closing = closing || headerHasToken([]string{f.value}, "close")
-			keepAlive = keepAlive || headerHasToken([]string{f.value}, "keep-alive")
+			closing = closing || listedIn([]string{f.value}, "close")
+			keepAlive = keepAlive || listedIn([]string{f.value}, "keep-alive")
 		case "Transfer-Encoding":
 			if te != "" {
 				te += ","
@@ -439,7 +206,7 @@ func (c *upConn) copyHeader(h http.Header) {
 
 // copyBody relays the body to w. keep reports whether the connection can
 // be reused; err is a failure after the response head went out.
-func (c *upConn) copyBody(ctx context.Context, w http.ResponseWriter, st *reqState) (keep bool, err error) {
+func (c *upConn) copyBody(ctx context.Context, w http.ResponseWriter) (keep bool, err error) {
 	var body io.Reader
 	switch c.kind {
 	case bodyNone:
@@ -464,9 +231,7 @@ func (c *upConn) copyBody(ctx context.Context, w http.ResponseWriter, st *reqSta
 		if nr > 0 {
 			n += int64(nr)
 			if _, werr := w.Write(buf[:nr]); werr != nil {
-				// The client left: not the backend's failure.
-				st.outcome, st.status, st.abort = policy.Ignored, statusClientClosed, true
-				return false, nil
+				return false, errClientGone
 			}
 			if stream {
 				_ = rc.Flush()
@@ -476,13 +241,8 @@ func (c *upConn) copyBody(ctx context.Context, w http.ResponseWriter, st *reqSta
 			break
 		}
 		if rerr != nil {
-			if errors.Is(ctx.Err(), context.Canceled) {
-				// The client left: not the backend's failure.
-				st.outcome, st.status, st.abort = policy.Ignored, statusClientClosed, true
-				return false, nil
-			}
-			// A route timeout (ctx's deadline) or a backend failure:
-			// either way the response is cut short.
+			// The client left (ctx cancelled), a route timeout (ctx's
+			// deadline) or a backend failure: the response is cut short.
 			return false, rerr
 		}
 	}
@@ -555,66 +315,6 @@ func truncate(s string) string {
 		return s[:64] + "…"
 	}
 	return s
-}
-
-// hopByHop reports the headers that concern one connection only (RFC 9110
-// §7.6.1), as ReverseProxy removes them.
-func hopByHop(k string) bool {
-	switch k {
-	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
-		"Te", "Trailer", "Transfer-Encoding", "Upgrade":
-		return true
-	}
-	return false
-}
-
-// listedIn reports whether a Connection header names k.
-func listedIn(connection []string, k string) bool {
-	for _, v := range connection {
-		for v != "" {
-			var tok string
-			tok, v, _ = strings.Cut(v, ",")
-			if strings.EqualFold(strings.TrimSpace(tok), k) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// headerHasToken reports whether a comma-separated header lists tok.
-func headerHasToken(vv []string, tok string) bool {
-	return listedIn(vv, tok)
-}
-
-func validFieldName(k string) bool {
-	if k == "" {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		if !isTokenChar(k[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-func isTokenChar(b byte) bool {
-	switch {
-	case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9':
-		return true
-	}
-	return strings.IndexByte("!#$%&'*+-.^_`|~", b) >= 0
-}
-
-// validFieldValue rejects the bytes that could end or corrupt a header line.
-func validFieldValue(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if b := v[i]; b == '\r' || b == '\n' || b == 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // commonKeys interns the header names backends send most, so parsing them

@@ -1,4 +1,4 @@
-package gateway
+package forward
 
 import (
 	"bufio"
@@ -11,13 +11,16 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/latchgw/latch/gateway/config"
 )
 
-// upstream holds latch's own HTTP/1.1 connections to backends, the ones
-// the fast path (forward.go) uses: per backend address, a stack of idle
+// pool holds latch's own HTTP/1.1 connections to backends, the ones the
+// fast path (fast.go) uses: per backend address, a stack of idle
 // connections, most recently used on top, closed after IdleConnTimeout.
-// The standard Transport (std) serves ReverseProxy, the other path.
-type upstream struct {
+// The standard Transport (std) serves ReverseProxy, the other path, with
+// the same limits.
+type pool struct {
 	std           *http.Transport
 	dial          func(ctx context.Context, network, addr string) (net.Conn, error)
 	headerTimeout time.Duration
@@ -31,21 +34,22 @@ type upstream struct {
 	pools sync.Map     // host:port → *hostPool
 }
 
-func newUpstream(std *http.Transport, cfg Transport) *upstream {
-	return &upstream{
+func newPool(cfg config.Transport) *pool {
+	std := newTransport(cfg)
+	return &pool{
 		std:           std,
 		dial:          std.DialContext,
-		headerTimeout: cfg.ResponseHeaderTimeout,
-		idleTimeout:   cfg.IdleConnTimeout,
-		maxIdlePer:    cfg.MaxIdleConnsPerHost,
-		maxIdle:       int64(cfg.MaxIdleConns),
+		headerTimeout: cfg.ResponseHeaderTimeout.Get(),
+		idleTimeout:   cfg.IdleConnTimeout.Get(),
+		maxIdlePer:    cfg.MaxIdleConnsPerHost.Get(),
+		maxIdle:       int64(cfg.MaxIdleConns.Get()),
 		bufSize:       std.ReadBufferSize,
 		now:           time.Now,
 	}
 }
 
-// CloseIdleConnections closes every idle connection, both paths.
-func (u *upstream) CloseIdleConnections() {
+// closeIdleConnections closes every idle connection, both paths.
+func (u *pool) closeIdleConnections() {
 	u.pools.Range(func(_, v any) bool {
 		v.(*hostPool).closeIdle()
 		return true
@@ -54,8 +58,8 @@ func (u *upstream) CloseIdleConnections() {
 }
 
 // conn returns an idle connection to host, or dials one.
-func (u *upstream) conn(ctx context.Context, host string, fresh bool) (*upConn, error) {
-	p := u.pool(host)
+func (u *pool) conn(ctx context.Context, host string, fresh bool) (*upConn, error) {
+	p := u.forHost(host)
 	if !fresh {
 		if c := p.get(u.now()); c != nil {
 			return c, nil
@@ -83,7 +87,7 @@ func (u *upstream) conn(ctx context.Context, host string, fresh bool) (*upConn, 
 	return c, nil
 }
 
-func (u *upstream) pool(host string) *hostPool {
+func (u *pool) forHost(host string) *hostPool {
 	if p, ok := u.pools.Load(host); ok {
 		return p.(*hostPool)
 	}
@@ -93,7 +97,7 @@ func (u *upstream) pool(host string) *hostPool {
 
 // hostPool holds one backend's idle connections, most recently used last.
 type hostPool struct {
-	u     *upstream
+	u     *pool
 	host  string
 	inUse atomic.Int64 // connections checked out
 	mu    sync.Mutex
@@ -268,4 +272,56 @@ func (c *upConn) idleClean() bool {
 		return false
 	}
 	return c.peekIdle
+}
+
+// newTransport is the transport of the ReverseProxy path (and of active
+// health checks): keep-alive pools sized for many backends, bounded dials
+// and header waits, dial errors typed.
+func newTransport(cfg config.Transport) *http.Transport {
+	dialer := &net.Dialer{Timeout: cfg.DialTimeout.Get(), KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		Proxy: nil, // never an environment proxy between latch and its backends
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, dialError{err}
+			}
+			return c, nil
+		},
+		MaxIdleConns:          cfg.MaxIdleConns.Get(),
+		MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerHost.Get(),
+		IdleConnTimeout:       cfg.IdleConnTimeout.Get(),
+		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout.Get(),
+		ExpectContinueTimeout: time.Second,
+		// Backends are reached over plain HTTP/1.1 on a private network;
+		// compression is the client's business, not the hop's.
+		DisableCompression: true,
+		WriteBufferSize:    32 << 10,
+		ReadBufferSize:     32 << 10,
+	}
+}
+
+// copyBuffers are the 32 KiB buffers both paths copy bodies with. A
+// channel, not a sync.Pool: putting a slice back in a sync.Pool allocates.
+var copyBuffers = &bufferPool{free: make(chan []byte, 1024)}
+
+type bufferPool struct{ free chan []byte }
+
+func (b *bufferPool) Get() []byte {
+	select {
+	case buf := <-b.free:
+		return buf
+	default:
+		return make([]byte, 32<<10)
+	}
+}
+
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) < 32<<10 {
+		return
+	}
+	select {
+	case b.free <- buf[:32<<10]:
+	default:
+	}
 }

@@ -1,0 +1,165 @@
+package config
+
+import (
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Compiled is a defaulted, validated config: what gateway.New requires.
+// It is immutable; its accessors hand out copies.
+type Compiled struct {
+	cfg     Config // defaulted
+	trusted []netip.Prefix
+	routes  []*Spec
+}
+
+// Compile fills c's defaults and validates the result. Every error names
+// the field by its path.
+func (c Config) Compile() (*Compiled, error) {
+	d := c.withDefaults()
+	var p problems
+	d.validate(&p)
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	out := &Compiled{cfg: d}
+	for _, s := range d.TrustedProxies {
+		pr, _ := parsePrefix(s) // validated
+		out.trusted = append(out.trusted, pr)
+	}
+	for _, r := range d.Routes {
+		out.routes = append(out.routes, newSpec(r, false))
+	}
+	return out, nil
+}
+
+// Config returns the defaulted config (every Opt set). Its slices are
+// shared with c: read them, never write them.
+func (c *Compiled) Config() Config { return c.cfg }
+
+// Trusted are the trusted proxies' prefixes.
+func (c *Compiled) Trusted() []netip.Prefix { return slices.Clone(c.trusted) }
+
+// Routes are the config file's (and flags') routes.
+func (c *Compiled) Routes() []*Spec { return slices.Clone(c.routes) }
+
+// Spec is one compiled route: its settings (every Opt set) and what the
+// request path derives from them, computed once.
+type Spec struct {
+	route    Route
+	fromTags bool
+	host     string // lower case; "" = any
+	prefix   string // "/" or "/api" (no trailing slash)
+	suffix   string // "; Path=/; HttpOnly; SameSite=Lax" and friends
+	// failStatus and retryStatus index HTTP status codes 0-599.
+	failStatus  [600]bool
+	retryStatus [600]bool
+	attempts    int
+	timeout     time.Duration
+}
+
+func newSpec(r Route, fromTags bool) *Spec {
+	s := &Spec{route: r, fromTags: fromTags, host: strings.ToLower(r.Host)}
+	s.prefix = strings.TrimSuffix(r.PathPrefix, "/")
+	if s.prefix == "" {
+		s.prefix = "/"
+	}
+	for _, c := range r.Breaker.FailureStatus.Get() {
+		s.failStatus[c] = true
+	}
+	for _, c := range r.Retry.OnStatus.Get() {
+		s.retryStatus[c] = true
+	}
+	s.suffix = cookieSuffix(r.Sticky)
+	s.attempts, s.timeout = r.Retry.Attempts.Get(), r.Timeout.Get()
+	return s
+}
+
+// cookieSuffix renders the affinity cookie's attributes once.
+func cookieSuffix(st Sticky) string {
+	var b strings.Builder
+	b.WriteString("; Path=")
+	b.WriteString(st.Path.Get())
+	if d := st.Domain.Get(); d != "" {
+		b.WriteString("; Domain=")
+		b.WriteString(d)
+	}
+	if ma := st.MaxAge.Get(); ma > 0 {
+		b.WriteString("; Max-Age=")
+		b.WriteString(strconv.FormatInt(int64(ma/time.Second), 10))
+	}
+	if st.HTTPOnly.Get() {
+		b.WriteString("; HttpOnly")
+	}
+	switch strings.ToLower(st.SameSite.Get()) {
+	case "strict":
+		b.WriteString("; SameSite=Strict")
+	case "none":
+		b.WriteString("; SameSite=None")
+	default:
+		b.WriteString("; SameSite=Lax")
+	}
+	return b.String()
+}
+
+// Route is the route's config, defaulted. Its slices are shared: read only.
+func (s *Spec) Route() Route { return s.route }
+
+// Name labels the route in logs and metrics.
+func (s *Spec) Name() string { return s.route.Name }
+
+// Service is the service the route sends to.
+func (s *Spec) Service() string { return s.route.Service }
+
+// FromTags reports whether the route came from Consul tags.
+func (s *Spec) FromTags() bool { return s.fromTags }
+
+// Attempts is the number of backends a request is sent to at most.
+func (s *Spec) Attempts() int { return s.attempts }
+
+// Timeout bounds a whole request (0: none).
+func (s *Spec) Timeout() time.Duration { return s.timeout }
+
+// Host is the host matched, lower case ("" = any).
+func (s *Spec) Host() string { return s.host }
+
+// Prefix is the path prefix matched: "/" or "/api" (no trailing slash).
+func (s *Spec) Prefix() string { return s.prefix }
+
+// CookieSuffix is the affinity cookie's attributes ("; Path=/; HttpOnly; ...").
+func (s *Spec) CookieSuffix() string { return s.suffix }
+
+// IsFailure reports whether a response code counts as a breaker failure.
+func (s *Spec) IsFailure(code int) bool { return code >= 0 && code < 600 && s.failStatus[code] }
+
+// RetriesOn reports whether a response code is retried on another backend.
+func (s *Spec) RetriesOn(code int) bool { return code >= 0 && code < 600 && s.retryStatus[code] }
+
+// Matches reports whether path is under the route's prefix, on a segment
+// boundary: "/api" matches "/api" and "/api/x" but not "/apix".
+func (s *Spec) Matches(path string) bool {
+	if s.prefix == "/" {
+		return true
+	}
+	return strings.HasPrefix(path, s.prefix) &&
+		(len(path) == len(s.prefix) || path[len(s.prefix)] == '/')
+}
+
+// StripPrefix returns the path to forward: the route prefix removed when
+// strip_prefix is set, kept rooted.
+func (s *Spec) StripPrefix(path string) string {
+	if !s.route.StripPrefix || s.prefix == "/" {
+		return path
+	}
+	rest := strings.TrimPrefix(path, s.prefix)
+	if rest == "" || rest[0] != '/' {
+		return "/" + rest
+	}
+	return rest
+}
+
+// Strips reports whether the route strips its prefix from forwarded paths.
+func (s *Spec) Strips() bool { return s.route.StripPrefix && s.prefix != "/" }

@@ -1,0 +1,283 @@
+// Package config is latch's configuration: the types a YAML file, the
+// LATCH_* environment variables and the flags fill (in that order of
+// precedence, lowest first), their documented defaults, and validation into
+// a Compiled config, the immutable form gateway.New requires.
+//
+// Reading order: config.go (the types, each field's default in its
+// comment), yaml.go (Parse: strict decoding, errors named by field path and
+// line), load.go (Load: file, environment, flags), defaults.go, validate.go,
+// compiled.go (Compile and the per-route Spec the gateway serves with),
+// tags.go (routes from Consul tags).
+//
+// Adding a setting: a field here (an Opt when it has a default or is per
+// route), its default in defaults.go, its check in validate.go.
+package config
+
+import (
+	"time"
+)
+
+// Config is latch's whole configuration as written. Fields that have a
+// default are Opts (unset differs from zero); plain strings use "" for
+// their default.
+type Config struct {
+	// Listen is the public address (default ":8080").
+	Listen string `yaml:"listen"`
+	Admin  Admin  `yaml:"admin"`
+	Consul Consul `yaml:"consul"`
+	// Discovery tunes how Consul's answers are applied.
+	Discovery Discovery `yaml:"discovery"`
+	Redis     Redis     `yaml:"redis"`
+	Cookie    Cookie    `yaml:"cookie"`
+	Log       Log       `yaml:"log"`
+	Server    Server    `yaml:"server"`
+	// Transport tunes the connections to backends.
+	Transport Transport `yaml:"transport"`
+	// TrustedProxies are the peers whose X-Forwarded-For and
+	// X-Forwarded-Proto latch believes (CIDRs or addresses). Empty: nobody's.
+	TrustedProxies List `yaml:"trusted_proxies"`
+	// Defaults apply to every route (file routes and routes from Consul tags)
+	// for the fields a route leaves unset.
+	Defaults RouteSettings `yaml:"defaults"`
+	// Routes map requests to Consul services. The first match by host, then
+	// longest path prefix, wins.
+	Routes []Route `yaml:"routes"`
+}
+
+// Admin is the admin listener: never public by default.
+type Admin struct {
+	// Listen is the admin address (default "127.0.0.1:9090"); "off" disables it.
+	Listen string `yaml:"listen"`
+	// Token, when set, is required as "Authorization: Bearer <token>" on every
+	// admin endpoint but /healthz and /readyz.
+	Token string `yaml:"token"`
+	// Pprof mounts net/http/pprof under /debug/pprof/ (default off).
+	Pprof bool `yaml:"pprof"`
+}
+
+// Consul says where the agent is. Empty fields fall back to consul/api's
+// own environment variables (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, CONSUL_CACERT...).
+type Consul struct {
+	// Address of the agent ("host:port" or a URL). Empty: CONSUL_HTTP_ADDR or 127.0.0.1:8500.
+	Address string `yaml:"address"`
+	// RoutesFromTags routes services registered with latch.* tags
+	// (default true; set false to route only what the config lists).
+	RoutesFromTags Opt[bool] `yaml:"routes_from_tags"`
+	// Disabled runs without Consul: every route must then list static backends.
+	Disabled bool `yaml:"disabled"`
+	// Datacenter to read from (empty: the agent's own).
+	Datacenter string `yaml:"datacenter"`
+	// Tag, when set, routes only instances carrying it (and, for routes
+	// from tags, only services with such an instance).
+	Tag string `yaml:"tag"`
+	// Token is the ACL token; TokenFile a file holding it (re-read on every
+	// request). Empty: CONSUL_HTTP_TOKEN / CONSUL_HTTP_TOKEN_FILE.
+	Token     string `yaml:"token"`
+	TokenFile string `yaml:"token_file"`
+	// TLS to the agent; any field set turns HTTPS on.
+	TLS ConsulTLS `yaml:"tls"`
+	// Consistency is Consul's read mode: stale (default: any server
+	// answers, reads stay off the leader and keep working without one),
+	// default (the leader answers) or consistent (the leader checks with a
+	// quorum first).
+	Consistency string `yaml:"consistency"`
+}
+
+// ConsulTLS is TLS to the Consul agent. Empty: CONSUL_CACERT,
+// CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY, CONSUL_TLS_SERVER_NAME.
+type ConsulTLS struct {
+	CAFile     string `yaml:"ca_file"`     // verifies the agent's certificate
+	CertFile   string `yaml:"cert_file"`   // client certificate, when the agent verifies clients
+	KeyFile    string `yaml:"key_file"`    // its key
+	ServerName string `yaml:"server_name"` // name expected in the agent's certificate
+}
+
+// Discovery tunes how Consul's answers are applied.
+type Discovery struct {
+	// EmptyGrace is how long an answer that suddenly removes every backend
+	// of a service (or every service routed by tags) is held back while the
+	// last good backends keep serving, marked stale (default 30s; negative:
+	// apply at once). An agent restarted without its state answers so
+	// until the services register again.
+	EmptyGrace Opt[time.Duration] `yaml:"empty_grace"`
+}
+
+// Redis is the shared session store. Empty URL: an in-memory store (sessions
+// are then neither shared between replicas nor kept across restarts).
+type Redis struct {
+	// URL is a redis:// or rediss:// URL as go-redis parses it.
+	URL string `yaml:"url"`
+	// Timeout bounds every Redis call on the request path (default 25ms).
+	Timeout Opt[time.Duration] `yaml:"timeout"`
+	// CacheTTL is how long a replica trusts its local copy of a pin without
+	// asking Redis (default 60s); re-pins by other replicas reach it sooner
+	// through pub/sub.
+	CacheTTL Opt[time.Duration] `yaml:"cache_ttl"`
+	// CacheSize bounds the local cache (default 100000 sessions).
+	CacheSize Opt[int] `yaml:"cache_size"`
+}
+
+// Cookie holds the signing secrets of the affinity cookie.
+type Cookie struct {
+	// Secrets sign the cookie: the first signs, any verifies (rotation). At
+	// least 16 bytes each, and not a placeholder from an example (below).
+	// Empty: SecretFile's, else a random secret per process, with a warning.
+	Secrets List `yaml:"secrets"`
+	// SecretFile, when no Secrets are given, holds the secret: read at
+	// start, or created with 32 random bytes (0600) when missing, so
+	// replicas sharing the file (a volume) share sessions.
+	SecretFile string `yaml:"secret_file"`
+}
+
+// placeholderSecrets are cookie secrets published in examples (the compose
+// file once shipped the first): anyone can forge cookies signed with them.
+var placeholderSecrets = []string{"change-me-to-32-random-bytes-please"}
+
+// Log configures slog.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info (default), warn, error
+	Format string `yaml:"format"` // text (default) or json
+	// Access writes one line per request (default true).
+	Access Opt[bool] `yaml:"access"`
+}
+
+// Server holds the public listener's limits.
+type Server struct {
+	ReadHeaderTimeout Opt[time.Duration] `yaml:"read_header_timeout"` // default 10s
+	ReadTimeout       time.Duration      `yaml:"read_timeout"`        // default 0: none (streaming uploads)
+	WriteTimeout      time.Duration      `yaml:"write_timeout"`       // default 0: none (streaming, WebSocket)
+	IdleTimeout       Opt[time.Duration] `yaml:"idle_timeout"`        // default 120s
+	MaxHeaderBytes    Opt[int]           `yaml:"max_header_bytes"`    // default 64 KiB
+	ShutdownTimeout   Opt[time.Duration] `yaml:"shutdown_timeout"`    // default 30s
+	// Implementation serves the public listener: "net/http" (default) or
+	// "h1" (gateway/h1: pooled buffers, no background read; see its doc
+	// for what differs).
+	Implementation string `yaml:"implementation"`
+}
+
+// Transport tunes the connections to backends.
+type Transport struct {
+	DialTimeout           Opt[time.Duration] `yaml:"dial_timeout"`            // default 2s
+	ResponseHeaderTimeout Opt[time.Duration] `yaml:"response_header_timeout"` // default 60s; 0: none
+	IdleConnTimeout       Opt[time.Duration] `yaml:"idle_conn_timeout"`       // default 90s; 0: none
+	MaxIdleConnsPerHost   Opt[int]           `yaml:"max_idle_conns_per_host"` // default 256
+	MaxIdleConns          Opt[int]           `yaml:"max_idle_conns"`          // default 4096
+}
+
+// Route sends matching requests to a Consul service.
+type Route struct {
+	// Name labels the route in logs and metrics (default: the service name).
+	Name string `yaml:"name"`
+	// Host matches the request's host (case-insensitive, port ignored).
+	// Empty matches any host.
+	Host string `yaml:"host"`
+	// PathPrefix matches whole path segments: "/api" matches /api and
+	// /api/x, not /apix. Default "/".
+	PathPrefix string `yaml:"path_prefix"`
+	// StripPrefix removes PathPrefix before forwarding.
+	StripPrefix bool `yaml:"strip_prefix"`
+	// Service is the Consul service name (required).
+	Service string `yaml:"service"`
+	// Backends lists static addresses instead of Consul (host:port).
+	Backends List `yaml:"backends"`
+
+	RouteSettings `yaml:",inline"`
+}
+
+// RouteSettings are the per-route knobs that Config.Defaults also sets.
+// Every field is an Opt: a route inherits what it leaves unset.
+type RouteSettings struct {
+	// Policy is the fallback chain for new sessions (default [p2c]);
+	// round_robin is always the last resort.
+	Policy Opt[List] `yaml:"policy"`
+	// Hash configures header_hash and cookie_hash.
+	Hash Hash `yaml:"hash"`
+	// Sticky configures session affinity.
+	Sticky Sticky `yaml:"sticky"`
+	// Breaker configures the per-backend circuit breakers.
+	Breaker Breaker `yaml:"breaker"`
+	// Retry configures retries on another backend.
+	Retry Retry `yaml:"retry"`
+	// HealthCheck enables latch's own active checks next to Consul's.
+	HealthCheck HealthCheck `yaml:"health_check"`
+	// WarningUsable lets backends whose Consul checks warn take new
+	// sessions (default true).
+	WarningUsable Opt[bool] `yaml:"warning_usable"`
+	// SlowStart ramps a recovered backend's share of new sessions over this
+	// window (default 0: off).
+	SlowStart Opt[time.Duration] `yaml:"slow_start"`
+	// PanicThreshold: below this fraction of healthy backends, health is
+	// not trusted and all backends but draining ones serve (default 0.5;
+	// -1 turns it off). Every check starts critical when a Consul agent
+	// restarts; without this, that moment would herd every session onto
+	// whichever backend's check ran first.
+	PanicThreshold Opt[float64] `yaml:"panic_threshold"`
+	// Timeout bounds a whole proxied request (default 0: none, as WebSocket
+	// and streaming need).
+	Timeout Opt[time.Duration] `yaml:"timeout"`
+}
+
+// Hash names the key of header_hash / cookie_hash.
+type Hash struct {
+	Header Opt[string] `yaml:"header"`
+	Cookie Opt[string] `yaml:"cookie"`
+}
+
+// Sticky is the affinity cookie and session store settings of a route.
+type Sticky struct {
+	// Enabled turns affinity on (default true).
+	Enabled Opt[bool] `yaml:"enabled"`
+	// TTL is the sliding lifetime of a session without requests (default 30m).
+	TTL Opt[time.Duration] `yaml:"ttl"`
+	// Learn keys affinity on the application's own cookie of this name
+	// (e.g. JSESSIONID) instead of issuing latch's cookie.
+	Learn      Opt[string] `yaml:"learn_cookie"`
+	CookieName Opt[string] `yaml:"cookie_name"` // default "latch"
+	Path       Opt[string] `yaml:"path"`        // default "/"
+	Domain     Opt[string] `yaml:"domain"`      // default none (host-only)
+	// MaxAge of the cookie; 0 (default) makes it a session cookie.
+	MaxAge   Opt[time.Duration] `yaml:"max_age"`
+	HTTPOnly Opt[bool]          `yaml:"http_only"` // default true
+	SameSite Opt[string]        `yaml:"same_site"` // lax (default), strict, none
+	// Secure: auto (default: when the request came over TLS or from a
+	// trusted proxy saying X-Forwarded-Proto: https), always, never.
+	Secure Opt[string] `yaml:"secure"`
+}
+
+// Breaker configures circuit breakers (see policy.BreakerSettings).
+type Breaker struct {
+	ConsecutiveFailures Opt[uint32]        `yaml:"consecutive_failures"` // default 5
+	FailureRatio        Opt[float64]       `yaml:"failure_ratio"`        // default 0: consecutive mode
+	MinRequests         Opt[uint32]        `yaml:"min_requests"`         // default 20
+	Interval            Opt[time.Duration] `yaml:"interval"`             // default 10s
+	OpenTimeout         Opt[time.Duration] `yaml:"open_timeout"`         // default 10s
+	HalfOpenRequests    Opt[uint32]        `yaml:"half_open_requests"`   // default 1
+	// FailureStatus are the response codes that count as failures (default 502, 503, 504).
+	FailureStatus Opt[[]int] `yaml:"failure_status"`
+}
+
+// Retry configures retries on another backend. A request is retried only
+// while nothing was written to the client, and a request body only when it
+// was not read.
+type Retry struct {
+	// Attempts is the number of backends a request is sent to at most
+	// (default 3; 1 = no retry). A backend whose breaker refuses the request
+	// is skipped without using an attempt.
+	Attempts Opt[int] `yaml:"attempts"`
+	// OnStatus: an idempotent request answered with one of these codes is
+	// tried once more on another backend, if another can take it (default
+	// 502, 503, 504, as HAProxy's retry-on with redispatch; an explicit
+	// empty list turns it off). Once only: when every backend answers 503,
+	// the second answer reaches the client, so retries at most double the
+	// load on an overloaded service.
+	OnStatus Opt[[]int] `yaml:"on_status"`
+}
+
+// HealthCheck is latch's own active health check of a route's backends.
+type HealthCheck struct {
+	Path               Opt[string]        `yaml:"path"`                // default empty: off
+	Interval           Opt[time.Duration] `yaml:"interval"`            // default 5s
+	Timeout            Opt[time.Duration] `yaml:"timeout"`             // default 1s
+	HealthyThreshold   Opt[int]           `yaml:"healthy_threshold"`   // default 2
+	UnhealthyThreshold Opt[int]           `yaml:"unhealthy_threshold"` // default 3
+}

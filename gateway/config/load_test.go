@@ -1,0 +1,126 @@
+package config
+
+import (
+	"io"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A syntax error names the line where the file stops being YAML, not the
+// line where the enclosing block began (yaml.v3 reports that one).
+func TestSyntaxErrorLine(t *testing.T) {
+	tests := []struct{ name, yaml, want string }{
+		{"bad indent", "listen: \":80\"\nroutes:\n  - service: web\n   host: x\n", "line 4:"},
+		{"tab", "routes:\n  - service: web\n\tfoo: 1\n", "line 3:"},
+		{"unclosed list", "a: 1\nb: 2\nc: [1, 2\n", "line 3:"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.yaml))
+			if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
+				t.Fatalf("error %v; want it to start with %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// Type errors carry the field's path and its own line.
+func TestTypeErrorLine(t *testing.T) {
+	_, err := Parse([]byte("listen: \":80\"\nroutes:\n  - service: web\n    sticky:\n      ttl: five\n"))
+	if err == nil || !strings.Contains(err.Error(), `routes[0].sticky.ttl: "five" is not a duration such as 30s or 5m (line 5)`) {
+		t.Fatalf("error %v; want the path, the message and line 5", err)
+	}
+}
+
+// A bad environment value is reported once, under the variable's name (a
+// flag's under the flag's).
+func TestEnvErrorNamesTheVariable(t *testing.T) {
+	_, err := Load([]string{"-service", "web"}, env(map[string]string{EnvConsulRoutes: "maybe"}), io.Discard)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	msg := err.Error()
+	if !strings.HasPrefix(msg, EnvConsulRoutes+`: "maybe" is not true or false`) || strings.Count(msg, "maybe") != 1 ||
+		strings.Contains(msg, "routes_from_tags") {
+		t.Fatalf("error %q; want it once, under %s", msg, EnvConsulRoutes)
+	}
+	_, err = Load([]string{"-service", "web", "-pprof", "x"}, env(nil), io.Discard)
+	if err == nil || !strings.HasPrefix(err.Error(), `-pprof: "x" is not true or false`) {
+		t.Fatalf("error %v; want it under -pprof", err)
+	}
+}
+
+// A route can set a zero (or an empty list) under defaults that set
+// something else: unset inherits, zero is zero.
+func TestUnsetDiffersFromZero(t *testing.T) {
+	inv, err := parseYAML(t, `
+defaults:
+  timeout: 30s
+  slow_start: 10s
+  breaker:
+    failure_ratio: 0.5
+  retry:
+    on_status: [502, 503]
+routes:
+  - service: inherits
+  - service: zeroes
+    path_prefix: /z
+    timeout: 0s
+    slow_start: 0s
+    breaker:
+      failure_ratio: 0
+    retry:
+      on_status: []
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := inv.Config.Routes()
+	in, z := rs[0].Route(), rs[1].Route()
+	if in.Timeout.Get() != 30*time.Second || in.SlowStart.Get() != 10*time.Second ||
+		in.Breaker.FailureRatio.Get() != 0.5 || len(in.Retry.OnStatus.Get()) != 2 {
+		t.Errorf("inheriting route: %+v; want the defaults", in.RouteSettings)
+	}
+	if z.Timeout.Get() != 0 || z.SlowStart.Get() != 0 || z.Breaker.FailureRatio.Get() != 0 ||
+		len(z.Retry.OnStatus.Get()) != 0 || rs[1].RetriesOn(502) {
+		t.Errorf("zeroing route: %+v; want its zeroes kept", z.RouteSettings)
+	}
+}
+
+// A Compiled config's Config compiles again to the same thing.
+func TestCompileIdempotent(t *testing.T) {
+	inv, err := parseYAML(t, "routes:\n  - service: web\n    sticky:\n      ttl: 5m\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := inv.Config.Config().Compile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Routes()[0].Route().Sticky.TTL.Get() != 5*time.Minute {
+		t.Fatal("recompiling lost a setting")
+	}
+}
+
+// The default and the way to turn it off, as a config file says them.
+func TestRetryOnStatusConfig(t *testing.T) {
+	for _, tt := range []struct {
+		yaml string
+		want []int
+	}{
+		{"routes:\n  - service: web\n", []int{502, 503, 504}},
+		{"routes:\n  - service: web\n    retry:\n      on_status: []\n", []int{}},
+		{"defaults:\n  retry:\n    on_status: []\nroutes:\n  - service: web\n", []int{}},
+		{"defaults:\n  retry:\n    on_status: [503]\nroutes:\n  - service: web\n", []int{503}},
+	} {
+		inv, err := parseYAML(t, tt.yaml)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := inv.Config.Routes()[0].Route().Retry.OnStatus.Get(); got == nil || !slices.Equal(got, tt.want) {
+			t.Errorf("%q: on_status %v; want %v", tt.yaml, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,249 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/latchgw/latch/discovery"
+	"github.com/latchgw/latch/policy"
+)
+
+// problems collects validation errors, each prefixed with the field's path.
+type problems struct{ errs []error }
+
+func (p *problems) add(field, format string, args ...any) {
+	p.errs = append(p.errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+}
+
+func (p *problems) err() error { return errors.Join(p.errs...) }
+
+// validate checks a defaulted config. Every error names the field by its
+// YAML path, e.g. "routes[1].breaker.failure_ratio: must be in [0, 1]".
+func (c *Config) validate(p *problems) {
+	checkAddr := func(field, addr string) {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			p.add(field, "%q is not host:port", addr)
+		}
+	}
+	checkAddr("listen", c.Listen)
+	if c.Admin.Listen != "off" {
+		checkAddr("admin.listen", c.Admin.Listen)
+	}
+	if c.Redis.URL != "" && !strings.HasPrefix(c.Redis.URL, "redis://") &&
+		!strings.HasPrefix(c.Redis.URL, "rediss://") && !strings.HasPrefix(c.Redis.URL, "unix://") {
+		p.add("redis.url", "must be a redis://, rediss:// or unix:// URL")
+	}
+	if err := discovery.ValidConsistency(c.Consul.Consistency); err != nil {
+		p.add("consul.consistency", "%v", err)
+	}
+	if (c.Consul.TLS.CertFile == "") != (c.Consul.TLS.KeyFile == "") {
+		p.add("consul.tls", "cert_file and key_file go together")
+	}
+	if c.Consul.Token != "" && c.Consul.TokenFile != "" {
+		p.add("consul.token_file", "set token or token_file, not both")
+	}
+	if i := c.Server.Implementation; i != "" && i != "net/http" && i != "h1" {
+		p.add("server.implementation", "%q is not net/http or h1", i)
+	}
+	for i, s := range c.Cookie.Secrets {
+		if len(s) < 16 {
+			p.add(fmt.Sprintf("cookie.secrets[%d]", i), "must be at least 16 bytes, got %d", len(s))
+		}
+		if slices.Contains(placeholderSecrets, s) {
+			p.add(fmt.Sprintf("cookie.secrets[%d]", i), "is a published placeholder: set "+EnvCookieSecret+
+				" to a secret of your own (openssl rand -hex 32), or leave it unset and set "+EnvCookieSecretFile+
+				" to a file latch creates")
+		}
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
+		p.add("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		p.add("log.format", "%q is not text or json", c.Log.Format)
+	}
+	for _, d := range []struct {
+		field string
+		v     time.Duration
+	}{
+		{"redis.timeout", c.Redis.Timeout.Get()}, {"redis.cache_ttl", c.Redis.CacheTTL.Get()},
+		{"server.read_header_timeout", c.Server.ReadHeaderTimeout.Get()}, {"server.read_timeout", c.Server.ReadTimeout},
+		{"server.write_timeout", c.Server.WriteTimeout}, {"server.idle_timeout", c.Server.IdleTimeout.Get()},
+		{"server.shutdown_timeout", c.Server.ShutdownTimeout.Get()},
+		{"transport.dial_timeout", c.Transport.DialTimeout.Get()},
+		{"transport.response_header_timeout", c.Transport.ResponseHeaderTimeout.Get()},
+		{"transport.idle_conn_timeout", c.Transport.IdleConnTimeout.Get()},
+	} {
+		if d.v < 0 {
+			p.add(d.field, "must not be negative")
+		}
+	}
+	for _, n := range []struct {
+		field string
+		v     int
+	}{
+		{"redis.cache_size", c.Redis.CacheSize.Get()},
+		{"transport.max_idle_conns_per_host", c.Transport.MaxIdleConnsPerHost.Get()},
+		{"transport.max_idle_conns", c.Transport.MaxIdleConns.Get()},
+	} {
+		if n.v < 0 {
+			p.add(n.field, "must not be negative")
+		}
+	}
+	if c.Server.MaxHeaderBytes.Get() < 1024 {
+		p.add("server.max_header_bytes", "must be at least 1024")
+	}
+	for i, s := range c.TrustedProxies {
+		if _, err := parsePrefix(s); err != nil {
+			p.add(fmt.Sprintf("trusted_proxies[%d]", i), "%q is not an address or CIDR", s)
+		}
+	}
+	c.Defaults.validate(p, "defaults")
+	seen := map[string]int{}
+	for i, r := range c.Routes {
+		field := fmt.Sprintf("routes[%d]", i)
+		r.validate(p, field, c.Consul.Disabled)
+		key := strings.ToLower(r.Host) + r.PathPrefix
+		if j, dup := seen[key]; dup {
+			p.add(field, "same host and path_prefix as routes[%d]", j)
+		}
+		seen[key] = i
+	}
+	if len(c.Routes) == 0 && (c.Consul.Disabled || !c.Consul.RoutesFromTags.Get()) {
+		p.add("routes", "no routes: set -service, list routes, or enable consul.routes_from_tags")
+	}
+}
+
+func (r *Route) validate(p *problems, field string, noConsul bool) {
+	if r.Service == "" {
+		p.add(field+".service", "is required")
+	}
+	if !strings.HasPrefix(r.PathPrefix, "/") {
+		p.add(field+".path_prefix", "%q must start with /", r.PathPrefix)
+	}
+	if strings.ContainsAny(r.Host, "/ ") {
+		p.add(field+".host", "%q is not a host name", r.Host)
+	}
+	if noConsul && len(r.Backends) == 0 {
+		p.add(field+".backends", "required when consul.disabled is set")
+	}
+	for i, a := range r.Backends {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			p.add(fmt.Sprintf("%s.backends[%d]", field, i), "%q is not host:port", a)
+		}
+	}
+	r.RouteSettings.validate(p, field)
+}
+
+func (s *RouteSettings) validate(p *problems, field string) {
+	bad := func(sub, format string, args ...any) { p.add(field+"."+sub, format, args...) }
+	pol := s.Policy.Get()
+	if err := policy.ValidatePolicy(pol); err != nil {
+		bad("policy", "%v", err)
+	}
+	if slices.Contains(pol, "header_hash") && s.Hash.Header.Get() == "" {
+		bad("hash.header", "required by policy header_hash")
+	}
+	if slices.Contains(pol, "cookie_hash") && s.Hash.Cookie.Get() == "" {
+		bad("hash.cookie", "required by policy cookie_hash")
+	}
+	st := s.Sticky
+	if st.TTL.Get() < time.Second {
+		bad("sticky.ttl", "must be at least 1s")
+	}
+	if st.MaxAge.Get() < 0 {
+		bad("sticky.max_age", "must not be negative")
+	}
+	if !validCookieName(st.CookieName.Get()) {
+		bad("sticky.cookie_name", "%q is not a valid cookie name", st.CookieName.Get())
+	}
+	if l := st.Learn.Get(); l != "" && !validCookieName(l) {
+		bad("sticky.learn_cookie", "%q is not a valid cookie name", l)
+	}
+	if path := st.Path.Get(); !strings.HasPrefix(path, "/") || strings.ContainsAny(path, ";\r\n") {
+		bad("sticky.path", "%q must start with / and contain no ';'", path)
+	}
+	if strings.ContainsAny(st.Domain.Get(), "; \r\n") {
+		bad("sticky.domain", "%q is not a domain", st.Domain.Get())
+	}
+	if !slices.Contains([]string{"lax", "strict", "none"}, strings.ToLower(st.SameSite.Get())) {
+		bad("sticky.same_site", "%q is not lax, strict or none", st.SameSite.Get())
+	}
+	if !slices.Contains([]string{"auto", "always", "never"}, st.Secure.Get()) {
+		bad("sticky.secure", "%q is not auto, always or never", st.Secure.Get())
+	}
+	if err := s.Breaker.BreakerSettings().Validate(); err != nil {
+		bad("breaker", "%v", err)
+	}
+	for i, code := range s.Breaker.FailureStatus.Get() {
+		if code < 100 || code > 599 {
+			bad(fmt.Sprintf("breaker.failure_status[%d]", i), "%d is not an HTTP status", code)
+		}
+	}
+	if a := s.Retry.Attempts.Get(); a < 1 || a > policy.MaxSkip {
+		bad("retry.attempts", "%d is not in [1, %d]", a, policy.MaxSkip)
+	}
+	for i, code := range s.Retry.OnStatus.Get() {
+		if code < 500 || code > 599 {
+			bad(fmt.Sprintf("retry.on_status[%d]", i), "%d is not a 5xx status", code)
+		}
+	}
+	h := s.HealthCheck
+	if path := h.Path.Get(); path != "" {
+		if !strings.HasPrefix(path, "/") {
+			bad("health_check.path", "%q must start with /", path)
+		}
+		if h.Interval.Get() < 100*time.Millisecond {
+			bad("health_check.interval", "must be at least 100ms")
+		}
+		if h.Timeout.Get() <= 0 || h.Timeout.Get() > h.Interval.Get() {
+			bad("health_check.timeout", "must be positive and at most the interval")
+		}
+		if h.HealthyThreshold.Get() < 1 {
+			bad("health_check.healthy_threshold", "must be at least 1")
+		}
+		if h.UnhealthyThreshold.Get() < 1 {
+			bad("health_check.unhealthy_threshold", "must be at least 1")
+		}
+	}
+	if pt := s.PanicThreshold.Get(); pt > 1 || (pt < 0 && pt != -1) {
+		bad("panic_threshold", "%v is not in [0, 1] (or -1: off)", pt)
+	}
+	if s.SlowStart.Get() < 0 {
+		bad("slow_start", "must not be negative")
+	}
+	if s.Timeout.Get() < 0 {
+		bad("timeout", "must not be negative")
+	}
+}
+
+// parsePrefix parses a CIDR or a lone address (a /32 or /128).
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+}
+
+// validCookieName reports whether s is an RFC 6265 token.
+func validCookieName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("()<>@,;:\\\"/[]?={}", c) >= 0 {
+			return false
+		}
+	}
+	return true
+}

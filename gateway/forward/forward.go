@@ -1,0 +1,236 @@
+// Package forward is latch's one forwarding pipeline: from the moment the
+// gateway knows a request's route and session to the last byte of the
+// response. In the order a request runs it:
+//
+//  1. Serve asks the Session for a backend (its pin, else a pick), takes
+//     the backend's breaker ticket (a refusal costs no attempt) and sends
+//     one attempt;
+//  2. the attempt goes by the fast path (fast.go: GET, HEAD and OPTIONS
+//     without a body, written straight to a pooled connection, pool.go) or
+//     through httputil.ReverseProxy (proxy.go: everything else); both write
+//     the same outbound head (head.go);
+//  3. the answer is classified once (outcome.go): breaker success or
+//     failure, retry on another backend or not, the status the client gets;
+//  4. before the response head goes out the Session commits (the cookie);
+//  5. the ticket is finished with the time to the response head, and the
+//     loop retries on another backend while nothing reached the client.
+//
+// It knows backends (policy.Backend) and routes (config.Spec), never
+// cookies or Consul.
+package forward
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/latchgw/latch/gateway/config"
+	"github.com/latchgw/latch/policy"
+)
+
+// Session is a request's affinity as the pipeline sees it. The gateway's
+// per-request state implements it; both methods run on the request's
+// goroutine.
+type Session interface {
+	// Next returns the backend for the next attempt (nil: none left).
+	// skip holds the backends tried or refused so far.
+	Next(r *http.Request, skip *policy.Skip) *policy.Backend
+	// Commit runs once b answered, before the response head goes to the
+	// client; it may add fields (Set-Cookie) to h.
+	Commit(h http.Header, r *http.Request, b *policy.Backend)
+}
+
+// Observer receives the pipeline's measurements (Prometheus in the
+// gateway). Methods must be cheap and safe for concurrent use.
+type Observer interface {
+	Retry(route string)
+	Upstream(route, backend string, toHeaders time.Duration)
+}
+
+// Result is how a forwarded request ended.
+type Result struct {
+	// Status written to the client (499: the client left first).
+	Status int
+	// Backend is the last backend tried (nil: none).
+	Backend *policy.Backend
+	// Abort: the response was cut short; the caller must close the
+	// client's connection (panic(http.ErrAbortHandler)) once it has
+	// logged the request.
+	Abort bool
+}
+
+// Forwarder sends requests to backends. Safe for concurrent use.
+type Forwarder struct {
+	pool    *pool
+	rp      *httputil.ReverseProxy
+	trusted []netip.Prefix
+	log     *slog.Logger
+	obs     Observer
+	// Warnings of failed requests, each kind rate-limited (logging.go).
+	upstreamFailed, relayFailed, noBackend limiter
+	// slowOnly sends every request through ReverseProxy (tests run each
+	// case over both paths).
+	slowOnly bool
+}
+
+// New builds the pipeline: a connection pool per backend address for the
+// fast path and a ReverseProxy over an http.Transport for the rest, both
+// tuned by t; trusted are the proxies whose X-Forwarded-* are believed.
+func New(t config.Transport, trusted []netip.Prefix, log *slog.Logger, obs Observer) *Forwarder {
+	f := &Forwarder{pool: newPool(t), trusted: trusted, log: log, obs: obs}
+	f.rp = f.newReverseProxy()
+	return f
+}
+
+// Transport is the http.Transport to backends (active health checks
+// share it).
+func (f *Forwarder) Transport() http.RoundTripper { return f.pool.std }
+
+// SetDial replaces how the fast path dials backends (benchmarks dial
+// in-memory pipes). Call it before serving.
+func (f *Forwarder) SetDial(dial func(ctx context.Context, network, addr string) (net.Conn, error)) {
+	f.pool.dial = dial
+}
+
+// CloseIdleConnections closes every idle backend connection, both paths.
+func (f *Forwarder) CloseIdleConnections() { f.pool.closeIdleConnections() }
+
+// exchange is one request's state in the pipeline, shared with the
+// ReverseProxy hooks through the request context. Pooled.
+type exchange struct {
+	spec    *config.Spec
+	session Session
+	backend *policy.Backend
+	skip    policy.Skip
+
+	// per attempt
+	outcome   policy.Outcome
+	retryable bool  // the attempt failed before anything reached the client
+	err       error // the last upstream error
+	canRetry  bool  // another attempt may follow this one
+	start     time.Time
+	toHeaders time.Duration // time to the backend's response head (0: none)
+	gen       uint32        // the body generation this attempt reads
+
+	// next is the backend a retry on status goes to, picked before the
+	// answer was dropped; statusRetried: that retry was spent.
+	next          *policy.Backend
+	statusRetried bool
+
+	status int  // written to the client (0: nothing yet)
+	abort  bool // the response was cut: close the client's connection
+	body   *replayBody
+}
+
+type exchangeKey struct{}
+
+var exchanges = sync.Pool{New: func() any { return new(exchange) }}
+
+func exchangeOf(ctx context.Context) *exchange {
+	x, _ := ctx.Value(exchangeKey{}).(*exchange)
+	return x
+}
+
+// Serve forwards r on spec's route, trying backends from s until one
+// answers or spec's attempts are spent, and answers the client itself when
+// none does (502/504 after a failure, 503 without a usable backend).
+func (f *Forwarder) Serve(w http.ResponseWriter, r *http.Request, spec *config.Spec, s Session) Result {
+	x := exchanges.Get().(*exchange)
+	*x = exchange{spec: spec, session: s}
+	defer exchanges.Put(x)
+	fast := !f.slowOnly && fastPath(r)
+	ctx := r.Context()
+	if t := spec.Timeout(); t > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t)
+		defer cancel()
+	}
+	if !fast {
+		// ReverseProxy's hooks find the exchange in the request's context;
+		// the attempts read the body through x.body (on this copy of r).
+		r = r.WithContext(context.WithValue(ctx, exchangeKey{}, x))
+		if r.Body != nil && r.Body != http.NoBody {
+			x.body = &replayBody{rc: r.Body}
+		}
+	}
+	attempts := 0
+	// Each backend considered is remembered in skip: a breaker that
+	// refuses moves the request on without using an attempt (nothing was
+	// sent), and the loop ends when skip is full.
+	for considered := 0; attempts < spec.Attempts() && considered < policy.MaxSkip; considered++ {
+		b := x.next
+		if x.next = nil; b == nil {
+			b = s.Next(r, &x.skip)
+		}
+		if b == nil {
+			break
+		}
+		ticket, err := b.Acquire()
+		if err != nil {
+			x.err = err
+			x.skip.Add(b)
+			continue
+		}
+		if attempts > 0 {
+			f.obs.Retry(spec.Name())
+		}
+		attempts++
+		x.backend, x.outcome, x.retryable, x.toHeaders = b, policy.Success, false, 0
+		x.canRetry = attempts < spec.Attempts()
+		f.attempt(ctx, w, r, x, fast, ticket)
+		if !x.retryable || x.status != 0 {
+			break
+		}
+		f.log.Debug("retrying on another backend", "route", spec.Name(), "backend", b.ID, "err", x.err)
+		x.skip.Add(b)
+	}
+	if x.status == 0 { // nothing answered the client
+		if x.err != nil {
+			f.writeError(w, x, x.err)
+		} else {
+			x.status = http.StatusServiceUnavailable
+			f.warn(&f.noBackend, "no usable backend", x, x.status, nil)
+			PlainError(w, x.status, "latch: no usable backend\n")
+		}
+	}
+	return Result{Status: x.status, Backend: x.backend, Abort: x.abort}
+}
+
+// attempt sends r to x.backend once and finishes its ticket. ReverseProxy
+// panics with http.ErrAbortHandler when a response is cut mid-body: the
+// panic is taken back here, so the ticket is finished and the caller
+// still logs the request before closing the connection (Result.Abort).
+func (f *Forwarder) attempt(ctx context.Context, w http.ResponseWriter, r *http.Request, x *exchange, fast bool, t policy.Ticket) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p != http.ErrAbortHandler {
+				panic(p)
+			}
+			x.cut(ctx, nil)
+		}
+		// The latency statistics get the time to the response head: a long
+		// download, a stream or a WebSocket says nothing of the backend's
+		// speed.
+		t.Finish(x.outcome, x.toHeaders)
+		if x.toHeaders > 0 {
+			f.obs.Upstream(x.spec.Name(), x.backend.ID, x.toHeaders)
+		}
+	}()
+	x.start = time.Now()
+	if fast {
+		f.forwardFast(ctx, w, r, x)
+		return
+	}
+	if x.body != nil {
+		// A new view per attempt: the last attempt's transport may still
+		// hold its own.
+		x.gen = x.body.state.Load() >> 1
+		r.Body = &attemptBody{b: x.body, gen: x.gen}
+	}
+	f.rp.ServeHTTP(w, r)
+}

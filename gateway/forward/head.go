@@ -1,0 +1,235 @@
+package forward
+
+import (
+	"bufio"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+
+	"github.com/latchgw/latch/gateway/config"
+)
+
+// The outbound request head, the one rule set of both paths: writeHead
+// emits it field by field into a head, which either writes the fast path's
+// bytes or fills ReverseProxy's outbound header.
+
+// head receives the outbound request's header fields: on the fast path as
+// bytes on the backend connection, on the ReverseProxy path into out.
+type head struct {
+	bw  *bufio.Writer // fast path
+	out http.Header   // ReverseProxy path
+	key string
+	val []byte // the ReverseProxy path's value being built
+}
+
+func (h *head) begin(k string) {
+	if h.bw != nil {
+		h.bw.WriteString(k)
+		h.bw.WriteString(": ")
+		return
+	}
+	h.key, h.val = k, h.val[:0]
+}
+
+func (h *head) add(s string) {
+	if h.bw != nil {
+		h.bw.WriteString(s)
+		return
+	}
+	h.val = append(h.val, s...)
+}
+
+func (h *head) end() {
+	if h.bw != nil {
+		h.bw.WriteString("\r\n")
+		return
+	}
+	h.out[h.key] = append(h.out[h.key], string(h.val))
+}
+
+func (h *head) field(k, v string) {
+	h.begin(k)
+	h.add(v)
+	h.end()
+}
+
+// writeHead emits the header fields latch sends a backend for r, in this
+// order and by these rules, whatever the path:
+//   - the client's fields, minus Host and Content-Length (the caller's),
+//     hop-by-hop ones and those the client's Connection header names
+//     (X-Request-Id, latch's own, stays whatever the client says), and
+//     minus Forwarded and X-Forwarded-*;
+//   - Te: trailers when the client accepts trailers; Connection: Upgrade
+//     and Upgrade when it asks for an upgrade (ReverseProxy path only);
+//   - X-Forwarded-For, -Host, -Proto: from a trusted proxy its chain is
+//     kept and its X-Forwarded-Proto and -Host believed; from anyone else
+//     the chain starts at its address.
+//
+// A field value with CR, LF or NUL fails the request: nothing is sent.
+func (f *Forwarder) writeHead(h *head, r *http.Request) error {
+	connection := r.Header["Connection"]
+	trailers, upgrade := false, ""
+	for k, vv := range r.Header {
+		switch k {
+		case "Host", "Content-Length", "Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto":
+			continue
+		case "Te":
+			trailers = listedIn(vv, "trailers")
+			continue
+		case "Upgrade":
+			if listedIn(connection, "upgrade") && len(vv) > 0 {
+				upgrade = vv[0]
+			}
+			continue
+		}
+		if hopByHop(k) || (listedIn(connection, k) && k != "X-Request-Id") {
+			continue
+		}
+		for _, v := range vv {
+			if !validFieldValue(v) {
+				return fmt.Errorf("request header %s: invalid value", k)
+			}
+			h.field(k, v)
+		}
+	}
+	if trailers {
+		h.field("Te", "trailers")
+	}
+	if upgrade != "" && validFieldValue(upgrade) {
+		h.field("Connection", "Upgrade")
+		h.field("Upgrade", upgrade)
+	}
+	proto, host := f.scheme(r), r.Host
+	h.begin("X-Forwarded-For")
+	if f.trustedPeer(r) {
+		for _, prior := range r.Header["X-Forwarded-For"] {
+			if validFieldValue(prior) {
+				h.add(prior)
+				h.add(", ")
+			}
+		}
+		if v := r.Header.Get("X-Forwarded-Host"); v != "" && validFieldValue(v) {
+			host = v
+		}
+	}
+	h.add(clientIP(r.RemoteAddr))
+	h.end()
+	h.field("X-Forwarded-Host", host)
+	h.field("X-Forwarded-Proto", proto)
+	return nil
+}
+
+// Scheme is the scheme the client used: https over TLS, or when a trusted
+// proxy says so in X-Forwarded-Proto; else http. (The affinity cookie's
+// Secure=auto follows it.)
+func (f *Forwarder) Scheme(r *http.Request) string { return f.scheme(r) }
+
+func (f *Forwarder) scheme(r *http.Request) string {
+	if r.TLS != nil {
+		return "https"
+	}
+	if f.trustedPeer(r) {
+		if p := r.Header.Get("X-Forwarded-Proto"); p == "https" || p == "http" {
+			return p
+		}
+	}
+	return "http"
+}
+
+// trustedPeer reports whether r came from a configured trusted proxy.
+func (f *Forwarder) trustedPeer(r *http.Request) bool {
+	if len(f.trusted) == 0 {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	a := ap.Addr().Unmap()
+	for _, p := range f.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// clientIP is the address part of a RemoteAddr, without brackets.
+func clientIP(remote string) string {
+	if i := strings.LastIndexByte(remote, ':'); i >= 0 {
+		remote = remote[:i]
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(remote, "["), "]")
+}
+
+// outboundURL is the URL sent to the backend: r's, with the route's prefix
+// stripped when it says so. It allocates only when stripping.
+func outboundURL(spec *config.Spec, u *url.URL) *url.URL {
+	if !spec.Strips() {
+		return u
+	}
+	out := *u
+	out.Path = spec.StripPrefix(u.Path)
+	if u.RawPath != "" {
+		out.RawPath = spec.StripPrefix(u.RawPath)
+	}
+	return &out
+}
+
+// hopByHop reports the headers that concern one connection only (RFC 9110
+// §7.6.1), as ReverseProxy removes them.
+func hopByHop(k string) bool {
+	switch k {
+	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+		"Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
+	}
+	return false
+}
+
+// listedIn reports whether a comma-separated header (Connection, Te) lists
+// tok, case-insensitively.
+func listedIn(values []string, tok string) bool {
+	for _, v := range values {
+		for v != "" {
+			var t string
+			t, v, _ = strings.Cut(v, ",")
+			if strings.EqualFold(strings.TrimSpace(t), tok) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func validFieldName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if !isTokenChar(k[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func isTokenChar(b byte) bool {
+	switch {
+	case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", b) >= 0
+}
+
+// validFieldValue rejects the bytes that could end or corrupt a header line.
+func validFieldValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if b := v[i]; b == '\r' || b == '\n' || b == 0 {
+			return false
+		}
+	}
+	return true
+}

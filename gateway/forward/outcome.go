@@ -1,0 +1,182 @@
+package forward
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync/atomic"
+
+	"github.com/latchgw/latch/policy"
+)
+
+// An attempt's outcome, the one classification of both paths: what the
+// breaker and the latency statistics are told, whether another backend may
+// be tried, and what the client gets.
+
+// errRetryStatus marks an answer dropped to try another backend.
+var errRetryStatus = errors.New("retryable upstream status")
+
+// dialError marks an error from dialing a backend: nothing was sent, so the
+// request can go to another backend. (Caddy's DialError plays this part.)
+type dialError struct{ err error }
+
+func (e dialError) Error() string { return "dial backend: " + e.err.Error() }
+func (e dialError) Unwrap() error { return e.err }
+
+// statusClientClosed is logged (never sent) when the client left first.
+const statusClientClosed = 499
+
+// answered classifies a backend's response head with status code: it sets
+// the breaker outcome and reports whether the answer is dropped to try
+// another backend. That happens once per request, for an idempotent
+// request whose body (if any) nobody read, answered with a retry.on_status
+// code while attempts remain, and only when another backend can take it:
+// that one is picked now, before the answer is dropped, so that with
+// nobody else to ask the client gets the backend's own answer rather than
+// an error of latch's.
+func (x *exchange) answered(r *http.Request, code int) (retry bool) {
+	x.outcome = policy.Success
+	if x.spec.IsFailure(code) {
+		x.outcome = policy.Failure
+	}
+	if !x.canRetry || x.statusRetried || !x.spec.RetriesOn(code) || !idempotent(r.Method) || !x.body.untouched() {
+		return false
+	}
+	skip := x.skip
+	skip.Add(x.backend)
+	next := x.session.Next(r, &skip)
+	if next == nil || !x.body.detach(x.gen) {
+		return false
+	}
+	x.next, x.statusRetried, x.retryable, x.err = next, true, true, errRetryStatus
+	return true
+}
+
+// failed classifies an attempt that got no usable answer, and answers the
+// client unless another attempt will follow.
+func (f *Forwarder) failed(ctx context.Context, w http.ResponseWriter, x *exchange, err error) {
+	x.err = err
+	switch {
+	case errors.Is(err, errRetryStatus):
+		return // classified by answered; the loop tries the next backend
+	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
+		x.outcome, x.status = policy.Ignored, statusClientClosed // the client went away
+		return
+	}
+	x.outcome = policy.Failure
+	var de dialError
+	if errors.As(err, &de) && x.body.detach(x.gen) {
+		x.retryable = true
+		if x.canRetry {
+			return
+		}
+	}
+	f.writeError(w, x, err)
+}
+
+// cut classifies a response that failed after its head went out: the
+// client's failure (it left) or the backend's.
+func (x *exchange) cut(ctx context.Context, err error) {
+	x.abort = true // the client got a cut response: close its connection
+	if errors.Is(err, errClientGone) || errors.Is(ctx.Err(), context.Canceled) {
+		x.outcome, x.status = policy.Ignored, statusClientClosed // the client left: not the backend's failure
+		return
+	}
+	x.outcome = policy.Failure
+}
+
+// writeError answers the client for a failed request: 504 on a timeout,
+// else 502.
+func (f *Forwarder) writeError(w http.ResponseWriter, x *exchange, err error) {
+	code, msg := http.StatusBadGateway, "latch: upstream error\n"
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		code, msg = http.StatusGatewayTimeout, "latch: upstream timed out\n"
+	}
+	x.status = code
+	f.warn(&f.upstreamFailed, "upstream failed", x, code, err)
+	PlainError(w, code, msg)
+}
+
+// PlainError answers with a short text body (and no cookie).
+func PlainError(w http.ResponseWriter, code int, msg string) {
+	h := w.Header()
+	h.Del("Set-Cookie")
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	_, _ = io.WriteString(w, msg)
+}
+
+func idempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// replayBody lets a request body go to another backend when no attempt
+// read any of it. Each attempt reads through its own generation; deciding
+// to retry (detach) and an attempt's first Read race on one atomic word,
+// so exactly one wins: either the body was touched and is not replayed,
+// or the old attempt can read nothing more (its transport may still try,
+// from its own goroutine, after the round trip returned) and the next
+// attempt gets the whole body. The client's body is the server's to close.
+type replayBody struct {
+	rc    io.ReadCloser
+	state atomic.Uint32 // gen<<1 | touched
+}
+
+// attemptBody is one attempt's view of a replayBody: the outbound
+// request's Body. Close ends the attempt's claim.
+type attemptBody struct {
+	b   *replayBody
+	gen uint32
+}
+
+var errBodyDetached = errors.New("request body handed to another attempt")
+
+func (a *attemptBody) Read(p []byte) (int, error) {
+	for {
+		s := a.b.state.Load()
+		if s>>1 != a.gen {
+			return 0, errBodyDetached
+		}
+		if s&1 == 1 || a.b.state.CompareAndSwap(s, s|1) {
+			break
+		}
+	}
+	return a.b.rc.Read(p)
+}
+
+func (a *attemptBody) Close() error {
+	a.b.detach(a.gen)
+	return nil
+}
+
+// untouched reports whether no attempt read from the body (true without a
+// body).
+func (b *replayBody) untouched() bool { return b == nil || b.state.Load()&1 == 0 }
+
+// detach ends generation gen's claim; it reports whether the body is
+// untouched, so that another attempt may send it (true without a body).
+func (b *replayBody) detach(gen uint32) bool {
+	if b == nil {
+		return true
+	}
+	for {
+		s := b.state.Load()
+		if s&1 == 1 {
+			return false
+		}
+		if s>>1 != gen {
+			return true // detached already (by Close), untouched
+		}
+		if b.state.CompareAndSwap(s, (gen+1)<<1) {
+			return true
+		}
+	}
+}

@@ -1,0 +1,234 @@
+package session
+
+import (
+	"context"
+	"time"
+)
+
+// The affinity decision: what a request's session needs before it is
+// forwarded (Decide, pure; Resolve asks the store and decides), and what
+// is written once a backend answered (Commit).
+
+// Kind says what happened to a request's session; it is logged and counted.
+type Kind uint8
+
+const (
+	KindNone     Kind = iota // route not sticky, or no key (learn mode before the application's cookie)
+	KindNew                  // no valid cookie, or an expired session: a new pin
+	KindSticky               // reached its pinned backend
+	KindRestored             // pin lost by the store (or store down): kept by the cookie's hint
+	KindRepinned             // pinned backend unusable: moved to a new one
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindNew:
+		return "new"
+	case KindSticky:
+		return "sticky"
+	case KindRestored:
+		return "restored"
+	case KindRepinned:
+		return "repinned"
+	}
+	return "none"
+}
+
+// Backends is the current backend set as the session layer sees it. The
+// gateway's route state implements it; its methods must not block.
+type Backends interface {
+	// Usable reports whether backend id may keep its sessions.
+	Usable(id string) bool
+	// ByHint returns the backend a cookie hint names in the current set.
+	ByHint(h Hint) (id string, ok bool)
+}
+
+// Request is what the gateway knows of a request's session.
+type Request struct {
+	Service string
+	TTL     time.Duration // the session's sliding lifetime
+	// Cookie is latch's cookie value ("" when absent).
+	Cookie string
+	// Learn keys the session on the application's own cookie, whose value
+	// is AppValue ("" until the application set it).
+	Learn    bool
+	AppValue string
+}
+
+// Input is everything Decide looks at.
+type Input struct {
+	Request
+	// The cookie, decoded: Valid is false when there was none, or it was
+	// malformed, forged or oversized.
+	Cookie Cookie
+	Valid  bool
+	// The store's (or cache's) answer about the session.
+	Stored   string
+	Found    bool
+	StoreErr error
+	Now      time.Time
+	NewID    func() ID // a fresh session id (NewID)
+}
+
+// Decision is what to do with a request's session.
+type Decision struct {
+	Kind  Kind
+	ID    ID
+	HasID bool
+	// Backend is the backend to send the request to ("": let the policy pick).
+	Backend string
+	// Pinned is the backend the session was pinned to before this request
+	// ("": none); a pick elsewhere re-pins it.
+	Pinned string
+	// Store: pin the answering backend once it answered; Fresh: the id was
+	// made by this request (no other replica can race on it).
+	Store, Fresh bool
+	// SetCookie: (re)issue latch's cookie with the response.
+	SetCookie bool
+	// Expired: the cookie outlived the session (counted).
+	Expired bool
+	learn   bool
+	hint    Hint
+}
+
+// Decide is the affinity rule, a pure function of its input:
+//
+//   - no valid cookie: a new session (a new id, pinned once answered);
+//   - a pin the store knows: keep it while usable;
+//   - no pin (the store lost it, or is down) but the cookie is younger than
+//     the TTL: its signed hint names the backend, restored while usable;
+//   - no pin and an older cookie (the store up): the session expired, a new
+//     id;
+//   - a kept session's cookie is reissued when its hint is not the
+//     backend's (another replica re-pinned it) or it is older than TTL/4;
+//   - otherwise the policy picks: a re-pin when the session had a backend,
+//     a new pin when not.
+func Decide(in Input, bs Backends) Decision {
+	var d Decision
+	var issued int64
+	if in.Learn {
+		if in.AppValue == "" {
+			return d // the application has not issued its session yet
+		}
+		d.learn, d.ID, d.HasID = true, IDFromValue(in.AppValue), true
+	} else {
+		if !in.Valid {
+			d.Kind, d.ID, d.HasID, d.Store, d.SetCookie, d.Fresh = KindNew, in.NewID(), true, true, true, true
+			return d
+		}
+		d.ID, d.HasID, d.hint, issued = in.Cookie.ID, true, in.Cookie.Hint, int64(in.Cookie.Issued)
+	}
+	age := in.Now.Unix() - issued
+	candidate := ""
+	switch {
+	case in.Found:
+		d.Pinned, candidate = in.Stored, in.Stored
+	case d.hint != 0 && age < int64(in.TTL/time.Second):
+		if id, ok := bs.ByHint(d.hint); ok {
+			d.Pinned, candidate, d.Store = id, id, true
+		}
+	case in.StoreErr == nil && !d.learn:
+		d.Expired, d.ID, d.Fresh = true, in.NewID(), true
+	}
+	if candidate != "" && bs.Usable(candidate) {
+		d.Backend = candidate
+		d.Kind = KindSticky
+		if d.Store {
+			d.Kind = KindRestored
+		}
+		if !d.learn && (d.hint != HintFor(in.Service, candidate) || age > int64(in.TTL/4/time.Second)) {
+			d.SetCookie = true
+		}
+		return d
+	}
+	d.Store = false
+	if d.Pinned != "" {
+		d.Kind = KindRepinned
+	} else {
+		d.Kind, d.Store = KindNew, true // expired or never stored
+	}
+	d.SetCookie = !d.learn
+	return d
+}
+
+// Resolve decides a request's session: it decodes the cookie, asks the
+// cache or the store where the session is pinned and applies Decide. A
+// kept session's TTL is slid (in the background).
+func (a *Affinity) Resolve(ctx context.Context, req Request, bs Backends) Decision {
+	in := Input{Request: req, Now: a.opts.Now(), NewID: NewID}
+	var id ID
+	switch {
+	case req.Learn:
+		if req.AppValue == "" {
+			return Decision{}
+		}
+		id = IDFromValue(req.AppValue)
+	default:
+		if in.Cookie, in.Valid = a.opts.Codec.Decode(req.Cookie); !in.Valid {
+			return Decide(in, bs) // a new session: nothing to look up
+		}
+		id = in.Cookie.ID
+	}
+	in.Stored, _, in.Found, in.StoreErr = a.Lookup(ctx, req.Service, id)
+	d := Decide(in, bs)
+	if d.Expired {
+		a.opts.Metrics.Expired()
+	}
+	if d.Kind == KindSticky {
+		a.Touch(req.Service, d.ID, req.TTL)
+	}
+	return d
+}
+
+// Picked is called when the policy chose backend b for a session that d
+// did not keep. A session that was pinned elsewhere is re-pinned now,
+// before the request goes out, with compare-and-swap: two replicas racing
+// on one session agree on the winner, which is returned (b, or the other
+// replica's choice; the caller sends the request there when it can).
+func (a *Affinity) Picked(ctx context.Context, req Request, d *Decision, b string) string {
+	if !d.HasID || d.Pinned == "" || d.Pinned == b {
+		return b
+	}
+	winner, err := a.Repin(ctx, req.Service, d.ID, d.Pinned, b, req.TTL)
+	d.Kind, d.SetCookie, d.Store = KindRepinned, !d.learn, false
+	if err != nil {
+		// The store is down: Repin kept the pin locally for replay.
+		d.Pinned = b
+		return b
+	}
+	d.Pinned = winner
+	return winner
+}
+
+// Commit runs once backend b answered, before the response head goes out:
+// it stores a new pin (or, in learn mode, the pin of the application's
+// session named by appSetCookie, the value its response sets) and returns
+// latch's cookie value to set ("" for none).
+func (a *Affinity) Commit(ctx context.Context, req Request, d *Decision, b, appSetCookie string) string {
+	if req.Learn {
+		if appSetCookie != "" {
+			if id := IDFromValue(appSetCookie); !d.HasID || id != d.ID {
+				_, _ = a.Pin(ctx, req.Service, id, b, req.TTL)
+				d.Kind = KindNew
+			}
+		}
+		return ""
+	}
+	if !d.HasID {
+		return ""
+	}
+	pinned := b
+	switch {
+	case d.Store && d.Fresh:
+		// An id made by this request: nobody else has it, nothing to wait for.
+		a.PinNew(ctx, req.Service, d.ID, b, req.TTL)
+	case d.Store:
+		if got, err := a.Pin(ctx, req.Service, d.ID, b, req.TTL); err == nil && got != "" {
+			pinned = got
+		}
+	}
+	if !d.SetCookie && pinned == b {
+		return ""
+	}
+	return a.opts.Codec.Encode(Cookie{ID: d.ID, Hint: HintFor(req.Service, pinned), Issued: uint32(a.opts.Now().Unix())})
+}

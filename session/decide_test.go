@@ -1,0 +1,77 @@
+package session
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+type fakeBackends struct {
+	usable map[string]bool
+}
+
+func (f fakeBackends) Usable(id string) bool { return f.usable[id] }
+
+func (f fakeBackends) ByHint(h Hint) (string, bool) {
+	for id := range f.usable {
+		if HintFor("web", id) == h {
+			return id, true
+		}
+	}
+	return "", false
+}
+
+// Decide with an injected clock: TTL expiry, hint age, reissue at TTL/4,
+// learn mode.
+func TestDecide(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	ttl := 30 * time.Minute
+	old, fresh := ID{1}, ID{2}
+	cookie := func(backend string, age time.Duration) Cookie {
+		return Cookie{ID: old, Hint: HintFor("web", backend), Issued: uint32(now.Add(-age).Unix())}
+	}
+	bs := fakeBackends{usable: map[string]bool{"a": true, "b": true, "down": false}}
+	tests := []struct {
+		name string
+		in   Input
+		want Decision
+	}{
+		{"no cookie", Input{},
+			Decision{Kind: KindNew, ID: fresh, HasID: true, Store: true, Fresh: true, SetCookie: true}},
+		{"pinned and usable", Input{Cookie: cookie("a", time.Minute), Valid: true, Stored: "a", Found: true},
+			Decision{Kind: KindSticky, ID: old, HasID: true, Backend: "a", Pinned: "a"}},
+		{"cookie older than ttl/4 reissued", Input{Cookie: cookie("a", ttl/4+time.Minute), Valid: true, Stored: "a", Found: true},
+			Decision{Kind: KindSticky, ID: old, HasID: true, Backend: "a", Pinned: "a", SetCookie: true}},
+		{"re-pinned by another replica: hint reissued", Input{Cookie: cookie("a", time.Minute), Valid: true, Stored: "b", Found: true},
+			Decision{Kind: KindSticky, ID: old, HasID: true, Backend: "b", Pinned: "b", SetCookie: true}},
+		{"pinned backend unusable", Input{Cookie: cookie("down", time.Minute), Valid: true, Stored: "down", Found: true},
+			Decision{Kind: KindRepinned, ID: old, HasID: true, Pinned: "down", SetCookie: true}},
+		{"store lost it: young hint restores", Input{Cookie: cookie("a", time.Minute), Valid: true},
+			Decision{Kind: KindRestored, ID: old, HasID: true, Backend: "a", Pinned: "a", Store: true}},
+		{"store down: young hint restores", Input{Cookie: cookie("a", time.Minute), Valid: true, StoreErr: errors.New("down")},
+			Decision{Kind: KindRestored, ID: old, HasID: true, Backend: "a", Pinned: "a", Store: true}},
+		{"hint older than ttl: expired", Input{Cookie: cookie("a", ttl+time.Second), Valid: true},
+			Decision{Kind: KindNew, ID: fresh, HasID: true, Store: true, Fresh: true, SetCookie: true, Expired: true}},
+		{"old hint, store down: not expired", Input{Cookie: cookie("a", ttl+time.Second), Valid: true, StoreErr: errors.New("down")},
+			Decision{Kind: KindNew, ID: old, HasID: true, Store: true, SetCookie: true}},
+		{"hint of a backend gone", Input{Cookie: cookie("gone", time.Minute), Valid: true},
+			Decision{Kind: KindNew, ID: old, HasID: true, Store: true, SetCookie: true}},
+		{"learn: no application cookie yet", Input{Request: Request{Learn: true}}, Decision{}},
+		{"learn: pinned", Input{Request: Request{Learn: true, AppValue: "J1"}, Stored: "a", Found: true},
+			Decision{Kind: KindSticky, ID: IDFromValue("J1"), HasID: true, Backend: "a", Pinned: "a"}},
+		{"learn: unpinned, no latch cookie", Input{Request: Request{Learn: true, AppValue: "J1"}},
+			Decision{Kind: KindNew, ID: IDFromValue("J1"), HasID: true, Store: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := tt.in
+			in.Service, in.TTL, in.Now = "web", ttl, now
+			in.NewID = func() ID { return fresh }
+			got := Decide(in, bs)
+			got.learn, got.hint = false, 0
+			if got != tt.want {
+				t.Fatalf("Decide =\n %+v\nwant\n %+v", got, tt.want)
+			}
+		})
+	}
+}

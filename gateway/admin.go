@@ -47,7 +47,7 @@ func (g *Gateway) AdminHandler(mount ...func(chi.Router)) http.Handler {
 		r.Get("/admin/routes", g.adminRoutes)
 		r.Get("/admin/sessions/{id}", g.adminSession)
 		r.Delete("/admin/sessions/{id}", g.adminUnpin)
-		r.Handle("/metrics", promhttp.HandlerFor(g.metrics.reg, promhttp.HandlerOpts{}))
+		r.Handle("/metrics", g.metricsHandler())
 		if g.c.Admin.Pprof {
 			r.HandleFunc("/debug/pprof/*", pprof.Index)
 			r.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -307,4 +307,17 @@ func writeText(w http.ResponseWriter, code int, s string) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(code)
 	_, _ = w.Write([]byte(s))
+}
+
+func (g *Gateway) metricsHandler() http.Handler {
+	return promhttp.HandlerFor(g.metrics.reg, promhttp.HandlerOpts{})
+}
+
+// MetricsHandler serves /metrics alone, without a token: the handler of
+// the metrics listener (metrics.listen), so Prometheus scrapes without the
+// admin token that also drains backends.
+func (g *Gateway) MetricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", g.metricsHandler())
+	return mux
 }

@@ -126,6 +126,9 @@ func New(cfg *config.Compiled, deps Deps) (*Gateway, error) {
 	if g.metrics == nil {
 		g.metrics = NewMetrics()
 	}
+	if err := g.metrics.reg.Register(newBackendCollector(g)); err != nil {
+		return nil, fmt.Errorf("gateway: Metrics already serve another gateway: %w", err)
+	}
 	g.accessLogger = g.log
 	if deps.AccessLog != nil {
 		g.accessBatch = &batchWriter{out: deps.AccessLog}
@@ -220,8 +223,19 @@ func (g *Gateway) Waiting() []string {
 	return waiting
 }
 
+// Listeners are the sockets Run serves: Public is required, Admin and
+// Metrics (metrics.listen: /metrics alone, no token) may be nil.
+type Listeners struct {
+	Public, Admin, Metrics net.Listener
+}
+
 // Run serves the public and admin listeners (admin may be nil) until ctx
-// ends. It owns every goroutine latch runs, started here in this order and
+// ends: RunOn with no metrics listener.
+func (g *Gateway) Run(ctx context.Context, public, admin net.Listener) error {
+	return g.RunOn(ctx, Listeners{Public: public, Admin: admin})
+}
+
+// RunOn serves ls until ctx ends. It owns every goroutine latch runs, started here in this order and
 // stopped in the reverse one, each awaited before Run returns:
 //
 //  1. the access log writer (last to stop: it writes what the requests
@@ -231,7 +245,7 @@ func (g *Gateway) Waiting() []string {
 //     that turns Consul tags into routes;
 //  3. the servers, which at shutdown stop accepting and let in-flight
 //     requests finish within Server.ShutdownTimeout.
-func (g *Gateway) Run(ctx context.Context, public, admin net.Listener) error {
+func (g *Gateway) RunOn(ctx context.Context, ls Listeners) error {
 	// Each stage gets its own context, cancelled when the stage after it
 	// has stopped, not when ctx ends; and its own wait.
 	var logWriter, owner sync.WaitGroup
@@ -265,7 +279,7 @@ func (g *Gateway) Run(ctx context.Context, public, admin net.Listener) error {
 		})
 	}
 
-	runErr := g.serve(ctx, public, admin)
+	runErr := g.serve(ctx, ls)
 
 	stopBG()
 	owner.Wait()
@@ -283,7 +297,7 @@ func (g *Gateway) Run(ctx context.Context, public, admin net.Listener) error {
 
 // serve runs the servers until ctx ends (or one fails), then shuts them
 // down gracefully.
-func (g *Gateway) serve(ctx context.Context, public, admin net.Listener) error {
+func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 	sc := g.c.Server
 	base := func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
 	var srv server = &http.Server{
@@ -301,23 +315,33 @@ func (g *Gateway) serve(ctx context.Context, public, admin net.Listener) error {
 			WriteTimeout: sc.WriteTimeout, IdleTimeout: sc.IdleTimeout.Get(), MaxHeaderBytes: sc.MaxHeaderBytes.Get(),
 			BaseContext: base, Log: g.log}
 	}
-	servers := []server{srv}
-	if admin != nil {
-		servers = append(servers, &http.Server{
+	type served struct {
+		name string
+		s    server
+		l    net.Listener
+	}
+	servers := []served{{"latch listening", srv, ls.Public}}
+	if ls.Admin != nil {
+		servers = append(servers, served{"admin listening", &http.Server{
 			Handler: g.AdminHandler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: sc.IdleTimeout.Get(),
 			ErrorLog: slogErrorLog(g.log),
-		})
+		}, ls.Admin})
+	}
+	if ls.Metrics != nil {
+		servers = append(servers, served{"metrics listening", &http.Server{
+			Handler: g.MetricsHandler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: sc.IdleTimeout.Get(),
+			ErrorLog: slogErrorLog(g.log),
+		}, ls.Metrics})
 	}
 	var wg sync.WaitGroup
 	errc := make(chan error, len(servers))
-	for i, l := range []net.Listener{public, admin}[:len(servers)] {
-		s := servers[i]
+	for _, sv := range servers {
 		wg.Go(func() {
-			if err := s.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := sv.s.Serve(sv.l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
 			}
 		})
-		g.log.Info([]string{"latch listening", "admin listening"}[i], "addr", l.Addr().String())
+		g.log.Info(sv.name, "addr", sv.l.Addr().String())
 	}
 	var runErr error
 	select {
@@ -328,17 +352,17 @@ func (g *Gateway) serve(ctx context.Context, public, admin net.Listener) error {
 	g.log.Info("shutting down", "timeout", sc.ShutdownTimeout.Get().String())
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sc.ShutdownTimeout.Get())
 	defer cancel()
-	for _, s := range servers {
-		if err := s.Shutdown(sctx); err != nil {
+	for _, sv := range servers {
+		if err := sv.s.Shutdown(sctx); err != nil {
 			g.log.Warn("shutdown deadline passed with requests in flight", "err", err)
-			_ = s.Close()
+			_ = sv.s.Close()
 		}
 	}
 	wg.Wait()
 	return runErr
 }
 
-// server is what Run needs of the public and admin listeners' servers:
+// server is what Run needs of its listeners' servers:
 // *http.Server or *h1.Server.
 type server interface {
 	Serve(net.Listener) error

@@ -65,7 +65,8 @@ func (b *testBackend) backend() discovery.Backend {
 type testGateway struct {
 	g      *Gateway
 	url    string
-	admin  string
+	admin   string
+	metrics string // the metrics listener (metrics.listen)
 	static *discovery.Static
 	client *http.Client
 }
@@ -129,10 +130,15 @@ func startGatewayWith(t testing.TB, mutate func(*config.Config), affinity *sessi
 	if err != nil {
 		t.Fatal(err)
 	}
+	met, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx, pub, adm) }()
-	tg := &testGateway{g: g, url: "http://" + pub.Addr().String(), admin: "http://" + adm.Addr().String(), static: static,
+	go func() { done <- g.RunOn(ctx, Listeners{Public: pub, Admin: adm, Metrics: met}) }()
+	tg := &testGateway{g: g, url: "http://" + pub.Addr().String(), admin: "http://" + adm.Addr().String(),
+		metrics: "http://" + met.Addr().String(), static: static,
 		client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}}}
 	t.Cleanup(func() {
 		cancel()

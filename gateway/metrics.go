@@ -21,7 +21,6 @@ type Metrics struct {
 	upstreamDur   *prometheus.HistogramVec // route, backend
 	retries       *prometheus.CounterVec   // route
 	fallbacks     *prometheus.CounterVec   // route, from, to
-	breakerState  *prometheus.GaugeVec     // service, backend (0 closed, 1 half-open, 2 open)
 	breakerTrans  *prometheus.CounterVec   // service, backend, to
 	sessions      *prometheus.CounterVec   // route, backend, outcome
 	storeErrors   *prometheus.CounterVec   // op
@@ -61,9 +60,6 @@ func NewMetrics() *Metrics {
 	m.fallbacks = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "latch_policy_fallbacks_total", Help: "Picks handed from one policy of the chain to the next.",
 	}, []string{"route", "from", "to"})
-	m.breakerState = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "latch_breaker_state", Help: "Circuit breaker state per backend: 0 closed, 1 half-open, 2 open.",
-	}, []string{"service", "backend"})
 	m.breakerTrans = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "latch_breaker_transitions_total", Help: "Circuit breaker state changes, by the state entered.",
 	}, []string{"service", "backend", "to"})
@@ -104,7 +100,7 @@ func NewMetrics() *Metrics {
 	m.panic = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "latch_panic_mode", Help: "1 while too few backends of the service look healthy to trust health checks.",
 	}, []string{"service"})
-	m.reg.MustRegister(m.panic, m.requests, m.duration, m.upstreamDur, m.retries, m.fallbacks, m.breakerState,
+	m.reg.MustRegister(m.panic, m.requests, m.duration, m.upstreamDur, m.retries, m.fallbacks,
 		m.breakerTrans, m.sessions, m.storeErrors, m.storeDuration, m.cache, m.expired, m.discUpdates,
 		m.discStale, m.discBackends, m.discLastOK, m.discHeld, m.tagConflicts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -140,8 +136,9 @@ func (m *Metrics) fallback(route, from, to string) {
 	m.fallbacks.WithLabelValues(route, from, to).Inc()
 }
 
+// breakerChange counts a transition; latch_breaker_state itself is read
+// at scrape time (backendCollector).
 func (m *Metrics) breakerChange(service, backend string, to policy.BreakerState) {
-	m.breakerState.WithLabelValues(service, backend).Set(breakerGauge(to))
 	m.breakerTrans.WithLabelValues(service, backend, to.String()).Inc()
 }
 
@@ -169,7 +166,6 @@ func (m *Metrics) backendGone(service string, routes []string, backend string) {
 		m.upstreamDur.DeletePartialMatch(prometheus.Labels{"route": r, "backend": backend})
 		m.sessions.DeletePartialMatch(prometheus.Labels{"route": r, "backend": backend})
 	}
-	m.breakerState.DeletePartialMatch(prometheus.Labels{"service": service, "backend": backend})
 	m.breakerTrans.DeletePartialMatch(prometheus.Labels{"service": service, "backend": backend})
 }
 

@@ -8,7 +8,6 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/latchgw/latch/discovery"
 	"github.com/latchgw/latch/gateway/statuspage"
 )
 
@@ -179,10 +178,7 @@ func (g *Gateway) serviceStatus(ctx context.Context, svc *service, now time.Time
 		s.Sessions = -1
 	}
 	for _, b := range set.Backends {
-		state := b.Health.String()
-		if b.Drained() {
-			state = discovery.Draining.String()
-		}
+		state := backendState(b)
 		row := statuspage.Backend{ID: b.ID, Address: b.Addr, Health: b.Health.String(), Drained: b.Drained(),
 			State: state, AcceptsNew: b.CanTake(), Weight: b.Weight,
 			Breaker: b.Breaker().String(), BreakerSince: b.BreakerSince().UTC(),

@@ -24,7 +24,9 @@ type Config struct {
 	// Listen is the public address (default ":8080").
 	Listen string `yaml:"listen"`
 	Admin  Admin  `yaml:"admin"`
-	Consul Consul `yaml:"consul"`
+	// Metrics is the optional listener serving /metrics alone.
+	Metrics Metrics `yaml:"metrics"`
+	Consul  Consul  `yaml:"consul"`
 	// Discovery tunes how Consul's answers are applied.
 	Discovery Discovery `yaml:"discovery"`
 	Redis     Redis     `yaml:"redis"`
@@ -53,6 +55,14 @@ type Admin struct {
 	Token string `yaml:"token"`
 	// Pprof mounts net/http/pprof under /debug/pprof/ (default off).
 	Pprof bool `yaml:"pprof"`
+}
+
+// Metrics is a listener serving only /metrics, without the admin token,
+// so Prometheus can scrape without holding the token that drains backends.
+// /metrics stays on the admin listener too.
+type Metrics struct {
+	// Listen is its address, e.g. ":9091" (default "": no such listener).
+	Listen string `yaml:"listen"`
 }
 
 // Consul says where the agent is. Empty fields fall back to consul/api's
@@ -139,6 +149,10 @@ type Log struct {
 	Format string `yaml:"format"` // text (default) or json
 	// Access writes one line per request (default true).
 	Access Opt[bool] `yaml:"access"`
+	// AccessFile, when set, is the file the access log is appended to
+	// (default "": the process log's stderr). latch reopens it on SIGUSR1
+	// and when it was renamed or removed, so logrotate works.
+	AccessFile string `yaml:"access_file"`
 }
 
 // Server holds the public listener's limits.

@@ -17,6 +17,8 @@ import (
 const (
 	EnvListen           = "LATCH_LISTEN"
 	EnvAdminListen      = "LATCH_ADMIN_LISTEN"
+	EnvMetricsListen    = "LATCH_METRICS_LISTEN"
+	EnvAccessLogFile    = "LATCH_ACCESS_LOG_FILE"
 	EnvService          = "LATCH_SERVICE"
 	EnvConfig           = "LATCH_CONFIG"
 	EnvRedisURL         = "LATCH_REDIS_URL"
@@ -33,7 +35,7 @@ const (
 // EnvVars lists every LATCH_* variable latch reads.
 func EnvVars() []string {
 	return []string{
-		EnvListen, EnvAdminListen, EnvService, EnvConfig, EnvRedisURL, EnvCookieSecret, EnvCookieSecretFile,
+		EnvListen, EnvAdminListen, EnvMetricsListen, EnvAccessLogFile, EnvService, EnvConfig, EnvRedisURL, EnvCookieSecret, EnvCookieSecretFile,
 		EnvAdminToken, EnvLogLevel, EnvLogFormat, EnvPolicy, EnvConsulRoutes, EnvPprof,
 	}
 }
@@ -74,6 +76,10 @@ func Load(args []string, getenv func(string) string, usage io.Writer) (Invocatio
 			apply: func(c *Config, v string) error { c.Listen = v; return nil }},
 		{flag: "admin-listen", env: EnvAdminListen, help: "admin listen address, or off (default 127.0.0.1:9090)",
 			apply: func(c *Config, v string) error { c.Admin.Listen = v; return nil }},
+		{flag: "metrics-listen", env: EnvMetricsListen, help: "address serving only /metrics, without the admin token (default: none)",
+			apply: func(c *Config, v string) error { c.Metrics.Listen = v; return nil }},
+		{flag: "access-log-file", env: EnvAccessLogFile, help: "file the access log goes to, reopened on SIGUSR1 or when rotated (default: stderr)",
+			apply: func(c *Config, v string) error { c.Log.AccessFile = v; return nil }},
 		{flag: "consul", help: "Consul agent address (default: CONSUL_HTTP_ADDR as consul/api reads it; CONSUL_HTTP_TOKEN is honoured)",
 			apply: func(c *Config, v string) error { c.Consul.Address = v; return nil }},
 		{flag: "redis", env: EnvRedisURL, help: "redis:// or rediss:// URL of the session store (default: in memory)",

@@ -2,6 +2,7 @@ package config
 
 import (
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -122,5 +123,40 @@ func TestRetryOnStatusConfig(t *testing.T) {
 		if got := inv.Config.Routes()[0].Route().Retry.OnStatus.Get(); got == nil || !slices.Equal(got, tt.want) {
 			t.Errorf("%q: on_status %v; want %v", tt.yaml, got, tt.want)
 		}
+	}
+}
+
+// metrics.listen and log.access_file come from the file, the environment
+// or a flag, later ones winning; a bad metrics address is named.
+func TestMetricsListenAndAccessFileLayering(t *testing.T) {
+	path := t.TempDir() + "/latch.yaml"
+	yaml := "metrics:\n  listen: \"127.0.0.1:9101\"\nlog:\n  access_file: /var/log/a.log\nroutes:\n  - service: web\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	load := func(e map[string]string, args ...string) Config {
+		t.Helper()
+		inv, err := Load(append([]string{"-config", path}, args...), env(e), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return inv.Config.Config()
+	}
+	if c := load(nil); c.Metrics.Listen != "127.0.0.1:9101" || c.Log.AccessFile != "/var/log/a.log" {
+		t.Fatalf("from the file: %q %q", c.Metrics.Listen, c.Log.AccessFile)
+	}
+	e := map[string]string{EnvMetricsListen: ":9102", EnvAccessLogFile: "/tmp/b.log"}
+	if c := load(e); c.Metrics.Listen != ":9102" || c.Log.AccessFile != "/tmp/b.log" {
+		t.Fatalf("from the environment: %q %q", c.Metrics.Listen, c.Log.AccessFile)
+	}
+	if c := load(e, "-metrics-listen", ":9103"); c.Metrics.Listen != ":9103" {
+		t.Fatalf("from the flag: %q", c.Metrics.Listen)
+	}
+	if c := (Config{}); c.Metrics.Listen != "" {
+		t.Fatal("metrics listener on by default")
+	}
+	_, err := Load([]string{"-service", "web", "-metrics-listen", "nope"}, env(nil), io.Discard)
+	if err == nil || !strings.Contains(err.Error(), `metrics.listen: "nope" is not host:port`) {
+		t.Fatalf("error %v; want it named metrics.listen", err)
 	}
 }

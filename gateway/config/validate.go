@@ -34,6 +34,9 @@ func (c *Config) validate(p *problems) {
 	if c.Admin.Listen != "off" {
 		checkAddr("admin.listen", c.Admin.Listen)
 	}
+	if c.Metrics.Listen != "" {
+		checkAddr("metrics.listen", c.Metrics.Listen)
+	}
 	if c.Redis.URL != "" && !strings.HasPrefix(c.Redis.URL, "redis://") &&
 		!strings.HasPrefix(c.Redis.URL, "rediss://") && !strings.HasPrefix(c.Redis.URL, "unix://") {
 		p.add("redis.url", "must be a redis://, rediss:// or unix:// URL")

@@ -8,6 +8,7 @@ import (
 	"log"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -45,7 +46,7 @@ func (g *Gateway) accessLog(r *http.Request, rt *route, st *reqState, res forwar
 		slog.String("route", routeName),
 		slog.String("backend", backend),
 		slog.Int("status", status),
-		slog.Duration("duration", d),
+		slog.Float64("duration_s", d.Seconds()),
 	)
 	if st != nil {
 		attrs = append(attrs, slog.String("session", st.sess.Kind.String()))
@@ -73,6 +74,8 @@ type batchWriter struct {
 const (
 	batchMax   = 64 << 10
 	flushEvery = 100 * time.Millisecond
+	// rotateCheck is how often an AccessFile is checked for a rename.
+	rotateCheck = time.Second
 )
 
 func (b *batchWriter) Write(p []byte) (int, error) {
@@ -112,19 +115,49 @@ func (b *batchWriter) writeSpare() {
 	b.wmu.Unlock()
 }
 
-// run flushes every flushEvery until ctx ends, then once more.
-func (b *batchWriter) run(ctx context.Context) {
+// run flushes every flushEvery until ctx ends, then once more. When out
+// is an AccessFile it reopens it on each value from reopen (SIGUSR1) and,
+// checked every rotateCheck, when its path was renamed or removed.
+func (b *batchWriter) run(ctx context.Context, reopen <-chan os.Signal, log *slog.Logger) {
 	t := time.NewTicker(flushEvery)
 	defer t.Stop()
+	file, _ := b.out.(*AccessFile)
+	var checked time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			b.flush()
 			return
-		case <-t.C:
+		case <-reopen:
 			b.flush()
+			if file == nil {
+				log.Info("SIGUSR1: no log.access_file to reopen")
+				continue
+			}
+			b.reopen(file, log, "signal")
+		case now := <-t.C:
+			b.flush()
+			if file != nil && now.Sub(checked) >= rotateCheck {
+				checked = now
+				if file.moved() {
+					b.reopen(file, log, "renamed or removed")
+				}
+			}
 		}
 	}
+}
+
+// reopen reopens file between batches (holding wmu, so no batch is
+// written meanwhile).
+func (b *batchWriter) reopen(file *AccessFile, log *slog.Logger, why string) {
+	b.wmu.Lock()
+	err := file.Reopen()
+	b.wmu.Unlock()
+	if err != nil {
+		log.Error("reopening the access log", "file", file.path, "why", why, "err", err)
+		return
+	}
+	log.Info("access log reopened", "file", file.path, "why", why)
 }
 
 func hashID(id []byte) string {

@@ -4,9 +4,19 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/latchgw/latch/gateway/config"
+	"github.com/latchgw/latch/gateway/forward"
 )
 
 // recorder remembers each Write separately.
@@ -65,10 +75,82 @@ func TestAccessLogBatches(t *testing.T) {
 	_, _ = b.Write([]byte("last\n"))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { b.run(ctx); close(done) }()
+	go func() { b.run(ctx, nil, slog.New(slog.DiscardHandler)); close(done) }()
 	cancel()
 	<-done
 	if got := strings.Join(out.all(), ""); !bytes.HasSuffix([]byte(got), []byte("last\n")) {
 		t.Fatalf("after stop the writer got %q; want the last record", got)
+	}
+}
+
+// An access file renamed away (logrotate without copytruncate) is
+// reopened at its path within rotateCheck; a value on the reopen channel
+// (SIGUSR1) reopens at once; durations are seconds under duration_s.
+func TestAccessFileRotation(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "access.log")
+	f, err := OpenAccessFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := &batchWriter{out: f}
+	reopen := make(chan os.Signal, 1)
+	var logs recorder
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { b.run(ctx, reopen, slog.New(slog.NewTextHandler(&logs, nil))); close(done) }()
+	defer func() { cancel(); <-done }()
+	read := func(p string) string { data, _ := os.ReadFile(p); return string(data) }
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 5s (logs %q)", what, logs.all())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	fmt.Fprintf(b, "one\n")
+	waitFor("first line written", func() bool { return read(path) == "one\n" })
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("file reopened after the rename", func() bool {
+		_, err := os.Stat(path)
+		return err == nil
+	})
+	fmt.Fprintf(b, "two\n")
+	waitFor("second line in the new file", func() bool { return read(path) == "two\n" })
+	if got := read(path + ".1"); got != "one\n" {
+		t.Fatalf("rotated file holds %q; want only the first line", got)
+	}
+
+	// SIGUSR1 reopens even when the path was not moved (logrotate's
+	// postrotate after it created the new file itself).
+	if err := os.Rename(path, path+".2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, nil, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	reopen <- syscall.SIGUSR1
+	waitFor("reopened on the signal", func() bool { return strings.Contains(strings.Join(logs.all(), ""), "why=signal") })
+	fmt.Fprintf(b, "three\n")
+	waitFor("third line in the newest file", func() bool { return read(path) == "three\n" })
+
+	// The access line's duration: seconds, unit in the key.
+	g := &Gateway{accessLogOn: true, metrics: NewMetrics()}
+	var line recorder
+	for _, format := range []string{"json", "text"} {
+		line.writes = nil
+		g.accessLogger = NewLogger(config.Log{Level: "info", Format: format}, &line)
+		g.accessLog(httptest.NewRequest("GET", "/x", nil), nil, nil, forward.Result{Status: 404}, time.Now().Add(-1500*time.Millisecond))
+		got := strings.Join(line.all(), "")
+		if !regexp.MustCompile(`"?duration_s"?[=:]1\.5\d*[,}\s]`).MatchString(got) || strings.Contains(got, `duration"`) ||
+			strings.Contains(got, "duration=") {
+			t.Fatalf("%s access line %q; want duration_s=1.5… seconds and no unitless duration", format, got)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 
 	"github.com/redis/go-redis/v9"
 
@@ -17,15 +18,25 @@ import (
 // (Redis or memory) and the session layer. close releases what it opened.
 // It is cmd/latch's wiring, shared with the integration tests so they run
 // exactly what users run. accessLog, when set, receives the access log in
-// batches (cmd/latch passes stderr, where log goes line by line).
-func Assemble(cc *config.Compiled, log *slog.Logger, accessLog io.Writer) (g *Gateway, close func(), err error) {
+// batches (cmd/latch passes stderr, where log goes line by line), unless
+// log.access_file names a file of its own; reopen is relayed to Run's log
+// writer (Deps.ReopenAccessLog: cmd/latch passes SIGUSR1).
+func Assemble(cc *config.Compiled, log *slog.Logger, accessLog io.Writer, reopen <-chan os.Signal) (g *Gateway, close func(), err error) {
 	cfg := cc.Config()
-	deps := Deps{Logger: log, Metrics: NewMetrics(), AccessLog: accessLog}
+	deps := Deps{Logger: log, Metrics: NewMetrics(), AccessLog: accessLog, ReopenAccessLog: reopen}
 	closers := []func(){}
 	close = func() {
 		for i := len(closers) - 1; i >= 0; i-- {
 			closers[i]()
 		}
+	}
+	if cfg.Log.AccessFile != "" && cfg.Log.Access.Get() {
+		f, err := OpenAccessFile(cfg.Log.AccessFile)
+		if err != nil {
+			return nil, close, fmt.Errorf("log.access_file: %w", err)
+		}
+		closers = append(closers, func() { _ = f.Close() })
+		deps.AccessLog = f
 	}
 	if cfg.Consul.Disabled {
 		static := discovery.NewStatic(nil)

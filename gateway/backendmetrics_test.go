@@ -49,7 +49,9 @@ func TestBackendSeriesFromTheFirstSecond(t *testing.T) {
 		}
 	}
 	sb := func(id string) map[string]string { return map[string]string{"service": "web", "backend": id} }
-	state := func(id, s string) map[string]string { return map[string]string{"service": "web", "backend": id, "state": s} }
+	state := func(id, s string) map[string]string {
+		return map[string]string{"service": "web", "backend": id, "state": s}
+	}
 	for _, id := range []string{"a", "b"} {
 		want("latch_backend_up", sb(id), 1)
 		want("latch_breaker_state", sb(id), 0) // before any breaker change

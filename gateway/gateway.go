@@ -30,6 +30,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -63,7 +64,11 @@ type Deps struct {
 	Metrics *Metrics
 	// AccessLog, when set, receives the access log in batches (see
 	// batchWriter); nil writes access lines through Logger, one by one.
+	// An *AccessFile is also reopened when renamed or removed.
 	AccessLog io.Writer
+	// ReopenAccessLog, when set, reopens an *AccessFile AccessLog on each
+	// value (cmd/latch relays SIGUSR1); Run's log writer reads it.
+	ReopenAccessLog <-chan os.Signal
 }
 
 // Gateway is a running latch. Build it with New, run it with Run.
@@ -80,6 +85,7 @@ type Gateway struct {
 	accessLogOn  bool
 	accessLogger *slog.Logger
 	accessBatch  *batchWriter // nil: access lines go straight to accessLogger's writer
+	reopenLog    <-chan os.Signal
 	sampler      *statuspage.Sampler
 
 	table atomic.Pointer[table]
@@ -119,6 +125,7 @@ func New(cfg *config.Compiled, deps Deps) (*Gateway, error) {
 		catalog:     deps.Catalog,
 		affinity:    deps.Affinity,
 		metrics:     deps.Metrics,
+		reopenLog:   deps.ReopenAccessLog,
 		accessLogOn: c.Log.Access.Get(),
 		services:    map[string]*service{},
 		tagRoutes:   map[string][]*route{},
@@ -239,7 +246,8 @@ func (g *Gateway) Run(ctx context.Context, public, admin net.Listener) error {
 // stopped in the reverse one, each awaited before Run returns:
 //
 //  1. the access log writer (last to stop: it writes what the requests
-//     finishing during shutdown log);
+//     finishing during shutdown log), which also reopens log.access_file
+//     on SIGUSR1 (Deps.ReopenAccessLog) or when it was rotated away;
 //  2. the session layer's background work and the background components:
 //     each service's discovery watch and active checks, the catalog watch
 //     that turns Consul tags into routes;
@@ -252,7 +260,7 @@ func (g *Gateway) RunOn(ctx context.Context, ls Listeners) error {
 	logCtx, stopLog := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopLog()
 	if g.accessBatch != nil {
-		logWriter.Go(func() { g.accessBatch.run(logCtx) })
+		logWriter.Go(func() { g.accessBatch.run(logCtx, g.reopenLog, g.log) })
 	}
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()

@@ -63,12 +63,12 @@ func (b *testBackend) backend() discovery.Backend {
 }
 
 type testGateway struct {
-	g      *Gateway
-	url    string
+	g       *Gateway
+	url     string
 	admin   string
 	metrics string // the metrics listener (metrics.listen)
-	static *discovery.Static
-	client *http.Client
+	static  *discovery.Static
+	client  *http.Client
 }
 
 const testSecret = "0123456789abcdef0123456789abcdef"

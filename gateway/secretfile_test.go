@@ -23,7 +23,7 @@ func TestCookieSecretFile(t *testing.T) {
 			t.Fatal(err)
 		}
 		var logs bytes.Buffer
-		_, closeAll, err := Assemble(inv.Config, slog.New(slog.NewTextHandler(&logs, nil)), nil)
+		_, closeAll, err := Assemble(inv.Config, slog.New(slog.NewTextHandler(&logs, nil)), nil, nil)
 		closeAll()
 		if err != nil {
 			t.Fatal(err)

@@ -53,8 +53,13 @@ func run(args []string) int {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	// SIGUSR1 reopens log.access_file (logrotate's postrotate); Run's log
+	// writer reads the channel.
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
 
-	g, closeAll, err := gateway.Assemble(inv.Config, log, os.Stderr)
+	g, closeAll, err := gateway.Assemble(inv.Config, log, os.Stderr, usr1)
 	defer closeAll()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "latch: invalid configuration: %v\n", err)
@@ -72,11 +77,18 @@ func run(args []string) int {
 			return 1
 		}
 	}
+	var metrics net.Listener
+	if cfg.Metrics.Listen != "" {
+		if metrics, err = net.Listen("tcp", cfg.Metrics.Listen); err != nil {
+			log.Error("listen metrics", "addr", cfg.Metrics.Listen, "err", err)
+			return 1
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	go ignoreHangup(ctx, log, hup)
 	log.Info("latch starting", "version", buildinfo.String("latch"))
-	if err := g.Run(ctx, public, admin); err != nil {
+	if err := g.RunOn(ctx, gateway.Listeners{Public: public, Admin: admin, Metrics: metrics}); err != nil {
 		log.Error("latch stopped", "err", err)
 		return 1
 	}

@@ -102,7 +102,7 @@ func (l *Latch) Launch(t testing.TB) {
 		logw = os.Stderr
 	}
 	log := slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	g, closeFn, err := gateway.Assemble(l.cfg, log, nil)
+	g, closeFn, err := gateway.Assemble(l.cfg, log, nil, nil)
 	if err != nil {
 		t.Fatalf("assembling latch: %v", err)
 	}

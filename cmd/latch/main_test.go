@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/latchgw/latch/gateway/config"
 )
 
 var (
@@ -112,7 +114,6 @@ func TestSystemdUnit(t *testing.T) {
 // requests in flight dropped): it is logged and ignored, a request in
 // flight during it completes, and latch keeps serving.
 func TestSIGHUPIgnored(t *testing.T) {
-	bin := built(t)
 	entered, release := make(chan struct{}, 1), make(chan struct{})
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
@@ -131,49 +132,10 @@ func TestSIGHUPIgnored(t *testing.T) {
 	}()
 
 	listen, admin := freeAddr(t), freeAddr(t)
-	logPath := filepath.Join(t.TempDir(), "latch.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	cmd := exec.Command(bin, "-listen", listen, "-admin-listen", admin, "-service", "web",
+	p := startLatch(t, "-listen", listen, "-admin-listen", admin, "-service", "web",
 		"-backends", strings.TrimPrefix(backend.URL, "http://"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var waitErr error
-	exited := make(chan struct{}) // closed when latch ended, with waitErr set
-	go func() { waitErr = cmd.Wait(); close(exited) }()
-	defer func() {
-		_ = cmd.Process.Kill() // this test's own latch, by PID
-		<-exited
-		if t.Failed() {
-			data, _ := os.ReadFile(logPath)
-			t.Logf("latch's log:\n%s", data)
-		}
-	}()
-	client := &http.Client{Timeout: 10 * time.Second}
-	get := func(url string) (int, string, error) {
-		resp, err := client.Get(url)
-		if err != nil {
-			return 0, "", err
-		}
-		defer resp.Body.Close()
-		body, err := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(body), err
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if code, _, _ := get("http://" + admin + "/readyz"); code == 200 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("latch not ready within 20s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	cmd, exited, logPath := p.cmd, p.exited, p.logPath
+	p.waitReady(t, admin)
 
 	type result struct {
 		code int
@@ -195,7 +157,7 @@ func TestSIGHUPIgnored(t *testing.T) {
 	}
 	// The log line is the sign latch handled the signal (rather than the
 	// signal being still on its way).
-	waitLog(t, logPath, "SIGHUP received", exited, &waitErr)
+	waitLog(t, logPath, "SIGHUP received", exited, &p.waitErr)
 	if code, body, err := get("http://" + listen + "/after"); code != 200 || body != "done /after" {
 		t.Fatalf("after SIGHUP: %d %q %v; want 200 from the backend", code, body, err)
 	}
@@ -205,18 +167,151 @@ func TestSIGHUPIgnored(t *testing.T) {
 	}
 	select {
 	case <-exited:
-		t.Fatalf("latch exited: %v", waitErr)
+		t.Fatalf("latch exited: %v", p.waitErr)
 	default:
 	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-exited:
-		if waitErr != nil {
-			t.Fatalf("latch after SIGTERM: %v; want exit 0", waitErr)
+		if p.waitErr != nil {
+			t.Fatalf("latch after SIGTERM: %v; want exit 0", p.waitErr)
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("latch did not stop within 30s of SIGTERM")
 	}
+}
+
+// latchProc is a latch binary this test started.
+type latchProc struct {
+	cmd     *exec.Cmd
+	logPath string        // its stdout and stderr
+	exited  chan struct{} // closed when it ended, with waitErr set
+	waitErr error
+}
+
+// startLatch runs the built latch with args; it is killed (by PID) at the
+// end of the test, its log shown if the test failed.
+func startLatch(t *testing.T, args ...string) *latchProc {
+	t.Helper()
+	return startLatchEnv(t, nil, args...)
+}
+
+// startLatchEnv is startLatch with env added to the test's environment.
+func startLatchEnv(t *testing.T, env []string, args ...string) *latchProc {
+	t.Helper()
+	bin := built(t)
+	p := &latchProc{logPath: filepath.Join(t.TempDir(), "latch.log"), exited: make(chan struct{})}
+	logf, err := os.Create(p.logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { logf.Close() })
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = logf, logf
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.waitErr = p.cmd.Wait(); close(p.exited) }()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill() // this test's own latch, by PID
+		<-p.exited
+		if t.Failed() {
+			data, _ := os.ReadFile(p.logPath)
+			t.Logf("latch's log:\n%s", data)
+		}
+	})
+	return p
+}
+
+// The access log goes to log.access_file and is reopened on SIGUSR1 (whose
+// default action would end latch) and after a rename; metrics.listen
+// serves /metrics without the admin token.
+func TestAccessFileAndMetricsListener(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "done "+r.URL.Path)
+	}))
+	defer backend.Close()
+	listen, admin, metrics := freeAddr(t), freeAddr(t), freeAddr(t)
+	access := filepath.Join(t.TempDir(), "access.log")
+	p := startLatchEnv(t, []string{config.EnvMetricsListen + "=" + metrics, config.EnvAccessLogFile + "=" + access},
+		"-listen", listen, "-admin-listen", admin, "-service", "web", "-admin-token", "s3cret",
+		"-backends", strings.TrimPrefix(backend.URL, "http://"), "-log-format", "json")
+	p.waitReady(t, admin)
+
+	code, body, err := get("http://" + metrics + "/metrics")
+	if code != 200 || !strings.Contains(body, `latch_backend_up{backend=`) {
+		t.Fatalf("metrics listener: %d %v\n%.300s", code, err, body)
+	}
+	if code, _, _ := get("http://" + admin + "/metrics"); code != 401 {
+		t.Fatalf("admin /metrics without the token: %d; want 401", code)
+	}
+	request := func(path string) {
+		t.Helper()
+		if code, _, err := get("http://" + listen + path); code != 200 {
+			t.Fatalf("GET %s: %d %v", path, code, err)
+		}
+	}
+	waitFile := func(path, want string) {
+		t.Helper()
+		waitLog(t, path, want, p.exited, &p.waitErr)
+	}
+	request("/one")
+	waitFile(access, `"path":"/one"`)
+	if data, _ := os.ReadFile(access); !strings.Contains(string(data), `"duration_s":`) {
+		t.Fatalf("access line %s; want duration_s", data)
+	}
+	if data, _ := os.ReadFile(p.logPath); strings.Contains(string(data), `"path":"/one"`) {
+		t.Fatal("the access line went to stderr too")
+	}
+	if err := os.Rename(access, access+".1"); err != nil {
+		t.Fatal(err)
+	}
+	waitFile(p.logPath, "renamed or removed")
+	request("/two")
+	waitFile(access, `"path":"/two"`)
+
+	if err := p.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	waitFile(p.logPath, `"why":"signal"`)
+	request("/three")
+	waitFile(access, `"path":"/three"`)
+	if data, _ := os.ReadFile(access + ".1"); strings.Contains(string(data), "/two") {
+		t.Fatalf("rotated file got a line after the rotation:\n%s", data)
+	}
+}
+
+// waitReady waits until the admin listener's /readyz answers 200.
+func (p *latchProc) waitReady(t *testing.T, admin string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if code, _, _ := get("http://" + admin + "/readyz"); code == 200 {
+			return
+		}
+		select {
+		case <-p.exited:
+			t.Fatalf("latch exited: %v", p.waitErr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("latch not ready within 20s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+var client = &http.Client{Timeout: 10 * time.Second}
+
+func get(url string) (int, string, error) {
+	resp, err := client.Get(url)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), err
 }
 
 // waitLog waits for want in the log at path, failing at once if the

@@ -80,6 +80,16 @@ func TestBackendSeriesFromTheFirstSecond(t *testing.T) {
 	want("latch_backend_up", sb("b"), 0)
 	want("latch_backend_health", state("b", "passing"), 0)
 
+	// Both critical: panic mode serves from every backend but drained ones,
+	// and latch_backend_up says so while the health still reads critical.
+	badA := a.backend()
+	badA.Health = discovery.Critical
+	tg.static.Set("web", []discovery.Backend{badA, bad})
+	waitUntil(t, "panic mode", func() bool { v, _ := tg.gauge(t, "latch_panic_mode", map[string]string{"service": "web"}); return v == 1 })
+	want("latch_backend_up", sb("b"), 1)
+	want("latch_backend_health", state("b", "critical"), 1)
+	want("latch_backend_up", sb("a"), 0) // drained
+
 	tg.static.Set("web", []discovery.Backend{a.backend()})
 	waitUntil(t, "b's series gone", func() bool {
 		for _, n := range []string{"latch_backend_up", "latch_backend_health", "latch_backend_in_flight",

@@ -85,7 +85,10 @@ func TestBackendSeriesFromTheFirstSecond(t *testing.T) {
 	badA := a.backend()
 	badA.Health = discovery.Critical
 	tg.static.Set("web", []discovery.Backend{badA, bad})
-	waitUntil(t, "panic mode", func() bool { v, _ := tg.gauge(t, "latch_panic_mode", map[string]string{"service": "web"}); return v == 1 })
+	waitUntil(t, "panic mode", func() bool {
+		v, _ := tg.gauge(t, "latch_panic_mode", map[string]string{"service": "web"})
+		return v == 1
+	})
 	want("latch_backend_up", sb("b"), 1)
 	want("latch_backend_health", state("b", "critical"), 1)
 	want("latch_backend_up", sb("a"), 0) // drained

@@ -231,7 +231,8 @@ func TestFaultSuite(t *testing.T) {
 			backendOf(t, fresh, r.latch.URL+"/")
 			return breakerOf(t, r.latch.AdminURL, "web-3") == "closed"
 		})
-		row := r.finish(t, "backend 500s 5s", before, []string{"web-3"}, "breaker opened and closed")
+		row := r.finish(t, "backend 500s 5s", before, []string{"web-3"},
+			"breaker opened and closed; the failed are the app's own 500s, relayed (retry.on_status is 502-504) until 5 in a row open the breaker")
 		// The breaker trips after 5 consecutive failures; each 500 that
 		// reaches a client is one of those (retries do not replay 500 by
 		// default), plus at most one per half-open probe.

@@ -75,7 +75,7 @@ func (f *Forwarder) forwardFast(ctx context.Context, w http.ResponseWriter, r *h
 	for {
 		c, err := f.pool.conn(ctx, x.backend.Addr, fresh)
 		if err != nil {
-			f.failed(ctx, w, x, err)
+			f.failed(ctx, w, r, x, err)
 			return
 		}
 		err = f.roundTrip(ctx, w, r, x, c)
@@ -93,7 +93,7 @@ func (f *Forwarder) forwardFast(ctx context.Context, w http.ResponseWriter, r *h
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
-		f.failed(ctx, w, x, err)
+		f.failed(ctx, w, r, x, err)
 		return
 	}
 }

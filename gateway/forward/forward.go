@@ -118,9 +118,10 @@ type exchange struct {
 	gen       uint32        // the body generation this attempt reads
 
 	// next is the backend a retry on status goes to, picked before the
-	// answer was dropped; statusRetried: that retry was spent.
-	next          *policy.Backend
-	statusRetried bool
+	// answer was dropped. resent: the one retry of a request that reached
+	// a backend (on status, or on a failure before the answer) was spent.
+	next   *policy.Backend
+	resent bool
 
 	status int  // written to the client (0: nothing yet)
 	abort  bool // the response was cut: close the client's connection

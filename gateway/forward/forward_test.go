@@ -1,6 +1,7 @@
 package forward
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -249,6 +250,14 @@ func TestPipeline(t *testing.T) {
 		{name: "dial error without retry", mutate: func(c *config.Config) { c.Defaults.Retry.Attempts = config.Set(1) },
 			backends: []string{"closed", "echo"}, req: get("/", nil), checks: []check{status(502, "b0")}},
 		{name: "no backend", backends: nil, req: get("/", nil), checks: []check{status(503, "")}},
+		{name: "reset before the answer: resent to another backend", backends: []string{"reset", "echo"},
+			req: get("/", nil), checks: []check{status(200, "b1")}},
+		{name: "reset before the answer: resent once only", backends: []string{"reset", "reset", "echo"},
+			req: get("/", nil), checks: []check{status(502, "b1")}},
+		{name: "reset before the answer: a POST is not resent", backends: []string{"reset", "echo"},
+			req: post("/", "x=1"), checks: []check{status(502, "b0")}},
+		{name: "reset without retry", mutate: func(c *config.Config) { c.Defaults.Retry.Attempts = config.Set(1) },
+			backends: []string{"reset", "echo"}, req: get("/", nil), checks: []check{status(502, "b0")}},
 		{name: "header timeout", mutate: func(c *config.Config) {
 			c.Transport.ResponseHeaderTimeout = config.Set(50 * time.Millisecond)
 		}, backends: []string{"hang"}, req: get("/", nil), checks: []check{status(504, "b0")}},
@@ -265,6 +274,8 @@ func TestPipeline(t *testing.T) {
 						addrs = append(addrs, closedAddr(t))
 					case "hang":
 						addrs = append(addrs, hang(t))
+					case "reset":
+						addrs = append(addrs, reset(t))
 					}
 				}
 				r := newRig(t, p.slow, tt.route, tt.mutate, addrs...)
@@ -275,6 +286,38 @@ func TestPipeline(t *testing.T) {
 			})
 		}
 	}
+}
+
+// reset is a backend that reads a request head and resets the connection
+// without answering, as a backend killed mid-request does.
+func reset(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				_, _ = http.ReadRequest(bufio.NewReader(c))
+				_ = c.(*net.TCPConn).SetLinger(0) // close with RST
+				c.Close()
+			})
+		}
+	})
+	return ln.Addr().String()
+}
+
+func post(target, body string) *http.Request {
+	r := httptest.NewRequest(http.MethodPost, target, strings.NewReader(body))
+	r.RemoteAddr = "127.0.0.1:5555"
+	r.Host = "shop.example.com"
+	return r
 }
 
 // hang is a backend that reads requests and never answers.

@@ -41,7 +41,7 @@ func (x *exchange) answered(r *http.Request, code int) (retry bool) {
 	if x.spec.IsFailure(code) {
 		x.outcome = policy.Failure
 	}
-	if !x.canRetry || x.statusRetried || !x.spec.RetriesOn(code) || !idempotent(r.Method) || !x.body.untouched() {
+	if !x.canRetry || x.resent || !x.spec.RetriesOn(code) || !idempotent(r.Method) || !x.body.untouched() {
 		return false
 	}
 	skip := x.skip
@@ -50,13 +50,13 @@ func (x *exchange) answered(r *http.Request, code int) (retry bool) {
 	if next == nil || !x.body.detach(x.gen) {
 		return false
 	}
-	x.next, x.statusRetried, x.retryable, x.err = next, true, true, errRetryStatus
+	x.next, x.resent, x.retryable, x.err = next, true, true, errRetryStatus
 	return true
 }
 
 // failed classifies an attempt that got no usable answer, and answers the
 // client unless another attempt will follow.
-func (f *Forwarder) failed(ctx context.Context, w http.ResponseWriter, x *exchange, err error) {
+func (f *Forwarder) failed(ctx context.Context, w http.ResponseWriter, r *http.Request, x *exchange, err error) {
 	x.err = err
 	switch {
 	case errors.Is(err, errRetryStatus):
@@ -73,7 +73,22 @@ func (f *Forwarder) failed(ctx context.Context, w http.ResponseWriter, x *exchan
 			return
 		}
 	}
+	// The request reached the backend, which failed before answering (a
+	// backend killed with requests in flight resets their connections).
+	// An idempotent request whose body nobody read goes once more to
+	// another backend (RFC 9110 §9.2.2), as HAProxy's retry-on
+	// empty-response with redispatch does. Not after a timeout: a slow
+	// backend's request would only add to the load.
+	if x.canRetry && !x.resent && idempotent(r.Method) && !timeout(err) && x.body.detach(x.gen) {
+		x.resent, x.retryable = true, true
+		return
+	}
 	f.writeError(w, x, err)
+}
+
+func timeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
 // cut classifies a response that failed after its head went out: the
@@ -91,8 +106,7 @@ func (x *exchange) cut(ctx context.Context, err error) {
 // else 502.
 func (f *Forwarder) writeError(w http.ResponseWriter, x *exchange, err error) {
 	code, msg := http.StatusBadGateway, "latch: upstream error\n"
-	var ne net.Error
-	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+	if timeout(err) {
 		code, msg = http.StatusGatewayTimeout, "latch: upstream timed out\n"
 	}
 	x.status = code

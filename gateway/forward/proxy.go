@@ -59,5 +59,5 @@ func (f *Forwarder) modifyResponse(resp *http.Response) error {
 // errorHandler runs when the round trip failed (or modifyResponse asked
 // for a retry).
 func (f *Forwarder) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
-	f.failed(r.Context(), w, exchangeOf(r.Context()), err)
+	f.failed(r.Context(), w, r, exchangeOf(r.Context()), err)
 }

@@ -82,7 +82,7 @@ func (g *Gateway) commitSession(h http.Header, r *http.Request, st *reqState, b 
 		app = setCookieValue(h, rt.learn)
 	}
 	v := g.affinity.Commit(r.Context(), st.req, &st.sess, b.ID, app)
-	g.metrics.session(rt.name, b.ID, st.sess.Kind)
+	st.rs.series.session(b, st.sess.Kind)
 	if v != "" {
 		h.Add("Set-Cookie", g.cookieString(rt, r, v))
 	}

@@ -168,7 +168,7 @@ func (svc *service) publishRoute(rt *route, set *policy.Set, hints map[session.H
 		svc.g.log.Error("building policy chain", "route", name, "err", err)
 		return
 	}
-	rt.state.Store(&routeState{set: set, chain: chain, hints: hints})
+	rt.state.Store(&routeState{set: set, chain: chain, hints: hints, series: newRouteSeries(svc.g.metrics, name, set)})
 }
 
 // addRoute attaches rt and publishes its state at once when the service

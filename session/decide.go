@@ -136,7 +136,10 @@ func Decide(in Input, bs Backends) Decision {
 		if d.Store {
 			d.Kind = KindRestored
 		}
-		if !d.learn && (d.hint != HintFor(in.Service, candidate) || age > int64(in.TTL/4/time.Second)) {
+		// The cookie is reissued when its hint does not name the backend
+		// (asked of the set's precomputed hints, not HintFor's SHA-256 per
+		// request) or a quarter of the TTL has passed.
+		if hinted, ok := bs.ByHint(d.hint); !d.learn && (!ok || hinted != candidate || age > int64(in.TTL/4/time.Second)) {
 			d.SetCookie = true
 		}
 		return d

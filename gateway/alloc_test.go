@@ -27,6 +27,31 @@ func TestStickyAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts mean nothing under -race; make test runs this without it")
 	}
+	serve := stickyRig(t)
+	if n := testing.AllocsPerRun(200, serve); n > stickyAllocs {
+		t.Errorf("a steady sticky request allocates %v times; want at most %d", n, stickyAllocs)
+	} else if n < stickyAllocs {
+		t.Logf("a steady sticky request allocates %v times, fewer than %d: lower stickyAllocs", n, stickyAllocs)
+	}
+}
+
+// BenchmarkSticky is latch's handler alone on a steady sticky GET: no
+// recorder, a reused request, a loopback backend that allocates nothing,
+// so allocs/op are latch's (TestStickyAllocs pins them).
+//
+//	go test -run '^$' -bench BenchmarkSticky -benchmem ./gateway/
+func BenchmarkSticky(b *testing.B) {
+	serve := stickyRig(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		serve()
+	}
+}
+
+// stickyRig starts a gateway over one loopback backend and returns a
+// function that sends it one steady sticky GET (the pools warmed).
+func stickyRig(t testing.TB) (serve func()) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -46,7 +71,7 @@ func TestStickyAllocs(t *testing.T) {
 	})
 	h := tg.g.Handler()
 	ctx, cancel := context.WithCancel(context.Background()) // a client's request context is cancelable
-	defer cancel()
+	t.Cleanup(cancel)
 	req := httptest.NewRequest(http.MethodGet, "/", nil).WithContext(ctx)
 	w := &discardWriter{h: http.Header{}}
 	h.ServeHTTP(w, req)
@@ -55,7 +80,7 @@ func TestStickyAllocs(t *testing.T) {
 		t.Fatalf("first request: status %d, Set-Cookie %q", w.code, cookie)
 	}
 	req.Header.Set("Cookie", cookie)
-	serve := func() {
+	serve = func() {
 		clear(w.h)
 		w.code = 0
 		delete(req.Header, "X-Request-Id")
@@ -67,11 +92,7 @@ func TestStickyAllocs(t *testing.T) {
 	if w.code != http.StatusOK || w.h.Get("Set-Cookie") != "" {
 		t.Fatalf("steady sticky request: status %d, Set-Cookie %q; want 200 and none", w.code, w.h.Get("Set-Cookie"))
 	}
-	if n := testing.AllocsPerRun(200, serve); n > stickyAllocs {
-		t.Errorf("a steady sticky request allocates %v times; want at most %d", n, stickyAllocs)
-	} else if n < stickyAllocs {
-		t.Logf("a steady sticky request allocates %v times, fewer than %d: lower stickyAllocs", n, stickyAllocs)
-	}
+	return serve
 }
 
 // discardWriter is a reusable http.ResponseWriter that keeps the status

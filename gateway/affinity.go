@@ -38,6 +38,15 @@ func (rs *routeState) ByHint(h session.Hint) (string, bool) {
 	return "", false
 }
 
+// HintOf is backend id's cookie hint, precomputed per snapshot; 0 for a
+// backend not in it (session.Backends).
+func (rs *routeState) HintOf(id string) session.Hint {
+	if b := rs.set.Lookup(id); b != nil {
+		return rs.hintOf[b]
+	}
+	return 0
+}
+
 var _ session.Backends = (*routeState)(nil)
 
 // resolveSession decides r's session and returns the backend to try first
@@ -81,7 +90,7 @@ func (g *Gateway) commitSession(h http.Header, r *http.Request, st *reqState, b 
 	if rt.learn != "" {
 		app = setCookieValue(h, rt.learn)
 	}
-	v := g.affinity.Commit(r.Context(), st.req, &st.sess, b.ID, app)
+	v := g.affinity.Commit(r.Context(), st.req, &st.sess, st.rs, b.ID, app)
 	st.rs.series.session(b, st.sess.Kind)
 	if v != "" {
 		h.Add("Set-Cookie", g.cookieString(rt, r, v))

@@ -37,6 +37,7 @@ type routeState struct {
 	set    *policy.Set
 	chain  *policy.Chain
 	hints  map[session.Hint]*policy.Backend
+	hintOf map[*policy.Backend]session.Hint
 	series *routeSeries
 }
 

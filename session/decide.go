@@ -41,6 +41,9 @@ type Backends interface {
 	Usable(id string) bool
 	// ByHint returns the backend a cookie hint names in the current set.
 	ByHint(h Hint) (id string, ok bool)
+	// HintOf returns backend id's cookie hint, HintFor(service, id),
+	// precomputed for the backends of the set; 0 for an id not in it.
+	HintOf(id string) Hint
 }
 
 // Request is what the gateway knows of a request's session.
@@ -207,7 +210,7 @@ func (a *Affinity) Picked(ctx context.Context, req Request, d *Decision, b strin
 // it stores a new pin (or, in learn mode, the pin of the application's
 // session named by appSetCookie, the value its response sets) and returns
 // latch's cookie value to set ("" for none).
-func (a *Affinity) Commit(ctx context.Context, req Request, d *Decision, b, appSetCookie string) string {
+func (a *Affinity) Commit(ctx context.Context, req Request, d *Decision, bs Backends, b, appSetCookie string) string {
 	if req.Learn {
 		if appSetCookie != "" {
 			if id := IDFromValue(appSetCookie); !d.HasID || id != d.ID {
@@ -233,5 +236,9 @@ func (a *Affinity) Commit(ctx context.Context, req Request, d *Decision, b, appS
 	if !d.SetCookie && pinned == b {
 		return ""
 	}
-	return a.opts.Codec.Encode(Cookie{ID: d.ID, Hint: HintFor(req.Service, pinned), Issued: uint32(a.opts.Now().Unix())})
+	hint := bs.HintOf(pinned)
+	if hint == 0 { // pinned by another replica to a backend this one does not see
+		hint = HintFor(req.Service, pinned)
+	}
+	return a.opts.Codec.Encode(Cookie{ID: d.ID, Hint: hint, Issued: uint32(a.opts.Now().Unix())})
 }

@@ -209,8 +209,8 @@ func (a *Affinity) Picked(ctx context.Context, req Request, d *Decision, b strin
 // Commit runs once backend b answered, before the response head goes out:
 // it stores a new pin (or, in learn mode, the pin of the application's
 // session named by appSetCookie, the value its response sets) and returns
-// latch's cookie value to set ("" for none).
-func (a *Affinity) Commit(ctx context.Context, req Request, d *Decision, bs Backends, b, appSetCookie string) string {
+// latch's cookie to set, if any (Codec.AppendEncode renders it).
+func (a *Affinity) Commit(ctx context.Context, req Request, d *Decision, bs Backends, b, appSetCookie string) (Cookie, bool) {
 	if req.Learn {
 		if appSetCookie != "" {
 			if id := IDFromValue(appSetCookie); !d.HasID || id != d.ID {
@@ -218,10 +218,10 @@ func (a *Affinity) Commit(ctx context.Context, req Request, d *Decision, bs Back
 				d.Kind = KindNew
 			}
 		}
-		return ""
+		return Cookie{}, false
 	}
 	if !d.HasID {
-		return ""
+		return Cookie{}, false
 	}
 	pinned := b
 	switch {
@@ -234,11 +234,11 @@ func (a *Affinity) Commit(ctx context.Context, req Request, d *Decision, bs Back
 		}
 	}
 	if !d.SetCookie && pinned == b {
-		return ""
+		return Cookie{}, false
 	}
 	hint := bs.HintOf(pinned)
 	if hint == 0 { // pinned by another replica to a backend this one does not see
 		hint = HintFor(req.Service, pinned)
 	}
-	return a.opts.Codec.Encode(Cookie{ID: d.ID, Hint: hint, Issued: uint32(a.opts.Now().Unix())})
+	return Cookie{ID: d.ID, Hint: hint, Issued: uint32(a.opts.Now().Unix())}, true
 }

@@ -94,8 +94,9 @@ func TestCommitCookieHint(t *testing.T) {
 	req := Request{Service: "web", TTL: time.Minute}
 	for _, b := range []string{"a", "elsewhere"} {
 		d := Decision{HasID: true, ID: NewID(), SetCookie: true}
-		v := a.Commit(context.Background(), req, &d, bs, b, "")
-		got, ok := c.Decode(v)
+		set, issued := a.Commit(context.Background(), req, &d, bs, b, "")
+		got, ok := c.Decode(c.Encode(set))
+		ok = ok && issued
 		if !ok || got.Hint != HintFor("web", b) || got.ID != d.ID {
 			t.Errorf("cookie for %s: %+v (valid %v); want id %x, hint %x", b, got, ok, d.ID, HintFor("web", b))
 		}

@@ -53,7 +53,7 @@ vet:
 test: tools vet
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -skip 'TestFaultSuite|TestComposeSuite' ./...
 	LATCH_TEST_SERVER=h1 $(GO) test -race -count=1 ./gateway/  # the gateway suite again, served by gateway/h1
-	$(GO) test -count=1 -run 'Alloc' ./policy/ ./session/  # allocation counts: without -race, which changes them
+	$(GO) test -count=1 -run 'Alloc' ./policy/ ./session/ ./gateway/  # allocation counts: without -race, which changes them
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -run TestFaultSuite -v ./integration/ | grep -v '^=== '
 	$(GO) test -count=1 -timeout 30m -run TestComposeSuite -v ./integration/ | grep -v '^=== '
 	$(MAKE) --no-print-directory fuzz FUZZTIME=3s

@@ -30,7 +30,9 @@ func (g *Gateway) accessLog(r *http.Request, rt *route, st *reqState, res forwar
 	if res.Backend != nil {
 		backend = res.Backend.ID
 	}
-	if rt != nil {
+	if st != nil {
+		st.rs.series.request(res.Backend, status, d)
+	} else if rt != nil {
 		g.metrics.request(routeName, backend, status, d)
 	}
 	if !g.accessLogOn || !g.accessLogger.Enabled(r.Context(), slog.LevelInfo) {

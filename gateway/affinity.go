@@ -38,6 +38,15 @@ func (rs *routeState) ByHint(h session.Hint) (string, bool) {
 	return "", false
 }
 
+// HintOf is backend id's cookie hint, precomputed per snapshot; 0 for a
+// backend not in it (session.Backends).
+func (rs *routeState) HintOf(id string) session.Hint {
+	if b := rs.set.Lookup(id); b != nil {
+		return rs.hintOf[b]
+	}
+	return 0
+}
+
 var _ session.Backends = (*routeState)(nil)
 
 // resolveSession decides r's session and returns the backend to try first
@@ -81,15 +90,16 @@ func (g *Gateway) commitSession(h http.Header, r *http.Request, st *reqState, b 
 	if rt.learn != "" {
 		app = setCookieValue(h, rt.learn)
 	}
-	v := g.affinity.Commit(r.Context(), st.req, &st.sess, b.ID, app)
-	g.metrics.session(rt.name, b.ID, st.sess.Kind)
-	if v != "" {
-		h.Add("Set-Cookie", g.cookieString(rt, r, v))
+	c, set := g.affinity.Commit(r.Context(), st.req, &st.sess, st.rs, b.ID, app)
+	st.rs.series.session(b, st.sess.Kind)
+	if set {
+		h.Add("Set-Cookie", g.cookieString(rt, r, c))
 	}
 }
 
-// cookieString renders latch's Set-Cookie line for cookie value v.
-func (g *Gateway) cookieString(rt *route, r *http.Request, v string) string {
+// cookieString renders latch's Set-Cookie line for cookie c, in one
+// allocation.
+func (g *Gateway) cookieString(rt *route, r *http.Request, c session.Cookie) string {
 	secure := false
 	switch rt.cookie.secure {
 	case "always":
@@ -97,16 +107,15 @@ func (g *Gateway) cookieString(rt *route, r *http.Request, v string) string {
 	case "auto":
 		secure = g.fwd.Scheme(r) == "https"
 	}
-	var b strings.Builder
-	b.Grow(len(rt.cookie.name) + 1 + len(v) + len(rt.cookie.suffix) + 8)
-	b.WriteString(rt.cookie.name)
-	b.WriteByte('=')
-	b.WriteString(v)
-	b.WriteString(rt.cookie.suffix)
+	var buf [256]byte // on the stack; a longer line grows it on the heap
+	b := append(buf[:0], rt.cookie.name...)
+	b = append(b, '=')
+	b = g.affinity.Codec().AppendEncode(b, c)
+	b = append(b, rt.cookie.suffix...)
 	if secure {
-		b.WriteString("; Secure")
+		b = append(b, "; Secure"...)
 	}
-	return b.String()
+	return string(b)
 }
 
 // setCookieValue finds the value a response's Set-Cookie gives name.

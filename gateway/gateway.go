@@ -36,6 +36,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
@@ -187,10 +188,7 @@ func (g *Gateway) requestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ids := r.Header["X-Request-Id"]
 		if len(ids) == 0 || ids[0] == "" || len(ids[0]) > 128 {
-			var buf [64]byte
-			b := append(buf[:0], g.reqPrefix...)
-			b = strconv.AppendUint(b, g.reqSeq.Add(1), 10)
-			ids = []string{string(b)}
+			ids = g.newRequestID()
 			r.Header["X-Request-Id"] = ids
 		}
 		// Request and response share the one-element slice: neither side
@@ -198,6 +196,28 @@ func (g *Gateway) requestID(next http.Handler) http.Handler {
 		w.Header()["X-Request-Id"] = ids[:1:1]
 		next.ServeHTTP(w, r)
 	})
+}
+
+// requestIDBox holds a generated request id and the one-element slice
+// naming it, so that a new id costs one allocation, not two.
+type requestIDBox struct {
+	ids [1]string
+	buf [40]byte // the prefix (17 bytes) and a uint64 (at most 20 digits)
+}
+
+// newRequestID returns a one-element header value with the next request id.
+func (g *Gateway) newRequestID() []string {
+	box := new(requestIDBox)
+	b := append(box.buf[:0], g.reqPrefix...)
+	b = strconv.AppendUint(b, g.reqSeq.Add(1), 10)
+	if &b[0] != &box.buf[0] { // cannot happen (the prefix is 17 bytes); stay safe if it grows
+		box.ids[0] = string(b)
+	} else {
+		// The bytes are never written again once the id is made: the
+		// string may share them (the box lives as long as either does).
+		box.ids[0] = unsafe.String(&box.buf[0], len(b))
+	}
+	return box.ids[:]
 }
 
 // Ready reports whether latch can route: every service of the config and,

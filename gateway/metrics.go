@@ -26,6 +26,8 @@ type Metrics struct {
 	storeErrors   *prometheus.CounterVec   // op
 	storeDuration *prometheus.HistogramVec // op
 	cache         *prometheus.CounterVec   // result (hit, miss)
+	cacheHit      lazy[prometheus.Counter] // cache's series, resolved on first use
+	cacheMiss     lazy[prometheus.Counter]
 	expired       prometheus.Counter
 	discUpdates   *prometheus.CounterVec // service
 	discStale     *prometheus.GaugeVec   // service
@@ -107,18 +109,17 @@ func NewMetrics() *Metrics {
 	return m
 }
 
-func (m *Metrics) request(route, backend string, code int, d time.Duration) {
-	class := codeClasses[0]
+// codeClass is the index in codeClasses of a status code's class.
+func codeClass(code int) int {
 	if c := code / 100; c >= 1 && c <= 5 {
-		class = codeClasses[c]
+		return c
 	}
-	m.requests.WithLabelValues(route, backend, class).Inc()
-	m.duration.WithLabelValues(route).Observe(d.Seconds())
+	return 0
 }
 
-// Upstream observes a backend's time to its response head (forward.Observer).
-func (m *Metrics) Upstream(route, backend string, d time.Duration) {
-	m.upstreamDur.WithLabelValues(route, backend).Observe(d.Seconds())
+func (m *Metrics) request(route, backend string, code int, d time.Duration) {
+	m.requests.WithLabelValues(route, backend, codeClasses[codeClass(code)]).Inc()
+	m.duration.WithLabelValues(route).Observe(d.Seconds())
 }
 
 func (m *Metrics) panicMode(service string, on bool) {
@@ -204,6 +205,10 @@ func (m *Metrics) StoreError(op string) { m.storeErrors.WithLabelValues(op).Inc(
 func (m *Metrics) StoreLatency(op string, d time.Duration) {
 	m.storeDuration.WithLabelValues(op).Observe(d.Seconds())
 }
-func (m *Metrics) CacheHit()  { m.cache.WithLabelValues("hit").Inc() }
-func (m *Metrics) CacheMiss() { m.cache.WithLabelValues("miss").Inc() }
-func (m *Metrics) Expired()   { m.expired.Inc() }
+func (m *Metrics) CacheHit() {
+	m.cacheHit.get(func() prometheus.Counter { return m.cache.WithLabelValues("hit") }).Inc()
+}
+func (m *Metrics) CacheMiss() {
+	m.cacheMiss.get(func() prometheus.Counter { return m.cache.WithLabelValues("miss") }).Inc()
+}
+func (m *Metrics) Expired() { m.expired.Inc() }

@@ -32,11 +32,13 @@ type route struct {
 
 // routeState is everything a request needs about its route's backends,
 // built once per snapshot: the backend set, the policy chain over it and
-// the cookie-hint map.
+// the cookie-hint map, and the route's metric series for these backends.
 type routeState struct {
-	set   *policy.Set
-	chain *policy.Chain
-	hints map[session.Hint]*policy.Backend
+	set    *policy.Set
+	chain  *policy.Chain
+	hints  map[session.Hint]*policy.Backend
+	hintOf map[*policy.Backend]session.Hint
+	series *routeSeries
 }
 
 // cookieAttrs is the affinity cookie's attributes, pre-rendered.

@@ -47,6 +47,9 @@ func (st *reqState) Commit(h http.Header, r *http.Request, b *policy.Backend) {
 	st.g.commitSession(h, r, st, b)
 }
 
+// Upstream observes b's time to its response head.
+func (st *reqState) Upstream(b *policy.Backend, d time.Duration) { st.rs.series.upstream(b, d) }
+
 // ServeHTTP proxies one request: route, session, then the forwarding
 // pipeline (pick, forward, retry, commit), then metrics and access log.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {

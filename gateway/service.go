@@ -143,17 +143,25 @@ func (svc *service) forgetGone(prev, set *policy.Set) {
 	}
 }
 
-// hints maps each backend's cookie hint to it, once per snapshot.
-func (svc *service) hints(set *policy.Set) map[session.Hint]*policy.Backend {
-	hints := make(map[session.Hint]*policy.Backend, len(set.Backends))
+// hintMaps map each backend's cookie hint to it and back, built once per
+// snapshot and shared by the service's routes.
+type hintMaps struct {
+	byHint map[session.Hint]*policy.Backend
+	of     map[*policy.Backend]session.Hint
+}
+
+func (svc *service) hints(set *policy.Set) hintMaps {
+	h := hintMaps{byHint: make(map[session.Hint]*policy.Backend, len(set.Backends)),
+		of: make(map[*policy.Backend]session.Hint, len(set.Backends))}
 	for _, b := range set.Backends {
-		hints[session.HintFor(svc.name, b.ID)] = b
+		hint := session.HintFor(svc.name, b.ID)
+		h.byHint[hint], h.of[b] = b, hint
 	}
-	return hints
+	return h
 }
 
 // publishRoute builds rt's policy chain over set. Called with mu held.
-func (svc *service) publishRoute(rt *route, set *policy.Set, hints map[session.Hint]*policy.Backend) {
+func (svc *service) publishRoute(rt *route, set *policy.Set, hints hintMaps) {
 	name, rc := rt.name, rt.spec.Route()
 	chain, err := policy.NewChain(rc.Policy.Get(), set, policy.BuildOptions{
 		HashHeader:     rc.Hash.Header.Get(),
@@ -168,7 +176,8 @@ func (svc *service) publishRoute(rt *route, set *policy.Set, hints map[session.H
 		svc.g.log.Error("building policy chain", "route", name, "err", err)
 		return
 	}
-	rt.state.Store(&routeState{set: set, chain: chain, hints: hints})
+	rt.state.Store(&routeState{set: set, chain: chain, hints: hints.byHint, hintOf: hints.of,
+		series: newRouteSeries(svc.g.metrics, name, set)})
 }
 
 // addRoute attaches rt and publishes its state at once when the service

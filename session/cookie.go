@@ -89,6 +89,13 @@ func (c *Codec) tag(sc *scratch, i int, payload []byte) {
 
 // Encode signs v.
 func (c *Codec) Encode(v Cookie) string {
+	var b [encodedLen]byte
+	return string(c.AppendEncode(b[:0], v))
+}
+
+// AppendEncode appends v, signed, to dst (a Set-Cookie line built in one
+// allocation).
+func (c *Codec) AppendEncode(dst []byte, v Cookie) []byte {
 	sc := c.scratch.Get().(*scratch)
 	defer c.scratch.Put(sc)
 	raw := &sc.raw
@@ -99,7 +106,7 @@ func (c *Codec) Encode(v Cookie) string {
 	c.tag(sc, 0, raw[:payloadLen])
 	copy(raw[payloadLen:rawLen], sc.sum[:tagLen])
 	base64.RawURLEncoding.Encode(sc.enc[:], raw[:rawLen])
-	return string(sc.enc[:])
+	return append(dst, sc.enc[:]...)
 }
 
 // Decode verifies a cookie value. Anything malformed, oversized, of another

@@ -41,6 +41,9 @@ type Backends interface {
 	Usable(id string) bool
 	// ByHint returns the backend a cookie hint names in the current set.
 	ByHint(h Hint) (id string, ok bool)
+	// HintOf returns backend id's cookie hint, HintFor(service, id),
+	// precomputed for the backends of the set; 0 for an id not in it.
+	HintOf(id string) Hint
 }
 
 // Request is what the gateway knows of a request's session.
@@ -136,7 +139,10 @@ func Decide(in Input, bs Backends) Decision {
 		if d.Store {
 			d.Kind = KindRestored
 		}
-		if !d.learn && (d.hint != HintFor(in.Service, candidate) || age > int64(in.TTL/4/time.Second)) {
+		// The cookie is reissued when its hint does not name the backend
+		// (asked of the set's precomputed hints, not HintFor's SHA-256 per
+		// request) or a quarter of the TTL has passed.
+		if hinted, ok := bs.ByHint(d.hint); !d.learn && (!ok || hinted != candidate || age > int64(in.TTL/4/time.Second)) {
 			d.SetCookie = true
 		}
 		return d
@@ -203,8 +209,8 @@ func (a *Affinity) Picked(ctx context.Context, req Request, d *Decision, b strin
 // Commit runs once backend b answered, before the response head goes out:
 // it stores a new pin (or, in learn mode, the pin of the application's
 // session named by appSetCookie, the value its response sets) and returns
-// latch's cookie value to set ("" for none).
-func (a *Affinity) Commit(ctx context.Context, req Request, d *Decision, b, appSetCookie string) string {
+// latch's cookie to set, if any (Codec.AppendEncode renders it).
+func (a *Affinity) Commit(ctx context.Context, req Request, d *Decision, bs Backends, b, appSetCookie string) (Cookie, bool) {
 	if req.Learn {
 		if appSetCookie != "" {
 			if id := IDFromValue(appSetCookie); !d.HasID || id != d.ID {
@@ -212,10 +218,10 @@ func (a *Affinity) Commit(ctx context.Context, req Request, d *Decision, b, appS
 				d.Kind = KindNew
 			}
 		}
-		return ""
+		return Cookie{}, false
 	}
 	if !d.HasID {
-		return ""
+		return Cookie{}, false
 	}
 	pinned := b
 	switch {
@@ -228,7 +234,11 @@ func (a *Affinity) Commit(ctx context.Context, req Request, d *Decision, b, appS
 		}
 	}
 	if !d.SetCookie && pinned == b {
-		return ""
+		return Cookie{}, false
 	}
-	return a.opts.Codec.Encode(Cookie{ID: d.ID, Hint: HintFor(req.Service, pinned), Issued: uint32(a.opts.Now().Unix())})
+	hint := bs.HintOf(pinned)
+	if hint == 0 { // pinned by another replica to a backend this one does not see
+		hint = HintFor(req.Service, pinned)
+	}
+	return Cookie{ID: d.ID, Hint: hint, Issued: uint32(a.opts.Now().Unix())}, true
 }

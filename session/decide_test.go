@@ -1,6 +1,7 @@
 package session
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -11,6 +12,13 @@ type fakeBackends struct {
 }
 
 func (f fakeBackends) Usable(id string) bool { return f.usable[id] }
+
+func (f fakeBackends) HintOf(id string) Hint {
+	if _, ok := f.usable[id]; ok {
+		return HintFor("web", id)
+	}
+	return 0
+}
 
 func (f fakeBackends) ByHint(h Hint) (string, bool) {
 	for id := range f.usable {
@@ -73,5 +81,24 @@ func TestDecide(t *testing.T) {
 				t.Fatalf("Decide =\n %+v\nwant\n %+v", got, tt.want)
 			}
 		})
+	}
+}
+
+// Commit's cookie carries the pinned backend's hint: the set's precomputed
+// one, or HintFor for a backend the set does not hold (another replica's
+// pin).
+func TestCommitCookieHint(t *testing.T) {
+	c := codec(t, newSecret)
+	a := NewAffinity(Options{Store: NewMemoryStore(100, nil), Codec: c})
+	bs := fakeBackends{usable: map[string]bool{"a": true}}
+	req := Request{Service: "web", TTL: time.Minute}
+	for _, b := range []string{"a", "elsewhere"} {
+		d := Decision{HasID: true, ID: NewID(), SetCookie: true}
+		set, issued := a.Commit(context.Background(), req, &d, bs, b, "")
+		got, ok := c.Decode(c.Encode(set))
+		ok = ok && issued
+		if !ok || got.Hint != HintFor("web", b) || got.ID != d.ID {
+			t.Errorf("cookie for %s: %+v (valid %v); want id %x, hint %x", b, got, ok, d.ID, HintFor("web", b))
+		}
 	}
 }

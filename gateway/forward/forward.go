@@ -43,13 +43,15 @@ type Session interface {
 	// Commit runs once b answered, before the response head goes to the
 	// client; it may add fields (Set-Cookie) to h.
 	Commit(h http.Header, r *http.Request, b *policy.Backend)
+	// Upstream observes backend b's time to its response head (metrics:
+	// the session knows the route's series of the moment).
+	Upstream(b *policy.Backend, toHeaders time.Duration)
 }
 
 // Observer receives the pipeline's measurements (Prometheus in the
 // gateway). Methods must be cheap and safe for concurrent use.
 type Observer interface {
 	Retry(route string)
-	Upstream(route, backend string, toHeaders time.Duration)
 }
 
 // Result is how a forwarded request ended.
@@ -219,7 +221,7 @@ func (f *Forwarder) attempt(ctx context.Context, w http.ResponseWriter, r *http.
 		// speed.
 		t.Finish(x.outcome, x.toHeaders)
 		if x.toHeaders > 0 {
-			f.obs.Upstream(x.spec.Name(), x.backend.ID, x.toHeaders)
+			x.session.Upstream(x.backend, x.toHeaders)
 		}
 	}()
 	x.start = time.Now()

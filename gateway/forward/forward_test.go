@@ -99,8 +99,7 @@ func newRig(t *testing.T, slow bool, route config.Route, mutate func(*config.Con
 
 type nopObserver struct{}
 
-func (nopObserver) Retry(string)                           {}
-func (nopObserver) Upstream(string, string, time.Duration) {}
+func (nopObserver) Retry(string) {}
 
 type rigSession struct{ r *rig }
 
@@ -112,6 +111,8 @@ func (s rigSession) Next(_ *http.Request, skip *policy.Skip) *policy.Backend {
 	}
 	return nil
 }
+
+func (rigSession) Upstream(*policy.Backend, time.Duration) {}
 
 func (s rigSession) Commit(h http.Header, _ *http.Request, b *policy.Backend) {
 	s.r.commits.Add(1)

@@ -72,7 +72,7 @@ fuzz:
 		done; \
 	done
 
-demo: tools build
+demo: redis consul build
 	bash integration/tools/demo.sh
 
 # Micro-benchmarks, Redis figures, then the end-to-end load run (real

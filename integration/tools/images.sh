@@ -7,7 +7,8 @@
 #                                          `consul` as its entrypoint, /consul/data for its state
 #   redis:7-alpine                         Debian's redis-server and redis-cli with the libraries ldd lists
 #   golang:1.26-bookworm                   this machine's Go in /usr/local/go, Debian's busybox-static
-#                                          as /bin/sh and friends, and its CA certificates
+#                                          as /bin/sh and friends, its CA certificates, and go.sum's
+#                                          modules as a file proxy tried before the network
 #   gcr.io/distroless/static-debian12:nonroot   /etc/passwd with nonroot (65532), CA certificates, tzdata
 #
 # An image of that name without the label (a real one, pulled) is left alone.
@@ -79,7 +80,7 @@ golang_image() {
 	local root="$work/golang" applet
 	command -v busybox >/dev/null || {
 		echo "installing busybox-static"
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null
 	}
 	mkdir -p "$root/bin" "$root/etc/ssl/certs" "$root/tmp" "$root/root" "$root/usr/local" "$root/go/bin" "$root/go/src"
 	chmod 1777 "$root/tmp"
@@ -93,8 +94,17 @@ golang_image() {
 	# whatever certificate authorities it trusts, so the build does too.
 	cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
 	cp -a "$GOROOT_DIR" "$root/usr/local/go"
+	# The modules go.mod names, as a file-based module proxy the build tries
+	# first: a container that cannot reach the Go module proxy still builds.
+	# Taken from this machine's module cache (downloaded there when missing).
+	GOFLAGS=-mod=mod GOMODCACHE="$work/modcache" GOPROXY="file://$(go env GOMODCACHE)/cache/download,$(go env GOPROXY)" \
+		go -C "$REPO" mod download
+	mkdir -p "$root/go/proxy"
+	cp -a "$work/modcache/cache/download/." "$root/go/proxy/"
+	chmod -R u+w "$work/modcache"
 	import_dir "$root" "$1" "$2" "ENV GOLANG_VERSION=${GO_VERSION#go}" 'ENV GOPATH=/go' \
-		'ENV PATH=/go/bin:/usr/local/go/bin:/bin' 'ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt' 'WORKDIR /go'
+		'ENV PATH=/go/bin:/usr/local/go/bin:/bin' 'ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt' \
+		'ENV GOPROXY=file:///go/proxy,https://proxy.golang.org,direct' 'WORKDIR /go'
 }
 
 distroless_image() {
@@ -118,5 +128,5 @@ redis_version="$(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')"
 
 ensure hashicorp/consul:1.22 "consul-$consul_version-scratch-v1" consul_image
 ensure redis:7-alpine "debian-redis-$redis_version-v1" redis_image
-ensure golang:1.26-bookworm "busybox-$GO_VERSION-v1" golang_image
+ensure golang:1.26-bookworm "busybox-$GO_VERSION-modproxy-$(sha256sum "$REPO/go.sum" | cut -c1-12)-v1" golang_image
 ensure gcr.io/distroless/static-debian12:nonroot "scratch-passwd-certs-tzdata-v1" distroless_image

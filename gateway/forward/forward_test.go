@@ -1,24 +1,19 @@
 package forward
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
-	"github.com/latchgw/latch/discovery"
 	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/policy"
 )
@@ -30,135 +25,6 @@ func TestMain(m *testing.M) {
 		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
 	)
 }
-
-// echo is a backend that answers with the request head it received, one
-// line per field, sorted, after the request line and Host. /status/N
-// answers N; /slow answers its head at once and its body 300ms later.
-func echo(t *testing.T, id string) *httptest.Server {
-	t.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var code int
-		if _, err := fmt.Sscanf(r.URL.Path, "/status/%d", &code); err == nil {
-			w.WriteHeader(code)
-			return
-		}
-		if r.URL.Path == "/slow" {
-			w.WriteHeader(200)
-			w.(http.Flusher).Flush()
-			time.Sleep(300 * time.Millisecond)
-		}
-		body, _ := io.ReadAll(r.Body)
-		var lines []string
-		for k, vv := range r.Header {
-			if k != "Accept-Encoding" && k != "User-Agent" {
-				lines = append(lines, k+": "+strings.Join(vv, " | "))
-			}
-		}
-		slices.Sort(lines)
-		fmt.Fprintf(w, "%s %s %s\nHost: %s\n%s\nbody=%d\n", id, r.Method, r.URL.RequestURI(), r.Host,
-			strings.Join(lines, "\n"), len(body))
-	}))
-	t.Cleanup(srv.Close)
-	return srv
-}
-
-// rig is a Forwarder over a set of backends, with a session that offers
-// them in order (skipping those tried) and records its commits.
-type rig struct {
-	f       *Forwarder
-	spec    *config.Spec
-	set     *policy.Set
-	commits atomic.Int64
-}
-
-func newRig(t *testing.T, slow bool, route config.Route, mutate func(*config.Config), addrs ...string) *rig {
-	t.Helper()
-	if route.Service == "" {
-		route.Service = "web"
-	}
-	cfg := config.Config{Routes: []config.Route{route}}
-	if mutate != nil {
-		mutate(&cfg)
-	}
-	cc, err := cfg.Compile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec := cc.Routes()[0]
-	var list []discovery.Backend
-	for i, a := range addrs {
-		list = append(list, discovery.Backend{ID: fmt.Sprintf("b%d", i), Service: "web", Addr: a, Weight: 1, Health: discovery.Passing})
-	}
-	reg := policy.NewRegistry("web", policy.Options{Breaker: spec.Route().Breaker.BreakerSettings(), WarningUsable: true})
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	f := New(cc.Config().Transport, cc.Trusted(), log, nopObserver{})
-	f.slowOnly = slow
-	t.Cleanup(f.CloseIdleConnections)
-	return &rig{f: f, spec: spec, set: reg.Update(discovery.Snapshot{Service: "web", Backends: list})}
-}
-
-type nopObserver struct{}
-
-func (nopObserver) Retry(string) {}
-
-type rigSession struct{ r *rig }
-
-func (s rigSession) Next(_ *http.Request, skip *policy.Skip) *policy.Backend {
-	for _, b := range s.r.set.Backends {
-		if !skip.Has(b) {
-			return b
-		}
-	}
-	return nil
-}
-
-func (rigSession) Upstream(*policy.Backend, time.Duration) {}
-
-func (s rigSession) Commit(h http.Header, _ *http.Request, b *policy.Backend) {
-	s.r.commits.Add(1)
-	h.Set("X-Committed", b.ID)
-}
-
-// do serves one request and returns the recorded response and result.
-func (r *rig) do(req *http.Request) (*httptest.ResponseRecorder, Result) {
-	w := httptest.NewRecorder()
-	var res Result
-	func() {
-		defer func() {
-			if p := recover(); p != nil && p != http.ErrAbortHandler {
-				panic(p)
-			}
-		}()
-		res = r.f.Serve(w, req, r.spec, rigSession{r})
-	}()
-	return w, res
-}
-
-func get(target string, header map[string]string) *http.Request {
-	r := httptest.NewRequest(http.MethodGet, target, nil)
-	r.RemoteAddr = "127.0.0.1:5555"
-	r.Host = "shop.example.com"
-	for k, v := range header {
-		r.Header.Set(k, v)
-	}
-	return r
-}
-
-// closedAddr is an address nothing listens on.
-func closedAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := ln.Addr().String()
-	ln.Close()
-	return a
-}
-
-var paths = []struct {
-	name string
-	slow bool
-}{{"fast", false}, {"ReverseProxy", true}}
 
 // Every proxy behaviour, over both paths: a rule cannot drift between them.
 func TestPipeline(t *testing.T) {
@@ -289,61 +155,6 @@ func TestPipeline(t *testing.T) {
 	}
 }
 
-// reset is a backend that reads a request head and resets the connection
-// without answering, as a backend killed mid-request does.
-func reset(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				_, _ = http.ReadRequest(bufio.NewReader(c))
-				_ = c.(*net.TCPConn).SetLinger(0) // close with RST
-				c.Close()
-			})
-		}
-	})
-	return ln.Addr().String()
-}
-
-func post(target, body string) *http.Request {
-	r := httptest.NewRequest(http.MethodPost, target, strings.NewReader(body))
-	r.RemoteAddr = "127.0.0.1:5555"
-	r.Host = "shop.example.com"
-	return r
-}
-
-// hang is a backend that reads requests and never answers.
-func hang(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() { _, _ = io.Copy(io.Discard, c); c.Close() })
-		}
-	})
-	return ln.Addr().String()
-}
-
-// Issue 13: a breaker that refuses (half-open, its probe taken) used up an
-// attempt: with retry.attempts 1 the client got a 502 instead of another
-// backend.
 func TestBreakerRefusalCostsNoAttempt(t *testing.T) {
 	for _, p := range paths {
 		t.Run(p.name, func(t *testing.T) {

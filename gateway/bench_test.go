@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -106,7 +105,7 @@ func benchScale(b *testing.B, nBackends, nSessions, used int) {
 	tg.g.fwd.SetDial(func(context.Context, string, string) (net.Conn, error) {
 		dials.Add(1)
 		c, backend := net.Pipe()
-		go cannedBackend(backend)
+		go answerCanned(backend)
 		return c, nil
 	})
 
@@ -143,24 +142,4 @@ func benchScale(b *testing.B, nBackends, nSessions, used int) {
 		serve(i)
 	}
 	b.ReportMetric(float64(dials.Load())/float64(b.N), "dials/op")
-}
-
-// cannedBackend answers every request on c with a fixed 200.
-func cannedBackend(c net.Conn) {
-	defer c.Close()
-	br := bufio.NewReader(c)
-	for {
-		for {
-			line, err := br.ReadSlice('\n')
-			if err != nil {
-				return
-			}
-			if len(line) <= 2 {
-				break
-			}
-		}
-		if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"); err != nil {
-			return
-		}
-	}
 }

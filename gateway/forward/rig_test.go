@@ -155,26 +155,11 @@ var paths = []struct {
 // reset is a backend that reads a request head and resets the connection
 // without answering, as a backend killed mid-request does.
 func reset(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				_, _ = http.ReadRequest(bufio.NewReader(c))
-				_ = c.(*net.TCPConn).SetLinger(0) // close with RST
-				c.Close()
-			})
-		}
+	return loopbackBackend(t, func(c net.Conn) {
+		_, _ = http.ReadRequest(bufio.NewReader(c))
+		_ = c.(*net.TCPConn).SetLinger(0) // close with RST
+		c.Close()
 	})
-	return ln.Addr().String()
 }
 
 func post(target, body string) *http.Request {
@@ -186,6 +171,12 @@ func post(target, body string) *http.Request {
 
 // hang is a backend that reads requests and never answers.
 func hang(t *testing.T) string {
+	return loopbackBackend(t, func(c net.Conn) { _, _ = io.Copy(io.Discard, c); c.Close() })
+}
+
+// loopbackBackend accepts connections on a loopback port and hands each to
+// handle on its own goroutine until the test ends; it returns the address.
+func loopbackBackend(t *testing.T, handle func(net.Conn)) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -198,7 +189,7 @@ func hang(t *testing.T) string {
 			if err != nil {
 				return
 			}
-			wg.Go(func() { _, _ = io.Copy(io.Discard, c); c.Close() })
+			wg.Go(func() { handle(c) })
 		}
 	})
 	return ln.Addr().String()

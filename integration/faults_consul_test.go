@@ -58,17 +58,7 @@ func consulWithoutState(t *testing.T) {
 	for _, b := range r.backends { // the backends register again, one by one
 		r.consul.Register(t, b.id, "web", b.addr())
 	}
-	registered := time.Now()
-	harness.WaitFor(t, 10*time.Second, "stale to clear once the backends are back", func() bool {
-		return metricValue(t, r.latch.AdminURL, `latch_discovery_stale{service="web"}`) == 0
-	})
-	r.recovered = time.Since(registered)
-	x := startSwitchable(t, "web-new")
-	r.consul.Register(t, x.id, "web", x.addr())
-	harness.WaitFor(t, 10*time.Second, "a new registration to get traffic", func() bool {
-		id, _ := backendOf(t, &http.Client{Timeout: 5 * time.Second}, r.latch.URL+"/")
-		return id == "web-new"
-	})
+	r.freshAndRouting(t, time.Now(), 10*time.Second)
 	row := r.finish(t, "consul restarted without state", before, nil,
 		fmt.Sprintf("empty answer held %v (until re-registered); recovered = stale cleared after re-registration", held.Round(100*time.Millisecond)))
 	if row.failed != 0 || row.moved != 0 {

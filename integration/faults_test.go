@@ -110,6 +110,23 @@ func newFaultRig(t *testing.T, mutate func(*config.Config)) *faultRig {
 	return r
 }
 
+// freshAndRouting waits for latch to clear its stale flag, records the
+// time since since as the row's recovery, then registers a new backend and
+// waits (up to routeWait) for it to get traffic: changes flow again.
+func (r *faultRig) freshAndRouting(t *testing.T, since time.Time, routeWait time.Duration) {
+	t.Helper()
+	harness.WaitFor(t, 10*time.Second, "stale to clear", func() bool {
+		return metricValue(t, r.latch.AdminURL, `latch_discovery_stale{service="web"}`) == 0
+	})
+	r.recovered = time.Since(since)
+	x := startSwitchable(t, "web-new")
+	r.consul.Register(t, x.id, "web", x.addr())
+	harness.WaitFor(t, routeWait, "a new registration to get traffic", func() bool {
+		id, _ := backendOf(t, &http.Client{Timeout: 5 * time.Second}, r.latch.URL+"/")
+		return id == "web-new"
+	})
+}
+
 // startLoad runs the steady load for at most d and returns the snapshot of
 // each session's backend at the start.
 func (r *faultRig) startLoad(d time.Duration) []string {
@@ -273,16 +290,7 @@ func TestFaultSuite(t *testing.T) {
 		up := time.Now()
 		// Issue 12: the stale flag used to stay up until some unrelated
 		// change ended a 5-minute blocking query.
-		harness.WaitFor(t, 10*time.Second, "stale to clear after the restart", func() bool {
-			return metricValue(t, r.latch.AdminURL, `latch_discovery_stale{service="web"}`) == 0
-		})
-		r.recovered = time.Since(up)
-		x := startSwitchable(t, "web-new")
-		r.consul.Register(t, x.id, "web", x.addr())
-		harness.WaitFor(t, 20*time.Second, "a registration after the restart to get traffic", func() bool {
-			id, _ := backendOf(t, &http.Client{Timeout: 5 * time.Second}, r.latch.URL+"/")
-			return id == "web-new"
-		})
+		r.freshAndRouting(t, up, 20*time.Second)
 		row := r.finish(t, "consul down 10s (restart with state)", before, nil, "recovered = stale cleared after the agent is up; new registration routed")
 		if row.failed != 0 || row.moved != 0 {
 			t.Fatalf("%+v: want 0 failed and no session moved", row)

@@ -2,7 +2,6 @@ package integration
 
 import (
 	"encoding/json"
-	"io"
 	"maps"
 	"net/http"
 	"os"
@@ -195,15 +194,7 @@ func TestGrafanaDashboardMetricsExist(t *testing.T) {
 	backendOf(t, client, l.URL+"/")
 	backendOf(t, client, l.URL+"/")
 	rd.Stop(t) // the store fails: errors counted (new pins are written in the background), requests still answered
-	scrape := func() string {
-		resp, err := http.Get(l.AdminURL + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return string(b)
-	}
+	scrape := func() string { return scrapeMetrics(t, l.AdminURL) }
 	harness.WaitFor(t, 15*time.Second, "store errors counted with Redis down", func() bool {
 		if _, status := backendOf(t, harness.Client(), l.URL+"/"); status != 200 {
 			t.Fatalf("status %d with Redis down", status)

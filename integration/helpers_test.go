@@ -25,6 +25,18 @@ func backendOf(t *testing.T, client *http.Client, url string) (string, int) {
 	return resp.Header.Get("X-Backend-Id"), resp.StatusCode
 }
 
+// scrapeMetrics returns latch's /metrics page as text.
+func scrapeMetrics(t *testing.T, adminURL string) string {
+	t.Helper()
+	resp, err := http.Get(adminURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
 // seenAll sends requests without cookies until every id answered or
 // timeout passes.
 func seenAll(t *testing.T, url string, timeout time.Duration, ids ...string) {

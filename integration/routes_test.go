@@ -2,7 +2,6 @@ package integration
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -72,15 +71,7 @@ func TestMetricsMove(t *testing.T) {
 	e := startSwitchable(t, "web-1")
 	c.Register(t, "web-1", "web", e.addr())
 	l := harness.StartLatch(t, harness.LatchConfig(c.HTTPAddr, "", "web"))
-	scrape := func() string {
-		resp, err := http.Get(l.AdminURL + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return string(b)
-	}
+	scrape := func() string { return scrapeMetrics(t, l.AdminURL) }
 	client := harness.Client()
 	for range 5 {
 		backendOf(t, client, l.URL+"/")

@@ -176,6 +176,10 @@ type Transport struct {
 	IdleConnTimeout       Opt[time.Duration] `yaml:"idle_conn_timeout"`       // default 90s; 0: none
 	MaxIdleConnsPerHost   Opt[int]           `yaml:"max_idle_conns_per_host"` // default 256
 	MaxIdleConns          Opt[int]           `yaml:"max_idle_conns"`          // default 4096
+	// MaxResponseHeaderBytes bounds a backend's response head (status
+	// line and fields; trailers too), on every path: a larger one is a
+	// 502 and a failure of the backend. Default 64 KiB, at least 1024.
+	MaxResponseHeaderBytes Opt[int] `yaml:"max_response_header_bytes"`
 }
 
 // Route sends matching requests to a Consul service.

@@ -66,6 +66,7 @@ func (c Config) withDefaults() Config {
 	t.IdleConnTimeout = t.IdleConnTimeout.orValue(90 * time.Second)
 	t.MaxIdleConnsPerHost = t.MaxIdleConnsPerHost.orValue(256)
 	t.MaxIdleConns = t.MaxIdleConns.orValue(4096)
+	t.MaxResponseHeaderBytes = t.MaxResponseHeaderBytes.orValue(64 << 10)
 	c.Defaults = c.Defaults.inherit(Builtin())
 	routes := make([]Route, len(c.Routes))
 	for i, r := range c.Routes {

@@ -100,6 +100,9 @@ func (c *Config) validate(p *problems) {
 	if c.Server.MaxHeaderBytes.Get() < 1024 {
 		p.add("server.max_header_bytes", "must be at least 1024")
 	}
+	if c.Transport.MaxResponseHeaderBytes.Get() < 1024 {
+		p.add("transport.max_response_header_bytes", "must be at least 1024")
+	}
 	for i, s := range c.TrustedProxies {
 		if _, err := parsePrefix(s); err != nil {
 			p.add(fmt.Sprintf("trusted_proxies[%d]", i), "%q is not an address or CIDR", s)

@@ -188,7 +188,7 @@ func (s pinnedSession) Next(req *http.Request, skip *policy.Skip) *policy.Backen
 	return rigSession(s).Next(req, skip)
 }
 
-func (pinnedSession) Upstream(*policy.Backend, time.Duration) {}
+func (pinnedSession) Upstream(*policy.Backend, time.Duration)            {}
 func (pinnedSession) Commit(http.Header, *http.Request, *policy.Backend) {}
 
 type countingObserver struct {

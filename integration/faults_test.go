@@ -2,6 +2,7 @@ package integration
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -63,6 +64,7 @@ func startSwitchable(t *testing.T, id string) *switchable {
 	s := &switchable{id: id}
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.hits.Add(1)
+		_, _ = io.Copy(io.Discard, r.Body) // uploads too (TestHostileClientFaults)
 		if d := s.delay.Load(); d > 0 {
 			time.Sleep(time.Duration(d))
 		}

@@ -119,6 +119,9 @@ func (f *Forwarder) roundTrip(ctx context.Context, w http.ResponseWriter, r *htt
 	}
 	var sendErr error // the backend stopped taking the body
 	if x.body != nil {
+		// An upload takes as long as the client takes: the route's timeout
+		// bounds it, not the header timeout (as net/http's Transport).
+		c.setDeadline(ctx, time.Time{})
 		var err error
 		if sendErr, err = f.sendBody(ctx, w, r, x, c); err != nil {
 			stop()

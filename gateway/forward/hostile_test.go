@@ -226,3 +226,27 @@ func (o *countingObserver) waitFor(t *testing.T, cause string, n int) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Upgrades still take ReverseProxy: it is held to the same head limit and
+// status range (issue 17: a 10 MB head was relayed, and status 099 became
+// a 500 through a panic).
+func TestReverseProxyResponseLimits(t *testing.T) {
+	for _, tt := range []struct{ name, response string }{
+		{"head over max_response_header_bytes", "HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("b", 70<<10) + "\r\nContent-Length: 0\r\n\r\n"},
+		{"status 099", "HTTP/1.1 099 Odd\r\nContent-Length: 0\r\n\r\n"},
+		{"status 600", "HTTP/1.1 600 Odd\r\nContent-Length: 0\r\n\r\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			backend := loopbackBackend(t, func(c net.Conn) {
+				defer c.Close()
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+					_, _ = io.WriteString(c, tt.response)
+				}
+			})
+			r := newRig(t, true, config.Route{}, func(c *config.Config) { c.Defaults.Retry.Attempts = config.Set(1) }, backend)
+			if w, res := r.do(get("/", nil)); w.Code != 502 || res.Status != 502 {
+				t.Fatalf("status %d (result %d); want 502", w.Code, res.Status)
+			}
+		})
+	}
+}

@@ -75,7 +75,7 @@ func TestHostileClientFaults(t *testing.T) {
 	legit.halt()
 }
 
-// flood sends broken requests of class k from several clients for
+// flood sends broken requests of class k from 8 clients for
 // clientFaultFlood, to each replica and target cookie in turn. It returns
 // how many were sent, how many got the status k wants, and the first
 // other outcome.
@@ -85,7 +85,13 @@ func flood(k faultyclient.Class, replicas []*harness.Latch, targets []string) (s
 	deadline := time.Now().Add(clientFaultFlood)
 	for w := range 8 {
 		wg.Go(func() {
+			// 25 a second each, 200 in all: a flood, within what a shared
+			// machine's ephemeral ports take (each broken upload closes a
+			// backend connection).
+			tick := time.NewTicker(40 * time.Millisecond)
+			defer tick.Stop()
 			for i := w; time.Now().Before(deadline); i++ {
+				<-tick.C
 				l := replicas[i%len(replicas)]
 				cookie := targets[i%len(targets)]
 				code, err := k.Send(strings.TrimPrefix(l.URL, "http://"), "127.0.0.1", "/upload", []string{"Cookie: " + cookie}, 10*time.Second)

@@ -74,9 +74,9 @@ type Deps struct {
 
 // Gateway is a running latch. Build it with New, run it with Run.
 type Gateway struct {
-	cfg          *config.Compiled
-	c            config.Config  // cfg's defaulted settings
-	trusted      []netip.Prefix // cfg's trusted proxies
+	cfg          *config.Compiled // the config applied last (guarded by mu once running)
+	c            config.Config    // the config at start: settings a reload cannot change
+	trusted      []netip.Prefix   // cfg's trusted proxies
 	log          *slog.Logger
 	source       discovery.Source
 	catalog      *discovery.Catalog
@@ -91,11 +91,16 @@ type Gateway struct {
 
 	table atomic.Pointer[table]
 
+	reloadMu sync.Mutex                       // one reload at a time; guards load
+	load     func() (*config.Compiled, error) // SetConfigLoader's
+
 	mu         sync.Mutex // guards the fields below (state path only)
 	services   map[string]*service
 	fileRoutes []*route
 	tagRoutes  map[string][]*route // service → routes from its tags
 	conflicts  []string
+	lastTags   map[string][]string // the catalog's last answer
+	bg         context.Context     // RunOn's background context: services a reload adds start with it
 
 	catalogSeen atomic.Bool // the catalog has answered once
 	wasReady    atomic.Bool // Ready has said yes once: it stays ready
@@ -291,6 +296,7 @@ func (g *Gateway) RunOn(ctx context.Context, ls Listeners) error {
 	})
 	owner.Go(func() { g.sampler.Run(bg) })
 	g.mu.Lock()
+	g.bg = bg
 	for _, svc := range g.services {
 		svc.start(bg)
 	}
@@ -312,6 +318,7 @@ func (g *Gateway) RunOn(ctx context.Context, ls Listeners) error {
 	stopBG()
 	owner.Wait()
 	g.mu.Lock()
+	g.bg = nil
 	for _, svc := range g.services {
 		svc.stop()
 	}
@@ -380,6 +387,15 @@ func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 	g.log.Info("shutting down", "timeout", sc.ShutdownTimeout.Get().String())
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sc.ShutdownTimeout.Get())
 	defer cancel()
+	if l, ok := ls.Public.(*reusePortListener); ok {
+		// Another latch shares the port: hand it the new connections
+		// before closing, rather than resetting those queued here.
+		if err := l.drain(sctx); err != nil {
+			g.log.Warn("draining the shared listener", "err", err)
+		} else {
+			g.log.Info("shared listener drained: new connections go to the other listeners of the port")
+		}
+	}
 	for _, sv := range servers {
 		if err := sv.s.Shutdown(sctx); err != nil {
 			g.log.Warn("shutdown deadline passed with requests in flight", "err", err)

@@ -102,7 +102,14 @@ func (g *Gateway) apply(cc *config.Compiled) (ReloadResult, error) {
 	static, _ := g.source.(*discovery.Static)
 	staticBackends := map[string][]discovery.Backend{}
 	if static != nil && next.Consul.Disabled {
+		had := map[string][]string{}
+		for _, r := range prev.Routes {
+			had[r.Service] = r.Backends
+		}
 		for _, r := range next.Routes {
+			if slices.Equal(had[r.Service], r.Backends) {
+				continue
+			}
 			backends, err := discovery.ParseStatic(r.Service, r.Backends)
 			if err != nil {
 				return ReloadResult{}, fmt.Errorf("backends: %w", err)
@@ -120,7 +127,7 @@ func (g *Gateway) apply(cc *config.Compiled) (ReloadResult, error) {
 		static.Set(name, staticBackends[name])
 	}
 	res.Applied = append(res.Applied, g.swapRoutes(cc, &res)...)
-	if len(staticBackends) > 0 && !reflect.DeepEqual(routeBackends(prev), routeBackends(next)) {
+	if len(staticBackends) > 0 {
 		res.Applied = append(res.Applied, "backends")
 	}
 	g.mu.Lock()
@@ -234,15 +241,6 @@ func needsRestart(prev, next config.Config) []string {
 		if !reflect.DeepEqual(f.prev, f.next) {
 			out = append(out, f.name)
 		}
-	}
-	return out
-}
-
-// routeBackends are the static backends of each route.
-func routeBackends(c config.Config) [][]string {
-	out := make([][]string, len(c.Routes))
-	for i, r := range c.Routes {
-		out[i] = r.Backends
 	}
 	return out
 }

@@ -26,6 +26,9 @@ func Listen(ctx context.Context, addr string, reusePort bool) (net.Listener, err
 		}
 		return nil
 	}}
+	// Plain TCP: Go listens with MPTCP where the kernel has it, and an
+	// MPTCP socket refuses socket filters (EOPNOTSUPP), which drain needs.
+	lc.SetMultipathTCP(false)
 	l, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err

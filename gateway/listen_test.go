@@ -1,0 +1,87 @@
+package gateway
+
+import (
+	"context"
+	"net"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Two listeners share a port (server.reuse_port). Connections queued in
+// the first one's accept queue when it drains are accepted, not reset,
+// and once it is closed every new connection reaches the second.
+func TestReusePortDrain(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("SKIPPED: the drain filter is Linux's")
+	}
+	first, err := Listen(context.Background(), "127.0.0.1:0", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	second, err := Listen(context.Background(), first.Addr().String(), true)
+	if err != nil {
+		t.Fatalf("second listener on the same address: %v", err)
+	}
+	defer second.Close()
+	accepted := func(l net.Listener, n *atomic.Int64, done chan<- struct{}) {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				close(done)
+				return
+			}
+			n.Add(1)
+			c.Close()
+		}
+	}
+	// Connections land in both queues while nobody accepts.
+	var conns []net.Conn
+	for range 40 {
+		c, err := net.Dial("tcp", first.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		defer c.Close()
+	}
+	rc, _ := first.(*reusePortListener).Listener.(*net.TCPListener).SyscallConn()
+	var queued int
+	_ = rc.Control(func(fd uintptr) { queued, _ = acceptQueue(fd) })
+	if queued == 0 || queued == len(conns) {
+		t.Fatalf("%d of %d connections queued in the first listener; want some in each", queued, len(conns))
+	}
+	var nFirst, nSecond atomic.Int64
+	firstDone, secondDone := make(chan struct{}), make(chan struct{})
+	go accepted(first, &nFirst, firstDone)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := first.(*reusePortListener).drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first.Close()
+	<-firstDone
+	if n := nFirst.Load(); n != int64(queued) {
+		t.Fatalf("the first listener accepted %d of its %d queued connections before closing", n, queued)
+	}
+	go accepted(second, &nSecond, secondDone)
+	for range 20 {
+		c, err := net.DialTimeout("tcp", first.Addr().String(), 2*time.Second)
+		if err != nil {
+			t.Fatalf("a connection after the first listener closed: %v", err)
+		}
+		c.Close()
+	}
+	want := int64(len(conns) - queued + 20)
+	deadline := time.Now().Add(5 * time.Second)
+	for nSecond.Load() < want && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	second.Close()
+	<-secondDone
+	if n := nSecond.Load(); n != want {
+		t.Fatalf("the second listener accepted %d; want %d", n, want)
+	}
+}

@@ -15,13 +15,20 @@ import (
 // exits; three times over, under load through the port, half of it on a
 // new connection per request (the connections a closing listener could
 // drop from its accept queue). No request fails, and sessions keep their
-// backends across processes (the cookie's signed hint).
+// backends across processes (the cookie's signed hint). Both servers of
+// the public listener (server.implementation) serve the shared listener.
 func TestUpgradeReusePort(t *testing.T) {
+	for _, impl := range []string{"net/http", "h1"} {
+		t.Run(impl, func(t *testing.T) { testUpgrade(t, impl) })
+	}
+}
+
+func testUpgrade(t *testing.T, impl string) {
 	a, b := idBackend(t, "a"), idBackend(t, "b")
 	path := filepath.Join(t.TempDir(), "latch.yaml")
-	cfg := fmt.Sprintf("server: {reuse_port: true}\nconsul: {disabled: true}\n"+
+	cfg := fmt.Sprintf("server: {reuse_port: true, implementation: %s}\nconsul: {disabled: true}\n"+
 		"cookie: {secrets: [0123456789abcdef0123456789abcdef]}\n"+
-		"routes:\n  - {service: web, path_prefix: /, backends: [%s, %s]}\n", a, b)
+		"routes:\n  - {service: web, path_prefix: /, backends: [%s, %s]}\n", impl, a, b)
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -372,6 +372,10 @@ func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 	errc := make(chan error, len(servers))
 	for _, sv := range servers {
 		wg.Go(func() {
+			if rl, ok := sv.l.(*reusePortListener); ok && !g.awaitReady(ctx) {
+				_ = rl.Close() // stopped before it served
+				return
+			}
 			if err := sv.s.Serve(sv.l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
 			}
@@ -405,6 +409,32 @@ func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 	wg.Wait()
 	return runErr
 }
+
+// awaitReady waits until the gateway is Ready, at most readyWait; false
+// when ctx ended first. A shared listener (server.reuse_port) waits for it
+// before accepting: the kernel hands it connections from the moment it
+// listens, and a latch started to replace another would otherwise answer
+// them 503 until discovery has answered. They wait in its accept queue
+// instead; after readyWait latch serves anyway (503 for a service still
+// undiscovered), so a replacement that never gets ready does not hold its
+// share of connections forever.
+func (g *Gateway) awaitReady(ctx context.Context) bool {
+	deadline := time.Now().Add(readyWait)
+	for !g.Ready() && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if !g.Ready() {
+		g.log.Warn("serving the shared listener before ready", "waited", readyWait.String(), "waiting_for", g.Waiting())
+	}
+	return ctx.Err() == nil
+}
+
+// readyWait bounds awaitReady.
+const readyWait = 30 * time.Second
 
 // server is what Run needs of its listeners' servers:
 // *http.Server or *h1.Server.

@@ -198,6 +198,7 @@ func (g *Gateway) swapRoutes(cc *config.Compiled, res *ReloadResult) (applied []
 // its registry (breakers, slow start, health verdicts). Called with g.mu
 // held.
 func (svc *service) reconfigure(rs config.RouteSettings, res *ReloadResult) (applied []string) {
+	svc.ttl.Store(int64(rs.Sticky.TTL.Get()))
 	opts := svc.registryOptions(rs)
 	if !reflect.DeepEqual(rs.HealthCheck, svc.checkCfg) {
 		res.NeedsRestart = append(res.NeedsRestart, "health_check of service "+svc.name)

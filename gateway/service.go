@@ -33,11 +33,12 @@ type service struct {
 	running  sync.WaitGroup // the watch and the active checks
 	checks   *activeChecks
 	checkCfg config.HealthCheck
-	ttl      time.Duration // session TTL, for session counts
+	ttl      atomic.Int64 // session TTL (a time.Duration), for session counts; a reload sets it
 }
 
 func (g *Gateway) newService(name string, settings config.RouteSettings) *service {
-	svc := &service{name: name, g: g, checkCfg: settings.HealthCheck, ttl: settings.Sticky.TTL.Get()}
+	svc := &service{name: name, g: g, checkCfg: settings.HealthCheck}
+	svc.ttl.Store(int64(settings.Sticky.TTL.Get()))
 	svc.opts = svc.registryOptions(settings)
 	svc.registry = policy.NewRegistry(name, svc.opts.Options(svc))
 	g.metrics.discoveryStart(name)

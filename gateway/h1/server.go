@@ -50,6 +50,11 @@ type Server struct {
 	BaseContext func(net.Listener) context.Context
 	// Log receives handler panics and accept errors (nil: slog.Default()).
 	Log *slog.Logger
+	// ConnState, when set, is told of each connection as it is accepted
+	// (http.StateNew, before anything is read: it may close it) and as it
+	// ends (http.StateClosed, or http.StateHijacked), as http.Server's
+	// hook of that name is; the states between are not reported.
+	ConnState func(net.Conn, http.ConnState)
 
 	mu        sync.Mutex
 	listeners map[*net.Listener]struct{}
@@ -101,6 +106,9 @@ func (s *Server) Serve(l net.Listener) error {
 		if !s.trackConn(c, true) {
 			rwc.Close()
 			return ErrServerClosed
+		}
+		if s.ConnState != nil {
+			s.ConnState(rwc, http.StateNew)
 		}
 		go c.serve(base)
 	}

@@ -36,6 +36,9 @@ type Metrics struct {
 	discHeld      *prometheus.CounterVec // service: empty answers held back
 	tagConflicts  prometheus.Gauge
 	panic         *prometheus.GaugeVec // service
+	connsOpen     prometheus.Gauge       // conns.go
+	connsRefused  *prometheus.CounterVec // limit
+	reqRefused    *prometheus.CounterVec // reason
 }
 
 var codeClasses = [6]string{"other", "1xx", "2xx", "3xx", "4xx", "5xx"}
@@ -106,6 +109,7 @@ func NewMetrics() *Metrics {
 		m.breakerTrans, m.sessions, m.storeErrors, m.storeDuration, m.cache, m.expired, m.discUpdates,
 		m.discStale, m.discBackends, m.discLastOK, m.discHeld, m.tagConflicts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.registerServer()
 	return m
 }
 

@@ -55,6 +55,9 @@ type Server struct {
 	// ends (http.StateClosed, or http.StateHijacked), as http.Server's
 	// hook of that name is; the states between are not reported.
 	ConnState func(net.Conn, http.ConnState)
+	// ConnContext, when set, derives each connection's context from the
+	// base one, as http.Server's hook of that name does.
+	ConnContext func(ctx context.Context, c net.Conn) context.Context
 
 	mu        sync.Mutex
 	listeners map[*net.Listener]struct{}
@@ -107,10 +110,14 @@ func (s *Server) Serve(l net.Listener) error {
 			rwc.Close()
 			return ErrServerClosed
 		}
+		ctx := base
+		if s.ConnContext != nil {
+			ctx = s.ConnContext(ctx, rwc)
+		}
 		if s.ConnState != nil {
 			s.ConnState(rwc, http.StateNew)
 		}
-		go c.serve(base)
+		go c.serve(ctx)
 	}
 }
 

@@ -35,7 +35,7 @@ type Metrics struct {
 	discLastOK    *prometheus.GaugeVec   // service: unix time of the last fresh snapshot
 	discHeld      *prometheus.CounterVec // service: empty answers held back
 	tagConflicts  prometheus.Gauge
-	panic         *prometheus.GaugeVec // service
+	panic         *prometheus.GaugeVec   // service
 	connsOpen     prometheus.Gauge       // conns.go
 	connsRefused  *prometheus.CounterVec // limit
 	reqRefused    *prometheus.CounterVec // reason

@@ -100,7 +100,7 @@ func (m *Metrics) registerServer() {
 		Name: "latch_connections_refused_total", Help: "Client connections refused (503, closed) by a cap: total (server.max_connections) or per_ip (server.max_connections_per_ip).",
 	}, []string{"limit"})
 	m.reqRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "latch_requests_refused_total", Help: "Requests refused before routing, by reason: connect (501), trace (405), host (400, empty Host), target (400, non-ASCII target).",
+		Name: "latch_requests_refused_total", Help: "Requests refused before routing, by reason: connect (501), trace (405), upgrade (400, malformed Upgrade), host (400, empty Host), target (400, non-ASCII target).",
 	}, []string{"reason"})
 	m.reg.MustRegister(m.connsOpen, m.connsRefused, m.reqRefused)
 }

@@ -79,7 +79,8 @@ func TestHostileInput(t *testing.T) {
 		{name: "overlong UTF-8 target", raw: "GET /\xc0\xae\xc0\xae/etc HTTP/1.1\r\nHost: h\r\n\r\n", status: 400, close: true},
 		{name: "100 KB method", raw: strings.Repeat("G", 100<<10) + " / HTTP/1.1\r\nHost: h\r\n\r\n", status: 400, close: true},
 		{name: "CONNECT", raw: "CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n", status: 501, close: true},
-		// Item 3: TRACE, and client-address fields from an untrusted peer.
+		{name: "Upgrade not a token (FuzzRequestPath)", raw: get("Upgrade: \xa0websocket\r\nConnection: Upgrade"), status: 400, close: true},
+		// Item 5		// Item 3: TRACE, and client-address fields from an untrusted peer.
 		{name: "TRACE", raw: "TRACE / HTTP/1.1\r\nHost: h\r\n\r\n", status: 405},
 		{name: "TRACE, server.allow_trace", gw: "trusting", raw: "TRACE / HTTP/1.1\r\nHost: h\r\n\r\n", status: 200, reach: true},
 		{name: "X-Real-IP", raw: get("X-Real-IP: 10.6.6.6"), status: 200, reach: true, dropped: "X-Real-Ip"},

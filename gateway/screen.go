@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/latchgw/latch/gateway/forward"
@@ -13,6 +14,7 @@ import (
 //   - CONNECT: 501 and close (latch does not tunnel);
 //   - TRACE: 405 unless server.allow_trace (it would echo to the client
 //     the cookies and credentials a front proxy added);
+//   - an Upgrade that is not a list of protocol tokens: 400 and close;
 //
 // and, on server.implementation net/http, what gateway/h1 refuses as it
 // parses but Go's server lets through: an empty Host (HTTP/1.1) and a
@@ -41,6 +43,13 @@ func (g *Gateway) screen(next http.Handler) http.Handler {
 				g.refuse(w, r, http.StatusMethodNotAllowed, "trace", "latch: TRACE is not allowed\n")
 				return
 			}
+		}
+		if up := r.Header["Upgrade"]; len(up) > 0 && !upgradeList(up) {
+			// ReverseProxy refuses it through its error handler, which
+			// would charge the backend (FuzzRequestPath found
+			// "Upgrade: \xa0websocket").
+			g.refuse(w, r, http.StatusBadRequest, "upgrade", "latch: malformed Upgrade\n")
+			return
 		}
 		if lenient {
 			if r.Host == "" && r.ProtoAtLeast(1, 1) {
@@ -71,6 +80,27 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, code int, reaso
 	forward.PlainError(w, code, msg)
 	g.accessLog(r, nil, nil, forward.Result{Status: code}, time.Now())
 }
+
+// upgradeList reports whether vv is an Upgrade list (RFC 9110 §7.8:
+// tokens, "/" between a protocol's name and version).
+func upgradeList(vv []string) bool {
+	for _, v := range vv {
+		for i := 0; i < len(v); i++ {
+			if c := v[i]; c != '/' && c != ',' && c != ' ' && c != '\t' && !tokenChar[c] {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+var tokenChar = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			strings.IndexByte("!#$%&'*+-.^_`|~", byte(c)) >= 0
+	}
+	return t
+}()
 
 func visibleASCII(s string) bool {
 	for i := 0; i < len(s); i++ {

@@ -303,7 +303,7 @@ func parseTarget(method, target string, u *url.URL) error {
 		}
 	case method == "CONNECT":
 		pu, err := url.ParseRequestURI("http://" + target)
-		if err != nil || pu.Host == "" || pu.Path != "" || pu.RawQuery != "" || pu.User != nil {
+		if err != nil || pu.Host == "" || pu.Path != "" || pu.RawQuery != "" || pu.ForceQuery || pu.User != nil {
 			return bad(KindTargetForm, "authority-form malformed")
 		}
 		*u = url.URL{Host: pu.Host}

@@ -48,6 +48,9 @@ func TestHostileInput(t *testing.T) {
 			"max_connections_per_ip=1": func(c *config.Config) {
 				c.Server.Implementation, c.Server.MaxConnectionsPerIP = "h1", 1
 			},
+			"net/http, max_connections=1": func(c *config.Config) {
+				c.Server.Implementation, c.Server.MaxConnections = "net/http", config.Set(1)
+			},
 		}[name]
 		gws[name] = startGatewayWith(t, mutate, nil, []discovery.Backend{echo.backend()})
 		return gws[name]
@@ -156,7 +159,7 @@ func TestHostileInput(t *testing.T) {
 	for _, c := range []struct {
 		gw, label string
 		held      int
-	}{{"max_connections=2", "total", 2}, {"max_connections_per_ip=1", "per_ip", 1}} {
+	}{{"max_connections=2", "total", 2}, {"max_connections_per_ip=1", "per_ip", 1}, {"net/http, max_connections=1", "total", 1}} {
 		tg := gw(c.gw)
 		var held []net.Conn
 		for range c.held {

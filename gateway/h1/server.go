@@ -10,8 +10,12 @@
 // is rejected, and so are the requests where net/http is lenient and
 // intermediaries disagree (a bare LF or CR in the head, obs-fold, repeated
 // Content-Length, Transfer-Encoding with Content-Length or in HTTP/1.0,
-// control bytes in chunk extensions, non-ASCII targets). FuzzDifferential
-// holds it to that against net/http.
+// chunk extensions outside the RFC's grammar, non-ASCII targets, an empty
+// Host). Each is answered 400 and the connection closed; so is any
+// Transfer-Encoding but exactly "chunked" (net/http: 501). A chunked body
+// found malformed while the handler reads it is answered 400 too, whatever
+// the handler then writes (unless its response had begun).
+// FuzzDifferential holds it to that against net/http.
 //
 // What differs from net/http, on purpose:
 //   - a handler must not keep the *http.Request, its URL, Header or Body

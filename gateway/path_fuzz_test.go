@@ -22,7 +22,7 @@ import (
 )
 
 // FuzzRequestPath sends random bytes, as one client connection, through a
-// gateway listening on loopback (the default server, h1) to a backend that
+// gateway listening on loopback (h1, or LATCH_TEST_SERVER's) to a backend that
 // numbers its answers. Whatever the bytes: latch never panics (no 500,
 // nothing logged about a panic), never relays one backend answer twice,
 // never relays more answers than the backend gave, and never opens the

@@ -1,5 +1,7 @@
 // Package gateway is latch's HTTP side and its lifecycle. A request runs:
 //
+//  0. gateway/h1 parses it (strictly; conns.go caps the connections) and
+//     screen.go refuses what latch never forwards (CONNECT, TRACE, …);
 //  1. serve.go: the chi router hands it to ServeHTTP, which finds its route
 //     in the immutable table (routes.go) and the route's backends of the
 //     moment (a routeState, swapped per snapshot by service.go);

@@ -334,6 +334,8 @@ func TestFaultSuite(t *testing.T) {
 		}
 	})
 
+	t.Run("two replicas re-pin at once", repinRace)
+
 	t.Run("backend drained", func(t *testing.T) {
 		r := newFaultRig(t, nil)
 		before := r.startLoad(5 * time.Second)

@@ -80,7 +80,9 @@ type pendingPin struct {
 	backend string
 	ttl     time.Duration
 	at      time.Time
-	repin   bool
+	// repin: a re-pin from old, replayed as a compare-and-swap against old.
+	repin bool
+	old   string
 }
 
 // maxBatch bounds the jobs one background round trip carries.
@@ -160,17 +162,23 @@ func (a *Affinity) Lookup(ctx context.Context, service string, id ID) (backendID
 	}
 	a.opts.Metrics.CacheMiss()
 	key := storeKey(service, id)
-	if p, waiting := a.pendingGet(key); waiting {
-		return p.backend, SourceCache, true, nil
-	}
 	var found bool
 	err = a.call(ctx, "get", func(ctx context.Context) error {
 		var err error
 		backendID, found, err = a.opts.Store.Get(ctx, key)
 		return err
 	})
-	if err != nil || !found {
+	if err != nil {
+		// A pin waiting for the store is this replica's best knowledge
+		// while the store cannot answer, never over the store's answer:
+		// a re-pin that timed out may have lost its race (issue 12).
+		if p, waiting := a.pendingGet(key); waiting {
+			return p.backend, SourceCache, true, nil
+		}
 		return "", SourceNone, false, err
+	}
+	if !found {
+		return "", SourceNone, false, nil
 	}
 	// Keep the refresh time of an expired entry of this session, so a cache
 	// refresh does not cost a TTL refresh too; a session new to this
@@ -234,27 +242,39 @@ func (a *Affinity) PinNew(ctx context.Context, service string, id ID, backendID 
 
 // Repin moves a session from old to new with compare-and-swap and returns
 // the backend it is now pinned to (another replica's choice when that one
-// won the race). While the store is down the new pin is cached and kept for
-// replay, and the error says so.
+// won the race). When the store does not answer, the error says so and new
+// is kept for replay, as a compare-and-swap against old too; it is not
+// cached: another replica may have won meanwhile, and the next request
+// asks the store again (issue 12: a pick kept as if it had won overwrote
+// the winner's pin on replay, or kept the replicas' caches apart).
 func (a *Affinity) Repin(ctx context.Context, service string, id ID, old, new string, ttl time.Duration) (string, error) {
 	key := storeKey(service, id)
-	cur := new
+	var cur string
 	err := a.call(ctx, "repin", func(ctx context.Context) error {
 		var err error
-		if cur, err = a.opts.Store.CompareAndSwap(ctx, key, old, new, ttl); err == nil && cur == "" {
-			// The old pin expired meanwhile: take the empty slot.
-			cur, err = a.opts.Store.CompareAndSwap(ctx, key, "", new, ttl)
-		}
+		cur, err = a.swap(ctx, key, old, new, ttl)
 		return err
 	})
-	now := a.now()
+	k := cacheKey{service, id}
 	if err != nil {
-		cur = new
-		a.addPending(key, pendingPin{backend: new, ttl: ttl, at: a.opts.Now(), repin: true})
-	} else {
-		a.enqueue(Job{Key: key, Service: service, Backend: cur, ID: id, TTL: ttl})
+		a.cache.delete(k)
+		a.addPending(key, pendingPin{backend: new, ttl: ttl, at: a.opts.Now(), repin: true, old: old})
+		return new, err
 	}
-	a.cache.put(cacheKey{service, id}, cacheEntry{backend: cur, expires: now + int64(a.opts.CacheTTL), refreshed: now})
+	a.enqueue(Job{Key: key, Service: service, Backend: cur, ID: id, TTL: ttl})
+	now := a.now()
+	a.cache.put(k, cacheEntry{backend: cur, expires: now + int64(a.opts.CacheTTL), refreshed: now})
+	return cur, nil
+}
+
+// swap is the store's compare-and-swap of a re-pin: key from old to new,
+// or to new when the old pin expired meanwhile (the empty slot is taken).
+// It returns the backend now pinned.
+func (a *Affinity) swap(ctx context.Context, key, old, new string, ttl time.Duration) (string, error) {
+	cur, err := a.opts.Store.CompareAndSwap(ctx, key, old, new, ttl)
+	if err == nil && cur == "" {
+		cur, err = a.opts.Store.CompareAndSwap(ctx, key, "", new, ttl)
+	}
 	return cur, err
 }
 
@@ -383,8 +403,9 @@ func (a *Affinity) doJobs(ctx context.Context, batch []Job) {
 }
 
 // runReplay writes the pins kept while the store was down once it is back.
-// A new session's pin is written only if absent (SET NX); a re-pin
-// overwrites, being the latest decision about that session.
+// A new session's pin is written only if absent (SET NX); a re-pin only
+// if the session is still on the backend it moved from (compare-and-swap):
+// another replica that re-pinned it meanwhile won.
 func (a *Affinity) runReplay(ctx context.Context) {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
@@ -409,15 +430,24 @@ func (a *Affinity) runReplay(ctx context.Context) {
 				a.dropPending(key, p)
 				continue
 			}
+			cur := p.backend
 			err := a.call(ctx, "replay", func(ctx context.Context) error {
+				var err error
 				if p.repin {
-					return a.opts.Store.Set(ctx, key, p.backend, left)
+					cur, err = a.swap(ctx, key, p.old, p.backend, left)
+				} else {
+					cur, err = a.opts.Store.SetNX(ctx, key, p.backend, left)
 				}
-				_, err := a.opts.Store.SetNX(ctx, key, p.backend, left)
 				return err
 			})
 			if err != nil {
 				break // still down: try again next tick
+			}
+			if cur != p.backend {
+				// Another pin won: forget this replica's view of it.
+				if k, ok := parseStoreKey(key); ok {
+					a.cache.delete(k)
+				}
 			}
 			a.dropPending(key, p)
 		}

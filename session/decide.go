@@ -198,7 +198,8 @@ func (a *Affinity) Picked(ctx context.Context, req Request, d *Decision, b strin
 	winner, err := a.Repin(ctx, req.Service, d.ID, d.Pinned, b, req.TTL)
 	d.Kind, d.SetCookie, d.Store = KindRepinned, !d.learn, false
 	if err != nil {
-		// The store is down: Repin kept the pin locally for replay.
+		// The store did not answer: the pick serves this request and is
+		// replayed (as a compare-and-swap) when the store is back.
 		d.Pinned = b
 		return b
 	}

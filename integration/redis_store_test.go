@@ -46,11 +46,18 @@ func TestRedisStore(t *testing.T) {
 	if pttl := rdb.PTTL(ctx, "k").Val(); pttl <= ttl {
 		t.Fatalf("TTL after Touch %v; want it slid past %v", pttl, ttl)
 	}
-	if err := s.Delete(ctx, "k"); err != nil {
+	if err := s.Tombstone(ctx, "k", 2*time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok, err := s.Get(ctx, "k"); err != nil || ok {
-		t.Fatalf("Get after Delete: found=%v, %v; want absent", ok, err)
+	if pttl := rdb.PTTL(ctx, "k").Val(); pttl <= time.Hour {
+		t.Fatalf("TTL of the tombstone %v; want the 2h given", pttl)
+	}
+	// Neither a racing re-pin nor a new pin takes an unpinned session's key.
+	if got, err := s.CompareAndSwap(ctx, "k", "web-2", "web-3", ttl); err != nil || got == "web-3" {
+		t.Fatalf("CAS over a tombstone: %q, %v; want the tombstone kept", got, err)
+	}
+	if got, err := s.SetNX(ctx, "k", "web-3", ttl); err != nil || got == "web-3" {
+		t.Fatalf("SetNX over a tombstone: %q, %v; want the tombstone kept", got, err)
 	}
 }
 

@@ -22,6 +22,10 @@ const (
 // ErrStoreDown is returned while the store's breaker is open.
 var ErrStoreDown = errors.New("session store unreachable")
 
+// ErrUnpinned is Lookup's answer for a session unpinned through the admin
+// API: it is over, and its cookie's hint must not bring it back.
+var ErrUnpinned = errors.New("session unpinned")
+
 // Observer receives the session layer's measurements (Prometheus in the
 // gateway). Methods must be cheap and safe for concurrent use.
 type Observer interface {
@@ -158,6 +162,9 @@ func (a *Affinity) Lookup(ctx context.Context, service string, id ID) (backendID
 	k := cacheKey{service, id}
 	if e, hit := a.cache.get(k, now); hit {
 		a.opts.Metrics.CacheHit()
+		if e.backend == tombstone {
+			return "", SourceCache, false, ErrUnpinned
+		}
 		return e.backend, SourceCache, true, nil
 	}
 	a.opts.Metrics.CacheMiss()
@@ -180,6 +187,10 @@ func (a *Affinity) Lookup(ctx context.Context, service string, id ID) (backendID
 	if !found {
 		return "", SourceNone, false, nil
 	}
+	if backendID == tombstone {
+		a.cache.put(k, cacheEntry{backend: tombstone, expires: now + int64(a.opts.CacheTTL)})
+		return "", SourceStore, false, ErrUnpinned
+	}
 	// Keep the refresh time of an expired entry of this session, so a cache
 	// refresh does not cost a TTL refresh too; a session new to this
 	// replica (0) gets its TTL refreshed on the first Touch.
@@ -196,6 +207,9 @@ func (a *Affinity) LookupStore(ctx context.Context, service string, id ID) (stri
 		b, ok, err = a.opts.Store.Get(ctx, storeKey(service, id))
 		return err
 	})
+	if err == nil && ok && b == tombstone {
+		return "", false, ErrUnpinned
+	}
 	return b, ok, err
 }
 
@@ -207,7 +221,11 @@ func (a *Affinity) Pin(ctx context.Context, service string, id ID, backendID str
 	cur := backendID
 	err := a.call(ctx, "pin", func(ctx context.Context) error {
 		var err error
-		cur, err = a.opts.Store.SetNX(ctx, key, backendID, ttl)
+		if cur, err = a.opts.Store.SetNX(ctx, key, backendID, ttl); err == nil && cur == tombstone {
+			// An unpinned session of the application's (learn mode)
+			// starts again under its id: the policy's pick takes it.
+			cur, err = a.opts.Store.CompareAndSwap(ctx, key, tombstone, backendID, ttl)
+		}
 		return err
 	})
 	now := a.now()
@@ -261,9 +279,12 @@ func (a *Affinity) Repin(ctx context.Context, service string, id ID, old, new st
 		a.addPending(key, pendingPin{backend: new, ttl: ttl, at: a.opts.Now(), repin: true, old: old})
 		return new, err
 	}
-	a.enqueue(Job{Key: key, Service: service, Backend: cur, ID: id, TTL: ttl})
 	now := a.now()
 	a.cache.put(k, cacheEntry{backend: cur, expires: now + int64(a.opts.CacheTTL), refreshed: now})
+	if cur == tombstone {
+		return "", ErrUnpinned
+	}
+	a.enqueue(Job{Key: key, Service: service, Backend: cur, ID: id, TTL: ttl})
 	return cur, nil
 }
 
@@ -301,14 +322,24 @@ func (a *Affinity) enqueue(j Job) {
 	}
 }
 
-// Unpin deletes a session's pin everywhere.
-func (a *Affinity) Unpin(ctx context.Context, service string, id ID) error {
+// Unpin ends a session on every replica: its pin is replaced by a
+// tombstone living ttl (the session TTL: as long as any cookie's hint for
+// it may be honoured), which the other replicas' caches learn through the
+// store's invalidations. The session's next request, on any replica, starts
+// a new session (latch's cookie) or is placed anew (learn mode): an unpin
+// wins over the cookie's hint, and over pins waiting for replay.
+func (a *Affinity) Unpin(ctx context.Context, service string, id ID, ttl time.Duration) error {
 	key := storeKey(service, id)
-	a.cache.delete(cacheKey{service, id})
 	a.mu.Lock()
 	delete(a.pending, key)
 	a.mu.Unlock()
-	return a.call(ctx, "unpin", func(ctx context.Context) error { return a.opts.Store.Delete(ctx, key) })
+	err := a.call(ctx, "unpin", func(ctx context.Context) error { return a.opts.Store.Tombstone(ctx, key, ttl) })
+	if err != nil {
+		return err
+	}
+	now := a.now()
+	a.cache.put(cacheKey{service, id}, cacheEntry{backend: tombstone, expires: now + int64(a.opts.CacheTTL)})
+	return nil
 }
 
 // Sessions counts the live sessions of each backend of service (pinned or

@@ -301,12 +301,16 @@ func TestAffinityRepinConverges(t *testing.T) {
 	if got[0] != got[1] {
 		t.Fatalf("racing re-pins ended on %q and %q", got[0], got[1])
 	}
-	if err := a1.Unpin(ctx, "web", id); err != nil {
+	if err := a1.Unpin(ctx, "web", id, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	a2.cache.flush()
-	if _, _, ok, _ := a2.Lookup(ctx, "web", id); ok {
-		t.Fatal("unpinned session still found")
+	if _, _, ok, err := a2.Lookup(ctx, "web", id); ok || err != ErrUnpinned {
+		t.Fatalf("unpinned session: found %v, %v; want ErrUnpinned", ok, err)
+	}
+	// A re-pin replayed or racing after the unpin does not bring it back.
+	if _, err := a2.Repin(ctx, "web", id, got[0], "web-4", time.Minute); err != ErrUnpinned {
+		t.Fatalf("a re-pin after the unpin: %v; want ErrUnpinned", err)
 	}
 }
 

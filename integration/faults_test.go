@@ -58,7 +58,7 @@ type switchable struct {
 	hits   atomic.Int64
 }
 
-func startSwitchable(t *testing.T, id string) *switchable {
+func startSwitchable(t testing.TB, id string) *switchable {
 	t.Helper()
 	s := &switchable{id: id}
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

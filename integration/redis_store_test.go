@@ -61,8 +61,9 @@ func TestRedisStore(t *testing.T) {
 	}
 }
 
-// New sessions' pins reach Redis in batches (one pipelined round trip for
-// whatever is waiting), with their TTL, and are counted.
+// New sessions' pins reach Redis when the sessions come back (their
+// second request), in batches (one pipelined round trip for whatever is
+// waiting), with their TTL, and are counted.
 func TestAffinityPinNewBatchesToRedis(t *testing.T) {
 	r := harness.StartRedis(t)
 	rdb, err := session.ParseRedisURL(r.URL)
@@ -82,6 +83,7 @@ func TestAffinityPinNewBatchesToRedis(t *testing.T) {
 	for i := range ids {
 		ids[i] = session.NewID()
 		a.PinNew(ctx, "web", ids[i], "web-1", time.Minute)
+		a.Touch("web", ids[i], time.Minute)
 	}
 	a2 := session.NewAffinity(session.Options{Store: session.NewRedisStore(rdb)})
 	harness.WaitFor(t, 10*time.Second, "every pin in Redis", func() bool {

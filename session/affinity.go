@@ -240,22 +240,15 @@ func (a *Affinity) Pin(ctx context.Context, service string, id ID, backendID str
 }
 
 // PinNew records the pin of a session whose id this replica has just
-// created: no other replica can hold it, so there is no race to settle and
-// nothing to wait for. The pin is cached at once and written to the store
-// in the background, batched with other work in one round trip; until it
-// lands, the cookie's signed hint keeps the session on its backend on any
-// replica. While the store is down it is kept for replay, as in Pin.
+// created: no other replica can hold it, so there is no race to settle.
+// It is cached only: the store hears of it when the session comes back
+// (Touch writes it, batched, on its second request here; another replica
+// restores it from the cookie's signed hint and pins it). Issue 17: a
+// client that never returns, a flood of cookie-less requests included,
+// costs the store nothing.
 func (a *Affinity) PinNew(ctx context.Context, service string, id ID, backendID string, ttl time.Duration) {
-	key := storeKey(service, id)
-	now := a.opts.Now()
-	j := Job{Key: key, TTL: ttl, Service: service, Backend: backendID, ID: id, Pin: true, At: now}
-	select {
-	case a.jobs <- j:
-		ns := now.UnixNano()
-		a.cache.put(cacheKey{service, id}, cacheEntry{backend: backendID, expires: ns + int64(a.opts.CacheTTL), refreshed: ns})
-	default: // the background is behind: write it now
-		_, _ = a.Pin(ctx, service, id, backendID, ttl)
-	}
+	ns := a.now()
+	a.cache.put(cacheKey{service, id}, cacheEntry{backend: backendID, expires: ns + int64(a.opts.CacheTTL), refreshed: ns, unstored: true})
 }
 
 // Repin moves a session from old to new with compare-and-swap and returns
@@ -306,6 +299,19 @@ func (a *Affinity) Touch(service string, id ID, ttl time.Duration) {
 	now := a.now()
 	k := cacheKey{service, id}
 	e, ok := a.cache.get(k, now)
+	if ok && e.unstored {
+		// The session's second request: its pin goes to the store now,
+		// batched (SET NX; while the store is down, kept for replay).
+		if a.cache.markStored(k) {
+			j := Job{Key: storeKey(service, id), TTL: ttl, Service: service, Backend: e.backend, ID: id, Pin: true, At: a.opts.Now()}
+			select {
+			case a.jobs <- j:
+			default: // the background is behind: write it now
+				_, _ = a.Pin(context.Background(), service, id, e.backend, ttl)
+			}
+		}
+		return
+	}
 	if !ok || now-e.refreshed < int64(ttl/8) {
 		return
 	}

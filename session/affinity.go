@@ -169,8 +169,13 @@ func (a *Affinity) Lookup(ctx context.Context, service string, id ID) (backendID
 	}
 	a.opts.Metrics.CacheMiss()
 	key := storeKey(service, id)
+	p, waiting := a.pendingGet(key)
+	timeout := a.opts.StoreTimeout
+	if waiting && p.repin {
+		timeout = a.settleTimeout() // a re-pin in doubt: the store's answer settles it
+	}
 	var found bool
-	err = a.call(ctx, "get", func(ctx context.Context) error {
+	err = a.callFor(ctx, timeout, "get", func(ctx context.Context) error {
 		var err error
 		backendID, found, err = a.opts.Store.Get(ctx, key)
 		return err
@@ -179,7 +184,7 @@ func (a *Affinity) Lookup(ctx context.Context, service string, id ID) (backendID
 		// A pin waiting for the store is this replica's best knowledge
 		// while the store cannot answer, never over the store's answer:
 		// a re-pin that timed out may have lost its race (issue 12).
-		if p, waiting := a.pendingGet(key); waiting {
+		if waiting {
 			return p.backend, SourceCache, true, nil
 		}
 		return "", SourceNone, false, err
@@ -261,7 +266,7 @@ func (a *Affinity) PinNew(ctx context.Context, service string, id ID, backendID 
 func (a *Affinity) Repin(ctx context.Context, service string, id ID, old, new string, ttl time.Duration) (string, error) {
 	key := storeKey(service, id)
 	var cur string
-	err := a.call(ctx, "repin", func(ctx context.Context) error {
+	err := a.callFor(ctx, a.settleTimeout(), "repin", func(ctx context.Context) error {
 		var err error
 		cur, err = a.swap(ctx, key, old, new, ttl)
 		return err
@@ -468,7 +473,7 @@ func (a *Affinity) runReplay(ctx context.Context) {
 				continue
 			}
 			cur := p.backend
-			err := a.call(ctx, "replay", func(ctx context.Context) error {
+			err := a.callFor(ctx, a.settleTimeout(), "replay", func(ctx context.Context) error {
 				var err error
 				if p.repin {
 					cur, err = a.swap(ctx, key, p.old, p.backend, left)

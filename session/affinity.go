@@ -170,16 +170,17 @@ func (a *Affinity) Lookup(ctx context.Context, service string, id ID) (backendID
 	a.opts.Metrics.CacheMiss()
 	key := storeKey(service, id)
 	p, waiting := a.pendingGet(key)
-	timeout := a.opts.StoreTimeout
-	if waiting && p.repin {
-		timeout = a.settleTimeout() // a re-pin in doubt: the store's answer settles it
-	}
 	var found bool
-	err = a.callFor(ctx, timeout, "get", func(ctx context.Context) error {
+	get := func(ctx context.Context) error {
 		var err error
 		backendID, found, err = a.opts.Store.Get(ctx, key)
 		return err
-	})
+	}
+	if waiting && p.repin {
+		err = a.settle(ctx, "get", get) // a re-pin in doubt: the store's answer settles it
+	} else {
+		err = a.call(ctx, "get", get)
+	}
 	if err != nil {
 		// A pin waiting for the store is this replica's best knowledge
 		// while the store cannot answer, never over the store's answer:
@@ -266,7 +267,7 @@ func (a *Affinity) PinNew(ctx context.Context, service string, id ID, backendID 
 func (a *Affinity) Repin(ctx context.Context, service string, id ID, old, new string, ttl time.Duration) (string, error) {
 	key := storeKey(service, id)
 	var cur string
-	err := a.callFor(ctx, a.settleTimeout(), "repin", func(ctx context.Context) error {
+	err := a.settle(ctx, "repin", func(ctx context.Context) error {
 		var err error
 		cur, err = a.swap(ctx, key, old, new, ttl)
 		return err

@@ -1,5 +1,7 @@
 // Package gateway is latch's HTTP side and its lifecycle. A request runs:
 //
+//  0. gateway/h1 parses it (strictly; conns.go caps the connections) and
+//     screen.go refuses what latch never forwards (CONNECT, TRACE, …);
 //  1. serve.go: the chi router hands it to ServeHTTP, which finds its route
 //     in the immutable table (routes.go) and the route's backends of the
 //     moment (a routeState, swapped per snapshot by service.go);
@@ -74,9 +76,9 @@ type Deps struct {
 
 // Gateway is a running latch. Build it with New, run it with Run.
 type Gateway struct {
-	cfg          *config.Compiled
-	c            config.Config  // cfg's defaulted settings
-	trusted      []netip.Prefix // cfg's trusted proxies
+	cfg          *config.Compiled // the config applied last (guarded by mu once running)
+	c            config.Config    // the config at start: settings a reload cannot change
+	trusted      []netip.Prefix   // cfg's trusted proxies
 	log          *slog.Logger
 	source       discovery.Source
 	catalog      *discovery.Catalog
@@ -88,14 +90,20 @@ type Gateway struct {
 	accessBatch  *batchWriter // nil: access lines go straight to accessLogger's writer
 	reopenLog    <-chan os.Signal
 	sampler      *statuspage.Sampler
+	conns        *connLimit // nil: no connection cap
 
 	table atomic.Pointer[table]
+
+	reloadMu sync.Mutex                       // one reload at a time; guards load
+	load     func() (*config.Compiled, error) // SetConfigLoader's
 
 	mu         sync.Mutex // guards the fields below (state path only)
 	services   map[string]*service
 	fileRoutes []*route
 	tagRoutes  map[string][]*route // service → routes from its tags
 	conflicts  []string
+	lastTags   map[string][]string // the catalog's last answer
+	bg         context.Context     // RunOn's background context: services a reload adds start with it
 
 	catalogSeen atomic.Bool // the catalog has answered once
 	wasReady    atomic.Bool // Ready has said yes once: it stays ready
@@ -137,6 +145,7 @@ func New(cfg *config.Compiled, deps Deps) (*Gateway, error) {
 	if err := g.metrics.reg.Register(newBackendCollector(g)); err != nil {
 		return nil, fmt.Errorf("gateway: Metrics already serve another gateway: %w", err)
 	}
+	g.conns = newConnLimit(c.Server.MaxConnections.Get(), c.Server.MaxConnectionsPerIP, g.metrics)
 	g.accessLogger = g.log
 	if deps.AccessLog != nil {
 		g.accessBatch = &batchWriter{out: deps.AccessLog}
@@ -175,7 +184,7 @@ func (g *Gateway) serviceFor(name string, spec *config.Spec) *service {
 // one pattern registered is what makes chi build its middleware chain.
 func (g *Gateway) Handler() http.Handler {
 	r := chi.NewRouter()
-	r.Use(g.requestID, middleware.Recoverer)
+	r.Use(g.requestID, g.screen, middleware.Recoverer)
 	r.Handle("/", g)
 	r.NotFound(g.ServeHTTP)
 	r.MethodNotAllowed(g.ServeHTTP)
@@ -291,6 +300,7 @@ func (g *Gateway) RunOn(ctx context.Context, ls Listeners) error {
 	})
 	owner.Go(func() { g.sampler.Run(bg) })
 	g.mu.Lock()
+	g.bg = bg
 	for _, svc := range g.services {
 		svc.start(bg)
 	}
@@ -312,6 +322,7 @@ func (g *Gateway) RunOn(ctx context.Context, ls Listeners) error {
 	stopBG()
 	owner.Wait()
 	g.mu.Lock()
+	g.bg = nil
 	for _, svc := range g.services {
 		svc.stop()
 	}
@@ -328,20 +339,27 @@ func (g *Gateway) RunOn(ctx context.Context, ls Listeners) error {
 func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 	sc := g.c.Server
 	base := func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
-	var srv server = &http.Server{
-		Handler:           g.Handler(),
-		ReadHeaderTimeout: sc.ReadHeaderTimeout.Get(),
-		ReadTimeout:       sc.ReadTimeout,
-		WriteTimeout:      sc.WriteTimeout,
-		IdleTimeout:       sc.IdleTimeout.Get(),
-		MaxHeaderBytes:    sc.MaxHeaderBytes.Get(),
-		ErrorLog:          slogErrorLog(g.log),
-		BaseContext:       base,
+	var connContext func(context.Context, net.Conn) context.Context
+	var connState func(net.Conn, http.ConnState)
+	if g.conns != nil {
+		connContext, connState = g.conns.connContext, g.conns.connState
 	}
-	if sc.Implementation == "h1" {
-		srv = &h1.Server{Handler: g.Handler(), ReadHeaderTimeout: sc.ReadHeaderTimeout.Get(), ReadTimeout: sc.ReadTimeout,
-			WriteTimeout: sc.WriteTimeout, IdleTimeout: sc.IdleTimeout.Get(), MaxHeaderBytes: sc.MaxHeaderBytes.Get(),
-			BaseContext: base, Log: g.log}
+	var srv server = &h1.Server{Handler: g.Handler(), ReadHeaderTimeout: sc.ReadHeaderTimeout.Get(), ReadTimeout: sc.ReadTimeout,
+		WriteTimeout: sc.WriteTimeout, IdleTimeout: sc.IdleTimeout.Get(), MaxHeaderBytes: sc.MaxHeaderBytes.Get(),
+		BaseContext: base, Log: g.log, ConnContext: connContext, ConnState: connState}
+	if sc.Implementation == "net/http" {
+		srv = &http.Server{
+			Handler:           g.Handler(),
+			ReadHeaderTimeout: sc.ReadHeaderTimeout.Get(),
+			ReadTimeout:       sc.ReadTimeout,
+			WriteTimeout:      sc.WriteTimeout,
+			IdleTimeout:       sc.IdleTimeout.Get(),
+			MaxHeaderBytes:    sc.MaxHeaderBytes.Get(),
+			ErrorLog:          slogErrorLog(g.log),
+			BaseContext:       base,
+			ConnContext:       connContext,
+			ConnState:         connState,
+		}
 	}
 	type served struct {
 		name string
@@ -365,6 +383,10 @@ func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 	errc := make(chan error, len(servers))
 	for _, sv := range servers {
 		wg.Go(func() {
+			if rl, ok := sv.l.(*reusePortListener); ok && !g.awaitReady(ctx) {
+				_ = rl.Close() // stopped before it served
+				return
+			}
 			if err := sv.s.Serve(sv.l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
 			}
@@ -380,6 +402,15 @@ func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 	g.log.Info("shutting down", "timeout", sc.ShutdownTimeout.Get().String())
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sc.ShutdownTimeout.Get())
 	defer cancel()
+	if l, ok := ls.Public.(*reusePortListener); ok {
+		// Another latch shares the port: hand it the new connections
+		// before closing, rather than resetting those queued here.
+		if err := l.drain(sctx); err != nil {
+			g.log.Warn("draining the shared listener", "err", err)
+		} else {
+			g.log.Info("shared listener drained: new connections go to the other listeners of the port")
+		}
+	}
 	for _, sv := range servers {
 		if err := sv.s.Shutdown(sctx); err != nil {
 			g.log.Warn("shutdown deadline passed with requests in flight", "err", err)
@@ -389,6 +420,32 @@ func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 	wg.Wait()
 	return runErr
 }
+
+// awaitReady waits until the gateway is Ready, at most readyWait; false
+// when ctx ended first. A shared listener (server.reuse_port) waits for it
+// before accepting: the kernel hands it connections from the moment it
+// listens, and a latch started to replace another would otherwise answer
+// them 503 until discovery has answered. They wait in its accept queue
+// instead; after readyWait latch serves anyway (503 for a service still
+// undiscovered), so a replacement that never gets ready does not hold its
+// share of connections forever.
+func (g *Gateway) awaitReady(ctx context.Context) bool {
+	deadline := time.Now().Add(readyWait)
+	for !g.Ready() && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if !g.Ready() {
+		g.log.Warn("serving the shared listener before ready", "waited", readyWait.String(), "waiting_for", g.Waiting())
+	}
+	return ctx.Err() == nil
+}
+
+// readyWait bounds awaitReady.
+const readyWait = 30 * time.Second
 
 // server is what Run needs of its listeners' servers:
 // *http.Server or *h1.Server.

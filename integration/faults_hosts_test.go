@@ -160,6 +160,7 @@ func (r *hostsRig) redisCut(t *testing.T) {
 	t.Cleanup(func() { r1.host.Heal(t) })
 	cut := time.Now()
 	fresh, _ := r.load(t, 20, r1.url) // new sessions on r1: their pins wait for Redis
+	fresh.warm(t)                     // a session's second request writes its pin (issue 17)
 	l.waitSent(t, 3*faultRate)
 	r1.host.Heal(t)
 	healed := time.Now()

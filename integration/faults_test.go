@@ -59,13 +59,13 @@ type switchable struct {
 	hits   atomic.Int64
 }
 
-func startSwitchable(t *testing.T, id string) *switchable {
+func startSwitchable(t testing.TB, id string) *switchable {
 	t.Helper()
 	return startSwitchableOn(t, id, "127.0.0.1")
 }
 
 // startSwitchableOn is startSwitchable listening on ip.
-func startSwitchableOn(t *testing.T, id, ip string) *switchable {
+func startSwitchableOn(t testing.TB, id, ip string) *switchable {
 	t.Helper()
 	s := &switchable{id: id}
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -349,6 +349,8 @@ func TestFaultSuite(t *testing.T) {
 			t.Fatalf("%d of %d sessions changed backend on the other replica", moved, len(r.traffic.clients))
 		}
 	})
+
+	t.Run("two replicas re-pin at once", repinRace)
 
 	t.Run("backend drained", func(t *testing.T) {
 		r := newFaultRig(t, nil)

@@ -35,6 +35,7 @@ type certStore struct {
 	mu    sync.Mutex // serializes loads (the poll loop, ReloadCertificates)
 	pairs []config.Certificate
 	seen  []stamp // per pair: the files as last loaded (or last refused)
+	next  []stamp // per pair: a change seen by the last poll, loaded once it holds still
 	set   atomic.Pointer[certSet]
 }
 
@@ -106,7 +107,7 @@ func (s *certStore) replace(pairs []config.Certificate) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.pairs, s.seen = pairs, seen
+	s.pairs, s.seen, s.next = pairs, seen, make([]stamp, len(pairs))
 	s.publish(certs)
 	return nil
 }
@@ -196,8 +197,11 @@ func (s *certStore) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate
 }
 
 // reload re-reads the pairs whose files changed since they were last read
-// (every pair when force is set). A pair that fails keeps its certificate.
-// It returns the pairs' errors, joined.
+// and have not changed since the previous poll (every pair when force is
+// set). Waiting for the files to hold still keeps a renewal that writes the
+// certificate and the key one after the other from being refused half
+// done. A pair that fails keeps its certificate. It returns the pairs'
+// errors, joined.
 func (s *certStore) reload(force bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -205,9 +209,15 @@ func (s *certStore) reload(force bool) error {
 	var certs []*tls.Certificate // copied on the first change
 	var errs []error
 	for i, p := range s.pairs {
-		st, err := statPair(p)
-		if err == nil && st == s.seen[i] && !force {
-			continue
+		st, err := statPair(p) // zero when a file is missing
+		if !force {
+			if st == s.seen[i] {
+				continue
+			}
+			if st != s.next[i] {
+				s.next[i] = st // changed since the last poll: wait for it to settle
+				continue
+			}
 		}
 		if err == nil {
 			var c *tls.Certificate

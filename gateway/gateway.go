@@ -360,7 +360,7 @@ func (g *Gateway) RunOn(ctx context.Context, ls Listeners) error {
 func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 	sc := g.c.Server
 	base := func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
-	var srv server = &http.Server{
+	std := &http.Server{
 		Handler:           g.Handler(),
 		ReadHeaderTimeout: sc.ReadHeaderTimeout.Get(),
 		ReadTimeout:       sc.ReadTimeout,
@@ -370,6 +370,7 @@ func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 		ErrorLog:          slogErrorLog(g.log),
 		BaseContext:       base,
 	}
+	var srv server = std
 	public := ls.Public
 	if sc.Implementation == "h1" {
 		h1s := &h1.Server{Handler: g.Handler(), ReadHeaderTimeout: sc.ReadHeaderTimeout.Get(), ReadTimeout: sc.ReadTimeout,
@@ -377,13 +378,12 @@ func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 			BaseContext: base, Log: g.log}
 		srv = h1s
 		if g.certs != nil {
-			h2 := srv.(*http.Server)
-			h2.TLSConfig = g.tlsConfig()
-			srv = &splitServer{conf: g.tlsConfig(), h1: h1s, h2: h2, timeout: sc.ReadHeaderTimeout.Get(),
+			std.TLSConfig = g.tlsConfig() // HTTP/2 connections only
+			srv = &splitServer{conf: g.tlsConfig(), h1: h1s, h2: std, timeout: sc.ReadHeaderTimeout.Get(),
 				log: g.log.Warn}
 		}
 	} else if g.certs != nil {
-		srv.(*http.Server).TLSConfig = g.tlsConfig() // net/http configures HTTP/2 from its NextProtos
+		std.TLSConfig = g.tlsConfig() // net/http configures HTTP/2 from its NextProtos
 		public = tls.NewListener(public, g.tlsConfig())
 	}
 	type served struct {

@@ -8,7 +8,9 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/latchgw/latch/discovery"
 	"github.com/latchgw/latch/gateway/config"
@@ -27,7 +29,11 @@ func TestBackendTLS(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var snis []string
+	var checks atomic.Int64
 	backend := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("User-Agent") == "latch-health-check" {
+			checks.Add(1) // over TLS: the server speaks nothing else
+		}
 		w.Header().Set("X-Backend-Id", "tls")
 		if r.TLS == nil {
 			w.WriteHeader(http.StatusTeapot)
@@ -62,7 +68,14 @@ func TestBackendTLS(t *testing.T) {
 			tg := startGatewayWith(t, func(cfg *config.Config) {
 				cfg.Defaults.BackendTLS = c.bt
 				cfg.Defaults.Breaker.ConsecutiveFailures = config.Set[uint32](1000)
+				cfg.Defaults.HealthCheck.Path = config.Set("/health")
+				cfg.Defaults.HealthCheck.Interval = config.Set(100 * time.Millisecond)
+				cfg.Defaults.HealthCheck.Timeout = config.Set(100 * time.Millisecond)
 			}, nil, list)
+			if c.wantStatus == 200 {
+				checks.Store(0)
+				waitUntil(t, "an active health check over TLS", func() bool { return checks.Load() > 0 })
+			}
 			for _, req := range []struct{ method, path, body string }{
 				{"GET", "/fast", ""},        // the fast path
 				{"POST", "/proxy", "x=1"},   // ReverseProxy's

@@ -187,7 +187,7 @@ func (g *Gateway) serviceFor(name string, spec *config.Spec) *service {
 	if svc, ok := g.services[name]; ok {
 		return svc
 	}
-	svc := g.newService(name, spec.Route().RouteSettings)
+	svc := g.newService(name, spec)
 	g.services[name] = svc
 	return svc
 }

@@ -81,6 +81,10 @@ func (f *Forwarder) closeTLSIdle() {
 	})
 }
 
+// TransportFor is the http.Transport to spec's backends (active health
+// checks share it): Transport's, or its backend TLS pool's.
+func (f *Forwarder) TransportFor(spec *config.Spec) http.RoundTripper { return f.poolFor(spec).std }
+
 // BackendScheme is "https" for a route whose backends speak TLS, else
 // "http" (active health checks ask the same way).
 func BackendScheme(spec *config.Spec) string {

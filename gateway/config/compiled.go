@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -19,6 +20,9 @@ type Compiled struct {
 	trusted []netip.Prefix
 	routes  []*Spec
 	roots   map[string]*x509.CertPool // backend_tls.ca_file → its roots
+
+	tlsMu sync.Mutex
+	tlsOf map[BackendTLS]*tls.Config // one per setting: routes (and routes from tags) share it, and its pool
 }
 
 // Compile fills c's defaults and validates the result. Every error names
@@ -73,12 +77,22 @@ func (c *Compiled) backendTLS(bt BackendTLS) *tls.Config {
 	if !bt.Enabled.Get() {
 		return nil
 	}
-	return &tls.Config{
+	c.tlsMu.Lock()
+	defer c.tlsMu.Unlock()
+	if tc := c.tlsOf[bt]; tc != nil {
+		return tc
+	}
+	tc := &tls.Config{
 		RootCAs:            c.roots[bt.CAFile.Get()], // nil: the system's
 		ServerName:         bt.ServerName.Get(),
 		MinVersion:         tls.VersionTLS12,
 		ClientSessionCache: tls.NewLRUClientSessionCache(0),
 	}
+	if c.tlsOf == nil {
+		c.tlsOf = map[BackendTLS]*tls.Config{}
+	}
+	c.tlsOf[bt] = tc
+	return tc
 }
 
 // Config returns the defaulted config (every Opt set). Its slices are

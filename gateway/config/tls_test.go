@@ -50,6 +50,10 @@ func TestTLSConfig(t *testing.T) {
 	if err != nil || len(specs) != 1 || specs[0].BackendTLS() == nil {
 		t.Fatalf("latch.backend_tls=true: %v, %v; want a route with backend TLS", specs, err)
 	}
+	again, _ := inv.Config.RoutesFromTags("api", []string{"latch.route=/v2", "latch.backend_tls=true"})
+	if again[0].BackendTLS() != specs[0].BackendTLS() {
+		t.Fatal("two routes with the same backend_tls got two TLS configs (and would get two connection pools)")
+	}
 	if _, err := inv.Config.RoutesFromTags("api", []string{"latch.route=/api", "latch.backend_tls=yes please"}); err == nil {
 		t.Fatal("a bad latch.backend_tls tag was accepted")
 	}

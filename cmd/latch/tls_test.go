@@ -2,8 +2,6 @@ package main
 
 import (
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,24 +11,29 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/latchgw/latch/internal/testcert"
 )
 
 // The binary serves HTTPS (HTTP/2 by ALPN) with tls.certificates, opens
 // tls.redirect_listen, and refuses to start on a pair that does not load,
 // naming it.
 func TestTLSListeners(t *testing.T) {
-	ts := httptest.NewUnstartedServer(nil) // for its certificate (example.com, 127.0.0.1)
-	ts.StartTLS()
-	cert, roots := ts.TLS.Certificates[0], ts.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
-	ts.Close()
-	key, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	ca, err := testcert.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM, _, err := ca.Issue("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}), 0o600)
+	for path, data := range map[string][]byte{certFile: certPEM, keyFile: keyPEM} {
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
 	defer backend.Close()
 
@@ -45,7 +48,7 @@ func TestTLSListeners(t *testing.T) {
 		"-backends", strings.TrimPrefix(backend.URL, "http://"))
 	p.waitReady(t, admin)
 
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, ForceAttemptHTTP2: true}
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool}, ForceAttemptHTTP2: true}
 	defer tr.CloseIdleConnections()
 	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get("https://" + listen + "/x")
 	if err != nil {

@@ -5,19 +5,29 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/latchgw/latch/internal/testcert"
 )
 
 // Over a TLS listener h1 completes the handshake, gives handlers the
 // connection's TLS state, and still notices a client that hangs up
 // mid-request (through the socket under TLS).
 func TestTLSListener(t *testing.T) {
-	ts := httptest.NewUnstartedServer(nil) // only for its certificate
-	ts.StartTLS()
-	cert, roots := ts.TLS.Certificates[0], ts.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
-	ts.Close()
+	ca, err := testcert.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM, _, err := ca.Issue("example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := ca.Pool
 
 	gone := make(chan struct{})
 	srv := &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

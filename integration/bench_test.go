@@ -338,7 +338,9 @@ func benchTable(rows []benchRow, mem []idleMem, half float64, withBaseline bool)
 		"×haproxy", "p50", "p99", "p99.9", "cpu s/1k", "csw/req", "errors", "redis/req", "allocs", "rss MiB", "tool")
 	for i := range rows {
 		r := &rows[i]
-		r.RatioToDirect = r.RPS / byName["direct"].RPS
+		if d := byName["direct"].RPS; d > 0 { // LATCH_BENCH_ONLY may have skipped it
+			r.RatioToDirect = r.RPS / d
+		}
 		hp, ok := byName["haproxy "+r.Kind]
 		ratio := "-"
 		if ok && r.Kind != "" && r.Kind != "direct" {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -168,5 +169,42 @@ func TestBadCertificateAtStart(t *testing.T) {
 	_, err = New(cc, Deps{Source: discovery.NewStatic(nil), Affinity: affinity})
 	if err == nil || !strings.Contains(err.Error(), "tls.certificates[1]") {
 		t.Fatalf("New = %v; want an error naming tls.certificates[1]", err)
+	}
+}
+
+// A configuration reload (SIGHUP, POST /admin/reload) swaps a changed
+// certificate list whole — or refuses the reload, naming the pair — and
+// re-reads an unchanged one; the rest of tls needs a restart.
+func TestReloadCertificates(t *testing.T) {
+	ca := newTestCA(t)
+	one, two := ca.files(t, "one", "one.test"), ca.files(t, "two", "two.test")
+	impl := os.Getenv("LATCH_TEST_SERVER")
+	rl := startReloadable(t, func(c *config.Config) {
+		if impl != "" {
+			c.Server.Implementation = impl
+		}
+		c.TLS.Certificates = []config.Certificate{one}
+	}, newBackend(t, "a"))
+	rl.client = ca.client(false)
+	serving := func() string { return leafOf(t, rl.testGateway, "").DNSNames[0] }
+	if got := serving(); got != "one.test" {
+		t.Fatalf("serving %s; want one.test", got)
+	}
+	code, res, body := rl.reload(t, func(c *config.Config) { c.TLS.Certificates = []config.Certificate{two, one} })
+	if code != 200 || !slices.Contains(res.Applied, "tls.certificates") || serving() != "two.test" {
+		t.Fatalf("reload to [two, one]: %d %s, serving %s; want two.test", code, body, serving())
+	}
+	code, _, body = rl.reload(t, func(c *config.Config) {
+		c.TLS.Certificates = []config.Certificate{one, {CertFile: one.CertFile, KeyFile: two.KeyFile}}
+	})
+	if code != http.StatusUnprocessableEntity || !strings.Contains(body, "tls.certificates[1]") || serving() != "two.test" {
+		t.Fatalf("reload with a mismatched pair: %d %s, serving %s; want 422 naming tls.certificates[1], two.test serving", code, body, serving())
+	}
+	code, res, body = rl.reload(t, func(c *config.Config) {
+		c.TLS.Certificates = []config.Certificate{two, one}
+		c.TLS.MinVersion = "1.3"
+	})
+	if code != 200 || !slices.Equal(res.NeedsRestart, []string{"tls"}) || !slices.Contains(res.Applied, "tls.certificates (re-read)") {
+		t.Fatalf("reload changing min_version: %d %s; want 200, needs restart [tls], certificates re-read", code, body)
 	}
 }

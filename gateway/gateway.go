@@ -378,7 +378,6 @@ func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 		BaseContext:       base,
 	}
 	var srv server = std
-	public := ls.Public
 	if sc.Implementation == "h1" {
 		h1s := &h1.Server{Handler: g.Handler(), ReadHeaderTimeout: sc.ReadHeaderTimeout.Get(), ReadTimeout: sc.ReadTimeout,
 			WriteTimeout: sc.WriteTimeout, IdleTimeout: sc.IdleTimeout.Get(), MaxHeaderBytes: sc.MaxHeaderBytes.Get(),
@@ -390,15 +389,15 @@ func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 				log: g.log.Warn}
 		}
 	} else if g.certs != nil {
-		std.TLSConfig = g.tlsConfig() // net/http configures HTTP/2 from its NextProtos
-		public = tls.NewListener(public, g.tlsConfig())
+		std.TLSConfig = g.tlsConfig()
+		srv = tlsHTTP{std}
 	}
 	type served struct {
 		name string
 		s    server
 		l    net.Listener
 	}
-	servers := []served{{"latch listening", srv, public}}
+	servers := []served{{"latch listening", srv, ls.Public}}
 	if ls.Redirect != nil {
 		servers = append(servers, served{"redirecting to HTTPS", &http.Server{
 			Handler:           redirectHandler(listenerPort(ls.Public), g.challenge),

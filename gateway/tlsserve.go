@@ -110,6 +110,13 @@ func listenerPort(public net.Listener) string {
 	return p
 }
 
+// tlsHTTP is net/http serving TLS (HTTP/1.1, and HTTP/2 by ALPN) with
+// its TLSConfig, on a plain listener (so Run still sees a shared
+// listener's type).
+type tlsHTTP struct{ *http.Server }
+
+func (s tlsHTTP) Serve(l net.Listener) error { return s.ServeTLS(l, "", "") }
+
 // splitServer serves TLS connections with h1 (HTTP/1.x) and net/http's
 // HTTP/2 server (ALPN h2).
 type splitServer struct {

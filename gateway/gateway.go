@@ -1,5 +1,7 @@
 // Package gateway is latch's HTTP side and its lifecycle. A request runs:
 //
+//  0. gateway/h1 parses it (strictly; conns.go caps the connections) and
+//     screen.go refuses what latch never forwards (CONNECT, TRACE, …);
 //  1. serve.go: the chi router hands it to ServeHTTP, which finds its route
 //     in the immutable table (routes.go) and the route's backends of the
 //     moment (a routeState, swapped per snapshot by service.go);
@@ -98,6 +100,7 @@ type Gateway struct {
 	accessBatch  *batchWriter // nil: access lines go straight to accessLogger's writer
 	reopenLog    <-chan os.Signal
 	sampler      *statuspage.Sampler
+	conns        *connLimit // nil: no connection cap
 
 	table atomic.Pointer[table]
 
@@ -159,6 +162,7 @@ func New(cfg *config.Compiled, deps Deps) (*Gateway, error) {
 	if err := g.metrics.reg.Register(newBackendCollector(g)); err != nil {
 		return nil, fmt.Errorf("gateway: Metrics already serve another gateway: %w", err)
 	}
+	g.conns = newConnLimit(c.Server.MaxConnections.Get(), c.Server.MaxConnectionsPerIP, g.metrics)
 	g.accessLogger = g.log
 	if deps.AccessLog != nil {
 		g.accessBatch = &batchWriter{out: deps.AccessLog}
@@ -204,7 +208,7 @@ func (g *Gateway) serviceFor(name string, spec *config.Spec) *service {
 // one pattern registered is what makes chi build its middleware chain.
 func (g *Gateway) Handler() http.Handler {
 	r := chi.NewRouter()
-	r.Use(g.requestID, middleware.Recoverer)
+	r.Use(g.requestID, g.screen, middleware.Recoverer)
 	if g.c.TLS.HSTS.MaxAge > 0 {
 		r.Use(g.hsts)
 	}
@@ -367,6 +371,14 @@ func (g *Gateway) RunOn(ctx context.Context, ls Listeners) error {
 func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 	sc := g.c.Server
 	base := func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
+	var connContext func(context.Context, net.Conn) context.Context
+	var connState func(net.Conn, http.ConnState)
+	if g.conns != nil {
+		connContext, connState = g.conns.connContext, g.conns.connState
+	}
+	h1s := &h1.Server{Handler: g.Handler(), ReadHeaderTimeout: sc.ReadHeaderTimeout.Get(), ReadTimeout: sc.ReadTimeout,
+		WriteTimeout: sc.WriteTimeout, IdleTimeout: sc.IdleTimeout.Get(), MaxHeaderBytes: sc.MaxHeaderBytes.Get(),
+		BaseContext: base, Log: g.log, ConnContext: connContext, ConnState: connState}
 	std := &http.Server{
 		Handler:           g.Handler(),
 		ReadHeaderTimeout: sc.ReadHeaderTimeout.Get(),
@@ -376,21 +388,20 @@ func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 		MaxHeaderBytes:    sc.MaxHeaderBytes.Get(),
 		ErrorLog:          slogErrorLog(g.log),
 		BaseContext:       base,
+		ConnContext:       connContext,
+		ConnState:         connState,
 	}
-	var srv server = std
-	if sc.Implementation == "h1" {
-		h1s := &h1.Server{Handler: g.Handler(), ReadHeaderTimeout: sc.ReadHeaderTimeout.Get(), ReadTimeout: sc.ReadTimeout,
-			WriteTimeout: sc.WriteTimeout, IdleTimeout: sc.IdleTimeout.Get(), MaxHeaderBytes: sc.MaxHeaderBytes.Get(),
-			BaseContext: base, Log: g.log}
-		srv = h1s
+	var srv server = h1s
+	if sc.Implementation == "net/http" {
+		srv = std
 		if g.certs != nil {
-			std.TLSConfig = g.tlsConfig() // HTTP/2 connections only
-			srv = &splitServer{conf: g.tlsConfig(), h1: h1s, h2: std, timeout: sc.ReadHeaderTimeout.Get(),
-				log: g.log.Warn}
+			std.TLSConfig = g.tlsConfig()
+			srv = tlsHTTP{std}
 		}
 	} else if g.certs != nil {
-		std.TLSConfig = g.tlsConfig()
-		srv = tlsHTTP{std}
+		std.TLSConfig = g.tlsConfig() // HTTP/2 connections only
+		srv = &splitServer{conf: g.tlsConfig(), h1: h1s, h2: std, timeout: sc.ReadHeaderTimeout.Get(),
+			log: g.log.Warn}
 	}
 	type served struct {
 		name string

@@ -133,12 +133,18 @@ type Redis struct {
 type Cookie struct {
 	// Secrets sign the cookie: the first signs, any verifies (rotation). At
 	// least 16 bytes each, and not a placeholder from an example (below).
-	// Empty: SecretFile's, else a random secret per process, with a warning.
+	// Empty: SecretFile's, else (only with Ephemeral, or without a
+	// redis.url) a random secret per process, with a warning.
 	Secrets List `yaml:"secrets"`
 	// SecretFile, when no Secrets are given, holds the secret: read at
 	// start, or created with 32 random bytes (0600) when missing, so
 	// replicas sharing the file (a volume) share sessions.
 	SecretFile string `yaml:"secret_file"`
+	// Ephemeral allows a random secret per process with a shared store
+	// (redis.url) configured: replicas then do not honour each other's
+	// cookies, and a restart forgets every cookie's hint (default false:
+	// a start-up error names cookie.secrets).
+	Ephemeral bool `yaml:"ephemeral"`
 }
 
 // placeholderSecrets are cookie secrets published in examples (the compose
@@ -169,10 +175,23 @@ type Server struct {
 	// false), so a new latch can bind the same address while the old one
 	// drains: the zero-downtime upgrade (README). Linux and macOS only.
 	ReusePort bool `yaml:"reuse_port"`
-	// Implementation serves the public listener: "net/http" (default) or
-	// "h1" (gateway/h1: pooled buffers, no background read; see its doc
-	// for what differs).
+	// Implementation serves the public listener: "h1" (default; gateway/h1:
+	// RFC 9112 strict, pooled buffers, no background read; see its doc for
+	// what differs) or "net/http" (Go's server, more lenient: see the
+	// README for what latch cannot refuse on it).
 	Implementation string `yaml:"implementation"`
+	// AllowTrace forwards TRACE requests (default false: 405). A TRACE
+	// echoes the request, cookies and credentials a front proxy added
+	// included, to whoever sent it.
+	AllowTrace bool `yaml:"allow_trace"`
+	// MaxConnections caps the public listener's open connections (default
+	// 10000; 0: no cap). A connection over the cap is answered 503 with
+	// Connection: close and closed.
+	MaxConnections Opt[int] `yaml:"max_connections"`
+	// MaxConnectionsPerIP caps one client address's open connections
+	// (default 0: no cap), refused as over MaxConnections. Behind a
+	// front proxy every client has its address: leave it off there.
+	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
 }
 
 // TLS is TLS on the public listener. With certificates, the listener

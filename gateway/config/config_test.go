@@ -37,7 +37,12 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"listen", "listen: nope\n" + route, `listen: "nope" is not host:port`},
 		{"admin listen", "admin:\n  listen: nope\n" + route, `admin.listen: "nope" is not host:port`},
 		{"redis url", "redis:\n  url: http://x\n" + route, "redis.url: must be a redis://"},
+		{"redis port", "redis:\n  url: redis://localhost:99999/0\n" + route, `redis.url: port "99999" of "localhost:99999" is not a number from 1 to 65535`},
+		{"redis cluster port", "redis:\n  url: redis://a:6379,b:0\n" + route, `redis.url: port "0" of "b:0"`},
 		{"redis timeout", "redis:\n  timeout: -1s\n" + route, "redis.timeout: must not be negative"},
+		{"server implementation", "server:\n  implementation: h2\n" + route, `server.implementation: "h2" is not h1 or net/http`},
+		{"max connections", "server:\n  max_connections: -1\n" + route, "server.max_connections: must not be negative"},
+		{"max connections per ip", "server:\n  max_connections_per_ip: -2\n" + route, "server.max_connections_per_ip: must not be negative"},
 		{"consul consistency", "consul:\n  consistency: eventual\n" + route, `consul.consistency: "eventual" is not stale, default or consistent`},
 		{"consul tls pair", "consul:\n  tls:\n    cert_file: c.pem\n" + route, "consul.tls: cert_file and key_file go together"},
 		{"consul token twice", "consul:\n  token: a\n  token_file: f\n" + route, "consul.token_file: set token or token_file"},
@@ -46,6 +51,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"consul tls pair", "consul:\n  tls:\n    cert_file: c.pem\n" + route, "consul.tls: cert_file and key_file go together"},
 		{"consul token twice", "consul:\n  token: a\n  token_file: f\n" + route, "consul.token_file: set token or token_file"},
 		{"empty grace", "discovery:\n  empty_grace: soon\n" + route, "discovery.empty_grace"},
+		{"no secret with redis", "redis:\n  url: redis://127.0.0.1:6379/0\n" + route, "cookie.secrets: required with redis.url"},
 		{"short secret", "cookie:\n  secrets: [short]\n" + route, "cookie.secrets[0]: must be at least 16 bytes"},
 		{"placeholder secret", "cookie:\n  secrets: [change-me-to-32-random-bytes-please]\n" + route, "cookie.secrets[0]: is a published placeholder: set LATCH_COOKIE_SECRET"},
 		{"log level", "log:\n  level: loud\n" + route, `log.level: "loud" is not one of`},
@@ -235,5 +241,20 @@ func TestRoutesFromTags(t *testing.T) {
 	r := rs[0].Route()
 	if r.Sticky.Enabled.Get() || strings.Join(r.Policy.Get(), ",") != "random,p2c" || !r.StripPrefix {
 		t.Fatalf("tag options not applied: %+v", r)
+	}
+}
+
+// Issue 17: with a shared store, a random secret per replica is chosen
+// explicitly or not at all; a secret or a secret file will do.
+func TestSecretWithSharedStore(t *testing.T) {
+	const base = "redis:\n  url: redis://127.0.0.1:6379/0\nroutes:\n  - service: web\n"
+	for _, extra := range []string{
+		"cookie:\n  ephemeral: true\n",
+		"cookie:\n  secrets: [0123456789abcdef]\n",
+		"cookie:\n  secret_file: /var/lib/latch/cookie-secret\n",
+	} {
+		if _, err := parseYAML(t, base+extra); err != nil {
+			t.Errorf("%q: %v", extra, err)
+		}
 	}
 }

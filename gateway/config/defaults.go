@@ -61,6 +61,8 @@ func (c Config) withDefaults() Config {
 	s.IdleTimeout = s.IdleTimeout.orValue(120 * time.Second)
 	s.MaxHeaderBytes = s.MaxHeaderBytes.orValue(64 << 10)
 	s.ShutdownTimeout = s.ShutdownTimeout.orValue(30 * time.Second)
+	str(&s.Implementation, "h1")
+	s.MaxConnections = s.MaxConnections.orValue(10000)
 	t := &c.Transport
 	t.DialTimeout = t.DialTimeout.orValue(2 * time.Second)
 	t.ResponseHeaderTimeout = t.ResponseHeaderTimeout.orValue(60 * time.Second)

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,6 +42,8 @@ func (c *Config) validate(p *problems) {
 	if c.Redis.URL != "" && !strings.HasPrefix(c.Redis.URL, "redis://") &&
 		!strings.HasPrefix(c.Redis.URL, "rediss://") && !strings.HasPrefix(c.Redis.URL, "unix://") {
 		p.add("redis.url", "must be a redis://, rediss:// or unix:// URL")
+	} else if err := redisPorts(c.Redis.URL); err != nil {
+		p.add("redis.url", "%v", err)
 	}
 	if err := discovery.ValidConsistency(c.Consul.Consistency); err != nil {
 		p.add("consul.consistency", "%v", err)
@@ -51,8 +55,15 @@ func (c *Config) validate(p *problems) {
 		p.add("consul.token_file", "set token or token_file, not both")
 	}
 	c.TLS.validate(p, checkAddr)
-	if i := c.Server.Implementation; i != "" && i != "net/http" && i != "h1" {
-		p.add("server.implementation", "%q is not net/http or h1", i)
+	if i := c.Server.Implementation; i != "h1" && i != "net/http" {
+		p.add("server.implementation", "%q is not h1 or net/http", i)
+	}
+	if c.Redis.URL != "" && len(c.Cookie.Secrets) == 0 && c.Cookie.SecretFile == "" && !c.Cookie.Ephemeral {
+		// Issue 17: a random secret per replica in front of a shared store
+		// moved clients between backends as they moved between replicas.
+		p.add("cookie.secrets", "required with redis.url (replicas must share it): set "+EnvCookieSecret+
+			" (openssl rand -hex 32), cookie.secret_file / "+EnvCookieSecretFile+" on a volume the replicas share, "+
+			"or cookie.ephemeral: true for a random secret per process")
 	}
 	for i, s := range c.Cookie.Secrets {
 		if len(s) < 16 {
@@ -93,6 +104,8 @@ func (c *Config) validate(p *problems) {
 		{"redis.cache_size", c.Redis.CacheSize.Get()},
 		{"transport.max_idle_conns_per_host", c.Transport.MaxIdleConnsPerHost.Get()},
 		{"transport.max_idle_conns", c.Transport.MaxIdleConns.Get()},
+		{"server.max_connections", c.Server.MaxConnections.Get()},
+		{"server.max_connections_per_ip", c.Server.MaxConnectionsPerIP},
 	} {
 		if n.v < 0 {
 			p.add(n.field, "must not be negative")
@@ -143,6 +156,42 @@ func (t *TLS) validate(p *problems, checkAddr func(field, addr string)) {
 	if (t.HSTS.IncludeSubdomains || t.HSTS.Preload) && t.HSTS.MaxAge == 0 {
 		p.add("tls.hsts.max_age", "required by include_subdomains and preload")
 	}
+}
+
+// redisPorts checks the ports of a redis:// or rediss:// URL's hosts
+// (several, comma-separated, for Cluster; more in addr= parameters): each
+// a number from 1 to 65535. go-redis would take port 99999 and fail at
+// every dial.
+func redisPorts(raw string) error {
+	rest, ok := strings.CutPrefix(raw, "redis://")
+	if !ok {
+		if rest, ok = strings.CutPrefix(raw, "rediss://"); !ok {
+			return nil // unix://
+		}
+	}
+	authority, query, _ := strings.Cut(rest, "?")
+	authority, _, _ = strings.Cut(authority, "/")
+	if i := strings.LastIndexByte(authority, '@'); i >= 0 {
+		authority = authority[i+1:]
+	}
+	hosts := strings.Split(authority, ",")
+	if q, err := url.ParseQuery(query); err == nil {
+		hosts = append(hosts, q["addr"]...)
+	}
+	for _, h := range hosts {
+		h = strings.NewReplacer("rediss://", "", "redis://", "").Replace(h)
+		if h == "" || !strings.Contains(h, ":") || strings.HasSuffix(h, "]") {
+			continue // no port: go-redis's default (6379)
+		}
+		_, port, err := net.SplitHostPort(h)
+		if err != nil {
+			return fmt.Errorf("%q is not host:port", h)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("port %q of %q is not a number from 1 to 65535", port, h)
+		}
+	}
+	return nil
 }
 
 func (r *Route) validate(p *problems, field string, noConsul bool) {

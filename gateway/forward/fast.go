@@ -75,7 +75,7 @@ var errBadResponse = errors.New("malformed response from backend")
 func (f *Forwarder) forwardFast(ctx context.Context, w http.ResponseWriter, r *http.Request, x *exchange) {
 	fresh := false
 	for {
-		c, err := f.pool.conn(ctx, x.backend.Addr, fresh)
+		c, err := f.poolFor(x.spec).conn(ctx, x.backend.Addr, fresh)
 		if err != nil {
 			f.failed(ctx, w, r, x, err)
 			return
@@ -108,7 +108,7 @@ func (f *Forwarder) forwardFast(ctx context.Context, w http.ResponseWriter, r *h
 // the client (and c must be closed); after that, it handles every failure
 // itself.
 func (f *Forwarder) roundTrip(ctx context.Context, w http.ResponseWriter, r *http.Request, x *exchange, c *upConn) error {
-	u := f.pool
+	u := c.pool.u
 	if u.headerTimeout > 0 {
 		_ = c.SetDeadline(u.now().Add(u.headerTimeout))
 	}

@@ -79,6 +79,10 @@ type Forwarder struct {
 	trusted []netip.Prefix
 	log     *slog.Logger
 	obs     Observer
+
+	// Routes with backend_tls have a pool per TLS config (backendtls.go).
+	cfg      config.Transport
+	tlsPools sync.Map // *tls.Config → *pool
 	// Warnings of failed requests, each kind rate-limited (logging.go).
 	upstreamFailed, relayFailed, noBackend limiter
 	// slowOnly sends every request through ReverseProxy (tests run each
@@ -90,7 +94,7 @@ type Forwarder struct {
 // fast path and a ReverseProxy over an http.Transport for the rest, both
 // tuned by t; trusted are the proxies whose X-Forwarded-* are believed.
 func New(t config.Transport, trusted []netip.Prefix, log *slog.Logger, obs Observer) *Forwarder {
-	f := &Forwarder{pool: newPool(t), trusted: trusted, log: log, obs: obs}
+	f := &Forwarder{cfg: t, pool: newPool(t), trusted: trusted, log: log, obs: obs}
 	f.rp = f.newReverseProxy()
 	return f
 }
@@ -106,7 +110,10 @@ func (f *Forwarder) SetDial(dial func(ctx context.Context, network, addr string)
 }
 
 // CloseIdleConnections closes every idle backend connection, both paths.
-func (f *Forwarder) CloseIdleConnections() { f.pool.closeIdleConnections() }
+func (f *Forwarder) CloseIdleConnections() {
+	f.pool.closeIdleConnections()
+	f.closeTLSIdle()
+}
 
 // exchange is one request's state in the pipeline, shared with the
 // ReverseProxy hooks through the request context. Pooled.

@@ -17,7 +17,7 @@ import (
 func (f *Forwarder) newReverseProxy() *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite:        f.rewrite,
-		Transport:      f.pool.std,
+		Transport:      transport{f},
 		BufferPool:     copyBuffers,
 		ModifyResponse: f.modifyResponse,
 		ErrorHandler:   f.errorHandler,
@@ -33,6 +33,9 @@ func (f *Forwarder) rewrite(pr *httputil.ProxyRequest) {
 	u := outboundURL(x.spec, pr.In.URL)
 	out.URL.Path, out.URL.RawPath = u.Path, u.RawPath
 	out.URL.Scheme = "http"
+	if x.spec.BackendTLS() != nil {
+		out.URL.Scheme = "https"
+	}
 	out.URL.Host = x.backend.Addr
 	out.Host = pr.In.Host // backends see the host the client asked for
 	out.Header = make(http.Header, len(pr.In.Header)+3)

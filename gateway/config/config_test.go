@@ -51,6 +51,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"consul tls pair", "consul:\n  tls:\n    cert_file: c.pem\n" + route, "consul.tls: cert_file and key_file go together"},
 		{"consul token twice", "consul:\n  token: a\n  token_file: f\n" + route, "consul.token_file: set token or token_file"},
 		{"empty grace", "discovery:\n  empty_grace: soon\n" + route, "discovery.empty_grace"},
+		{"no secret with redis", "redis:\n  url: redis://127.0.0.1:6379/0\n" + route, "cookie.secrets: required with redis.url"},
 		{"short secret", "cookie:\n  secrets: [short]\n" + route, "cookie.secrets[0]: must be at least 16 bytes"},
 		{"placeholder secret", "cookie:\n  secrets: [change-me-to-32-random-bytes-please]\n" + route, "cookie.secrets[0]: is a published placeholder: set LATCH_COOKIE_SECRET"},
 		{"log level", "log:\n  level: loud\n" + route, `log.level: "loud" is not one of`},
@@ -240,5 +241,20 @@ func TestRoutesFromTags(t *testing.T) {
 	r := rs[0].Route()
 	if r.Sticky.Enabled.Get() || strings.Join(r.Policy.Get(), ",") != "random,p2c" || !r.StripPrefix {
 		t.Fatalf("tag options not applied: %+v", r)
+	}
+}
+
+// Issue 17: with a shared store, a random secret per replica is chosen
+// explicitly or not at all; a secret or a secret file will do.
+func TestSecretWithSharedStore(t *testing.T) {
+	const base = "redis:\n  url: redis://127.0.0.1:6379/0\nroutes:\n  - service: web\n"
+	for _, extra := range []string{
+		"cookie:\n  ephemeral: true\n",
+		"cookie:\n  secrets: [0123456789abcdef]\n",
+		"cookie:\n  secret_file: /var/lib/latch/cookie-secret\n",
+	} {
+		if _, err := parseYAML(t, base+extra); err != nil {
+			t.Errorf("%q: %v", extra, err)
+		}
 	}
 }

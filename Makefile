@@ -24,7 +24,7 @@ BIN_DIR      ?= bin
 RELEASE_DIR  ?= dist
 PLATFORMS    ?= linux/amd64 linux/arm64 darwin/arm64
 
-.PHONY: all build release test unit vet fuzz demo bench bench-tools tools redis consul chromium compose images clean
+.PHONY: all build release test unit vet fuzz demo bench bench-tools tools redis consul chromium compose netns images clean
 
 all: build
 
@@ -51,11 +51,11 @@ vet:
 # are printed. The compose suite needs a Docker daemon: without one it prints
 # one SKIPPED line (a failure when LATCH_REQUIRE_DOCKER is set, as in CI).
 test: tools vet
-	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -skip 'TestFaultSuite|TestComposeSuite|TestHostileInput' ./...
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -skip 'TestFaultSuite|TestComposeSuite|TestHostile' ./...
 	LATCH_TEST_SERVER=net/http $(GO) test -race -count=1 -skip TestHostileInput ./gateway/  # the gateway suite again, served by net/http
 	$(GO) test -race -count=1 -run TestHostileInput -v ./gateway/ | grep -v '^=== '  # the hostile-input table
 	$(GO) test -count=1 -run 'Alloc' ./policy/ ./session/ ./gateway/  # allocation counts: without -race, which changes them
-	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -run TestFaultSuite -v ./integration/ | grep -v '^=== '
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -run 'TestFaultSuite|TestHostileClientFaults' -v ./integration/ | grep -v '^=== '
 	$(GO) test -count=1 -timeout 30m -run TestComposeSuite -v ./integration/ | grep -v '^=== '
 	$(MAKE) --no-print-directory fuzz FUZZTIME=3s
 
@@ -87,7 +87,7 @@ bench: tools bench-tools
 	$(GO) test -run '^$$' -bench 'BenchmarkLoad' -benchtime 1x -timeout 20m ./integration/
 
 
-tools: redis consul chromium compose
+tools: redis consul chromium compose netns
 
 # What `make bench` measures against and with, from Debian, installed when
 # missing: haproxy and nginx (the bars), wrk (the closed-loop load tool).
@@ -108,6 +108,16 @@ redis:
 		echo "installing redis-server"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+
+# iproute2 (ip netns, veth, bridge) and nftables, for the fault suite's
+# replicas on hosts of their own (TestFaultSuiteHosts); installed when missing.
+netns:
+	@missing=""; for p in ip:iproute2 nft:nftables; do \
+		PATH="$$PATH:/usr/sbin:/sbin" command -v $${p%%:*} >/dev/null || missing="$$missing $${p#*:}"; done; \
+	[ -z "$$missing" ] || { \
+		echo "installing$$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; }
 
 # Debian's chromium, for the status page's browser test; installed when missing.
 chromium:

@@ -5,6 +5,8 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"sync"
+	"time"
 
 	"github.com/hashicorp/consul/api"
 )
@@ -28,25 +30,54 @@ const consulService = "consul"
 
 // Watch calls update with service name → sorted, deduplicated tags, first
 // as soon as known and then on every change, from one goroutine, until ctx
-// ends. While Consul is unreachable nothing is published: the last map
-// stands. An answer in which every service of the last map but "consul" is
-// gone is held back for EmptyGrace, as Consul.Watch holds an empty service:
-// nothing is published until every service of the last map is back or the
-// grace has passed.
+// ends. It follows the rules of Consul.Watch, but for the stale flag (the
+// catalog has none to publish):
+//
+//   - while Consul is unreachable nothing is published: the last map
+//     stands;
+//   - the leader probe ends a query waiting on a server that lost its
+//     leader, got one again or stopped answering; while the servers have
+//     no leader, queries wait StaleWait;
+//   - for ReconnectSettle after an outage, answers may add services and
+//     tags but not remove them: removals apply when the window ends, if
+//     they still hold (a restarted agent lists its services again one by
+//     one, and each route from a missing one would answer 404);
+//   - an answer in which every service of the last map but "consul" is
+//     gone is held back for EmptyGrace: nothing is published until every
+//     service of the last map is back or the grace has passed.
+//
 // With a Tag, only services with an instance carrying it are listed.
 func (c *Catalog) Watch(ctx context.Context, update func(map[string][]string)) error {
 	var last map[string][]string
 	hold := emptyHold{grace: c.opts.EmptyGrace}
+	var probe leaderProbe
+	var wg sync.WaitGroup
+	defer wg.Wait() // the loop returns only once ctx ended, which ends the probe
+	wg.Go(func() { probe.run(ctx, c.client, &c.opts) })
+	var settleUntil time.Time // until then, answers do not remove services nor tags
+	reconnected := false
 	return blockingLoop(ctx, c.opts, "catalog",
 		func(ctx context.Context, idx uint64) (uint64, error) {
 			held, left := hold.holding(c.opts.Now())
-			q := c.opts.query(ctx, idx, held, left)
+			if settle := settleUntil.Sub(c.opts.Now()); settle > 0 && (left == 0 || settle < left) {
+				left = settle
+			}
+			qctx, done := probe.query(ctx)
+			defer done()
+			q := c.opts.query(qctx, idx, held || probe.leaderless.Load(), left)
 			if c.opts.Tag != "" {
 				q.Filter = strconv.Quote(c.opts.Tag) + " in ServiceTags"
 			}
 			services, meta, err := c.client.Catalog().Services(q)
 			if err != nil {
-				return 0, err
+				return 0, probe.failed(ctx, qctx, err)
+			}
+			if idx == 0 {
+				probe.noteLeader(&c.opts, "catalog", meta.KnownLeader)
+			}
+			if reconnected {
+				reconnected = false
+				settleUntil = c.opts.Now().Add(c.opts.ReconnectSettle)
 			}
 			for name, tags := range services {
 				slices.Sort(tags)
@@ -57,12 +88,31 @@ func (c *Catalog) Watch(ctx context.Context, update func(map[string][]string)) e
 			if keep {
 				return meta.LastIndex, nil
 			}
+			if last != nil && c.opts.Now().Before(settleUntil) {
+				services = settledCatalog(last, services)
+			}
 			if last == nil || !maps.EqualFunc(last, services, slices.Equal) {
 				last = services
 				update(services)
 			}
 			return meta.LastIndex, nil
-		}, func() {})
+		}, func() { reconnected = true })
+}
+
+// settledCatalog is next with the removals of the settle window deferred:
+// a service of prev that next lacks stays, and a service keeps the tags
+// of prev that next lacks.
+func settledCatalog(prev, next map[string][]string) map[string][]string {
+	out := maps.Clone(next)
+	for name, tags := range prev {
+		if now, ok := out[name]; ok {
+			tags = append(slices.Clone(now), tags...)
+			slices.Sort(tags)
+			tags = slices.Compact(tags)
+		}
+		out[name] = tags
+	}
+	return out
 }
 
 // emptied reports whether next lacks every service of last but Consul's own

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -39,6 +38,12 @@ type ConsulOptions struct {
 	// LeaderCheck is how often the agent is asked whether its servers have
 	// a leader (default 5s; StaleWait while they have none).
 	LeaderCheck time.Duration
+	// ProbeTimeout bounds that question (default 3s). An agent that does
+	// not answer it in time is taken as unreachable: the query in flight
+	// is ended and the state marked stale. A partition that drops packets
+	// refuses nothing, and a blocking query would otherwise wait on its
+	// silent connection for the whole WaitTime.
+	ProbeTimeout time.Duration
 	// ReconnectSettle is how long after an outage an answer may not lower
 	// a backend's health nor remove it (default 3s; negative: no window):
 	// such changes are applied when the window ends, if they still hold.
@@ -82,6 +87,9 @@ func (o *ConsulOptions) defaults() {
 	}
 	if o.LeaderCheck <= 0 {
 		o.LeaderCheck = 5 * time.Second
+	}
+	if o.ProbeTimeout <= 0 {
+		o.ProbeTimeout = 3 * time.Second
 	}
 	if o.MinBackoff <= 0 {
 		o.MinBackoff = 250 * time.Millisecond
@@ -159,12 +167,10 @@ func (c *Consul) Watch(ctx context.Context, service string, update func(Snapshot
 	}
 	var last, good *Snapshot // last published; last answer applied
 	hold := emptyHold{grace: c.opts.EmptyGrace}
-	var leaderless atomic.Bool
-	var mu sync.Mutex    // guards requery
-	requery := func() {} // cancels the query in flight
+	var probe leaderProbe
 	var wg sync.WaitGroup
 	defer wg.Wait() // the loop returns only once ctx ended, which ends the probe
-	wg.Go(func() { c.probeLeader(ctx, &leaderless, func() { mu.Lock(); requery(); mu.Unlock() }) })
+	wg.Go(func() { probe.run(ctx, c.client, &c.opts) })
 	var settleUntil time.Time // until then, answers do not lower health nor remove backends
 	reconnected := false
 	publish := func(s Snapshot) {
@@ -188,31 +194,23 @@ func (c *Consul) Watch(ctx context.Context, service string, update func(Snapshot
 			if settle := settleUntil.Sub(c.opts.Now()); settle > 0 && (left == 0 || settle < left) {
 				left = settle
 			}
-			qctx, cancel := context.WithCancel(ctx)
-			defer cancel()
-			mu.Lock()
-			requery = cancel
-			mu.Unlock()
+			qctx, done := probe.query(ctx)
+			defer done()
 			q := c.opts.query(qctx, idx, last != nil && last.Stale, left)
 			entries, meta, err := c.client.Health().Service(service, c.opts.Tag, false, q)
 			if err != nil {
-				if qctx.Err() != nil && ctx.Err() == nil {
-					return 0, errRequery
-				}
-				return 0, err
+				return 0, probe.failed(ctx, qctx, err)
 			}
-			// Consul (1.22) answers every blocking query with KnownLeader
-			// false: only a query without an index tells. The leader probe
-			// asks for one when the leader comes or goes.
+			// Only a query without an index says whether there is a leader;
+			// the leader probe asks for one when the leader comes or goes.
 			if idx == 0 {
-				c.noteLeader(what, leaderless.Load(), meta.KnownLeader)
-				leaderless.Store(!meta.KnownLeader)
+				probe.noteLeader(&c.opts, what, meta.KnownLeader)
 			}
 			if reconnected {
 				reconnected = false
 				settleUntil = c.opts.Now().Add(c.opts.ReconnectSettle)
 			}
-			s := Snapshot{Service: service, Index: meta.LastIndex, Backends: make([]Backend, 0, len(entries)), Stale: leaderless.Load()}
+			s := Snapshot{Service: service, Index: meta.LastIndex, Backends: make([]Backend, 0, len(entries)), Stale: probe.leaderless.Load()}
 			for _, e := range entries {
 				if e.Service == nil {
 					continue
@@ -251,45 +249,6 @@ func (c *Consul) Watch(ctx context.Context, service string, update func(Snapshot
 			}
 		})
 }
-
-// noteLeader logs when answers start or stop coming from a server without
-// a leader (possible in stale mode only; other modes fail instead).
-func (c *Consul) noteLeader(what string, leaderless, known bool) {
-	switch {
-	case !known && !leaderless:
-		c.opts.Logger.Warn("consul answers without a cluster leader: its state may be old, marked stale", "watch", what)
-	case known && leaderless:
-		c.opts.Logger.Info("consul has a cluster leader again", "watch", what)
-	}
-}
-
-// probeLeader asks the agent every LeaderCheck (StaleWait while
-// leaderless) whether the servers have a leader, and calls requery when
-// that differs from what the watch believes: a blocking query may wait
-// minutes on a server that lost its quorum, or keep a stale flag after the
-// election, since its answers do not say.
-func (c *Consul) probeLeader(ctx context.Context, leaderless *atomic.Bool, requery func()) {
-	for {
-		every := c.opts.LeaderCheck
-		if leaderless.Load() {
-			every = c.opts.StaleWait
-		}
-		if !sleep(ctx, every) {
-			return
-		}
-		addr, err := c.client.Status().LeaderWithQueryOptions((&api.QueryOptions{}).WithContext(ctx))
-		if err != nil {
-			continue // unreachable: the watch sees errors of its own
-		}
-		if known := addr != ""; known == leaderless.Load() {
-			requery()
-		}
-	}
-}
-
-// errRequery ends a query the leader probe cancelled: ask again at once,
-// without an index.
-var errRequery = errors.New("discovery: query again")
 
 func (o *ConsulOptions) logHold(what string, ev holdEvent, had func() int) {
 	switch ev {

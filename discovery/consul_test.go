@@ -84,6 +84,8 @@ type fakeAnswer struct {
 	before     func()   // runs before answering (advance a clock)
 	noIndex    bool     // served only to a query without an index (others block)
 	critical   []string // ids whose check is critical
+	// services is the answer to /v1/catalog/services (the catalog watch).
+	services map[string][]string
 }
 
 // fakeQuery is what the watch asked for.
@@ -96,6 +98,7 @@ type fakeQuery struct {
 // query; past the script's end it blocks as a long blocking query would.
 type fakeAgent struct {
 	leaderless atomic.Bool // what /v1/status/leader says
+	silent     atomic.Bool // /v1/status/leader never answers (a partition)
 	mu         sync.Mutex
 	script     []fakeAnswer
 	queries    []fakeQuery
@@ -106,6 +109,10 @@ func newFakeAgent(t *testing.T, script ...fakeAnswer) *fakeAgent {
 	f := &fakeAgent{script: script}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/v1/status/leader" {
+			if f.silent.Load() {
+				<-r.Context().Done()
+				return
+			}
 			leader := "127.0.0.1:8300"
 			if f.leaderless.Load() {
 				leader = ""
@@ -135,6 +142,10 @@ func newFakeAgent(t *testing.T, script ...fakeAnswer) *fakeAgent {
 		w.Header().Set("X-Consul-Index", strconv.FormatUint(a.index, 10))
 		w.Header().Set("X-Consul-LastContact", "0")
 		w.Header().Set("X-Consul-KnownLeader", strconv.FormatBool(!a.leaderless))
+		if r.URL.Path == "/v1/catalog/services" {
+			_ = json.NewEncoder(w).Encode(a.services)
+			return
+		}
 		out := []*api.ServiceEntry{}
 		for _, id := range a.ids {
 			e := &api.ServiceEntry{Node: &api.Node{Node: "n", Address: "127.0.0.1"},
@@ -166,22 +177,53 @@ func (f *fakeAgent) query(i int) fakeQuery {
 // is done and one more query is waiting, and returns what was published.
 func watchFake(t *testing.T, f *fakeAgent, opts ConsulOptions) []Snapshot {
 	t.Helper()
+	var mu sync.Mutex
+	var got []Snapshot
+	runFake(t, f, opts, func(ctx context.Context, client *api.Client, opts ConsulOptions) {
+		_ = NewConsul(client, opts).Watch(ctx, "web", func(s Snapshot) { mu.Lock(); got = append(got, s); mu.Unlock() })
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	return got
+}
+
+// watchCatalogFake is watchFake for the catalog watch.
+func watchCatalogFake(t *testing.T, f *fakeAgent, opts ConsulOptions) []map[string][]string {
+	t.Helper()
+	var mu sync.Mutex
+	var got []map[string][]string
+	runFake(t, f, opts, func(ctx context.Context, client *api.Client, opts ConsulOptions) {
+		_ = NewCatalog(client, opts).Watch(ctx, func(m map[string][]string) { mu.Lock(); got = append(got, m); mu.Unlock() })
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	return got
+}
+
+// fakeOptions are opts for a watch on the fake agent: fast backoff, quiet,
+// no settle window unless the test sets one (with a clock).
+func fakeOptions(opts ConsulOptions) ConsulOptions {
+	opts.MinBackoff, opts.MaxBackoff = time.Millisecond, 2*time.Millisecond
+	if opts.ReconnectSettle == 0 {
+		opts.ReconnectSettle = -1
+	}
+	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	return opts
+}
+
+// runFake runs watch on the fake agent until its script is done and one
+// more query is waiting.
+func runFake(t *testing.T, f *fakeAgent, opts ConsulOptions, watch func(context.Context, *api.Client, ConsulOptions)) {
+	t.Helper()
 	client, _, err := NewClient(ClientConfig{Address: f.srv.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts.MinBackoff, opts.MaxBackoff = time.Millisecond, 2*time.Millisecond
-	if opts.ReconnectSettle == 0 {
-		opts.ReconnectSettle = -1 // tests of it set it, with a clock
-	}
-	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, cancel := context.WithCancel(context.Background())
-	var mu sync.Mutex
-	var got []Snapshot
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = NewConsul(client, opts).Watch(ctx, "web", func(s Snapshot) { mu.Lock(); got = append(got, s); mu.Unlock() })
+		watch(ctx, client, fakeOptions(opts))
 	}()
 	deadline := time.Now().Add(5 * time.Second)
 	for !f.done() || len(f.queries) == 0 {
@@ -203,9 +245,6 @@ func watchFake(t *testing.T, f *fakeAgent, opts ConsulOptions) []Snapshot {
 	}
 	cancel()
 	<-done
-	mu.Lock()
-	defer mu.Unlock()
-	return got
 }
 
 func ids(s Snapshot) []string {

@@ -23,6 +23,7 @@ package gateway
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -72,6 +73,15 @@ type Deps struct {
 	// ReopenAccessLog, when set, reopens an *AccessFile AccessLog on each
 	// value (cmd/latch relays SIGUSR1); Run's log writer reads it.
 	ReopenAccessLog <-chan os.Signal
+	// GetCertificate, when set, is asked first for the public listener's
+	// certificate (ACME); returning nil, nil falls back to tls.certificates.
+	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	// NextProtos are ALPN protocols offered after h2 and http/1.1 (ACME's
+	// acme-tls/1; GetCertificate answers those handshakes).
+	NextProtos []string
+	// Challenge, when set, serves /.well-known/acme-challenge/ on the
+	// redirect listener (tls.redirect_listen); nil answers 404 there.
+	Challenge http.Handler
 }
 
 // Gateway is a running latch. Build it with New, run it with Run.
@@ -111,6 +121,13 @@ type Gateway struct {
 
 	reqPrefix string
 	reqSeq    atomic.Uint64
+
+	// TLS on the public listener (certs.go, tlsserve.go); certs is nil
+	// without tls.certificates.
+	certs          *certStore
+	getCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	nextProtos     []string
+	challenge      http.Handler
 }
 
 // New builds a gateway from a compiled config (config.Load or
@@ -156,6 +173,13 @@ func New(cfg *config.Compiled, deps Deps) (*Gateway, error) {
 	var p [6]byte
 	_, _ = rand.Read(p[:])
 	g.reqPrefix = hex.EncodeToString(p[:]) + "-"
+	if c.TLS.Enabled() {
+		var err error
+		if g.certs, err = newCertStore(c.TLS.Certificates, g.log, g.metrics.reg); err != nil {
+			return nil, err
+		}
+	}
+	g.getCertificate, g.nextProtos, g.challenge = deps.GetCertificate, deps.NextProtos, deps.Challenge
 	g.fwd = forward.New(c.Transport, g.trusted, g.log, g.metrics)
 	g.sampler = g.newStatusSampler()
 	for _, rc := range cfg.Routes() {
@@ -174,7 +198,7 @@ func (g *Gateway) serviceFor(name string, spec *config.Spec) *service {
 	if svc, ok := g.services[name]; ok {
 		return svc
 	}
-	svc := g.newService(name, spec.Route().RouteSettings)
+	svc := g.newService(name, spec)
 	g.services[name] = svc
 	return svc
 }
@@ -187,6 +211,9 @@ func (g *Gateway) serviceFor(name string, spec *config.Spec) *service {
 func (g *Gateway) Handler() http.Handler {
 	r := chi.NewRouter()
 	r.Use(g.requestID, g.screen, middleware.Recoverer)
+	if g.c.TLS.HSTS.MaxAge > 0 {
+		r.Use(g.hsts)
+	}
 	r.Handle("/", g)
 	r.NotFound(g.ServeHTTP)
 	r.MethodNotAllowed(g.ServeHTTP)
@@ -262,9 +289,11 @@ func (g *Gateway) Waiting() []string {
 }
 
 // Listeners are the sockets Run serves: Public is required, Admin and
-// Metrics (metrics.listen: /metrics alone, no token) may be nil.
+// Metrics (metrics.listen: /metrics alone, no token) may be nil, and so may
+// Redirect (tls.redirect_listen: plain HTTP redirected to Public's HTTPS).
+// Public speaks TLS when tls.certificates are set: pass a TCP listener.
 type Listeners struct {
-	Public, Admin, Metrics net.Listener
+	Public, Admin, Metrics, Redirect net.Listener
 }
 
 // Run serves the public and admin listeners (admin may be nil) until ctx
@@ -301,6 +330,9 @@ func (g *Gateway) RunOn(ctx context.Context, ls Listeners) error {
 		}
 	})
 	owner.Go(func() { g.sampler.Run(bg) })
+	if g.certs != nil {
+		owner.Go(func() { g.certs.run(bg, g.c.TLS.PollInterval.Get()) })
+	}
 	g.mu.Lock()
 	g.bg = bg
 	for _, svc := range g.services {
@@ -346,22 +378,32 @@ func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 	if g.conns != nil {
 		connContext, connState = g.conns.connContext, g.conns.connState
 	}
-	var srv server = &h1.Server{Handler: g.Handler(), ReadHeaderTimeout: sc.ReadHeaderTimeout.Get(), ReadTimeout: sc.ReadTimeout,
+	h1s := &h1.Server{Handler: g.Handler(), ReadHeaderTimeout: sc.ReadHeaderTimeout.Get(), ReadTimeout: sc.ReadTimeout,
 		WriteTimeout: sc.WriteTimeout, IdleTimeout: sc.IdleTimeout.Get(), MaxHeaderBytes: sc.MaxHeaderBytes.Get(),
 		BaseContext: base, Log: g.log, ConnContext: connContext, ConnState: connState}
+	std := &http.Server{
+		Handler:           g.Handler(),
+		ReadHeaderTimeout: sc.ReadHeaderTimeout.Get(),
+		ReadTimeout:       sc.ReadTimeout,
+		WriteTimeout:      sc.WriteTimeout,
+		IdleTimeout:       sc.IdleTimeout.Get(),
+		MaxHeaderBytes:    sc.MaxHeaderBytes.Get(),
+		ErrorLog:          slogErrorLog(g.log),
+		BaseContext:       base,
+		ConnContext:       connContext,
+		ConnState:         connState,
+	}
+	var srv server = h1s
 	if sc.Implementation == "net/http" {
-		srv = &http.Server{
-			Handler:           g.Handler(),
-			ReadHeaderTimeout: sc.ReadHeaderTimeout.Get(),
-			ReadTimeout:       sc.ReadTimeout,
-			WriteTimeout:      sc.WriteTimeout,
-			IdleTimeout:       sc.IdleTimeout.Get(),
-			MaxHeaderBytes:    sc.MaxHeaderBytes.Get(),
-			ErrorLog:          slogErrorLog(g.log),
-			BaseContext:       base,
-			ConnContext:       connContext,
-			ConnState:         connState,
+		srv = std
+		if g.certs != nil {
+			std.TLSConfig = g.tlsConfig()
+			srv = tlsHTTP{std}
 		}
+	} else if g.certs != nil {
+		std.TLSConfig = g.tlsConfig() // HTTP/2 connections only
+		srv = &splitServer{conf: g.tlsConfig(), h1: h1s, h2: std, timeout: sc.ReadHeaderTimeout.Get(),
+			log: g.log.Warn}
 	}
 	type served struct {
 		name string
@@ -369,6 +411,13 @@ func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 		l    net.Listener
 	}
 	servers := []served{{"latch listening", srv, ls.Public}}
+	if ls.Redirect != nil {
+		servers = append(servers, served{"redirecting to HTTPS", &http.Server{
+			Handler:           redirectHandler(listenerPort(ls.Public), g.challenge),
+			ReadHeaderTimeout: sc.ReadHeaderTimeout.Get(), IdleTimeout: sc.IdleTimeout.Get(),
+			MaxHeaderBytes: sc.MaxHeaderBytes.Get(), ErrorLog: slogErrorLog(g.log),
+		}, ls.Redirect})
+	}
 	if ls.Admin != nil {
 		servers = append(servers, served{"admin listening", &http.Server{
 			Handler: g.AdminHandler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: sc.IdleTimeout.Get(),

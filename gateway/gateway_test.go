@@ -44,6 +44,7 @@ func newBackend(t *testing.T, id string) *testBackend {
 	b := &testBackend{id: id}
 	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b.hits.Add(1)
+		_, _ = io.Copy(io.Discard, r.Body) // uploads too: a Go backend sends 100 Continue on reading
 		w.Header().Set("X-Backend-Id", id)
 		if s := b.status.Load(); s != 0 {
 			w.WriteHeader(int(s))
@@ -67,6 +68,7 @@ type testGateway struct {
 	url     string
 	admin   string
 	metrics string // the metrics listener (metrics.listen)
+	redir   string // the redirect listener (tls.redirect_listen), when set
 	static  *discovery.Static
 	client  *http.Client
 }
@@ -149,12 +151,25 @@ func startGatewayFull(t testing.TB, mutate func(*config.Config), affinity *sessi
 	if err != nil {
 		t.Fatal(err)
 	}
+	ls := Listeners{Public: pub, Admin: adm, Metrics: met}
+	scheme := "http://"
+	if cfg.TLS.Enabled() { // the test sets tg.client's roots
+		scheme = "https://"
+	}
+	if cfg.TLS.RedirectListen != "" {
+		if ls.Redirect, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- g.RunOn(ctx, Listeners{Public: pub, Admin: adm, Metrics: met}) }()
-	tg := &testGateway{g: g, url: "http://" + pub.Addr().String(), admin: "http://" + adm.Addr().String(),
+	go func() { done <- g.RunOn(ctx, ls) }()
+	tg := &testGateway{g: g, url: scheme + pub.Addr().String(), admin: "http://" + adm.Addr().String(),
 		metrics: "http://" + met.Addr().String(), static: static,
 		client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}}}
+	if ls.Redirect != nil {
+		tg.redir = "http://" + ls.Redirect.Addr().String()
+	}
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

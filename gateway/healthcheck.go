@@ -21,6 +21,7 @@ type activeChecks struct {
 	cfg     checkSettings
 	client  *http.Client
 	log     *slog.Logger
+	scheme  string // http, or https for backend_tls
 
 	mu      sync.Mutex
 	targets []discovery.Backend // from the last snapshot
@@ -47,7 +48,7 @@ func newActiveChecks(service string, hc config.HealthCheck, rt http.RoundTripper
 		service: service, cfg: cfg, log: log,
 		client: &http.Client{Transport: rt, Timeout: cfg.timeout,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
-		state: map[string]*probeState{},
+		state: map[string]*probeState{}, scheme: "http",
 	}
 }
 
@@ -125,7 +126,7 @@ func (a *activeChecks) round(ctx context.Context) bool {
 }
 
 func (a *activeChecks) probe(ctx context.Context, addr string) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+a.cfg.path, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.scheme+"://"+addr+a.cfg.path, nil)
 	if err != nil {
 		return false
 	}

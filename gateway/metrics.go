@@ -20,6 +20,7 @@ type Metrics struct {
 	duration      *prometheus.HistogramVec // route
 	upstreamDur   *prometheus.HistogramVec // route, backend
 	retries       *prometheus.CounterVec   // route
+	clientErrors  *prometheus.CounterVec   // route, cause
 	fallbacks     *prometheus.CounterVec   // route, from, to
 	breakerTrans  *prometheus.CounterVec   // service, backend, to
 	sessions      *prometheus.CounterVec   // route, backend, outcome
@@ -64,6 +65,9 @@ func NewMetrics() *Metrics {
 	m.retries = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "latch_retries_total", Help: "Requests sent to another backend after an attempt failed.",
 	}, []string{"route"})
+	m.clientErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "latch_client_errors_total", Help: "Requests whose body the client broke (framing, truncated, reset, timeout), answered 400/408 and counted against no backend.",
+	}, []string{"route", "cause"})
 	m.fallbacks = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "latch_policy_fallbacks_total", Help: "Picks handed from one policy of the chain to the next.",
 	}, []string{"route", "from", "to"})
@@ -115,7 +119,7 @@ func NewMetrics() *Metrics {
 	m.reloadedAt = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "latch_config_last_reload_success_timestamp_seconds", Help: "Unix time of the last configuration reload applied (0: none since start).",
 	})
-	m.reg.MustRegister(m.reloads, m.reloadedAt, m.panic, m.requests, m.duration, m.upstreamDur, m.retries, m.fallbacks,
+	m.reg.MustRegister(m.reloads, m.reloadedAt, m.panic, m.requests, m.duration, m.upstreamDur, m.retries, m.clientErrors, m.fallbacks,
 		m.breakerTrans, m.sessions, m.storeErrors, m.storeDuration, m.cache, m.expired, m.discUpdates,
 		m.discStale, m.discBackends, m.discLastOK, m.discHeld, m.tagConflicts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -146,6 +150,11 @@ func (m *Metrics) panicMode(service string, on bool) {
 
 // Retry counts a request sent to another backend (forward.Observer).
 func (m *Metrics) Retry(route string) { m.retries.WithLabelValues(route).Inc() }
+
+// ClientError counts a request body the client broke (forward.Observer).
+func (m *Metrics) ClientError(route, cause string) {
+	m.clientErrors.WithLabelValues(route, cause).Inc()
+}
 
 func (m *Metrics) fallback(route, from, to string) {
 	m.fallbacks.WithLabelValues(route, from, to).Inc()

@@ -118,7 +118,23 @@ func (g *Gateway) apply(cc *config.Compiled) (ReloadResult, error) {
 		}
 	}
 
+	// Certificates: a changed list loads whole or the reload is refused;
+	// the same list is re-read below (a pair that fails keeps serving its
+	// certificate, as when its files change).
+	certsChanged := g.certs != nil && next.TLS.Enabled() && !slices.Equal(prev.TLS.Certificates, next.TLS.Certificates)
+	if certsChanged {
+		if err := g.ReloadCertificates(next.TLS.Certificates...); err != nil {
+			return ReloadResult{}, err
+		}
+	}
+
 	// Nothing fails from here on.
+	if certsChanged {
+		res.Applied = append(res.Applied, "tls.certificates")
+	} else if g.certs != nil {
+		_ = g.certs.reload(true) // logged and counted per pair
+		res.Applied = append(res.Applied, "tls.certificates (re-read)")
+	}
 	if codec != nil {
 		g.affinity.SetCodec(codec)
 		res.Applied = append(res.Applied, "cookie.secrets")
@@ -239,12 +255,22 @@ func needsRestart(prev, next config.Config) []string {
 		{"server", prev.Server, next.Server},
 		{"transport", prev.Transport, next.Transport},
 		{"trusted_proxies", prev.TrustedProxies, next.TrustedProxies},
+		// Certificates reload live; turning TLS on or off, and the rest of
+		// tls (the listener's TLS config, the redirect listener), do not.
+		{"tls.certificates (TLS on or off)", prev.TLS.Enabled(), next.TLS.Enabled()},
+		{"tls", tlsSettings(prev.TLS), tlsSettings(next.TLS)},
 	} {
 		if !reflect.DeepEqual(f.prev, f.next) {
 			out = append(out, f.name)
 		}
 	}
 	return out
+}
+
+// tlsSettings is t without its certificates.
+func tlsSettings(t config.TLS) config.TLS {
+	t.Certificates = nil
+	return t
 }
 
 // secretBytes is the cookie secrets as the codec takes them.

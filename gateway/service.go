@@ -9,6 +9,7 @@ import (
 
 	"github.com/latchgw/latch/discovery"
 	"github.com/latchgw/latch/gateway/config"
+	"github.com/latchgw/latch/gateway/forward"
 	"github.com/latchgw/latch/policy"
 	"github.com/latchgw/latch/session"
 )
@@ -33,11 +34,13 @@ type service struct {
 	running  sync.WaitGroup // the watch and the active checks
 	checks   *activeChecks
 	checkCfg config.HealthCheck
+	checkTLS *config.Spec // its backend_tls: how the active checks reach the backends
 	ttl      atomic.Int64 // session TTL (a time.Duration), for session counts; a reload sets it
 }
 
-func (g *Gateway) newService(name string, settings config.RouteSettings) *service {
-	svc := &service{name: name, g: g, checkCfg: settings.HealthCheck}
+func (g *Gateway) newService(name string, spec *config.Spec) *service {
+	settings := spec.Route().RouteSettings
+	svc := &service{name: name, g: g, checkCfg: settings.HealthCheck, checkTLS: spec}
 	svc.ttl.Store(int64(settings.Sticky.TTL.Get()))
 	svc.opts = svc.registryOptions(settings)
 	svc.registry = policy.NewRegistry(name, svc.opts.Options(svc))
@@ -51,7 +54,8 @@ func (svc *service) start(ctx context.Context) {
 	ctx, svc.cancel = context.WithCancel(ctx)
 	if svc.checkCfg.Path.Get() != "" {
 		svc.mu.Lock()
-		svc.checks = newActiveChecks(svc.name, svc.checkCfg, svc.g.fwd.Transport(), svc.g.log)
+		svc.checks = newActiveChecks(svc.name, svc.checkCfg, svc.g.fwd.TransportFor(svc.checkTLS), svc.g.log)
+		svc.checks.scheme = forward.BackendScheme(svc.checkTLS)
 		svc.mu.Unlock()
 		svc.running.Go(func() { svc.checks.run(ctx, svc.republish) })
 	}

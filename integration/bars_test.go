@@ -30,11 +30,22 @@ type bar struct {
 // recipe: round robin, and a cookie naming the backend inserted on the
 // first response ("cookie SRV insert indirect nocache").
 func startHAProxy(b *testing.B, backends []string) (bar, bool) {
+	return startHAProxyOn(b, backends, "")
+}
+
+// startHAProxyOn is startHAProxy terminating TLS with the PEM bundle
+// (certificate and key) when one is given.
+func startHAProxyOn(b *testing.B, backends []string, bundle string) (bar, bool) {
 	bin, err := exec.LookPath("haproxy")
 	if err != nil {
 		return bar{}, false
 	}
 	br := bar{name: "haproxy", url: fmt.Sprintf("http://127.0.0.1:%d/", harness.FreePort(b))}
+	bind := ""
+	if bundle != "" {
+		br.name, br.url = "haproxy tls", "https"+strings.TrimPrefix(br.url, "http")
+		bind = " ssl crt " + bundle
+	}
 	var cfg strings.Builder
 	fmt.Fprintf(&cfg, `defaults
     mode http
@@ -42,12 +53,12 @@ func startHAProxy(b *testing.B, backends []string) (bar, bool) {
     timeout client 50s
     timeout server 50s
 frontend fe
-    bind %s
+    bind %s%s
     default_backend web
 backend web
     balance roundrobin
     cookie SRV insert indirect nocache
-`, hostPort(br.url))
+`, hostPort(br.url), bind)
 	for i, be := range backends {
 		fmt.Fprintf(&cfg, "    server web-%d %s cookie w%d\n", i+1, hostPort(be), i+1)
 		br.cookies = append(br.cookies, fmt.Sprintf("SRV=w%d", i+1))
@@ -57,7 +68,9 @@ backend web
 		b.Fatal(err)
 	}
 	br.proc = harness.StartProcess(b, bin, "-db", "-f", path)
-	waitOK(b, br)
+	if bundle == "" {
+		waitOK(b, br)
+	}
 	return br, true
 }
 
@@ -135,5 +148,5 @@ func waitOK(b *testing.B, br bar) {
 
 // hostPort turns http://host:port/ into host:port.
 func hostPort(url string) string {
-	return strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/")
+	return strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(url, "http://"), "https://"), "/")
 }

@@ -35,6 +35,9 @@ import (
 //     at its packaged defaults (cookie insert, round robin) — the bar;
 //   - nginx new, nginx sticky, nginx sticky@half: Debian's nginx with the
 //     usual cookie-hash recipe, when installed — a second bar;
+//   - sticky tls, haproxy sticky tls: sticky over HTTPS (HTTP/1.1 keep-alive,
+//     TLS sessions resumed on reconnect) through a latch serving a
+//     certificate and through HAProxy serving the same one (on loadgen);
 //   - sticky-redis-down: sticky with Redis stopped;
 //   - idle: 5,000 keep-alive connections left idle after one request
 //     each, on latch and each bar: RSS per connection, and after they close.
@@ -65,7 +68,8 @@ import (
 // compares the two servers in one run; LATCH_BENCH_BASELINE_SERVER sets
 // the baseline's. LATCH_BENCH_ONLY=direct,sticky,haproxy sticky runs only
 // the scenarios named (comma-separated; a bar runs when one of its
-// scenarios is named; sticky@half needs sticky).
+// scenarios is named; sticky@half needs sticky; "sticky tls,haproxy
+// sticky tls": the TLS rows).
 func BenchmarkLoad(b *testing.B) {
 	duration := envDuration("LATCH_BENCH_DURATION", 5*time.Second)
 	conc := envInt("LATCH_BENCH_CONCURRENCY", 64)
@@ -109,29 +113,39 @@ func BenchmarkLoad(b *testing.B) {
 		url, admin string
 		proc       *harness.Process
 	}
-	start := func(bin, server string) latch {
+	cert := newBenchCert(b)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: cert.client}}
+	// start runs a latch process; tlsOn serves cert (the TLS row).
+	start := func(bin, server string, tlsOn bool) latch {
 		port, adminPort := harness.FreePort(b), harness.FreePort(b)
 		args := []string{"-listen", fmt.Sprintf("127.0.0.1:%d", port),
 			"-admin-listen", fmt.Sprintf("127.0.0.1:%d", adminPort), "-consul", c.HTTPAddr, "-service", "web",
 			"-redis", redis.URL, "-cookie-secret", "bench-secret-0123456789abcdef",
 			"-pprof", strconv.FormatBool(profileDir != "")} // the access log on, as by default (to a file)
+		yaml, scheme := "", "http"
 		if server != "" {
+			yaml = "server:\n  implementation: " + server + "\n"
+		}
+		if tlsOn {
+			yaml, scheme = yaml+cert.yaml(), "https"
+		}
+		if yaml != "" {
 			path := filepath.Join(b.TempDir(), "latch.yaml")
-			if err := os.WriteFile(path, []byte("server:\n  implementation: "+server+"\n"), 0o644); err != nil {
+			if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
 				b.Fatal(err)
 			}
 			args = append(args, "-config", path)
 		}
 		p := harness.StartProcess(b, bin, args...)
-		l := latch{fmt.Sprintf("http://127.0.0.1:%d/", port), fmt.Sprintf("http://127.0.0.1:%d", adminPort), p}
+		l := latch{fmt.Sprintf("%s://127.0.0.1:%d/", scheme, port), fmt.Sprintf("http://127.0.0.1:%d", adminPort), p}
 		waitPassing(b, l.admin, "web", 4)
-		seenAllB(b, l.url, "web-1", "web-2", "web-3", "web-4")
+		seenAllB(b, client, l.url, "web-1", "web-2", "web-3", "web-4")
 		return l
 	}
-	cur := start(harness.Binaries(b)+"/latch", os.Getenv("LATCH_BENCH_SERVER"))
+	cur := start(harness.Binaries(b)+"/latch", os.Getenv("LATCH_BENCH_SERVER"), false)
 	var base latch
 	if baseline != "" {
-		base = start(baseline, os.Getenv("LATCH_BENCH_BASELINE_SERVER"))
+		base = start(baseline, os.Getenv("LATCH_BENCH_BASELINE_SERVER"), false)
 	}
 
 	// 10,000 established sessions (both latch processes share Redis and
@@ -190,7 +204,7 @@ func BenchmarkLoad(b *testing.B) {
 		}
 		o.Concurrency, o.Duration = conc, duration
 		tool, drive := "loadgen", loadgen.Run
-		if useWrk && o.Rate == 0 && len(o.URLs) == 0 { // wrk: one URL, closed loop
+		if useWrk && o.Rate == 0 && len(o.URLs) == 0 && o.TLS == nil { // wrk: one URL, closed loop, no TLS
 			tool, drive = "wrk", loadgen.RunWrk
 		}
 		var st0 procstat.Stat
@@ -273,6 +287,20 @@ func BenchmarkLoad(b *testing.B) {
 		run(br.name+" sticky", "sticky", latch{}, br.proc, loadgen.Options{URL: br.url, Cookies: br.cookies}, true)
 		run(br.name+" sticky@half", "", latch{}, br.proc, loadgen.Options{URL: br.url, Cookies: br.cookies, Rate: half}, true)
 	}
+	// TLS: sticky over HTTPS (HTTP/1.1, keep-alive, TLS sessions resumed on
+	// reconnect) through a second latch process serving cert, and through
+	// HAProxy with the same certificate: what terminating TLS costs.
+	if wanted("sticky tls") {
+		tl := start(harness.Binaries(b)+"/latch", os.Getenv("LATCH_BENCH_SERVER"), true)
+		run("sticky tls", "sticky tls", tl, tl.proc, loadgen.Options{URL: tl.url, Cookies: cookies, TLS: cert.client}, true)
+		tl.proc.Stop()
+	}
+	if wanted("haproxy sticky tls") {
+		if hp, ok := startHAProxyOn(b, backends, cert.bundle); ok {
+			seenAllB(b, client, hp.url, "web-1", "web-2", "web-3", "web-4")
+			run("haproxy sticky tls", "sticky tls", latch{}, hp.proc, loadgen.Options{URL: hp.url, Cookies: hp.cookies, TLS: cert.client}, true)
+		}
+	}
 	if wanted("sticky-redis-down") {
 		redis.Stop(b)
 		proxied("sticky-redis-down", "sticky", loadgen.Options{Cookies: cookies}, false)
@@ -330,7 +358,9 @@ func benchTable(rows []benchRow, mem []idleMem, half float64, withBaseline bool)
 		"×haproxy", "p50", "p99", "p99.9", "cpu s/1k", "csw/req", "errors", "redis/req", "allocs", "rss MiB", "tool")
 	for i := range rows {
 		r := &rows[i]
-		r.RatioToDirect = r.RPS / byName["direct"].RPS
+		if d := byName["direct"].RPS; d > 0 { // LATCH_BENCH_ONLY may have skipped it
+			r.RatioToDirect = r.RPS / d
+		}
 		hp, ok := byName["haproxy "+r.Kind]
 		ratio := "-"
 		if ok && r.Kind != "" && r.Kind != "direct" {
@@ -409,10 +439,10 @@ func fetchProfile(b *testing.B, url, path string) {
 	}
 }
 
-func seenAllB(b *testing.B, url string, ids ...string) {
+func seenAllB(b *testing.B, client *http.Client, url string, ids ...string) {
 	seen := map[string]bool{}
 	harness.WaitFor(b, 15*time.Second, "every backend in rotation", func() bool {
-		resp, err := http.Get(url)
+		resp, err := client.Get(url)
 		if err != nil {
 			return false
 		}

@@ -2,6 +2,8 @@ package integration
 
 import (
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -60,9 +62,16 @@ type switchable struct {
 
 func startSwitchable(t testing.TB, id string) *switchable {
 	t.Helper()
+	return startSwitchableOn(t, id, "127.0.0.1")
+}
+
+// startSwitchableOn is startSwitchable listening on ip.
+func startSwitchableOn(t testing.TB, id, ip string) *switchable {
+	t.Helper()
 	s := &switchable{id: id}
-	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.hits.Add(1)
+		_, _ = io.Copy(io.Discard, r.Body) // uploads too (TestHostileClientFaults)
 		if d := s.delay.Load(); d > 0 {
 			time.Sleep(time.Duration(d))
 		}
@@ -72,6 +81,15 @@ func startSwitchable(t testing.TB, id string) *switchable {
 		}
 		fmt.Fprintln(w, s.id)
 	}))
+	if ip != "127.0.0.1" {
+		l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.srv.Listener.Close()
+		s.srv.Listener = l
+	}
+	s.srv.Start()
 	t.Cleanup(s.srv.Close)
 	return s
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -85,6 +86,8 @@ type load struct {
 	moves    []int      // backend changes per client
 	moveLog  []string   // the first moves, for failure messages
 	hist     [][]string // each client's moves
+	left     [][]string // the backends each client moved away from
+	flaps    []int      // moves back to a backend the client had left
 	stop     chan struct{}
 	finished chan struct{}
 }
@@ -102,6 +105,8 @@ func newLoadAcross(urls []string, clients int) *load {
 	l.moves = make([]int, clients)
 	l.turn = make([]int, clients)
 	l.hist = make([][]string, clients)
+	l.left = make([][]string, clients)
+	l.flaps = make([]int, clients)
 	return l
 }
 
@@ -145,6 +150,10 @@ func (l *load) do(i int) {
 	}
 	if l.backend[i] != "" && l.backend[i] != id {
 		l.moves[i]++
+		if slices.Contains(l.left[i], id) {
+			l.flaps[i]++
+		}
+		l.left[i] = append(l.left[i], l.backend[i])
 		if len(l.moveLog) < 20 {
 			l.moveLog = append(l.moveLog, fmt.Sprintf("client %d: %s → %s at %s", i, l.backend[i], id, time.Now().Format("15:04:05.000")))
 		}
@@ -208,6 +217,20 @@ func (l *load) movedClients() int {
 		}
 	}
 	return n
+}
+
+// flapped counts clients that moved back to a backend they had left, and
+// the most moves of one client.
+func (l *load) flapped() (flapped, maxMoves int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, f := range l.flaps {
+		if f > 0 {
+			flapped++
+		}
+		maxMoves = max(maxMoves, l.moves[i])
+	}
+	return flapped, maxMoves
 }
 
 // waitSent waits until n more requests have been sent.

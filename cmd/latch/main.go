@@ -85,6 +85,13 @@ func run(args []string) int {
 			return 1
 		}
 	}
+	var redirect net.Listener
+	if cfg.TLS.RedirectListen != "" {
+		if redirect, err = net.Listen("tcp", cfg.TLS.RedirectListen); err != nil {
+			log.Error("listen redirect", "addr", cfg.TLS.RedirectListen, "err", err)
+			return 1
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	g.SetConfigLoader(func() (*config.Compiled, error) {
@@ -93,7 +100,7 @@ func run(args []string) int {
 	})
 	go reloadOnHangup(ctx, g, hup)
 	log.Info("latch starting", "version", buildinfo.String("latch"))
-	if err := g.RunOn(ctx, gateway.Listeners{Public: public, Admin: admin, Metrics: metrics}); err != nil {
+	if err := g.RunOn(ctx, gateway.Listeners{Public: public, Admin: admin, Metrics: metrics, Redirect: redirect}); err != nil {
 		log.Error("latch stopped", "err", err)
 		return 1
 	}

@@ -1,10 +1,15 @@
 package config
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
 	"net/netip"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -14,6 +19,10 @@ type Compiled struct {
 	cfg     Config // defaulted
 	trusted []netip.Prefix
 	routes  []*Spec
+	roots   map[string]*x509.CertPool // backend_tls.ca_file → its roots
+
+	tlsMu sync.Mutex
+	tlsOf map[BackendTLS]*tls.Config // one per setting: routes (and routes from tags) share it, and its pool
 }
 
 // Compile fills c's defaults and validates the result. Every error names
@@ -25,15 +34,65 @@ func (c Config) Compile() (*Compiled, error) {
 	if err := p.err(); err != nil {
 		return nil, err
 	}
-	out := &Compiled{cfg: d}
+	out := &Compiled{cfg: d, roots: map[string]*x509.CertPool{}}
 	for _, s := range d.TrustedProxies {
 		pr, _ := parsePrefix(s) // validated
 		out.trusted = append(out.trusted, pr)
 	}
+	out.addRoots(&p, "defaults", d.Defaults)
+	for i, r := range d.Routes {
+		out.addRoots(&p, fmt.Sprintf("routes[%d]", i), r.RouteSettings)
+	}
+	if err := p.err(); err != nil {
+		return nil, err
+	}
 	for _, r := range d.Routes {
-		out.routes = append(out.routes, newSpec(r, false))
+		out.routes = append(out.routes, out.newSpec(r, false))
 	}
 	return out, nil
+}
+
+// addRoots reads the CA file of s's backend_tls, once per file.
+func (c *Compiled) addRoots(p *problems, field string, s RouteSettings) {
+	f := s.BackendTLS.CAFile.Get()
+	if f == "" || c.roots[f] != nil {
+		return
+	}
+	pem, err := os.ReadFile(f)
+	if err != nil {
+		p.add(field+".backend_tls.ca_file", "%v", err)
+		return
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		p.add(field+".backend_tls.ca_file", "%s holds no PEM certificate", f)
+		return
+	}
+	c.roots[f] = pool
+}
+
+// backendTLS is the client config of a route's backend_tls (nil: off).
+// Its ServerName is empty unless set: the dialer names each backend.
+func (c *Compiled) backendTLS(bt BackendTLS) *tls.Config {
+	if !bt.Enabled.Get() {
+		return nil
+	}
+	c.tlsMu.Lock()
+	defer c.tlsMu.Unlock()
+	if tc := c.tlsOf[bt]; tc != nil {
+		return tc
+	}
+	tc := &tls.Config{
+		RootCAs:            c.roots[bt.CAFile.Get()], // nil: the system's
+		ServerName:         bt.ServerName.Get(),
+		MinVersion:         tls.VersionTLS12,
+		ClientSessionCache: tls.NewLRUClientSessionCache(0),
+	}
+	if c.tlsOf == nil {
+		c.tlsOf = map[BackendTLS]*tls.Config{}
+	}
+	c.tlsOf[bt] = tc
+	return tc
 }
 
 // Config returns the defaulted config (every Opt set). Its slices are
@@ -59,10 +118,11 @@ type Spec struct {
 	retryStatus [600]bool
 	attempts    int
 	timeout     time.Duration
+	backendTLS  *tls.Config // nil: plain TCP
 }
 
-func newSpec(r Route, fromTags bool) *Spec {
-	s := &Spec{route: r, fromTags: fromTags, host: strings.ToLower(r.Host)}
+func (c *Compiled) newSpec(r Route, fromTags bool) *Spec {
+	s := &Spec{route: r, fromTags: fromTags, host: strings.ToLower(r.Host), backendTLS: c.backendTLS(r.BackendTLS)}
 	s.prefix = strings.TrimSuffix(r.PathPrefix, "/")
 	if s.prefix == "" {
 		s.prefix = "/"
@@ -122,6 +182,10 @@ func (s *Spec) Attempts() int { return s.attempts }
 
 // Timeout bounds a whole request (0: none).
 func (s *Spec) Timeout() time.Duration { return s.timeout }
+
+// BackendTLS is the TLS client config toward the route's backends (nil:
+// plain TCP). Shared: never modify it; Clone it to set a ServerName.
+func (s *Spec) BackendTLS() *tls.Config { return s.backendTLS }
 
 // Host is the host matched, lower case ("" = any).
 func (s *Spec) Host() string { return s.host }

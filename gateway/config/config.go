@@ -35,6 +35,8 @@ type Config struct {
 	Server    Server    `yaml:"server"`
 	// Transport tunes the connections to backends.
 	Transport Transport `yaml:"transport"`
+	// TLS terminates TLS on the public listener (off without certificates).
+	TLS TLS `yaml:"tls"`
 	// TrustedProxies are the peers whose X-Forwarded-For and
 	// X-Forwarded-Proto latch believes (CIDRs or addresses). Empty: nobody's.
 	TrustedProxies List `yaml:"trusted_proxies"`
@@ -192,6 +194,48 @@ type Server struct {
 	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
 }
 
+// TLS is TLS on the public listener. With certificates, the listener
+// speaks only TLS: HTTP/1.1 and, by ALPN, HTTP/2.
+type TLS struct {
+	// Certificates are PEM certificate (chain) and key file pairs. The
+	// client's SNI picks the certificate whose names match it (exactly,
+	// else by a wildcard); the first is the default, for clients without
+	// SNI or naming none of them. The files are re-read when they change
+	// (see PollInterval); a pair that fails to load keeps the one serving.
+	Certificates []Certificate `yaml:"certificates"`
+	// MinVersion is the oldest protocol accepted: "1.2" (default) or "1.3".
+	// Cipher suites are Go's defaults.
+	MinVersion string `yaml:"min_version"`
+	// PollInterval is how often the certificate files are checked for a
+	// change (size or modification time; default 2s; negative: never —
+	// then only Gateway.ReloadCertificates re-reads them).
+	PollInterval Opt[time.Duration] `yaml:"poll_interval"`
+	// RedirectListen, when set, is a plain-HTTP listener (e.g. ":80")
+	// answering every request with a 308 to the same path and query over
+	// HTTPS on the public listener's port, except the ACME HTTP-01
+	// challenge path (/.well-known/acme-challenge/).
+	RedirectListen string `yaml:"redirect_listen"`
+	// HSTS sends Strict-Transport-Security on responses over TLS when its
+	// MaxAge is set.
+	HSTS HSTS `yaml:"hsts"`
+}
+
+// Certificate is one certificate and its private key, PEM files.
+type Certificate struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// HSTS is the Strict-Transport-Security header (RFC 6797).
+type HSTS struct {
+	MaxAge            time.Duration `yaml:"max_age"` // default 0: no header
+	IncludeSubdomains bool          `yaml:"include_subdomains"`
+	Preload           bool          `yaml:"preload"`
+}
+
+// Enabled reports whether the public listener speaks TLS.
+func (t TLS) Enabled() bool { return len(t.Certificates) > 0 }
+
 // Transport tunes the connections to backends.
 type Transport struct {
 	DialTimeout           Opt[time.Duration] `yaml:"dial_timeout"`            // default 2s
@@ -199,6 +243,10 @@ type Transport struct {
 	IdleConnTimeout       Opt[time.Duration] `yaml:"idle_conn_timeout"`       // default 90s; 0: none
 	MaxIdleConnsPerHost   Opt[int]           `yaml:"max_idle_conns_per_host"` // default 256
 	MaxIdleConns          Opt[int]           `yaml:"max_idle_conns"`          // default 4096
+	// MaxResponseHeaderBytes bounds a backend's response head (status
+	// line and fields; trailers too), on every path: a larger one is a
+	// 502 and a failure of the backend. Default 64 KiB, at least 1024.
+	MaxResponseHeaderBytes Opt[int] `yaml:"max_response_header_bytes"`
 }
 
 // Route sends matching requests to a Consul service.
@@ -252,6 +300,18 @@ type RouteSettings struct {
 	// Timeout bounds a whole proxied request (default 0: none, as WebSocket
 	// and streaming need).
 	Timeout Opt[time.Duration] `yaml:"timeout"`
+	// BackendTLS speaks TLS (HTTP/1.1) to the route's backends.
+	BackendTLS BackendTLS `yaml:"backend_tls"`
+}
+
+// BackendTLS is TLS from latch to a route's backends. The backend's
+// certificate is verified against CAFile (default: the system's roots) for
+// ServerName (default: the host of the backend's address, also sent as
+// SNI when it is a name).
+type BackendTLS struct {
+	Enabled    Opt[bool]   `yaml:"enabled"`     // default false; Consul tag latch.backend_tls=true
+	CAFile     Opt[string] `yaml:"ca_file"`     // PEM roots; default "": the system's
+	ServerName Opt[string] `yaml:"server_name"` // default "": the backend's host
 }
 
 // Hash names the key of header_hash / cookie_hash.

@@ -58,6 +58,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"log format", "log:\n  format: xml\n" + route, `log.format: "xml" is not text or json`},
 		{"negative timeout", "server:\n  idle_timeout: -1s\n" + route, "server.idle_timeout: must not be negative"},
 		{"header bytes", "server:\n  max_header_bytes: 10\n" + route, "server.max_header_bytes: must be at least 1024"},
+		{"response header bytes", "transport:\n  max_response_header_bytes: 100\n" + route, "transport.max_response_header_bytes: must be at least 1024"},
 		{"trusted proxy", "trusted_proxies: [not-an-ip]\n" + route, `trusted_proxies[0]: "not-an-ip" is not an address or CIDR`},
 		{"no service", "routes:\n  - path_prefix: /api\n", "routes[0].service: is required"},
 		{"path prefix", "routes:\n  - service: web\n    path_prefix: api\n", `routes[0].path_prefix: "api" must start with /`},

@@ -33,6 +33,7 @@ func Builtin() RouteSettings {
 		SlowStart:      Set(time.Duration(0)),
 		PanicThreshold: Set(0.5),
 		Timeout:        Set(time.Duration(0)),
+		BackendTLS:     BackendTLS{Enabled: Set(false), CAFile: Set(""), ServerName: Set("")},
 	}
 }
 
@@ -68,6 +69,9 @@ func (c Config) withDefaults() Config {
 	t.IdleConnTimeout = t.IdleConnTimeout.orValue(90 * time.Second)
 	t.MaxIdleConnsPerHost = t.MaxIdleConnsPerHost.orValue(256)
 	t.MaxIdleConns = t.MaxIdleConns.orValue(4096)
+	t.MaxResponseHeaderBytes = t.MaxResponseHeaderBytes.orValue(64 << 10)
+	str(&c.TLS.MinVersion, "1.2")
+	c.TLS.PollInterval = c.TLS.PollInterval.orValue(2 * time.Second)
 	c.Defaults = c.Defaults.inherit(Builtin())
 	routes := make([]Route, len(c.Routes))
 	for i, r := range c.Routes {
@@ -125,6 +129,10 @@ func (s RouteSettings) inherit(d RouteSettings) RouteSettings {
 	s.SlowStart = s.SlowStart.or(d.SlowStart)
 	s.PanicThreshold = s.PanicThreshold.or(d.PanicThreshold)
 	s.Timeout = s.Timeout.or(d.Timeout)
+	bt, dt := &s.BackendTLS, d.BackendTLS
+	bt.Enabled = bt.Enabled.or(dt.Enabled)
+	bt.CAFile = bt.CAFile.or(dt.CAFile)
+	bt.ServerName = bt.ServerName.or(dt.ServerName)
 	return s
 }
 

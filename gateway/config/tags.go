@@ -14,6 +14,7 @@ const (
 	tagPolicy      = "latch.policy="       // policy chain, e.g. latch.policy=least_response_time,round_robin
 	tagSticky      = "latch.sticky="       // true (default) or false
 	tagStripPrefix = "latch.strip_prefix=" // true or false (default)
+	tagBackendTLS  = "latch.backend_tls="  // true: the instances speak TLS (roots: defaults.backend_tls.ca_file)
 )
 
 // RoutesFromTags turns one service's Consul tags into compiled routes under
@@ -43,6 +44,12 @@ func (c *Compiled) RoutesFromTags(service string, tags []string) ([]*Spec, error
 				return nil, fmt.Errorf("tag %q: not true or false", t)
 			}
 			base.StripPrefix = b
+		case strings.HasPrefix(t, tagBackendTLS):
+			b, err := strconv.ParseBool(strings.TrimPrefix(t, tagBackendTLS))
+			if err != nil {
+				return nil, fmt.Errorf("tag %q: not true or false", t)
+			}
+			base.BackendTLS.Enabled = Set(b)
 		}
 	}
 	if len(prefixes) == 0 && host == "" {
@@ -63,7 +70,7 @@ func (c *Compiled) RoutesFromTags(service string, tags []string) ([]*Spec, error
 		if len(p.errs) > 0 {
 			return nil, p.errs[0]
 		}
-		out = append(out, newSpec(r, true))
+		out = append(out, c.newSpec(r, true))
 	}
 	return out, nil
 }

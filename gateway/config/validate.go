@@ -54,6 +54,7 @@ func (c *Config) validate(p *problems) {
 	if c.Consul.Token != "" && c.Consul.TokenFile != "" {
 		p.add("consul.token_file", "set token or token_file, not both")
 	}
+	c.TLS.validate(p, checkAddr)
 	if i := c.Server.Implementation; i != "h1" && i != "net/http" {
 		p.add("server.implementation", "%q is not h1 or net/http", i)
 	}
@@ -113,6 +114,9 @@ func (c *Config) validate(p *problems) {
 	if c.Server.MaxHeaderBytes.Get() < 1024 {
 		p.add("server.max_header_bytes", "must be at least 1024")
 	}
+	if c.Transport.MaxResponseHeaderBytes.Get() < 1024 {
+		p.add("transport.max_response_header_bytes", "must be at least 1024")
+	}
 	for i, s := range c.TrustedProxies {
 		if _, err := parsePrefix(s); err != nil {
 			p.add(fmt.Sprintf("trusted_proxies[%d]", i), "%q is not an address or CIDR", s)
@@ -131,6 +135,29 @@ func (c *Config) validate(p *problems) {
 	}
 	if len(c.Routes) == 0 && (c.Consul.Disabled || !c.Consul.RoutesFromTags.Get()) {
 		p.add("routes", "no routes: set -service, list routes, or enable consul.routes_from_tags")
+	}
+}
+
+func (t *TLS) validate(p *problems, checkAddr func(field, addr string)) {
+	for i, c := range t.Certificates {
+		if c.CertFile == "" || c.KeyFile == "" {
+			p.add(fmt.Sprintf("tls.certificates[%d]", i), "cert_file and key_file are both required")
+		}
+	}
+	if t.MinVersion != "1.2" && t.MinVersion != "1.3" {
+		p.add("tls.min_version", "%q is not 1.2 or 1.3", t.MinVersion)
+	}
+	if t.RedirectListen != "" {
+		checkAddr("tls.redirect_listen", t.RedirectListen)
+		if !t.Enabled() {
+			p.add("tls.redirect_listen", "redirects to HTTPS, which needs tls.certificates")
+		}
+	}
+	if t.HSTS.MaxAge < 0 {
+		p.add("tls.hsts.max_age", "must not be negative")
+	}
+	if (t.HSTS.IncludeSubdomains || t.HSTS.Preload) && t.HSTS.MaxAge == 0 {
+		p.add("tls.hsts.max_age", "required by include_subdomains and preload")
 	}
 }
 
@@ -270,6 +297,9 @@ func (s *RouteSettings) validate(p *problems, field string) {
 	}
 	if s.Timeout.Get() < 0 {
 		bad("timeout", "must not be negative")
+	}
+	if strings.ContainsAny(s.BackendTLS.ServerName.Get(), "/: ") {
+		bad("backend_tls.server_name", "%q is not a host name", s.BackendTLS.ServerName.Get())
 	}
 }
 

@@ -4,20 +4,24 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/latchgw/latch/policy"
 )
 
-// The fast path. Most of a gateway's traffic is GET, HEAD and OPTIONS
-// without a body; for those latch writes the request straight from the
-// client's parsed headers to a pooled backend connection and parses the
-// response head straight into the client's response, on the handler's
-// goroutine. ReverseProxy clones the request, its headers and the
-// response's, and net/http's Transport runs two goroutines per connection:
-// on a loaded machine that bookkeeping costs more than the proxying.
-// Everything else — request bodies, upgrades, Expect, absolute-form URIs —
-// goes through ReverseProxy, which handles every corner of HTTP/1.1.
+// The fast path. For every request but an upgrade latch writes the
+// request straight from the client's parsed headers to a pooled backend
+// connection, streams its body (upload.go) and parses the response head
+// straight into the client's response, on the handler's goroutine.
+// ReverseProxy clones the request, its headers and the response's, and
+// net/http's Transport runs two goroutines per connection: on a loaded
+// machine that bookkeeping costs more than the proxying. And its response
+// parsing is not latch's: issue 17 found it relaying 10 MB response heads,
+// folded headers and thousands of 100 Continue, and panicking on a status
+// of 099. Upgrades (WebSocket) still go through ReverseProxy, over a
+// Transport held to the same response head limit.
 //
 // Both paths behave the same to clients and backends: hop-by-hop headers
 // and the headers named in Connection are dropped both ways, X-Forwarded-*
@@ -25,22 +29,16 @@ import (
 // and status codes. Interim (1xx) responses are not relayed on the fast
 // path (ReverseProxy relays 103 Early Hints).
 
-// fastPath reports whether r can take the fast path.
+// fastPath reports whether r can take the fast path: anything but a
+// request to upgrade the connection.
 func fastPath(r *http.Request) bool {
-	switch r.Method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions:
-	default:
-		return false
-	}
-	return r.ContentLength == 0 && (r.Body == nil || r.Body == http.NoBody) && r.ProtoMajor == 1 &&
-		len(r.RequestURI) > 0 && r.RequestURI[0] == '/' &&
-		r.Header["Upgrade"] == nil && r.Header["Expect"] == nil && r.Header["Transfer-Encoding"] == nil &&
-		cleanQuery(r.URL.RawQuery)
+	return r.Header["Upgrade"] == nil || !listedIn(r.Header["Connection"], "upgrade")
 }
 
 // cleanQuery reports whether a query has nothing ReverseProxy would drop:
 // a ';' or a malformed %-escape (the parameter smuggling of CVE-2022-2880).
-// Such requests take ReverseProxy's path, so both paths forward the same.
+// Such a query is sent as ReverseProxy sends it (cleanedQuery), so both
+// paths forward the same.
 func cleanQuery(q string) bool {
 	for i := 0; i < len(q); i++ {
 		switch q[i] {
@@ -55,6 +53,13 @@ func cleanQuery(q string) bool {
 	return true
 }
 
+// cleanedQuery is q without the parameters that do not parse, re-encoded
+// (sorted by key), as ReverseProxy forwards it.
+func cleanedQuery(q string) string {
+	v, _ := url.ParseQuery(q)
+	return v.Encode()
+}
+
 func isHex(b byte) bool {
 	return '0' <= b && b <= '9' || 'a' <= b && b <= 'f' || 'A' <= b && b <= 'F'
 }
@@ -65,15 +70,12 @@ var errClientGone = errors.New("client gone")
 // errBadResponse is a backend answer latch will not relay.
 var errBadResponse = errors.New("malformed response from backend")
 
-// maxHeadBytes bounds a backend's response head (status line, headers).
-const maxHeadBytes = 64 << 10
-
 // forwardFast sends one attempt of a fast-path request to x.backend and
 // relays the answer.
 func (f *Forwarder) forwardFast(ctx context.Context, w http.ResponseWriter, r *http.Request, x *exchange) {
 	fresh := false
 	for {
-		c, err := f.pool.conn(ctx, x.backend.Addr, fresh)
+		c, err := f.poolFor(x.spec).conn(ctx, x.backend.Addr, fresh)
 		if err != nil {
 			f.failed(ctx, w, r, x, err)
 			return
@@ -84,10 +86,14 @@ func (f *Forwarder) forwardFast(ctx context.Context, w http.ResponseWriter, r *h
 		}
 		c.close()
 		var se staleError
-		if errors.As(err, &se) && c.reused && !fresh && ctx.Err() == nil {
+		if errors.As(err, &se) && c.reused && !fresh && ctx.Err() == nil && x.body.detach(x.gen) {
 			// The backend closed the idle connection before this request
-			// reached it: send it again on a new connection (safe methods).
+			// (and any of its body) reached it: send it again on a new
+			// connection.
 			fresh = true
+			if x.body != nil {
+				x.gen = x.body.state.Load() >> 1
+			}
 			continue
 		}
 		if ctx.Err() != nil {
@@ -102,7 +108,7 @@ func (f *Forwarder) forwardFast(ctx context.Context, w http.ResponseWriter, r *h
 // the client (and c must be closed); after that, it handles every failure
 // itself.
 func (f *Forwarder) roundTrip(ctx context.Context, w http.ResponseWriter, r *http.Request, x *exchange, c *upConn) error {
-	u := f.pool
+	u := c.pool.u
 	if u.headerTimeout > 0 {
 		_ = c.SetDeadline(u.now().Add(u.headerTimeout))
 	}
@@ -111,15 +117,34 @@ func (f *Forwarder) roundTrip(ctx context.Context, w http.ResponseWriter, r *htt
 		stop()
 		return err
 	}
+	var sendErr error // the backend stopped taking the body
+	if x.body != nil {
+		// An upload takes as long as the client takes: the route's timeout
+		// bounds it, not the header timeout (as net/http's Transport).
+		c.setDeadline(ctx, time.Time{})
+		var err error
+		if sendErr, err = f.sendBody(ctx, w, r, x, c); err != nil {
+			stop()
+			return err
+		}
+		if u.headerTimeout > 0 {
+			// The header timeout runs from the end of the upload, as
+			// net/http's ResponseHeaderTimeout does.
+			c.setDeadline(ctx, u.now().Add(u.headerTimeout))
+		}
+	}
 	code, err := c.readHead(r.Method)
 	if err != nil {
 		stop()
+		if sendErr != nil {
+			err = sendErr // no answer to show for it: the failed upload is the story
+		}
 		return c.headError(ctx, err)
 	}
-	_ = c.SetDeadline(time.Time{})
-	if ctx.Err() != nil {
-		_ = c.SetDeadline(aLongTimeAgo) // a cancellation raced with clearing the deadline
+	if sendErr != nil {
+		c.keep = false // it answered before taking the whole body
 	}
+	c.setDeadline(ctx, time.Time{})
 	x.toHeaders = time.Since(x.start)
 	if x.answered(r, code) {
 		stop()
@@ -152,14 +177,23 @@ func (f *Forwarder) roundTrip(ctx context.Context, w http.ResponseWriter, r *htt
 	return nil
 }
 
-// writeRequest writes r's head to the backend: the request line, Host and
-// the fields of writeHead.
+// writeRequest writes r's head to the backend: the request line, Host, the
+// fields of writeHead and the body's framing. A request without a body is
+// sent at once; one with a body follows with sendBody.
 func (f *Forwarder) writeRequest(c *upConn, r *http.Request, x *exchange) error {
 	bw := c.bw
 	bw.WriteString(r.Method)
 	bw.WriteByte(' ')
-	if x.spec.Strips() {
-		bw.WriteString(outboundURL(x.spec, r.URL).RequestURI())
+	if x.spec.Strips() || len(r.RequestURI) == 0 || r.RequestURI[0] != '/' || !cleanQuery(r.URL.RawQuery) {
+		// As ReverseProxy sends it: the path (prefix stripped), never the
+		// absolute form's scheme and host, the query cleaned.
+		u := outboundURL(x.spec, r.URL)
+		if !cleanQuery(u.RawQuery) {
+			v := *u
+			v.RawQuery = cleanedQuery(u.RawQuery)
+			u = &v
+		}
+		bw.WriteString(u.RequestURI())
 	} else {
 		bw.WriteString(r.RequestURI)
 	}
@@ -174,7 +208,22 @@ func (f *Forwarder) writeRequest(c *upConn, r *http.Request, x *exchange) error 
 	if err := f.writeHead(&h, r); err != nil {
 		return err // not sent: c is closed
 	}
+	switch {
+	case x.body == nil:
+		if r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
+			bw.WriteString("Content-Length: 0\r\n") // as net/http's Transport sends them
+		}
+	case x.body.length >= 0:
+		bw.WriteString("Content-Length: ")
+		bw.Write(strconv.AppendInt(c.scratch[:0], x.body.length, 10))
+		bw.WriteString("\r\n")
+	default:
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	}
 	bw.WriteString("\r\n")
+	if x.body != nil && !expectsContinue(r) {
+		return nil // the body follows in the same writes
+	}
 	if err := bw.Flush(); err != nil {
 		if isTimeout(err) {
 			return err

@@ -5,12 +5,15 @@
 //  1. Serve asks the Session for a backend (its pin, else a pick), takes
 //     the backend's breaker ticket (a refusal costs no attempt) and sends
 //     one attempt;
-//  2. the attempt goes by the fast path (fast.go: GET, HEAD and OPTIONS
-//     without a body, written straight to a pooled connection, pool.go) or
-//     through httputil.ReverseProxy (proxy.go: everything else); both write
-//     the same outbound head (head.go);
+//  2. the attempt goes by the fast path (fast.go: every request but an
+//     upgrade, written straight to a pooled connection, pool.go, its body
+//     streamed by upload.go, its response read by response.go) or through
+//     httputil.ReverseProxy (proxy.go: upgrades, WebSocket); both write the
+//     same outbound head (head.go);
 //  3. the answer is classified once (outcome.go): breaker success or
 //     failure, retry on another backend or not, the status the client gets;
+//     a request body the client broke is the client's fault, no backend's
+//     (clientfault.go);
 //  4. before the response head goes out the Session commits (the cookie);
 //  5. the ticket is finished with the time to the response head, and the
 //     loop retries on another backend while nothing reached the client.
@@ -52,6 +55,9 @@ type Session interface {
 // gateway). Methods must be cheap and safe for concurrent use.
 type Observer interface {
 	Retry(route string)
+	// ClientError counts a request whose body the client broke, by cause
+	// (CauseBodyFraming, …): not a failure of any backend.
+	ClientError(route, cause string)
 }
 
 // Result is how a forwarded request ended.
@@ -73,6 +79,10 @@ type Forwarder struct {
 	trusted []netip.Prefix
 	log     *slog.Logger
 	obs     Observer
+
+	// Routes with backend_tls have a pool per TLS config (backendtls.go).
+	cfg      config.Transport
+	tlsPools sync.Map // *tls.Config → *pool
 	// Warnings of failed requests, each kind rate-limited (logging.go).
 	upstreamFailed, relayFailed, noBackend limiter
 	// slowOnly sends every request through ReverseProxy (tests run each
@@ -84,7 +94,7 @@ type Forwarder struct {
 // fast path and a ReverseProxy over an http.Transport for the rest, both
 // tuned by t; trusted are the proxies whose X-Forwarded-* are believed.
 func New(t config.Transport, trusted []netip.Prefix, log *slog.Logger, obs Observer) *Forwarder {
-	f := &Forwarder{pool: newPool(t), trusted: trusted, log: log, obs: obs}
+	f := &Forwarder{cfg: t, pool: newPool(t), trusted: trusted, log: log, obs: obs}
 	f.rp = f.newReverseProxy()
 	return f
 }
@@ -100,7 +110,10 @@ func (f *Forwarder) SetDial(dial func(ctx context.Context, network, addr string)
 }
 
 // CloseIdleConnections closes every idle backend connection, both paths.
-func (f *Forwarder) CloseIdleConnections() { f.pool.closeIdleConnections() }
+func (f *Forwarder) CloseIdleConnections() {
+	f.pool.closeIdleConnections()
+	f.closeTLSIdle()
+}
 
 // exchange is one request's state in the pipeline, shared with the
 // ReverseProxy hooks through the request context. Pooled.
@@ -153,13 +166,16 @@ func (f *Forwarder) Serve(w http.ResponseWriter, r *http.Request, spec *config.S
 		ctx, cancel = context.WithTimeout(ctx, t)
 		defer cancel()
 	}
+	if r.Body != nil && r.Body != http.NoBody {
+		// The attempts read the body through x.body: it knows whether it
+		// may be sent again and whether reading it failed (the client's
+		// fault).
+		x.body = &replayBody{rc: r.Body, length: r.ContentLength}
+	}
 	if !fast {
-		// ReverseProxy's hooks find the exchange in the request's context;
-		// the attempts read the body through x.body (on this copy of r).
+		// ReverseProxy's hooks find the exchange in the request's context
+		// (on this copy of r).
 		r = r.WithContext(context.WithValue(ctx, exchangeKey{}, x))
-		if r.Body != nil && r.Body != http.NoBody {
-			x.body = &replayBody{rc: r.Body}
-		}
 	}
 	attempts := 0
 	// Each backend considered is remembered in skip: a breaker that
@@ -225,14 +241,16 @@ func (f *Forwarder) attempt(ctx context.Context, w http.ResponseWriter, r *http.
 		}
 	}()
 	x.start = time.Now()
+	if x.body != nil {
+		// A new view per attempt: the last attempt's transport may still
+		// hold its own.
+		x.gen = x.body.state.Load() >> 1
+	}
 	if fast {
 		f.forwardFast(ctx, w, r, x)
 		return
 	}
 	if x.body != nil {
-		// A new view per attempt: the last attempt's transport may still
-		// hold its own.
-		x.gen = x.body.state.Load() >> 1
 		r.Body = &attemptBody{b: x.body, gen: x.gen}
 	}
 	f.rp.ServeHTTP(w, r)

@@ -58,6 +58,10 @@ func (x *exchange) answered(r *http.Request, code int) (retry bool) {
 // client unless another attempt will follow.
 func (f *Forwarder) failed(ctx context.Context, w http.ResponseWriter, r *http.Request, x *exchange, err error) {
 	x.err = err
+	if cf := x.body.fault(); cf != nil {
+		f.clientFailed(w, x, cf) // whatever the transport made of it
+		return
+	}
 	switch {
 	case errors.Is(err, errRetryStatus):
 		return // classified by answered; the loop tries the next backend
@@ -140,8 +144,14 @@ func idempotent(method string) bool {
 // from its own goroutine, after the round trip returned) and the next
 // attempt gets the whole body. The client's body is the server's to close.
 type replayBody struct {
-	rc    io.ReadCloser
-	state atomic.Uint32 // gen<<1 | touched
+	rc     io.ReadCloser
+	length int64         // the client's Content-Length (-1: chunked)
+	state  atomic.Uint32 // gen<<1 | touched
+	// failure is the first error reading the client's body: the client's
+	// fault, never the backend's (clientfault.go). Set from whichever
+	// goroutine reads the body (ReverseProxy's transport reads it on its
+	// own).
+	failure atomic.Pointer[clientFault]
 }
 
 // attemptBody is one attempt's view of a replayBody: the outbound
@@ -163,7 +173,12 @@ func (a *attemptBody) Read(p []byte) (int, error) {
 			break
 		}
 	}
-	return a.b.rc.Read(p)
+	n, err := a.b.rc.Read(p)
+	if err != nil && err != io.EOF {
+		a.b.failure.CompareAndSwap(nil, &clientFault{err: err})
+		err = a.b.failure.Load()
+	}
+	return n, err
 }
 
 func (a *attemptBody) Close() error {

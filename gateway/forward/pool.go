@@ -28,6 +28,7 @@ type pool struct {
 	maxIdlePer    int
 	maxIdle       int64
 	bufSize       int
+	maxHead       int              // a response head's limit, and a trailer section's
 	now           func() time.Time // tests replace it
 
 	idle  atomic.Int64 // idle connections, all hosts
@@ -44,6 +45,7 @@ func newPool(cfg config.Transport) *pool {
 		maxIdlePer:    cfg.MaxIdleConnsPerHost.Get(),
 		maxIdle:       int64(cfg.MaxIdleConns.Get()),
 		bufSize:       std.ReadBufferSize,
+		maxHead:       cfg.MaxResponseHeaderBytes.Get(),
 		now:           time.Now,
 	}
 }
@@ -229,6 +231,8 @@ type upConn struct {
 	length  int64
 	keep    bool // the connection can carry another request after this one
 	limited io.LimitedReader
+	pending int      // a final status read while awaiting 100 Continue (upload.go)
+	scratch [20]byte // formatting numbers
 }
 
 // watch makes a cancellation of ctx (client gone, route timeout) unblock
@@ -236,6 +240,15 @@ type upConn struct {
 // that already happened: the connection is then unusable.
 func (c *upConn) watch(ctx context.Context) (stop func() bool) {
 	return context.AfterFunc(ctx, c.cancel)
+}
+
+// setDeadline sets c's deadline unless ctx was cancelled, whose
+// cancellation must keep the connection's I/O failing (watch).
+func (c *upConn) setDeadline(ctx context.Context, t time.Time) {
+	_ = c.SetDeadline(t)
+	if ctx.Err() != nil {
+		_ = c.SetDeadline(aLongTimeAgo) // a cancellation raced with setting the deadline
+	}
 }
 
 // staleError is a failure before any byte of a response arrived.
@@ -293,6 +306,9 @@ func newTransport(cfg config.Transport) *http.Transport {
 		IdleConnTimeout:       cfg.IdleConnTimeout.Get(),
 		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout.Get(),
 		ExpectContinueTimeout: time.Second,
+		// The same limit as the fast path's (issue 17: about 10 MB
+		// otherwise).
+		MaxResponseHeaderBytes: int64(cfg.MaxResponseHeaderBytes.Get()),
 		// Backends are reached over plain HTTP/1.1 on a private network;
 		// compression is the client's business, not the hop's.
 		DisableCompression: true,

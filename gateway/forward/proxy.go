@@ -1,14 +1,15 @@
 package forward
 
 import (
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
 	"time"
 )
 
-// The ReverseProxy path: requests with bodies, upgrades (WebSocket),
-// Expect, absolute-form URIs — every corner of HTTP/1.1 net/http handles.
+// The ReverseProxy path: upgrades (WebSocket), which need the connection
+// handed over after a 101.
 // Its hooks apply the pipeline's rules: Rewrite writes the same head as
 // the fast path (writeHead), ModifyResponse and ErrorHandler classify by
 // the same functions (answered, failed).
@@ -16,7 +17,7 @@ import (
 func (f *Forwarder) newReverseProxy() *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite:        f.rewrite,
-		Transport:      f.pool.std,
+		Transport:      transport{f},
 		BufferPool:     copyBuffers,
 		ModifyResponse: f.modifyResponse,
 		ErrorHandler:   f.errorHandler,
@@ -32,6 +33,9 @@ func (f *Forwarder) rewrite(pr *httputil.ProxyRequest) {
 	u := outboundURL(x.spec, pr.In.URL)
 	out.URL.Path, out.URL.RawPath = u.Path, u.RawPath
 	out.URL.Scheme = "http"
+	if x.spec.BackendTLS() != nil {
+		out.URL.Scheme = "https"
+	}
 	out.URL.Host = x.backend.Addr
 	out.Host = pr.In.Host // backends see the host the client asked for
 	out.Header = make(http.Header, len(pr.In.Header)+3)
@@ -48,6 +52,11 @@ func (f *Forwarder) rewrite(pr *httputil.ProxyRequest) {
 func (f *Forwarder) modifyResponse(resp *http.Response) error {
 	x := exchangeOf(resp.Request.Context())
 	x.toHeaders = time.Since(x.start)
+	if resp.StatusCode < 100 || resp.StatusCode > 599 {
+		// As the fast path's parser (issue 17: net/http's server panics
+		// writing such a code).
+		return fmt.Errorf("%w: status %d", errBadResponse, resp.StatusCode)
+	}
 	if x.answered(resp.Request, resp.StatusCode) {
 		return errRetryStatus
 	}

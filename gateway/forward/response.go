@@ -23,6 +23,10 @@ type field struct{ key, value string }
 // readHead reads the backend's final response head into c.fields and
 // returns its status code. Interim 1xx responses are skipped.
 func (c *upConn) readHead(method string) (int, error) {
+	if code := c.pending; code != 0 {
+		c.pending = 0
+		return code, c.frame(method, code)
+	}
 	if _, err := c.br.Peek(1); err != nil {
 		if isTimeout(err) {
 			return 0, err // slow, not stale: the request must not be sent again
@@ -66,8 +70,8 @@ func (c *upConn) readHeadBytes() (string, error) {
 			return "", err
 		}
 		buf = append(buf, line...)
-		if len(buf) > maxHeadBytes {
-			return "", fmt.Errorf("%w: head larger than %d bytes", errBadResponse, maxHeadBytes)
+		if max := c.pool.u.maxHead; len(buf) > max {
+			return "", fmt.Errorf("%w: head larger than %d bytes", errBadResponse, max)
 		}
 		if len(line) <= 2 && (len(line) == 1 || line[0] == '\r') {
 			c.head = buf
@@ -93,7 +97,9 @@ func (c *upConn) parseHead(head string) (int, error) {
 		return 0, fmt.Errorf("%w: protocol %q", errBadResponse, truncate(proto))
 	}
 	code, err := strconv.Atoi(status[:3])
-	if err != nil || code < 100 {
+	if err != nil || code < 100 || code > 599 {
+		// RFC 9110 §15: codes outside 100-599 are invalid; net/http's
+		// server panics on them.
 		return 0, fmt.Errorf("%w: status %q", errBadResponse, truncate(status))
 	}
 	for {
@@ -192,7 +198,9 @@ func (c *upConn) copyHeader(h http.Header) {
 			// Announced trailers stay announced: they follow the body.
 		case hopByHop(f.key), listedIn(connection, f.key):
 			continue
-		case f.key == "Content-Length" && c.kind != bodyLength && c.kind != bodyNone:
+		case f.key == "Content-Length" && (c.kind != bodyLength && c.kind != bodyNone || h[f.key] != nil):
+			// Not the framing of this body; or a repeat of the one value
+			// frame let through: relayed once.
 			continue
 		}
 		vals[i] = f.value
@@ -269,8 +277,8 @@ func (c *upConn) readTrailers(h http.Header) error {
 		if err != nil {
 			return fmt.Errorf("reading trailers: %w", err)
 		}
-		if size += len(line); size > maxHeadBytes {
-			return fmt.Errorf("%w: trailers larger than %d bytes", errBadResponse, maxHeadBytes)
+		if size += len(line); size > c.pool.u.maxHead {
+			return fmt.Errorf("%w: trailers larger than %d bytes", errBadResponse, c.pool.u.maxHead)
 		}
 		s := strings.TrimRight(string(bytes.TrimRight(line, "\n")), "\r")
 		if s == "" {

@@ -91,7 +91,8 @@ func newRig(t *testing.T, slow bool, route config.Route, mutate func(*config.Con
 
 type nopObserver struct{}
 
-func (nopObserver) Retry(string) {}
+func (nopObserver) Retry(string)               {}
+func (nopObserver) ClientError(string, string) {}
 
 type rigSession struct{ r *rig }
 

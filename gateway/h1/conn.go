@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -78,6 +79,14 @@ func newConn(s *Server, rwc net.Conn) *conn {
 			c.raw = raw
 			_ = raw.Control(func(fd uintptr) { c.fd = int(fd) })
 		}
+	} else if tc, ok := rwc.(*tls.Conn); ok {
+		// Reads go through TLS (no raw reads), but the socket under it
+		// still tells the watcher when the client hangs up.
+		if sc, ok := tc.NetConn().(syscall.Conn); ok {
+			if raw, err := sc.SyscallConn(); err == nil {
+				_ = raw.Control(func(fd uintptr) { c.fd = int(fd) })
+			}
+		}
 	}
 	c.body.c, c.resp.c = c, c
 	c.state.Store(stateIdle)
@@ -109,6 +118,19 @@ func (c *conn) serve(base context.Context) {
 	// only be set by WithContext, which allocates).
 	c.tmpl = *(&http.Request{}).WithContext(ctx)
 	s := c.srv
+	if tc, ok := c.rwc.(*tls.Conn); ok {
+		// A TLS listener's connection: finish its handshake (a no-op when
+		// done already) and tell handlers the request came over TLS.
+		if s.ReadHeaderTimeout > 0 {
+			_ = c.rwc.SetDeadline(time.Now().Add(s.ReadHeaderTimeout))
+		}
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return
+		}
+		_ = c.rwc.SetWriteDeadline(time.Time{})
+		st := tc.ConnectionState()
+		c.tmpl.TLS = &st
+	}
 	first := true
 	for {
 		if c.r == c.w {

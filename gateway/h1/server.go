@@ -25,9 +25,10 @@
 //     epoll watcher per server on Linux, not a background read per
 //     request; elsewhere the next write notices), not when the handler
 //     returns;
-//   - no HTTP/2, no TLS (the listener may be a TLS listener: then buffers
-//     are held while waiting for the next request), no request trailers
-//     (read and dropped).
+//   - no HTTP/2, no request trailers (read and dropped); TLS connections
+//     (*tls.Conn) are served, their requests' TLS field set, but read
+//     through crypto/tls: buffers are held while waiting for the next
+//     request.
 package h1
 
 import (

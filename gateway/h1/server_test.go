@@ -26,6 +26,12 @@ func start(t testing.TB, srv *Server) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startOn(t, srv, l)
+}
+
+// startOn serves h on l until the test ends.
+func startOn(t testing.TB, srv *Server, l net.Listener) string {
+	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(l) }()
 	t.Cleanup(func() {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -28,6 +29,7 @@ type Consul struct {
 
 	node  string
 	args  []string // the agent's role: -server -bootstrap-expect=1 by default
+	also  string   // another address its HTTP API listens on ("": loopback only)
 	dir   string
 	ports [4]int // http, serf lan, serf wan, server
 	cmd   *exec.Cmd
@@ -40,6 +42,16 @@ type Consul struct {
 func StartConsul(t testing.TB) *Consul {
 	t.Helper()
 	c := newConsul(t, "latch-test", "-server", "-bootstrap-expect=1")
+	c.Start(t)
+	return c
+}
+
+// StartConsulAlso is StartConsul with the HTTP API also on addr (an
+// address of Hosts, for latch replicas on other hosts), same port.
+func StartConsulAlso(t testing.TB, addr string) *Consul {
+	t.Helper()
+	c := newConsul(t, "latch-test", "-server", "-bootstrap-expect=1")
+	c.also = addr
 	c.Start(t)
 	return c
 }
@@ -111,7 +123,7 @@ func (c *Consul) launch(t testing.TB) {
 	c.log = log
 	args := append([]string{"agent"}, c.args...)
 	args = append(args, "-node="+c.node, "-data-dir="+filepath.Join(c.dir, "data"),
-		"-bind=127.0.0.1", "-client=127.0.0.1", "-advertise=127.0.0.1",
+		"-bind=127.0.0.1", "-client="+strings.TrimSpace("127.0.0.1 "+c.also), "-advertise=127.0.0.1",
 		"-http-port="+strconv.Itoa(c.ports[0]), "-serf-lan-port="+strconv.Itoa(c.ports[1]),
 		"-serf-wan-port="+strconv.Itoa(c.ports[2]), "-server-port="+strconv.Itoa(c.ports[3]),
 		"-dns-port=-1", "-grpc-port=-1", "-grpc-tls-port=-1", "-log-level=warn",

@@ -7,6 +7,7 @@ package loadgen
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -37,6 +38,10 @@ type Options struct {
 	// the percentiles instead of slowing the load down (no coordinated
 	// omission). Concurrency bounds the requests in flight.
 	Rate float64
+	// TLS, when set, is the client config of https URLs (HTTP/1.1 over
+	// keep-alive connections; give it a ClientSessionCache and reconnects
+	// resume their TLS sessions).
+	TLS *tls.Config
 }
 
 // Result is what a scenario measured.
@@ -79,7 +84,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	tr := &http.Transport{
 		MaxIdleConnsPerHost: o.Concurrency, MaxConnsPerHost: o.Concurrency,
-		DisableCompression: true, Proxy: nil,
+		DisableCompression: true, Proxy: nil, TLSClientConfig: o.TLS,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			host, _, err := net.SplitHostPort(addr)
 			if err != nil {

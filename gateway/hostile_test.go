@@ -188,6 +188,7 @@ func TestHostileInput(t *testing.T) {
 	// A Redis URL whose port cannot be one fails validation, naming the field.
 	cfg := config.Config{Routes: []config.Route{{Service: "web", Backends: []string{"127.0.0.1:1"}}}, Consul: config.Consul{Disabled: true}}
 	cfg.Redis.URL = "redis://127.0.0.1:99999/0"
+	cfg.Cookie.Secrets = config.List{"0123456789abcdef0123456789abcdef"} // the port is the only fault
 	_, err := cfg.Compile()
 	hostileLine(t, "redis.url port 99999 (config)", "start-up error naming redis.url", fmt.Sprint(err),
 		err != nil && strings.Contains(err.Error(), "redis.url: port \"99999\""))

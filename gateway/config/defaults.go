@@ -60,6 +60,14 @@ func (c Config) withDefaults() Config {
 	s.IdleTimeout = s.IdleTimeout.orValue(120 * time.Second)
 	s.MaxHeaderBytes = s.MaxHeaderBytes.orValue(64 << 10)
 	s.ShutdownTimeout = s.ShutdownTimeout.orValue(30 * time.Second)
+	a := &c.TLS.ACME
+	if a.Enabled() {
+		str(&a.CA, DefaultACMECA)
+		if c.Redis.URL != "" {
+			str(&a.Storage, "redis")
+		}
+		a.Challenges = a.Challenges.orValue(List{ChallengeHTTP01, ChallengeTLSALPN01})
+	}
 	t := &c.Transport
 	t.DialTimeout = t.DialTimeout.orValue(2 * time.Second)
 	t.ResponseHeaderTimeout = t.ResponseHeaderTimeout.orValue(60 * time.Second)

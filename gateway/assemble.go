@@ -105,6 +105,11 @@ func Assemble(cc *config.Compiled, log *slog.Logger, accessLog io.Writer, reopen
 		Store: store, Codec: codec, CacheSize: cfg.Redis.CacheSize.Get(), CacheTTL: cfg.Redis.CacheTTL.Get(),
 		StoreTimeout: cfg.Redis.Timeout.Get(), Logger: log, Metrics: deps.Metrics,
 	})
+	if cfg.TLS.ACME.Enabled() {
+		if deps.ACME, err = newACME(cfg, rdb, log, func() *Gateway { return g }); err != nil {
+			return nil, close, err
+		}
+	}
 	g, err = New(cc, deps)
 	if err != nil {
 		return nil, close, err

@@ -42,6 +42,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/latchgw/latch/discovery"
+	"github.com/latchgw/latch/gateway/acme"
 	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/gateway/forward"
 	"github.com/latchgw/latch/gateway/h1"
@@ -70,6 +71,9 @@ type Deps struct {
 	// ReopenAccessLog, when set, reopens an *AccessFile AccessLog on each
 	// value (cmd/latch relays SIGUSR1); Run's log writer reads it.
 	ReopenAccessLog <-chan os.Signal
+	// ACME, when set (tls.acme), gives the public listener its
+	// certificates: Run serves it over TLS and keeps them renewed.
+	ACME *acme.Manager
 }
 
 // Gateway is a running latch. Build it with New, run it with Run.
@@ -88,6 +92,7 @@ type Gateway struct {
 	accessBatch  *batchWriter // nil: access lines go straight to accessLogger's writer
 	reopenLog    <-chan os.Signal
 	sampler      *statuspage.Sampler
+	acme         *acme.Manager
 
 	table atomic.Pointer[table]
 
@@ -127,6 +132,7 @@ func New(cfg *config.Compiled, deps Deps) (*Gateway, error) {
 		affinity:    deps.Affinity,
 		metrics:     deps.Metrics,
 		reopenLog:   deps.ReopenAccessLog,
+		acme:        deps.ACME,
 		accessLogOn: c.Log.Access.Get(),
 		services:    map[string]*service{},
 		tagRoutes:   map[string][]*route{},
@@ -251,9 +257,11 @@ func (g *Gateway) Waiting() []string {
 }
 
 // Listeners are the sockets Run serves: Public is required, Admin and
-// Metrics (metrics.listen: /metrics alone, no token) may be nil.
+// Metrics (metrics.listen: /metrics alone, no token) may be nil. Redirect,
+// with tls.acme, is the plain-HTTP listener (port 80) that answers ACME's
+// HTTP-01 challenges and redirects the rest to HTTPS; may be nil.
 type Listeners struct {
-	Public, Admin, Metrics net.Listener
+	Public, Admin, Metrics, Redirect net.Listener
 }
 
 // Run serves the public and admin listeners (admin may be nil) until ctx
@@ -290,6 +298,18 @@ func (g *Gateway) RunOn(ctx context.Context, ls Listeners) error {
 		}
 	})
 	owner.Go(func() { g.sampler.Run(bg) })
+	if g.acme != nil {
+		var plain net.Addr
+		if ls.Redirect != nil {
+			plain = ls.Redirect.Addr()
+		}
+		acmeLs := acme.Listeners{HTTP: plain, TLS: ls.Public.Addr()}
+		owner.Go(func() {
+			if err := g.acme.Run(bg, acmeLs); err != nil {
+				g.log.Error("acme stopped: no certificates are obtained or renewed", "err", err)
+			}
+		})
+	}
 	g.mu.Lock()
 	for _, svc := range g.services {
 		svc.start(bg)
@@ -349,6 +369,17 @@ func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 		l    net.Listener
 	}
 	servers := []served{{"latch listening", srv, ls.Public}}
+	if g.acme != nil {
+		servers[0].l = acmeOnlyTLSListener(ls.Public, g.acme)
+		servers[0].name = "latch listening (TLS, tls.acme)"
+		if ls.Redirect != nil {
+			_, port, _ := net.SplitHostPort(ls.Public.Addr().String())
+			servers = append(servers, served{"redirect listening", &http.Server{
+				Handler: acmeOnlyRedirect(g.acme, port), ReadHeaderTimeout: 5 * time.Second,
+				IdleTimeout: sc.IdleTimeout.Get(), ErrorLog: slogErrorLog(g.log),
+			}, ls.Redirect})
+		}
+	}
 	if ls.Admin != nil {
 		servers = append(servers, served{"admin listening", &http.Server{
 			Handler: g.AdminHandler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: sc.IdleTimeout.Get(),

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"crypto/tls"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -27,9 +28,15 @@ func (g *Gateway) KnowsHost(host string) bool { return g.table.Load().knowsHost(
 // into its tls.Config (GetCertificate, NextProtos) and this goes.
 func acmeOnlyTLSListener(l net.Listener, m *acme.Manager) net.Listener {
 	return tls.NewListener(l, &tls.Config{
-		MinVersion:     tls.VersionTLS12,
-		GetCertificate: m.GetCertificate,
-		NextProtos:     []string{"http/1.1", acme.NextProto},
+		MinVersion: tls.VersionTLS12,
+		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			c, err := m.GetCertificate(hello)
+			if c == nil && err == nil {
+				err = fmt.Errorf("no certificate for %q: not in tls.acme.domains nor a route's host", hello.ServerName)
+			}
+			return c, err
+		},
+		NextProtos: []string{"http/1.1", acme.NextProto},
 	})
 }
 

@@ -229,19 +229,25 @@ var errNotRunning = errors.New("acme: certificate manager not running")
 // GetCertificate is the TLS listener's tls.Config.GetCertificate: the
 // managed certificate for the client's server name (obtained during the
 // handshake for a route's host with tls.acme.route_hosts), or the
-// TLS-ALPN-01 challenge certificate when the CA validates.
+// TLS-ALPN-01 challenge certificate when the CA validates. For a name it
+// does not manage (or no name) it returns nil, nil: the listener's other
+// certificates (tls.certificates) answer those.
 func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	r := m.running.Load()
 	if r == nil {
 		return nil, errNotRunning
 	}
+	challenge := len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == NextProto
+	if !challenge && !m.Manages(hello.ServerName) {
+		return nil, nil
+	}
 	return r.cfg.GetCertificate(hello)
 }
 
-// Manages reports whether m has (or may obtain) a certificate for name:
-// a TLS listener holding certificates of its own as well asks this to
-// choose between them and m.
-func (m *Manager) Manages(name string) bool { return m.decide(context.Background(), name) == nil }
+// Manages reports whether m has (or may obtain) a certificate for name.
+func (m *Manager) Manages(name string) bool {
+	return name != "" && m.decide(context.Background(), name) == nil
+}
 
 // HTTPChallenge answers the CA's HTTP-01 requests (ChallengePath) and
 // hands every other request to next: the plain-HTTP listener's handler

@@ -2,15 +2,19 @@ package acme
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/caddyserver/certmagic"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
@@ -22,8 +26,10 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func newTestManager(t *testing.T, a config.ACME, knows func(string) bool) *Manager {
 	t.Helper()
-	a.CA = config.DefaultACMECA
-	m, err := New(Options{ACME: a, Storage: nil, KnowsHost: knows, Logger: slog.New(slog.DiscardHandler)})
+	// Nothing here reaches a CA: a closed loopback port stands in.
+	a.CA, a.Challenges = "https://127.0.0.1:1/dir", config.Set(config.List{config.ChallengeTLSALPN01})
+	m, err := New(Options{ACME: a, Storage: &certmagic.FileStorage{Path: t.TempDir()}, KnowsHost: knows,
+		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,11 +56,28 @@ func TestManages(t *testing.T) {
 }
 
 // Before Run, handshakes fail and challenge paths fall through to the
-// wrapped handler (the redirect), never a panic.
+// wrapped handler (the redirect), never a panic; once running, names it
+// does not manage are left to the listener's other certificates.
 func TestNotRunning(t *testing.T) {
-	m := newTestManager(t, config.ACME{Domains: config.List{"www.example.com"}}, nil)
+	// route_hosts without domains: Run orders nothing.
+	m := newTestManager(t, config.ACME{RouteHosts: true}, func(string) bool { return false })
 	if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "www.example.com"}); err == nil {
 		t.Errorf("GetCertificate before Run: want an error")
+	}
+	// Once running, a name it does not manage is left to other certificates.
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx, Listeners{TLS: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}}) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for m.running.Load() == nil && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if c, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "other.example.com"}); c != nil || err != nil {
+		t.Errorf("GetCertificate of an unmanaged name: %v, %v; want nil, nil", c, err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 	h := m.HTTPChallenge(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) }))
 	for _, path := range []string{ChallengePath + "token", "/other"} {

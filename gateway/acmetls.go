@@ -56,9 +56,9 @@ func acmeOnlyRedirect(m *acme.Manager, httpsPort string) http.Handler {
 // newACME builds tls.acme's certificate manager: its storage in Redis
 // (rdb) or a directory, its on-demand decisions asked of the gateway g
 // returns (built after the manager, before any handshake).
-func newACME(cfg config.Config, rdb redis.UniversalClient, log *slog.Logger, g func() *Gateway) (*acme.Manager, error) {
+func newACME(cfg config.Config, rdb redis.UniversalClient, log *slog.Logger, metrics *Metrics, g func() *Gateway) (*acme.Manager, error) {
 	a := cfg.TLS.ACME
-	o := acme.Options{ACME: a, Logger: log, KnowsHost: func(host string) bool { return g().KnowsHost(host) }}
+	o := acme.Options{ACME: a, Logger: log, Metrics: metrics.reg, KnowsHost: func(host string) bool { return g().KnowsHost(host) }}
 	where := a.Storage
 	if a.Storage == "redis" {
 		o.Storage = acme.BlobStorage(session.NewBlobs(rdb, "latch-acme"))

@@ -106,7 +106,7 @@ func Assemble(cc *config.Compiled, log *slog.Logger, accessLog io.Writer, reopen
 		StoreTimeout: cfg.Redis.Timeout.Get(), Logger: log, Metrics: deps.Metrics,
 	})
 	if cfg.TLS.ACME.Enabled() {
-		if deps.ACME, err = newACME(cfg, rdb, log, func() *Gateway { return g }); err != nil {
+		if deps.ACME, err = newACME(cfg, rdb, log, deps.Metrics, func() *Gateway { return g }); err != nil {
 			return nil, close, err
 		}
 	}

@@ -78,6 +78,9 @@ func TestACMEIssuanceThroughLatch(t *testing.T) {
 		if want := "https://" + domain + ":" + strconv.Itoa(tlsPort) + "/a/b?c=d"; resp.StatusCode != http.StatusPermanentRedirect || resp.Header.Get("Location") != want {
 			t.Errorf("plain HTTP: %d to %q, want 308 to %q", resp.StatusCode, resp.Header.Get("Location"), want)
 		}
+		if m := scrapeMetrics(t, l.AdminURL); !strings.Contains(m, `latch_acme_certificates_total{renewal="false",result="obtained"} 1`) {
+			t.Errorf("metrics lack the obtained certificate:\n%s", grepLines(m, "latch_acme"))
+		}
 		l.Stop(t)
 	})
 
@@ -167,6 +170,17 @@ func getThroughLatch(t *testing.T, roots *x509.CertPool, name, addr string) *x50
 		}
 	}
 	return leaf
+}
+
+// grepLines keeps the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for line := range strings.SplitSeq(s, "\n") {
+		if strings.Contains(line, sub) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func portOf(addr string) string {

@@ -31,6 +31,7 @@ import (
 
 	"github.com/caddyserver/certmagic"
 	"github.com/mholt/acmez/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/latchgw/latch/gateway/config"
@@ -56,6 +57,8 @@ type Options struct {
 	// It is called during TLS handshakes and must not block.
 	KnowsHost func(host string) bool
 	Logger    *slog.Logger
+	// Metrics, when set, gets latch_acme_certificates_total.
+	Metrics prometheus.Registerer
 }
 
 // Manager holds the certificates of tls.acme. Its methods are safe for
@@ -68,6 +71,7 @@ type Manager struct {
 	roots     *x509.CertPool // nil: the system's
 	log       *slog.Logger
 	zlog      *zap.Logger
+	results   *prometheus.CounterVec // result, renewal
 
 	running atomic.Pointer[running]
 }
@@ -103,6 +107,15 @@ func New(o Options) (*Manager, error) {
 		o.Logger = slog.Default()
 	}
 	m := &Manager{acme: o.ACME, storage: o.Storage, knowsHost: o.KnowsHost, log: o.Logger}
+	m.results = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "latch_acme_certificates_total",
+		Help: "Certificates obtained from the ACME CA or failed to be, by result (obtained, failed) and whether it was a renewal.",
+	}, []string{"result", "renewal"})
+	if o.Metrics != nil {
+		if err := o.Metrics.Register(m.results); err != nil {
+			return nil, fmt.Errorf("acme: %w", err)
+		}
+	}
 	m.zlog = zap.New(newSlogCore(o.Logger.With("component", "acme")))
 	if m.storage == nil {
 		dir := o.ACME.Storage
@@ -146,7 +159,8 @@ func (m *Manager) Run(ctx context.Context, ls Listeners) error {
 		Logger:           m.zlog,
 	})
 	defer cache.Stop()
-	cfg = certmagic.New(cache, certmagic.Config{Storage: m.storage, Logger: m.zlog})
+	cfg = certmagic.New(cache, certmagic.Config{Storage: m.storage, Logger: m.zlog,
+		OnEvent: m.count, ShouldEmitFunc: counted})
 	if m.acme.RouteHosts {
 		cfg.OnDemand = &certmagic.OnDemandConfig{DecisionFunc: m.decide}
 	}
@@ -187,6 +201,20 @@ func (m *Manager) Run(ctx context.Context, ls Listeners) error {
 		}
 	}
 	<-ctx.Done()
+	return nil
+}
+
+// counted reports whether certmagic's event is one count records (the
+// others, one per handshake among them, are not even built).
+func counted(event string) bool { return event == "cert_obtained" || event == "cert_failed" }
+
+// count records an obtained or failed certificate.
+func (m *Manager) count(_ context.Context, event string, data map[string]any) error {
+	if !counted(event) {
+		return nil
+	}
+	renewal, _ := data["renewal"].(bool)
+	m.results.WithLabelValues(strings.TrimPrefix(event, "cert_"), strconv.FormatBool(renewal)).Inc()
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"maps"
 	"net/http"
 	"net/http/pprof"
@@ -47,6 +48,7 @@ func (g *Gateway) AdminHandler(mount ...func(chi.Router)) http.Handler {
 		r.Get("/admin/routes", g.adminRoutes)
 		r.Get("/admin/sessions/{id}", g.adminSession)
 		r.Delete("/admin/sessions/{id}", g.adminUnpin)
+		r.Post("/admin/reload", g.adminReload)
 		r.Handle("/metrics", g.metricsHandler())
 		if g.c.Admin.Pprof {
 			r.HandleFunc("/debug/pprof/*", pprof.Index)
@@ -140,7 +142,7 @@ func (g *Gateway) Services(ctx context.Context) []ServiceStatus {
 				ids = append(ids, b.ID)
 			}
 		}
-		counts, err := g.affinity.Sessions(cctx, svc.name, ids, svc.ttl)
+		counts, err := g.affinity.Sessions(cctx, svc.name, ids, time.Duration(svc.ttl.Load()))
 		cancel()
 		if set != nil {
 			for _, b := range set.Backends {
@@ -293,6 +295,21 @@ func (g *Gateway) adminUnpin(w http.ResponseWriter, r *http.Request) {
 	}
 	g.log.Info("admin unpin", "session_hash", hashID(id[:]))
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// adminReload re-reads the configuration (as SIGHUP does): 200 with what
+// applied and what needs a restart, 422 naming the field when the new
+// configuration is refused (nothing changed).
+func (g *Gateway) adminReload(w http.ResponseWriter, _ *http.Request) {
+	res, err := g.ReloadConfig()
+	switch {
+	case errors.Is(err, ErrReloadUnavailable):
+		writeJSON(w, http.StatusNotImplemented, map[string]string{"error": err.Error()})
+	case err != nil:
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"error": err.Error()})
+	default:
+		writeJSON(w, http.StatusOK, res)
+	}
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -63,10 +63,7 @@ func Assemble(cc *config.Compiled, log *slog.Logger, accessLog io.Writer, reopen
 		log.Info("using consul", "address", addr, "datacenter", c.Datacenter, "tag", c.Tag, "consistency", c.Consistency)
 	}
 
-	secrets := make([][]byte, 0, len(cfg.Cookie.Secrets))
-	for _, s := range cfg.Cookie.Secrets {
-		secrets = append(secrets, []byte(s))
-	}
+	secrets := secretBytes(cfg.Cookie.Secrets)
 	if len(secrets) == 0 && cfg.Cookie.SecretFile != "" {
 		secret, created, err := session.LoadOrCreateSecret(cfg.Cookie.SecretFile)
 		if err != nil {

@@ -78,9 +78,9 @@ type Deps struct {
 
 // Gateway is a running latch. Build it with New, run it with Run.
 type Gateway struct {
-	cfg          *config.Compiled
-	c            config.Config  // cfg's defaulted settings
-	trusted      []netip.Prefix // cfg's trusted proxies
+	cfg          *config.Compiled // the config applied last (guarded by mu once running)
+	c            config.Config    // the config at start: settings a reload cannot change
+	trusted      []netip.Prefix   // cfg's trusted proxies
 	log          *slog.Logger
 	source       discovery.Source
 	catalog      *discovery.Catalog
@@ -96,11 +96,16 @@ type Gateway struct {
 
 	table atomic.Pointer[table]
 
+	reloadMu sync.Mutex                       // one reload at a time; guards load
+	load     func() (*config.Compiled, error) // SetConfigLoader's
+
 	mu         sync.Mutex // guards the fields below (state path only)
 	services   map[string]*service
 	fileRoutes []*route
 	tagRoutes  map[string][]*route // service → routes from its tags
 	conflicts  []string
+	lastTags   map[string][]string // the catalog's last answer
+	bg         context.Context     // RunOn's background context: services a reload adds start with it
 
 	catalogSeen atomic.Bool // the catalog has answered once
 	wasReady    atomic.Bool // Ready has said yes once: it stays ready
@@ -311,6 +316,7 @@ func (g *Gateway) RunOn(ctx context.Context, ls Listeners) error {
 		})
 	}
 	g.mu.Lock()
+	g.bg = bg
 	for _, svc := range g.services {
 		svc.start(bg)
 	}
@@ -332,6 +338,7 @@ func (g *Gateway) RunOn(ctx context.Context, ls Listeners) error {
 	stopBG()
 	owner.Wait()
 	g.mu.Lock()
+	g.bg = nil
 	for _, svc := range g.services {
 		svc.stop()
 	}
@@ -396,6 +403,10 @@ func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 	errc := make(chan error, len(servers))
 	for _, sv := range servers {
 		wg.Go(func() {
+			if rl, ok := sv.l.(*reusePortListener); ok && !g.awaitReady(ctx) {
+				_ = rl.Close() // stopped before it served
+				return
+			}
 			if err := sv.s.Serve(sv.l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
 			}
@@ -411,6 +422,15 @@ func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 	g.log.Info("shutting down", "timeout", sc.ShutdownTimeout.Get().String())
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sc.ShutdownTimeout.Get())
 	defer cancel()
+	if l, ok := ls.Public.(*reusePortListener); ok {
+		// Another latch shares the port: hand it the new connections
+		// before closing, rather than resetting those queued here.
+		if err := l.drain(sctx); err != nil {
+			g.log.Warn("draining the shared listener", "err", err)
+		} else {
+			g.log.Info("shared listener drained: new connections go to the other listeners of the port")
+		}
+	}
 	for _, sv := range servers {
 		if err := sv.s.Shutdown(sctx); err != nil {
 			g.log.Warn("shutdown deadline passed with requests in flight", "err", err)
@@ -420,6 +440,32 @@ func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 	wg.Wait()
 	return runErr
 }
+
+// awaitReady waits until the gateway is Ready, at most readyWait; false
+// when ctx ended first. A shared listener (server.reuse_port) waits for it
+// before accepting: the kernel hands it connections from the moment it
+// listens, and a latch started to replace another would otherwise answer
+// them 503 until discovery has answered. They wait in its accept queue
+// instead; after readyWait latch serves anyway (503 for a service still
+// undiscovered), so a replacement that never gets ready does not hold its
+// share of connections forever.
+func (g *Gateway) awaitReady(ctx context.Context) bool {
+	deadline := time.Now().Add(readyWait)
+	for !g.Ready() && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if !g.Ready() {
+		g.log.Warn("serving the shared listener before ready", "waited", readyWait.String(), "waiting_for", g.Waiting())
+	}
+	return ctx.Err() == nil
+}
+
+// readyWait bounds awaitReady.
+const readyWait = 30 * time.Second
 
 // server is what Run needs of its listeners' servers:
 // *http.Server or *h1.Server.

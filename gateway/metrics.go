@@ -35,7 +35,9 @@ type Metrics struct {
 	discLastOK    *prometheus.GaugeVec   // service: unix time of the last fresh snapshot
 	discHeld      *prometheus.CounterVec // service: empty answers held back
 	tagConflicts  prometheus.Gauge
-	panic         *prometheus.GaugeVec // service
+	panic         *prometheus.GaugeVec   // service
+	reloads       *prometheus.CounterVec // result (ok, error)
+	reloadedAt    prometheus.Gauge       // unix time of the last applied reload
 }
 
 var codeClasses = [6]string{"other", "1xx", "2xx", "3xx", "4xx", "5xx"}
@@ -102,7 +104,15 @@ func NewMetrics() *Metrics {
 	m.panic = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "latch_panic_mode", Help: "1 while too few backends of the service look healthy to trust health checks.",
 	}, []string{"service"})
-	m.reg.MustRegister(m.panic, m.requests, m.duration, m.upstreamDur, m.retries, m.fallbacks,
+	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "latch_config_reload_total", Help: "Configuration reloads (SIGHUP, POST /admin/reload), by result: ok (applied) or error (refused, nothing changed).",
+	}, []string{"result"})
+	m.reloads.WithLabelValues("ok")
+	m.reloads.WithLabelValues("error")
+	m.reloadedAt = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "latch_config_last_reload_success_timestamp_seconds", Help: "Unix time of the last configuration reload applied (0: none since start).",
+	})
+	m.reg.MustRegister(m.reloads, m.reloadedAt, m.panic, m.requests, m.duration, m.upstreamDur, m.retries, m.fallbacks,
 		m.breakerTrans, m.sessions, m.storeErrors, m.storeDuration, m.cache, m.expired, m.discUpdates,
 		m.discStale, m.discBackends, m.discLastOK, m.discHeld, m.tagConflicts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -41,6 +41,9 @@ func metricValue(m *dto.Metric) float64 {
 	if h := m.GetHistogram(); h != nil {
 		return float64(h.GetSampleCount())
 	}
+	if g := m.GetGauge(); g != nil {
+		return g.GetValue()
+	}
 	return m.GetCounter().GetValue()
 }
 

@@ -22,9 +22,10 @@ type service struct {
 	registry *policy.Registry
 	g        *Gateway
 
-	mu     sync.Mutex // guards routes and snap; held by the watch goroutine and route changes
+	mu     sync.Mutex // guards routes, snap and opts; held by the watch goroutine and route changes
 	routes []*route
 	snap   *discovery.Snapshot
+	opts   registryOptions // what registry was last configured with
 
 	ready    atomic.Bool
 	updated  atomic.Int64 // unix nanos of the last snapshot
@@ -32,22 +33,14 @@ type service struct {
 	running  sync.WaitGroup // the watch and the active checks
 	checks   *activeChecks
 	checkCfg config.HealthCheck
-	ttl      time.Duration // session TTL, for session counts
+	ttl      atomic.Int64 // session TTL (a time.Duration), for session counts; a reload sets it
 }
 
 func (g *Gateway) newService(name string, settings config.RouteSettings) *service {
-	svc := &service{name: name, g: g, checkCfg: settings.HealthCheck, ttl: settings.Sticky.TTL.Get()}
-	svc.registry = policy.NewRegistry(name, policy.Options{
-		Breaker:        settings.Breaker.BreakerSettings(),
-		SlowStart:      settings.SlowStart.Get(),
-		WarningUsable:  settings.WarningUsable.Get(),
-		PanicThreshold: max(settings.PanicThreshold.Get(), 0),
-		OnBreakerChange: func(id string, from, to policy.BreakerState) {
-			// Runs under the breaker's mutex: log and count, nothing more.
-			g.log.Warn("circuit breaker", "service", name, "backend", id, "from", from.String(), "to", to.String())
-			g.metrics.breakerChange(name, id, to)
-		},
-	})
+	svc := &service{name: name, g: g, checkCfg: settings.HealthCheck}
+	svc.ttl.Store(int64(settings.Sticky.TTL.Get()))
+	svc.opts = svc.registryOptions(settings)
+	svc.registry = policy.NewRegistry(name, svc.opts.Options(svc))
 	g.metrics.discoveryStart(name)
 	return svc
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 
 	"github.com/latchgw/latch/gateway/config"
@@ -16,6 +17,7 @@ import (
 func (g *Gateway) applyTags(ctx context.Context, services map[string][]string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.lastTags = services
 	taken := map[string]string{} // host+prefix → who has it
 	for _, rt := range g.fileRoutes {
 		taken[rt.host+rt.prefix] = "config route " + rt.name
@@ -54,7 +56,9 @@ func (g *Gateway) applyTags(ctx context.Context, services map[string][]string) {
 			continue
 		}
 		for _, rt := range old {
-			if rt.service.removeRoute(rt) && !g.isFileService(name) {
+			// A service whose tag routes changed keeps running (and its
+			// backends' state) when new routes replace the old ones.
+			if rt.service.removeRoute(rt) && !g.isFileService(name) && len(want[name]) == 0 {
 				rt.service.stop()
 				delete(g.services, name)
 			}
@@ -77,6 +81,12 @@ func (g *Gateway) applyTags(ctx context.Context, services map[string][]string) {
 			svc.start(ctx)
 		}
 	}
+	g.storeTable()
+}
+
+// storeTable publishes the table of the file routes and the tag routes.
+// Called with g.mu held.
+func (g *Gateway) storeTable() {
 	all := slices.Clone(g.fileRoutes)
 	for _, name := range slices.Sorted(maps.Keys(g.tagRoutes)) {
 		all = append(all, g.tagRoutes[name]...)
@@ -99,9 +109,8 @@ func sameRoutes(have []*route, want []*config.Spec) bool {
 		return false
 	}
 	for i := range have {
-		a, b := have[i].spec.Route(), want[i].Route()
-		if a.Host != b.Host || a.PathPrefix != b.PathPrefix || a.StripPrefix != b.StripPrefix ||
-			!slices.Equal(a.Policy.Get(), b.Policy.Get()) || a.Sticky.Enabled.Get() != b.Sticky.Enabled.Get() {
+		// Every setting: a reload may change the defaults tag routes take.
+		if !reflect.DeepEqual(have[i].spec.Route(), want[i].Route()) {
 			return false
 		}
 	}

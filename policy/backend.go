@@ -37,7 +37,7 @@ type state struct {
 	// again (slow start); 0 = not ramping.
 	upSince atomic.Int64
 
-	breaker *gobreaker.TwoStepCircuitBreaker[struct{}]
+	breaker atomic.Pointer[gobreaker.TwoStepCircuitBreaker[struct{}]] // replaced when a reload changes its settings
 	// bstate mirrors the breaker's state (set from OnStateChange), so a
 	// pick need not take gobreaker's mutex. openUntil is when an open
 	// breaker will let a probe through, on the monotonic clock gobreaker
@@ -120,7 +120,7 @@ func (b *Backend) rampProgress() (float64, int64) {
 	if since == 0 {
 		return 1, 0
 	}
-	window := b.st.reg.opts.SlowStart
+	window := b.st.reg.options().SlowStart
 	elapsed := b.st.reg.now() - since
 	if window <= 0 || elapsed >= int64(window) {
 		return 1, since
@@ -133,7 +133,7 @@ func (b *Backend) rampProgress() (float64, int64) {
 // slow gets a fresh trial instead of being starved forever.
 func (b *Backend) latency(now int64) float64 {
 	st := b.st
-	if now-st.sampled.Load() > 3*int64(st.reg.opts.LatencyDecay) {
+	if now-st.sampled.Load() > 3*int64(st.reg.options().LatencyDecay) {
 		return 0
 	}
 	return math.Float64frombits(st.ewma.Load())

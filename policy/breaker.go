@@ -108,7 +108,8 @@ func (s BreakerSettings) readyToTrip(c gobreaker.Counts) bool {
 // mutex: it only updates st's atomic mirror and calls the registry's
 // callback (which must only log and count).
 func (r *Registry) newBreaker(st *state) *gobreaker.TwoStepCircuitBreaker[struct{}] {
-	bs := r.opts.Breaker
+	opts := r.options()
+	bs := opts.Breaker
 	return gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        st.id,
 		MaxRequests: bs.HalfOpenRequests,
@@ -128,8 +129,8 @@ func (r *Registry) newBreaker(st *state) *gobreaker.TwoStepCircuitBreaker[struct
 			}
 			st.bstate.Store(int32(t))
 			st.bsince.Store(time.Now().UnixNano())
-			if r.opts.OnBreakerChange != nil {
-				r.opts.OnBreakerChange(st.id, f, t)
+			if opts.OnBreakerChange != nil {
+				opts.OnBreakerChange(st.id, f, t)
 			}
 		},
 	})

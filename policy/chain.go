@@ -35,7 +35,7 @@ func NewChain(names []string, set *Set, opts BuildOptions, onFallback func(from,
 	for _, n := range c.names {
 		c.pickers = append(c.pickers, Builders[n](set, opts))
 	}
-	c.slowStart = set.reg != nil && set.reg.opts.SlowStart > 0
+	c.slowStart = set.reg != nil && set.reg.options().SlowStart > 0
 	return c, nil
 }
 

@@ -13,8 +13,8 @@ func mono() int64 { return int64(time.Since(epoch)) + 1 }
 // now is the registry's clock in nanoseconds: Options.Now when injected
 // (tests), else mono. Slow start, latency samples and their decay use it.
 func (r *Registry) now() int64 {
-	if r.opts.Now != nil {
-		return r.opts.Now().UnixNano()
+	if now := r.options().Now; now != nil {
+		return now().UnixNano()
 	}
 	return mono()
 }

@@ -43,7 +43,7 @@ type Options struct {
 // discovery goroutine, Drain from the admin API, Current from anywhere.
 type Registry struct {
 	service string
-	opts    Options
+	opts    atomic.Pointer[Options] // swapped whole by Reconfigure
 
 	mu      sync.Mutex // guards states and first
 	states  map[string]*state
@@ -57,12 +57,44 @@ type Registry struct {
 // NewRegistry returns an empty registry for service. opts.Breaker should
 // have passed Validate.
 func NewRegistry(service string, opts Options) *Registry {
-	opts.Breaker = opts.Breaker.withDefaults()
-	if opts.LatencyDecay <= 0 {
-		opts.LatencyDecay = 10 * time.Second
-	}
-	return &Registry{service: service, opts: opts, states: map[string]*state{}, first: true}
+	r := &Registry{service: service, states: map[string]*state{}, first: true}
+	r.opts.Store(opts.withDefaults())
+	return r
 }
+
+func (o Options) withDefaults() *Options {
+	o.Breaker = o.Breaker.withDefaults()
+	if o.LatencyDecay <= 0 {
+		o.LatencyDecay = 10 * time.Second
+	}
+	return &o
+}
+
+// Reconfigure applies new options (a configuration reload) and keeps every
+// backend's state: in-flight counts, latency, drains, slow start. Breakers
+// keep their state unless their settings changed: then each backend gets a
+// new, closed breaker with the new settings (gobreaker's settings are
+// fixed per breaker). Health verdicts (warning_usable, panic_threshold)
+// apply from the next Update. It reports whether the breakers were
+// replaced.
+func (r *Registry) Reconfigure(opts Options) (breakersReset bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	next := opts.withDefaults()
+	prev := r.opts.Swap(next)
+	if next.Breaker == prev.Breaker {
+		return false
+	}
+	for _, st := range r.states {
+		st.breaker.Store(r.newBreaker(st))
+		st.bstate.Store(int32(Closed))
+		st.bsince.Store(time.Now().UnixNano())
+	}
+	return true
+}
+
+// options are the registry's current options.
+func (r *Registry) options() *Options { return r.opts.Load() }
 
 // Set is the immutable list of one snapshot's backends. Build pickers and
 // chains from it; it is safe for concurrent use.
@@ -108,7 +140,7 @@ func (r *Registry) Update(s discovery.Snapshot) *Set {
 		}
 	}
 	n := len(dbs)
-	set.Panic = n > 0 && healthy < n && float64(healthy) < r.opts.PanicThreshold*float64(n)
+	set.Panic = n > 0 && healthy < n && float64(healthy) < r.options().PanicThreshold*float64(n)
 
 	live := make(map[string]*state, n)
 	for _, db := range dbs {
@@ -120,7 +152,7 @@ func (r *Registry) Update(s discovery.Snapshot) *Set {
 		if !ok {
 			st = &state{id: db.ID, reg: r}
 			st.bsince.Store(time.Now().UnixNano())
-			st.breaker = r.newBreaker(st)
+			st.breaker.Store(r.newBreaker(st))
 			if !r.first && take {
 				r.ramp(st) // a new backend ramps up too
 			}
@@ -146,12 +178,12 @@ func (r *Registry) Update(s discovery.Snapshot) *Set {
 
 // takeHealth reports whether health h lets a backend take new sessions.
 func (r *Registry) takeHealth(h discovery.Health) bool {
-	return h == discovery.Passing || (h == discovery.Warning && r.opts.WarningUsable)
+	return h == discovery.Passing || (h == discovery.Warning && r.options().WarningUsable)
 }
 
 // ramp starts st's slow start now (when slow start is on).
 func (r *Registry) ramp(st *state) {
-	if r.opts.SlowStart > 0 {
+	if r.options().SlowStart > 0 {
 		st.upSince.Store(r.now())
 	}
 }

@@ -47,7 +47,7 @@ type Ticket struct {
 // probes taken) and counts the request in flight. It takes gobreaker's
 // per-backend mutex and allocates gobreaker's done callback.
 func (b *Backend) Acquire() (Ticket, error) {
-	done, err := b.st.breaker.Allow()
+	done, err := b.st.breaker.Load().Allow()
 	if err != nil {
 		return Ticket{}, ErrBreakerOpen
 	}
@@ -96,7 +96,7 @@ func (t Ticket) Finish(o Outcome, latency time.Duration) {
 func (st *state) observe(now int64, sample float64) {
 	sample = max(sample, 1) // 0 would read as "no data"
 	prev := st.sampled.Swap(now)
-	w := 1 - math.Exp(-float64(now-prev)/float64(st.reg.opts.LatencyDecay))
+	w := 1 - math.Exp(-float64(now-prev)/float64(st.reg.options().LatencyDecay))
 	for {
 		old := st.ewma.Load()
 		next := sample

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
@@ -74,6 +75,7 @@ type Affinity struct {
 	jobs    chan Job
 	mu      sync.Mutex // guards pending
 	pending map[string]pendingPin
+	codec   atomic.Pointer[Codec] // Options.Codec, replaced by SetCodec
 }
 
 type pendingPin struct {
@@ -109,8 +111,10 @@ func NewAffinity(opts Options) *Affinity {
 	if opts.Metrics == nil {
 		opts.Metrics = nopObserver{}
 	}
-	return &Affinity{opts: opts, cache: newCache(opts.CacheSize), jobs: make(chan Job, 4096),
+	a := &Affinity{opts: opts, cache: newCache(opts.CacheSize), jobs: make(chan Job, 4096),
 		pending: map[string]pendingPin{}, br: newStoreBreaker(opts.Logger)}
+	a.codec.Store(opts.Codec)
+	return a
 }
 
 type nopObserver struct{}
@@ -121,8 +125,14 @@ func (nopObserver) CacheHit()                          {}
 func (nopObserver) CacheMiss()                         {}
 func (nopObserver) Expired()                           {}
 
-// Codec is the cookie codec of Options.
-func (a *Affinity) Codec() *Codec { return a.opts.Codec }
+// Codec is the cookie codec: Options.Codec, or the last SetCodec's. It is
+// the one place cookie secrets are read from.
+func (a *Affinity) Codec() *Codec { return a.codec.Load() }
+
+// SetCodec replaces the cookie codec (a configuration reload rotating
+// secrets); requests after it sign and verify with c. Safe for concurrent
+// use with every other method.
+func (a *Affinity) SetCodec(c *Codec) { a.codec.Store(c) }
 
 // storeKey is the Redis key of a session: "l:" + service + ":" + the 16
 // raw id bytes. Short keys keep Redis memory per session small.

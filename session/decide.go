@@ -170,7 +170,7 @@ func (a *Affinity) Resolve(ctx context.Context, req Request, bs Backends) Decisi
 		}
 		id = IDFromValue(req.AppValue)
 	default:
-		if in.Cookie, in.Valid = a.opts.Codec.Decode(req.Cookie); !in.Valid {
+		if in.Cookie, in.Valid = a.Codec().Decode(req.Cookie); !in.Valid {
 			return Decide(in, bs) // a new session: nothing to look up
 		}
 		id = in.Cookie.ID

@@ -10,7 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -49,7 +49,8 @@ func run(args []string) int {
 	}
 	cfg := inv.Config.Config()
 	log := gateway.NewLogger(cfg.Log, os.Stderr)
-	// From here on SIGHUP never ends latch (before any listener opens).
+	// From here on SIGHUP never ends latch (before any listener opens): it
+	// reloads the configuration once latch runs.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -65,7 +66,7 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "latch: invalid configuration: %v\n", err)
 		return 2
 	}
-	public, err := net.Listen("tcp", cfg.Listen)
+	public, err := gateway.Listen(context.Background(), cfg.Listen, cfg.Server.ReusePort)
 	if err != nil {
 		log.Error("listen", "addr", cfg.Listen, "err", err)
 		return 1
@@ -86,7 +87,11 @@ func run(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	go ignoreHangup(ctx, log, hup)
+	g.SetConfigLoader(func() (*config.Compiled, error) {
+		inv, err := config.Load(args, os.Getenv, io.Discard)
+		return inv.Config, err
+	})
+	go reloadOnHangup(ctx, g, hup)
 	log.Info("latch starting", "version", buildinfo.String("latch"))
 	if err := g.RunOn(ctx, gateway.Listeners{Public: public, Admin: admin, Metrics: metrics}); err != nil {
 		log.Error("latch stopped", "err", err)
@@ -95,15 +100,14 @@ func run(args []string) int {
 	return 0
 }
 
-// ignoreHangup logs each SIGHUP that reaches hup, until ctx ends. A service manager
-// sends it to reload (the systemd unit's ExecReload); latch has no reload
-// yet, and SIGHUP's default action would end it (exit 129), dropping the
-// requests in flight.
-func ignoreHangup(ctx context.Context, log *slog.Logger, hup <-chan os.Signal) {
+// reloadOnHangup reloads the configuration on each SIGHUP that reaches
+// hup (the systemd unit's ExecReload), until ctx ends. ReloadConfig logs
+// the outcome.
+func reloadOnHangup(ctx context.Context, g *gateway.Gateway, hup <-chan os.Signal) {
 	for {
 		select {
 		case <-hup:
-			log.Warn("SIGHUP received: configuration reload is not supported yet, ignored; restart latch to apply a new configuration")
+			_, _ = g.ReloadConfig()
 		case <-ctx.Done():
 			return
 		}

@@ -165,6 +165,10 @@ type Server struct {
 	IdleTimeout       Opt[time.Duration] `yaml:"idle_timeout"`        // default 120s
 	MaxHeaderBytes    Opt[int]           `yaml:"max_header_bytes"`    // default 64 KiB
 	ShutdownTimeout   Opt[time.Duration] `yaml:"shutdown_timeout"`    // default 30s
+	// ReusePort opens the public listener with SO_REUSEPORT (default
+	// false), so a new latch can bind the same address while the old one
+	// drains: the zero-downtime upgrade (README). Linux and macOS only.
+	ReusePort bool `yaml:"reuse_port"`
 	// Implementation serves the public listener: "net/http" (default) or
 	// "h1" (gateway/h1: pooled buffers, no background read; see its doc
 	// for what differs).

@@ -1,0 +1,285 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"time"
+
+	"github.com/latchgw/latch/discovery"
+	"github.com/latchgw/latch/gateway/config"
+	"github.com/latchgw/latch/policy"
+	"github.com/latchgw/latch/session"
+)
+
+// A reload (SIGHUP, POST /admin/reload) applies a new configuration while
+// requests keep flowing, the way a discovery snapshot does: routes get new
+// route objects and the table is swapped atomically; services, and with
+// them every backend's registry state (breakers, latency, in-flight
+// counts, drains), stay as long as some route uses them; sessions live in
+// the session layer, which only gets a new cookie codec when the secrets
+// changed. What the running process cannot change (listeners, the Redis
+// and Consul clients, the servers' and the transport's settings) is
+// reported as needing a restart, and the rest applies.
+
+// ErrReloadUnavailable is returned by ReloadConfig before SetConfigLoader.
+var ErrReloadUnavailable = errors.New("configuration reload is not available (no config loader)")
+
+// SetConfigLoader sets how ReloadConfig reads the configuration: as at
+// start, from the file, the environment and the flags (cmd/latch passes
+// config.Load over its arguments again).
+func (g *Gateway) SetConfigLoader(load func() (*config.Compiled, error)) {
+	g.reloadMu.Lock()
+	g.load = load
+	g.reloadMu.Unlock()
+}
+
+// ReloadResult is what a reload applied and what it could not.
+type ReloadResult struct {
+	// Applied lists what changed and took effect ("routes", "cookie.secrets",
+	// "routes[web]: breaker settings", ...); empty when nothing changed.
+	Applied []string `json:"applied"`
+	// NeedsRestart lists the changed fields that only a restart applies.
+	NeedsRestart []string `json:"needs_restart"`
+}
+
+// ReloadConfig re-reads the configuration through the loader (the file,
+// the environment and the flags, layered as at start) and applies it. A
+// configuration that does not load or validate changes nothing: the error
+// names the field, is logged and counted (latch_config_reload_total
+// {result="error"}).
+func (g *Gateway) ReloadConfig() (ReloadResult, error) {
+	g.reloadMu.Lock()
+	defer g.reloadMu.Unlock()
+	if g.load == nil {
+		return ReloadResult{}, ErrReloadUnavailable
+	}
+	cc, err := g.load()
+	if err != nil {
+		g.metrics.reloads.WithLabelValues("error").Inc()
+		g.log.Error("configuration reload refused: nothing changed", "err", err)
+		return ReloadResult{}, err
+	}
+	res, err := g.apply(cc)
+	if err != nil {
+		g.metrics.reloads.WithLabelValues("error").Inc()
+		g.log.Error("configuration reload refused: nothing changed", "err", err)
+		return ReloadResult{}, err
+	}
+	g.metrics.reloads.WithLabelValues("ok").Inc()
+	g.metrics.reloadedAt.Set(float64(time.Now().UnixNano()) / 1e9)
+	if len(res.NeedsRestart) > 0 {
+		g.log.Warn("configuration reload: changes that need a restart were not applied", "fields", res.NeedsRestart)
+	}
+	g.log.Info("configuration reloaded", "applied", res.Applied, "needs_restart", res.NeedsRestart)
+	return res, nil
+}
+
+// apply swaps in what cc changes. Everything that can fail is checked
+// before anything changes.
+func (g *Gateway) apply(cc *config.Compiled) (ReloadResult, error) {
+	next := cc.Config()
+	g.mu.Lock()
+	prev := g.cfg.Config()
+	g.mu.Unlock()
+	res := ReloadResult{Applied: []string{}, NeedsRestart: needsRestart(prev, next)}
+
+	var codec *session.Codec
+	if !slices.Equal(prev.Cookie.Secrets, next.Cookie.Secrets) {
+		if len(next.Cookie.Secrets) == 0 {
+			// The secret would come from cookie.secret_file or be random:
+			// neither is a rotation, and the second forgets every session.
+			res.NeedsRestart = append(res.NeedsRestart, "cookie.secrets (removed)")
+		} else {
+			var err error
+			if codec, err = session.NewCodec(secretBytes(next.Cookie.Secrets)); err != nil {
+				return ReloadResult{}, fmt.Errorf("cookie.secrets: %w", err)
+			}
+		}
+	}
+	static, _ := g.source.(*discovery.Static)
+	staticBackends := map[string][]discovery.Backend{}
+	if static != nil && next.Consul.Disabled {
+		had := map[string][]string{}
+		for _, r := range prev.Routes {
+			had[r.Service] = r.Backends
+		}
+		for _, r := range next.Routes {
+			if slices.Equal(had[r.Service], r.Backends) {
+				continue
+			}
+			backends, err := discovery.ParseStatic(r.Service, r.Backends)
+			if err != nil {
+				return ReloadResult{}, fmt.Errorf("backends: %w", err)
+			}
+			staticBackends[r.Service] = backends
+		}
+	}
+
+	// Nothing fails from here on.
+	if codec != nil {
+		g.affinity.SetCodec(codec)
+		res.Applied = append(res.Applied, "cookie.secrets")
+	}
+	for _, name := range slices.Sorted(maps.Keys(staticBackends)) {
+		static.Set(name, staticBackends[name])
+	}
+	res.Applied = append(res.Applied, g.swapRoutes(cc, &res)...)
+	if len(staticBackends) > 0 {
+		res.Applied = append(res.Applied, "backends")
+	}
+	g.mu.Lock()
+	tags := g.lastTags
+	bg := g.bg
+	g.mu.Unlock()
+	if tags != nil && bg != nil {
+		// Tag routes take the new defaults, and yield to new file routes.
+		g.applyTags(bg, tags)
+	}
+	slices.Sort(res.NeedsRestart)
+	return res, nil
+}
+
+// swapRoutes replaces the file routes with cc's, reconfigures the services
+// they keep and starts those they add; services left without routes stop.
+// Per-backend state lives in each service's registry, which is kept.
+func (g *Gateway) swapRoutes(cc *config.Compiled, res *ReloadResult) (applied []string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	old := g.fileRoutes
+	oldSpecs := make([]config.Route, len(old))
+	for i, rt := range old {
+		oldSpecs[i] = rt.spec.Route()
+	}
+	var routes []*route
+	var started []*service
+	reconfigured := map[string]bool{}
+	for _, rc := range cc.Routes() {
+		svc, existed := g.services[rc.Service()]
+		if !existed {
+			svc = g.serviceFor(rc.Service(), rc)
+			started = append(started, svc)
+		} else if !reconfigured[svc.name] {
+			reconfigured[svc.name] = true
+			applied = append(applied, svc.reconfigure(rc.Route().RouteSettings, res)...)
+		}
+		rt := newRoute(rc, svc)
+		svc.addRoute(rt) // publishes its state from the service's current backends
+		routes = append(routes, rt)
+	}
+	g.fileRoutes = routes
+	g.cfg = cc
+	g.storeTable()
+	for _, rt := range old {
+		if rt.service.removeRoute(rt) {
+			rt.service.stop()
+			delete(g.services, rt.service.name)
+			g.log.Info("service no longer routed", "service", rt.service.name)
+		}
+	}
+	if g.bg != nil {
+		for _, svc := range started {
+			svc.start(g.bg)
+		}
+	}
+	newSpecs := make([]config.Route, len(routes))
+	for i, rt := range routes {
+		newSpecs[i] = rt.spec.Route()
+	}
+	if !reflect.DeepEqual(oldSpecs, newSpecs) {
+		applied = append(applied, "routes")
+	}
+	return applied
+}
+
+// reconfigure applies a reload's settings of the service's first route to
+// its registry (breakers, slow start, health verdicts). Called with g.mu
+// held.
+func (svc *service) reconfigure(rs config.RouteSettings, res *ReloadResult) (applied []string) {
+	svc.ttl.Store(int64(rs.Sticky.TTL.Get()))
+	opts := svc.registryOptions(rs)
+	if !reflect.DeepEqual(rs.HealthCheck, svc.checkCfg) {
+		res.NeedsRestart = append(res.NeedsRestart, "health_check of service "+svc.name)
+	}
+	svc.mu.Lock()
+	same := svc.opts == opts
+	svc.opts = opts
+	svc.mu.Unlock()
+	if same {
+		return nil
+	}
+	if svc.registry.Reconfigure(opts.Options(svc)) {
+		svc.g.log.Info("circuit breakers replaced: their settings changed", "service", svc.name)
+		applied = append(applied, "service "+svc.name+": breaker settings (breakers start closed)")
+	}
+	applied = append(applied, "service "+svc.name+": registry settings")
+	svc.republish() // health verdicts under the new settings
+	return applied
+}
+
+// needsRestart lists the fields that differ between prev and next and that
+// a running latch cannot change.
+func needsRestart(prev, next config.Config) []string {
+	out := []string{}
+	for _, f := range []struct {
+		name       string
+		prev, next any
+	}{
+		{"listen", prev.Listen, next.Listen},
+		{"admin", prev.Admin, next.Admin},
+		{"metrics.listen", prev.Metrics, next.Metrics},
+		{"consul", prev.Consul, next.Consul},
+		{"discovery", prev.Discovery, next.Discovery},
+		{"redis", prev.Redis, next.Redis},
+		{"cookie.secret_file", prev.Cookie.SecretFile, next.Cookie.SecretFile},
+		{"log", prev.Log, next.Log},
+		{"server", prev.Server, next.Server},
+		{"transport", prev.Transport, next.Transport},
+		{"trusted_proxies", prev.TrustedProxies, next.TrustedProxies},
+		{"tls.acme", prev.TLS.ACME, next.TLS.ACME}, // the certificate manager is built once
+	} {
+		if !reflect.DeepEqual(f.prev, f.next) {
+			out = append(out, f.name)
+		}
+	}
+	return out
+}
+
+// secretBytes is the cookie secrets as the codec takes them.
+func secretBytes(secrets config.List) [][]byte {
+	out := make([][]byte, 0, len(secrets))
+	for _, s := range secrets {
+		out = append(out, []byte(s))
+	}
+	return out
+}
+
+// registryOptions is what a service's registry is built from: the
+// settings of its first route that apply per service, comparable so a
+// reload can tell whether they changed.
+type registryOptions struct {
+	breaker        policy.BreakerSettings
+	slowStart      time.Duration
+	warningUsable  bool
+	panicThreshold float64
+}
+
+func (svc *service) registryOptions(rs config.RouteSettings) registryOptions {
+	return registryOptions{breaker: rs.Breaker.BreakerSettings(), slowStart: rs.SlowStart.Get(),
+		warningUsable: rs.WarningUsable.Get(), panicThreshold: max(rs.PanicThreshold.Get(), 0)}
+}
+
+// Options are the registry's options for these settings.
+func (o registryOptions) Options(svc *service) policy.Options {
+	name, g := svc.name, svc.g
+	return policy.Options{
+		Breaker: o.breaker, SlowStart: o.slowStart, WarningUsable: o.warningUsable, PanicThreshold: o.panicThreshold,
+		OnBreakerChange: func(id string, from, to policy.BreakerState) {
+			// Runs under the breaker's mutex: log and count, nothing more.
+			g.log.Warn("circuit breaker", "service", name, "backend", id, "from", from.String(), "to", to.String())
+			g.metrics.breakerChange(name, id, to)
+		},
+	}
+}

@@ -170,7 +170,9 @@ func (m *Manager) Run(ctx context.Context, ls Listeners) error {
 		DisableTLSALPNChallenge: true,
 	}
 	// certmagic binds the challenge port itself unless something listens
-	// there already: name latch's own listeners, which do.
+	// there already: name latch's own listeners, which do. (It has one
+	// ListenHost for both: listeners on different hosts name the TLS one's,
+	// and the check that the HTTP port is taken still finds latch there.)
 	challenges := m.acme.Challenges.Get()
 	if slices.Contains(challenges, config.ChallengeHTTP01) {
 		if host, port, ok := hostPort(ls.HTTP); ok {

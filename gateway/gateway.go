@@ -1,5 +1,7 @@
 // Package gateway is latch's HTTP side and its lifecycle. A request runs:
 //
+//  0. gateway/h1 parses it (strictly; conns.go caps the connections) and
+//     screen.go refuses what latch never forwards (CONNECT, TRACE, …);
 //  1. serve.go: the chi router hands it to ServeHTTP, which finds its route
 //     in the immutable table (routes.go) and the route's backends of the
 //     moment (a routeState, swapped per snapshot by service.go);
@@ -93,6 +95,7 @@ type Gateway struct {
 	reopenLog    <-chan os.Signal
 	sampler      *statuspage.Sampler
 	acme         *acme.Manager
+	conns        *connLimit // nil: no connection cap
 
 	table atomic.Pointer[table]
 
@@ -148,6 +151,7 @@ func New(cfg *config.Compiled, deps Deps) (*Gateway, error) {
 	if err := g.metrics.reg.Register(newBackendCollector(g)); err != nil {
 		return nil, fmt.Errorf("gateway: Metrics already serve another gateway: %w", err)
 	}
+	g.conns = newConnLimit(c.Server.MaxConnections.Get(), c.Server.MaxConnectionsPerIP, g.metrics)
 	g.accessLogger = g.log
 	if deps.AccessLog != nil {
 		g.accessBatch = &batchWriter{out: deps.AccessLog}
@@ -186,7 +190,7 @@ func (g *Gateway) serviceFor(name string, spec *config.Spec) *service {
 // one pattern registered is what makes chi build its middleware chain.
 func (g *Gateway) Handler() http.Handler {
 	r := chi.NewRouter()
-	r.Use(g.requestID, middleware.Recoverer)
+	r.Use(g.requestID, g.screen, middleware.Recoverer)
 	r.Handle("/", g)
 	r.NotFound(g.ServeHTTP)
 	r.MethodNotAllowed(g.ServeHTTP)
@@ -355,20 +359,27 @@ func (g *Gateway) RunOn(ctx context.Context, ls Listeners) error {
 func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 	sc := g.c.Server
 	base := func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
-	var srv server = &http.Server{
-		Handler:           g.Handler(),
-		ReadHeaderTimeout: sc.ReadHeaderTimeout.Get(),
-		ReadTimeout:       sc.ReadTimeout,
-		WriteTimeout:      sc.WriteTimeout,
-		IdleTimeout:       sc.IdleTimeout.Get(),
-		MaxHeaderBytes:    sc.MaxHeaderBytes.Get(),
-		ErrorLog:          slogErrorLog(g.log),
-		BaseContext:       base,
+	var connContext func(context.Context, net.Conn) context.Context
+	var connState func(net.Conn, http.ConnState)
+	if g.conns != nil {
+		connContext, connState = g.conns.connContext, g.conns.connState
 	}
-	if sc.Implementation == "h1" {
-		srv = &h1.Server{Handler: g.Handler(), ReadHeaderTimeout: sc.ReadHeaderTimeout.Get(), ReadTimeout: sc.ReadTimeout,
-			WriteTimeout: sc.WriteTimeout, IdleTimeout: sc.IdleTimeout.Get(), MaxHeaderBytes: sc.MaxHeaderBytes.Get(),
-			BaseContext: base, Log: g.log}
+	var srv server = &h1.Server{Handler: g.Handler(), ReadHeaderTimeout: sc.ReadHeaderTimeout.Get(), ReadTimeout: sc.ReadTimeout,
+		WriteTimeout: sc.WriteTimeout, IdleTimeout: sc.IdleTimeout.Get(), MaxHeaderBytes: sc.MaxHeaderBytes.Get(),
+		BaseContext: base, Log: g.log, ConnContext: connContext, ConnState: connState}
+	if sc.Implementation == "net/http" {
+		srv = &http.Server{
+			Handler:           g.Handler(),
+			ReadHeaderTimeout: sc.ReadHeaderTimeout.Get(),
+			ReadTimeout:       sc.ReadTimeout,
+			WriteTimeout:      sc.WriteTimeout,
+			IdleTimeout:       sc.IdleTimeout.Get(),
+			MaxHeaderBytes:    sc.MaxHeaderBytes.Get(),
+			ErrorLog:          slogErrorLog(g.log),
+			BaseContext:       base,
+			ConnContext:       connContext,
+			ConnState:         connState,
+		}
 	}
 	type served struct {
 		name string

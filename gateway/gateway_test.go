@@ -97,6 +97,17 @@ func startGatewayTB(t testing.TB, mutate func(*config.Config), backends ...*test
 // means one over a memory store of 10,000 sessions.
 func startGatewayWith(t testing.TB, mutate func(*config.Config), affinity *session.Affinity, list []discovery.Backend) *testGateway {
 	t.Helper()
+	return startGatewayFull(t, mutate, affinity, slog.New(slog.NewTextHandler(io.Discard, nil)), list)
+}
+
+// startGatewayLog is startGatewayWith logging to log.
+func startGatewayLog(t testing.TB, mutate func(*config.Config), log *slog.Logger, list []discovery.Backend) *testGateway {
+	t.Helper()
+	return startGatewayFull(t, mutate, nil, log, list)
+}
+
+func startGatewayFull(t testing.TB, mutate func(*config.Config), affinity *session.Affinity, log *slog.Logger, list []discovery.Backend) *testGateway {
+	t.Helper()
 	cfg := config.Config{Routes: []config.Route{{Service: "web"}}, Consul: config.Consul{Disabled: true}}
 	cfg.Routes[0].Backends = []string{"127.0.0.1:1"} // validated; the static source below is what serves
 	cfg.Log.Access = config.Set(false)
@@ -114,7 +125,6 @@ func startGatewayWith(t testing.TB, mutate func(*config.Config), affinity *sessi
 		static.Set(r.Service, list)
 	}
 	codec := testCodec(t)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if affinity == nil {
 		affinity = session.NewAffinity(session.Options{Store: session.NewMemoryStore(10000, nil), Codec: codec, Logger: log})
 	}

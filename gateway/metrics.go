@@ -38,6 +38,9 @@ type Metrics struct {
 	panic         *prometheus.GaugeVec   // service
 	reloads       *prometheus.CounterVec // result (ok, error)
 	reloadedAt    prometheus.Gauge       // unix time of the last applied reload
+	connsOpen     prometheus.Gauge       // conns.go
+	connsRefused  *prometheus.CounterVec // limit
+	reqRefused    *prometheus.CounterVec // reason
 }
 
 var codeClasses = [6]string{"other", "1xx", "2xx", "3xx", "4xx", "5xx"}
@@ -116,6 +119,7 @@ func NewMetrics() *Metrics {
 		m.breakerTrans, m.sessions, m.storeErrors, m.storeDuration, m.cache, m.expired, m.discUpdates,
 		m.discStale, m.discBackends, m.discLastOK, m.discHeld, m.tagConflicts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.registerServer()
 	return m
 }
 

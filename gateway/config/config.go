@@ -169,10 +169,23 @@ type Server struct {
 	// false), so a new latch can bind the same address while the old one
 	// drains: the zero-downtime upgrade (README). Linux and macOS only.
 	ReusePort bool `yaml:"reuse_port"`
-	// Implementation serves the public listener: "net/http" (default) or
-	// "h1" (gateway/h1: pooled buffers, no background read; see its doc
-	// for what differs).
+	// Implementation serves the public listener: "h1" (default; gateway/h1:
+	// RFC 9112 strict, pooled buffers, no background read; see its doc for
+	// what differs) or "net/http" (Go's server, more lenient: see the
+	// README for what latch cannot refuse on it).
 	Implementation string `yaml:"implementation"`
+	// AllowTrace forwards TRACE requests (default false: 405). A TRACE
+	// echoes the request, cookies and credentials a front proxy added
+	// included, to whoever sent it.
+	AllowTrace bool `yaml:"allow_trace"`
+	// MaxConnections caps the public listener's open connections (default
+	// 10000; 0: no cap). A connection over the cap is answered 503 with
+	// Connection: close and closed.
+	MaxConnections Opt[int] `yaml:"max_connections"`
+	// MaxConnectionsPerIP caps one client address's open connections
+	// (default 0: no cap), refused as over MaxConnections. Behind a
+	// front proxy every client has its address: leave it off there.
+	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
 }
 
 // TLS is TLS on the public listener.

@@ -68,6 +68,8 @@ func (c Config) withDefaults() Config {
 		}
 		a.Challenges = a.Challenges.orValue(List{ChallengeHTTP01, ChallengeTLSALPN01})
 	}
+	str(&s.Implementation, "h1")
+	s.MaxConnections = s.MaxConnections.orValue(10000)
 	t := &c.Transport
 	t.DialTimeout = t.DialTimeout.orValue(2 * time.Second)
 	t.ResponseHeaderTimeout = t.ResponseHeaderTimeout.orValue(60 * time.Second)

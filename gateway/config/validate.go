@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -41,6 +42,8 @@ func (c *Config) validate(p *problems) {
 	if c.Redis.URL != "" && !strings.HasPrefix(c.Redis.URL, "redis://") &&
 		!strings.HasPrefix(c.Redis.URL, "rediss://") && !strings.HasPrefix(c.Redis.URL, "unix://") {
 		p.add("redis.url", "must be a redis://, rediss:// or unix:// URL")
+	} else if err := redisPorts(c.Redis.URL); err != nil {
+		p.add("redis.url", "%v", err)
 	}
 	if err := discovery.ValidConsistency(c.Consul.Consistency); err != nil {
 		p.add("consul.consistency", "%v", err)
@@ -51,8 +54,8 @@ func (c *Config) validate(p *problems) {
 	if c.Consul.Token != "" && c.Consul.TokenFile != "" {
 		p.add("consul.token_file", "set token or token_file, not both")
 	}
-	if i := c.Server.Implementation; i != "" && i != "net/http" && i != "h1" {
-		p.add("server.implementation", "%q is not net/http or h1", i)
+	if i := c.Server.Implementation; i != "h1" && i != "net/http" {
+		p.add("server.implementation", "%q is not h1 or net/http", i)
 	}
 	for i, s := range c.Cookie.Secrets {
 		if len(s) < 16 {
@@ -93,6 +96,8 @@ func (c *Config) validate(p *problems) {
 		{"redis.cache_size", c.Redis.CacheSize.Get()},
 		{"transport.max_idle_conns_per_host", c.Transport.MaxIdleConnsPerHost.Get()},
 		{"transport.max_idle_conns", c.Transport.MaxIdleConns.Get()},
+		{"server.max_connections", c.Server.MaxConnections.Get()},
+		{"server.max_connections_per_ip", c.Server.MaxConnectionsPerIP},
 	} {
 		if n.v < 0 {
 			p.add(n.field, "must not be negative")
@@ -121,6 +126,42 @@ func (c *Config) validate(p *problems) {
 	if len(c.Routes) == 0 && (c.Consul.Disabled || !c.Consul.RoutesFromTags.Get()) {
 		p.add("routes", "no routes: set -service, list routes, or enable consul.routes_from_tags")
 	}
+}
+
+// redisPorts checks the ports of a redis:// or rediss:// URL's hosts
+// (several, comma-separated, for Cluster; more in addr= parameters): each
+// a number from 1 to 65535. go-redis would take port 99999 and fail at
+// every dial.
+func redisPorts(raw string) error {
+	rest, ok := strings.CutPrefix(raw, "redis://")
+	if !ok {
+		if rest, ok = strings.CutPrefix(raw, "rediss://"); !ok {
+			return nil // unix://
+		}
+	}
+	authority, query, _ := strings.Cut(rest, "?")
+	authority, _, _ = strings.Cut(authority, "/")
+	if i := strings.LastIndexByte(authority, '@'); i >= 0 {
+		authority = authority[i+1:]
+	}
+	hosts := strings.Split(authority, ",")
+	if q, err := url.ParseQuery(query); err == nil {
+		hosts = append(hosts, q["addr"]...)
+	}
+	for _, h := range hosts {
+		h = strings.NewReplacer("rediss://", "", "redis://", "").Replace(h)
+		if h == "" || !strings.Contains(h, ":") || strings.HasSuffix(h, "]") {
+			continue // no port: go-redis's default (6379)
+		}
+		_, port, err := net.SplitHostPort(h)
+		if err != nil {
+			return fmt.Errorf("%q is not host:port", h)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("port %q of %q is not a number from 1 to 65535", port, h)
+		}
+	}
+	return nil
 }
 
 func (r *Route) validate(p *problems, field string, noConsul bool) {

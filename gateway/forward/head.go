@@ -60,7 +60,11 @@ func (h *head) field(k, v string) {
 //   - the client's fields, minus Host and Content-Length (the caller's),
 //     hop-by-hop ones and those the client's Connection header names
 //     (X-Request-Id, latch's own, stays whatever the client says), and
-//     minus Forwarded and X-Forwarded-*;
+//     minus Forwarded and X-Forwarded-*; minus the other fields that name
+//     the client's address (X-Real-IP, True-Client-IP, CF-Connecting-IP,
+//     …: clientAddrField) unless a trusted proxy sent them; minus any
+//     field whose name has an underscore where such a field has a hyphen
+//     (X_Forwarded_For: CGI and many frameworks read both as one);
 //   - Te: trailers when the client accepts trailers; Connection: Upgrade
 //     and Upgrade when it asks for an upgrade (ReverseProxy path only);
 //   - X-Forwarded-For, -Host, -Proto: from a trusted proxy its chain is
@@ -85,6 +89,9 @@ func (f *Forwarder) writeHead(h *head, r *http.Request) error {
 			continue
 		}
 		if hopByHop(k) || (listedIn(connection, k) && k != "X-Request-Id") {
+			continue
+		}
+		if addr, underscore := clientAddrField(k); addr && (underscore || !f.trustedPeer(r)) {
 			continue
 		}
 		for _, v := range vv {
@@ -154,6 +161,28 @@ func (f *Forwarder) trustedPeer(r *http.Request) bool {
 		}
 	}
 	return false
+}
+
+// clientAddrField reports whether k (canonical) names the client's address
+// or the scheme and host it used, as front proxies and CDNs set them, and
+// whether it is spelt with underscores for hyphens. From an untrusted peer
+// such a field is a lie a backend may believe (rate limits, audit logs,
+// allow lists); spelt with underscores it is one even from a trusted
+// proxy, which passes it on without reading it. Forwarded and
+// X-Forwarded-For, -Host and -Proto are dropped before this (latch writes
+// its own).
+func clientAddrField(k string) (addr, underscore bool) {
+	if strings.IndexByte(k, '_') >= 0 {
+		k = http.CanonicalHeaderKey(strings.ReplaceAll(k, "_", "-"))
+		underscore = true
+	}
+	switch k {
+	case "X-Real-Ip", "True-Client-Ip", "Cf-Connecting-Ip", "Cf-Connecting-Ipv6", "Fastly-Client-Ip",
+		"X-Client-Ip", "X-Cluster-Client-Ip", "Client-Ip", "X-Original-Forwarded-For", "Forwarded-For",
+		"X-Forwarded", "Forwarded", "X-Remote-Addr", "X-Remote-Ip", "X-Originating-Ip", "X-Proxyuser-Ip":
+		return true, underscore
+	}
+	return strings.HasPrefix(k, "X-Forwarded-"), underscore
 }
 
 // clientIP is the address part of a RemoteAddr, without brackets.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"sync/atomic"
 )
 
 // maxDiscard is how much of a body the handler left unread is read and
@@ -25,6 +26,10 @@ type body struct {
 	closed    bool
 	err       error // sticky
 	expect    bool  // a 100 Continue is owed before the first read
+	// malformed is set once the body's framing proved malformed: the
+	// client gets its answer, not the handler's (the handler's reads may
+	// run on a transport's goroutine, hence atomic).
+	malformed atomic.Pointer[ParseError]
 }
 
 var errBodyAfterClose = http.ErrBodyReadAfterClose
@@ -66,6 +71,10 @@ func (b *body) read(p []byte) (int, error) {
 		n, err := b.readChunked(p)
 		if err != nil && err != io.EOF {
 			b.err = err
+			var pe *ParseError
+			if errors.As(err, &pe) {
+				b.malformed.Store(pe)
+			}
 		}
 		return n, err
 	}
@@ -190,12 +199,77 @@ rest:
 		}
 		return int64(n), nil
 	}
-	for _, c := range tail {
-		if c < ' ' && c != '\t' || c == 0x7f {
-			return 0, errChunkExt
-		}
+	if !validChunkExt(tail) {
+		return 0, errChunkExt
 	}
 	return int64(n), nil
+}
+
+// validChunkExt reports whether ext (from its first ';') is chunk-ext of
+// RFC 9112 §7.1.1: *( BWS ";" BWS name [ BWS "=" BWS value ] ), a name a
+// token, a value a token or a quoted-string. net/http skips whatever
+// follows the ';' (a bare ';', control bytes); a server behind latch may
+// read such a line otherwise.
+func validChunkExt(ext []byte) bool {
+	i := 0
+	ws := func() {
+		for i < len(ext) && (ext[i] == ' ' || ext[i] == '\t') {
+			i++
+		}
+	}
+	token := func() bool {
+		start := i
+		for i < len(ext) && tokenByte[ext[i]] {
+			i++
+		}
+		return i > start
+	}
+	for {
+		ws()
+		if i == len(ext) {
+			return true
+		}
+		if ext[i] != ';' {
+			return false
+		}
+		i++
+		ws()
+		if !token() {
+			return false
+		}
+		ws()
+		if i == len(ext) || ext[i] != '=' {
+			continue
+		}
+		i++
+		ws()
+		if i < len(ext) && ext[i] == '"' {
+			if i = quotedEnd(ext, i); i < 0 {
+				return false
+			}
+		} else if !token() {
+			return false
+		}
+	}
+}
+
+// quotedEnd returns the index after the quoted-string that starts at
+// b[i] ('"'), or -1 if it is not one (RFC 9110 §5.6.4: qdtext is HTAB,
+// SP and visible bytes but '"' and '\\', obs-text; quoted-pair escapes).
+func quotedEnd(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			return i + 1
+		case c == '\\':
+			if i++; i == len(b) || b[i] < ' ' && b[i] != '\t' || b[i] == 0x7f {
+				return -1
+			}
+		case c < ' ' && c != '\t' || c == 0x7f:
+			return -1
+		}
+	}
+	return -1
 }
 
 // readLine returns the next CRLF-terminated line of the body, consuming

@@ -96,6 +96,13 @@ func (c *conn) serve(base context.Context) {
 		}
 		c.release()
 		c.srv.trackConn(c, false)
+		if h := c.srv.ConnState; h != nil {
+			if c.hijacked {
+				h(c.rwc, http.StateHijacked)
+			} else {
+				h(c.rwc, http.StateClosed)
+			}
+		}
 	}()
 	// One Request value carrying the connection's context: copied over
 	// the connection's request to reset it (http.Request's context can
@@ -255,7 +262,7 @@ func (c *conn) reject(err error) {
 	}
 	_ = c.rwc.SetWriteDeadline(time.Now().Add(time.Second))
 	_, _ = io.WriteString(c.rwc, msg)
-	if tc, ok := c.rwc.(*net.TCPConn); ok {
+	if tc, ok := c.rwc.(interface{ CloseWrite() error }); ok { // *net.TCPConn, *tls.Conn
 		// Let the client read the answer before the close resets the
 		// connection over its unread bytes (net/http's closeWriteAndWait).
 		_ = tc.CloseWrite()
@@ -280,7 +287,7 @@ func (c *conn) readHead() (string, error) {
 		}
 		c.scan, c.scanSt = next, st
 		if c.w-c.r >= max {
-			return "", &ParseError{Kind: KindTooLarge, Status: http.StatusRequestHeaderFieldsTooLarge, Detail: "request head too large"}
+			return "", tooLarge(c.buf[c.r:c.w])
 		}
 		if err := c.fill(max); err != nil {
 			if err == io.EOF && c.w > c.r && (c.lastMethod == "" || c.pending >= 4) {
@@ -294,6 +301,22 @@ func (c *conn) readHead() (string, error) {
 		}
 	}
 }
+
+// tooLarge is the answer to a head over MaxHeaderBytes: 431 when its
+// fields are too many, but a request line that alone is too long is a
+// malformed one (a 100 KB method: 400), or a target too long to take
+// (414, RFC 9112 §3).
+func tooLarge(head []byte) *ParseError {
+	if bytes.Contains(head, crlf) {
+		return &ParseError{Kind: KindTooLarge, Status: http.StatusRequestHeaderFieldsTooLarge, Detail: "request head too large"}
+	}
+	if sp := bytes.IndexByte(head, ' '); sp > 0 && isToken(string(head[:sp])) {
+		return &ParseError{Kind: KindTarget, Status: http.StatusRequestURITooLong, Detail: "request target too long"}
+	}
+	return bad(KindRequestLine, "request line too long")
+}
+
+var crlf = []byte("\r\n")
 
 // fill reads more into buf, compacting it or growing it up to limit.
 func (c *conn) fill(limit int) error {

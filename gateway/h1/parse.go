@@ -46,12 +46,13 @@ const (
 	KindChunkExt                         // stricter: control bytes in a chunk extension
 	KindTruncated                        // the client ended its stream inside a head
 	KindTrailer                          // stricter: a trailer with a bare LF, obs-fold or control bytes
+	KindEmptyHost                        // stricter: an empty Host with no authority in the target
 )
 
 var kindNames = [...]string{"", "request line", "request target", "request target form", "header line",
 	"bare line break", "obs-fold", "host", "content-length", "duplicate content-length", "transfer-encoding",
 	"content-length with transfer-encoding", "transfer-encoding in HTTP/1.0", "head too large", "version",
-	"expect", "chunk", "chunk extension", "truncated", "trailer"}
+	"expect", "chunk", "chunk extension", "truncated", "trailer", "empty host"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -64,7 +65,7 @@ func (k Kind) String() string {
 // 9112 tells or allows a server to reject it).
 func (k Kind) Stricter() bool {
 	switch k {
-	case KindTargetForm, KindBareLineBreak, KindObsFold, KindDupLength, KindLengthAndChunked, KindHTTP10Chunked, KindChunkExt, KindTrailer:
+	case KindTargetForm, KindBareLineBreak, KindObsFold, KindDupLength, KindLengthAndChunked, KindHTTP10Chunked, KindChunkExt, KindTrailer, KindEmptyHost:
 		return true
 	}
 	return false
@@ -189,6 +190,11 @@ func parseHead(head string, req *http.Request, strsp *[]string) (framing, error)
 	if minor >= 1 && !haveHost && method != "CONNECT" {
 		return f, bad(KindHost, "missing required Host header")
 	}
+	if haveHost && hv[0] == "" && req.URL.Host == "" {
+		// An http URI has an authority: an empty Host names none (RFC
+		// 9110 §7.2). net/http takes it; a backend would see no host.
+		return f, bad(KindEmptyHost, "empty Host header")
+	}
 	req.Host = req.URL.Host
 	if req.Host == "" && haveHost {
 		req.Host = hv[0]
@@ -202,7 +208,11 @@ func parseHead(head string, req *http.Request, strsp *[]string) (framing, error)
 		case minor == 0:
 			return f, bad(KindHTTP10Chunked, "Transfer-Encoding in HTTP/1.0")
 		case len(te) != 1 || !strings.EqualFold(te[0], "chunked"):
-			return f, &ParseError{Kind: KindTransferCoding, Status: http.StatusNotImplemented, Detail: "unsupported transfer encoding"}
+			// Anything but exactly one "chunked" (a list, a parameter, an
+			// empty value, another coding, the field repeated) is a framing
+			// a peer may read otherwise: 400 and close, as HAProxy answers
+			// (net/http: 501, which invites a retry of the same bytes).
+			return f, bad(KindTransferCoding, "unsupported transfer encoding")
 		case lengths > 0:
 			return f, bad(KindLengthAndChunked, "Content-Length with Transfer-Encoding")
 		}
@@ -293,7 +303,7 @@ func parseTarget(method, target string, u *url.URL) error {
 		}
 	case method == "CONNECT":
 		pu, err := url.ParseRequestURI("http://" + target)
-		if err != nil || pu.Host == "" || pu.Path != "" || pu.RawQuery != "" || pu.User != nil {
+		if err != nil || pu.Host == "" || pu.Path != "" || pu.RawQuery != "" || pu.ForceQuery || pu.User != nil {
 			return bad(KindTargetForm, "authority-form malformed")
 		}
 		*u = url.URL{Host: pu.Host}

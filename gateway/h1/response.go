@@ -29,6 +29,7 @@ type response struct {
 	handlerDone   bool
 	expect        bool
 	wroteContinue bool
+	refused       bool // the request's body was malformed: the handler's output is dropped
 
 	out []byte // buffered output: before the commit, only body bytes
 }
@@ -73,6 +74,10 @@ func (w *response) WriteHeader(code int) {
 		w.flushOut()
 		return
 	}
+	if pe := w.c.body.malformed.Load(); pe != nil {
+		w.refuse(pe)
+		return
+	}
 	w.status = code
 	if cl := w.header.Get("Content-Length"); cl != "" {
 		if n, ok := parseLength(cl); ok {
@@ -81,6 +86,25 @@ func (w *response) WriteHeader(code int) {
 			w.header.Del("Content-Length") // net/http drops a bad one too
 		}
 	}
+}
+
+// refuse answers a request whose body framing proved malformed before the
+// response began, whatever the handler (a proxy that got a body error from
+// its transport) meant to send: the parse error's status (400), and the
+// connection closes. The client sent the bad bytes; it is told so, as it
+// is for a bad head.
+func (w *response) refuse(pe *ParseError) {
+	ids := w.header["X-Request-Id"]
+	clear(w.header)
+	if ids != nil {
+		w.header["X-Request-Id"] = ids
+	}
+	msg := itoa(pe.Status) + " " + http.StatusText(pe.Status) + ": " + pe.Detail
+	w.header["Content-Type"] = []string{"text/plain; charset=utf-8"}
+	w.status, w.refused, w.closeAfter = pe.Status, true, true
+	w.length, w.written = int64(len(msg)), int64(len(msg))
+	w.header["Content-Length"] = []string{itoa(len(msg))}
+	w.out = append(w.ensureOut(), msg...)
 }
 
 var (
@@ -96,6 +120,9 @@ func (w *response) Write(p []byte) (int, error) {
 	}
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
+	}
+	if w.refused {
+		return len(p), nil
 	}
 	if !bodyAllowed(w.status) {
 		return 0, ErrBodyNotAllowed

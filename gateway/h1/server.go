@@ -10,8 +10,12 @@
 // is rejected, and so are the requests where net/http is lenient and
 // intermediaries disagree (a bare LF or CR in the head, obs-fold, repeated
 // Content-Length, Transfer-Encoding with Content-Length or in HTTP/1.0,
-// control bytes in chunk extensions, non-ASCII targets). FuzzDifferential
-// holds it to that against net/http.
+// chunk extensions outside the RFC's grammar, non-ASCII targets, an empty
+// Host). Each is answered 400 and the connection closed; so is any
+// Transfer-Encoding but exactly "chunked" (net/http: 501). A chunked body
+// found malformed while the handler reads it is answered 400 too, whatever
+// the handler then writes (unless its response had begun).
+// FuzzDifferential holds it to that against net/http.
 //
 // What differs from net/http, on purpose:
 //   - a handler must not keep the *http.Request, its URL, Header or Body
@@ -50,6 +54,14 @@ type Server struct {
 	BaseContext func(net.Listener) context.Context
 	// Log receives handler panics and accept errors (nil: slog.Default()).
 	Log *slog.Logger
+	// ConnState, when set, is told of each connection as it is accepted
+	// (http.StateNew, before anything is read: it may close it) and as it
+	// ends (http.StateClosed, or http.StateHijacked), as http.Server's
+	// hook of that name is; the states between are not reported.
+	ConnState func(net.Conn, http.ConnState)
+	// ConnContext, when set, derives each connection's context from the
+	// base one, as http.Server's hook of that name does.
+	ConnContext func(ctx context.Context, c net.Conn) context.Context
 
 	mu        sync.Mutex
 	listeners map[*net.Listener]struct{}
@@ -102,7 +114,14 @@ func (s *Server) Serve(l net.Listener) error {
 			rwc.Close()
 			return ErrServerClosed
 		}
-		go c.serve(base)
+		ctx := base
+		if s.ConnContext != nil {
+			ctx = s.ConnContext(ctx, rwc)
+		}
+		if s.ConnState != nil {
+			s.ConnState(rwc, http.StateNew)
+		}
+		go c.serve(ctx)
 	}
 }
 

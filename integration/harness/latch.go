@@ -50,7 +50,7 @@ func LatchConfig(consulAddr, redisURL, service string) config.Config {
 		cfg.Log.Access = config.Set(false)
 	}
 	cfg.Consul.RoutesFromTags = config.Set(false)
-	cfg.Server.Implementation = os.Getenv("LATCH_TEST_SERVER") // "h1": the suite on gateway/h1
+	cfg.Server.Implementation = os.Getenv("LATCH_TEST_SERVER") // "net/http": the suite on Go's server (default: gateway/h1)
 	return cfg
 }
 

@@ -1,0 +1,106 @@
+package gateway
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// connLimit enforces server.max_connections and
+// server.max_connections_per_ip on the public listener through the
+// servers' ConnContext and ConnState hooks (h1 and net/http both have
+// them, and the connections keep their types: a TLS connection stays a
+// *tls.Conn). A connection over a cap is not served: its first request is
+// answered 503 with Connection: close (screen), then it closes; one that
+// sends nothing closes at server.read_header_timeout. Connections handed
+// over by an upgrade (WebSocket) leave the count.
+type connLimit struct {
+	max, perIP int
+	m          *Metrics
+
+	mu       sync.Mutex
+	n        int
+	byIP     map[netip.Addr]int
+	admitted map[net.Conn]netip.Addr
+}
+
+// refusedConn marks a connection's context when a cap refused it; the
+// value is the cap ("total" or "per_ip").
+type refusedConn struct{}
+
+func newConnLimit(max, perIP int, m *Metrics) *connLimit {
+	if max <= 0 && perIP <= 0 {
+		return nil
+	}
+	return &connLimit{max: max, perIP: perIP, m: m, byIP: map[netip.Addr]int{}, admitted: map[net.Conn]netip.Addr{}}
+}
+
+// connContext admits c, or marks its context refused.
+func (l *connLimit) connContext(ctx context.Context, c net.Conn) context.Context {
+	var addr netip.Addr
+	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+		addr = ap.Addr().Unmap()
+	}
+	why := ""
+	l.mu.Lock()
+	switch {
+	case l.max > 0 && l.n >= l.max:
+		why = "total"
+	case l.perIP > 0 && l.byIP[addr] >= l.perIP:
+		why = "per_ip"
+	default:
+		l.n++
+		if l.perIP > 0 {
+			l.byIP[addr]++
+		}
+		l.admitted[c] = addr
+	}
+	l.mu.Unlock()
+	if why != "" {
+		l.m.connsRefused.WithLabelValues(why).Inc()
+		return context.WithValue(ctx, refusedConn{}, why)
+	}
+	l.m.connsOpen.Inc()
+	return ctx
+}
+
+// connState counts an admitted connection out when it ends.
+func (l *connLimit) connState(c net.Conn, st http.ConnState) {
+	if st != http.StateClosed && st != http.StateHijacked {
+		return
+	}
+	l.mu.Lock()
+	addr, ok := l.admitted[c]
+	if ok {
+		delete(l.admitted, c)
+		l.n--
+		if l.perIP > 0 {
+			if l.byIP[addr]--; l.byIP[addr] <= 0 {
+				delete(l.byIP, addr)
+			}
+		}
+	}
+	l.mu.Unlock()
+	if ok {
+		l.m.connsOpen.Dec()
+	}
+}
+
+// registerServer adds the public listener's series: connections open and
+// refused, requests refused before routing.
+func (m *Metrics) registerServer() {
+	m.connsOpen = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "latch_connections_open", Help: "Client connections open on the public listener and counted against server.max_connections.",
+	})
+	m.connsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "latch_connections_refused_total", Help: "Client connections refused (503, closed) by a cap: total (server.max_connections) or per_ip (server.max_connections_per_ip).",
+	}, []string{"limit"})
+	m.reqRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "latch_requests_refused_total", Help: "Requests refused before routing, by reason: connect (501), trace (405), upgrade (400, malformed Upgrade), host (400, empty Host), target (400, non-ASCII target).",
+	}, []string{"reason"})
+	m.reg.MustRegister(m.connsOpen, m.connsRefused, m.reqRefused)
+}

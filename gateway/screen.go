@@ -1,0 +1,112 @@
+package gateway
+
+import (
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/latchgw/latch/gateway/forward"
+)
+
+// screen refuses, before routing, what latch does not forward:
+//   - every request on a connection over server.max_connections(_per_ip):
+//     503 and close (conns.go);
+//   - CONNECT: 501 and close (latch does not tunnel);
+//   - TRACE: 405 unless server.allow_trace (it would echo to the client
+//     the cookies and credentials a front proxy added);
+//   - an Upgrade that is not a list of protocol tokens: 400 and close;
+//
+// and, on server.implementation net/http, what gateway/h1 refuses as it
+// parses but Go's server lets through: an empty Host (HTTP/1.1) and a
+// request target with bytes outside visible ASCII (400 and close). A
+// chunked request there also closes its connection after the response:
+// Go's server drops a Content-Length sent with Transfer-Encoding and
+// reads the body as chunked; a front proxy that framed the request by its
+// Content-Length would read the next request elsewhere (RFC 9112 §6.1).
+func (g *Gateway) screen(next http.Handler) http.Handler {
+	lenient := g.c.Server.Implementation == "net/http"
+	allowTrace, capped := g.c.Server.AllowTrace, g.conns != nil
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if capped {
+			if _, refused := r.Context().Value(refusedConn{}).(string); refused {
+				g.refuse(w, r, http.StatusServiceUnavailable, "", "latch: too many connections\n")
+				return
+			}
+		}
+		switch r.Method {
+		case http.MethodConnect:
+			g.refuse(w, r, http.StatusNotImplemented, "connect", "latch: CONNECT is not supported\n")
+			return
+		case http.MethodTrace:
+			if !allowTrace {
+				w.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+				g.refuse(w, r, http.StatusMethodNotAllowed, "trace", "latch: TRACE is not allowed\n")
+				return
+			}
+		}
+		if up := r.Header["Upgrade"]; len(up) > 0 && !upgradeList(up) {
+			// ReverseProxy refuses it through its error handler, which
+			// would charge the backend (FuzzRequestPath found
+			// "Upgrade: \xa0websocket").
+			g.refuse(w, r, http.StatusBadRequest, "upgrade", "latch: malformed Upgrade\n")
+			return
+		}
+		if lenient {
+			if r.Host == "" && r.ProtoAtLeast(1, 1) {
+				g.refuse(w, r, http.StatusBadRequest, "host", "latch: empty Host\n")
+				return
+			}
+			if !visibleASCII(r.RequestURI) {
+				g.refuse(w, r, http.StatusBadRequest, "target", "latch: request target not visible ASCII\n")
+				return
+			}
+			if len(r.TransferEncoding) > 0 {
+				w.Header().Set("Connection", "close")
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// refuse answers a screened request and closes its connection (but for a
+// 405: the request was well framed).
+func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, code int, reason, msg string) {
+	if reason != "" {
+		g.metrics.reqRefused.WithLabelValues(reason).Inc()
+	}
+	if code != http.StatusMethodNotAllowed {
+		w.Header().Set("Connection", "close")
+	}
+	forward.PlainError(w, code, msg)
+	g.accessLog(r, nil, nil, forward.Result{Status: code}, time.Now())
+}
+
+// upgradeList reports whether vv is an Upgrade list (RFC 9110 §7.8:
+// tokens, "/" between a protocol's name and version).
+func upgradeList(vv []string) bool {
+	for _, v := range vv {
+		for i := 0; i < len(v); i++ {
+			if c := v[i]; c != '/' && c != ',' && c != ' ' && c != '\t' && !tokenChar[c] {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+var tokenChar = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			strings.IndexByte("!#$%&'*+-.^_`|~", byte(c)) >= 0
+	}
+	return t
+}()
+
+func visibleASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}

@@ -62,12 +62,22 @@ import (
 // idle connections (default 5000; 0: skip). LATCH_BENCH_SERVER=h1 serves
 // the latch under test with gateway/h1 (server.implementation; the
 // baseline keeps its default): LATCH_BENCH_BASELINE=bin/latch with it
-// compares the two servers in one run.
+// compares the two servers in one run; LATCH_BENCH_BASELINE_SERVER sets
+// the baseline's. LATCH_BENCH_ONLY=direct,sticky,haproxy sticky runs only
+// the scenarios named (comma-separated; a bar runs when one of its
+// scenarios is named; sticky@half needs sticky).
 func BenchmarkLoad(b *testing.B) {
 	duration := envDuration("LATCH_BENCH_DURATION", 5*time.Second)
 	conc := envInt("LATCH_BENCH_CONCURRENCY", 64)
 	profileDir := os.Getenv("LATCH_BENCH_PROFILE")
 	baseline := os.Getenv("LATCH_BENCH_BASELINE")
+	only := map[string]bool{}
+	for _, name := range strings.Split(os.Getenv("LATCH_BENCH_ONLY"), ",") {
+		if name = strings.TrimSpace(name); name != "" {
+			only[name] = true
+		}
+	}
+	wanted := func(name string) bool { return len(only) == 0 || only[name] }
 	idle := 5000
 	if v, err := strconv.Atoi(os.Getenv("LATCH_BENCH_IDLE")); err == nil && v >= 0 {
 		idle = v
@@ -121,7 +131,7 @@ func BenchmarkLoad(b *testing.B) {
 	cur := start(harness.Binaries(b)+"/latch", os.Getenv("LATCH_BENCH_SERVER"))
 	var base latch
 	if baseline != "" {
-		base = start(baseline, "")
+		base = start(baseline, os.Getenv("LATCH_BENCH_BASELINE_SERVER"))
 	}
 
 	// 10,000 established sessions (both latch processes share Redis and
@@ -145,6 +155,9 @@ func BenchmarkLoad(b *testing.B) {
 	// run runs one scenario; l is the latch process under test (zero: none)
 	// and proc the process billed for CPU (nil: none).
 	run := func(name, kind string, l latch, proc *harness.Process, o loadgen.Options, redisUp bool) benchRow {
+		if !wanted(strings.TrimSuffix(name, " (baseline)")) {
+			return benchRow{}
+		}
 		var cmds0 int64
 		if redisUp {
 			// Let the previous scenario's background work (TTL refreshes,
@@ -240,22 +253,31 @@ func BenchmarkLoad(b *testing.B) {
 	proxied("sticky@half", "", loadgen.Options{Cookies: cookies, Rate: half}, true)
 	run("direct@half", "", latch{}, nil, loadgen.Options{URLs: backends, Rate: half}, true)
 	var bars []bar
-	if hp, ok := startHAProxy(b, backends); ok {
-		bars = append(bars, hp)
-	} else {
-		fmt.Println("haproxy is not installed (`make bench-tools`): no HAProxy bar")
+	barWanted := func(name string) bool {
+		return wanted(name+" new") || wanted(name+" sticky") || wanted(name+" sticky@half")
 	}
-	if ng, ok := startNginx(b, backends); ok {
-		bars = append(bars, ng)
+	if barWanted("haproxy") {
+		if hp, ok := startHAProxy(b, backends); ok {
+			bars = append(bars, hp)
+		} else {
+			fmt.Println("haproxy is not installed (`make bench-tools`): no HAProxy bar")
+		}
+	}
+	if barWanted("nginx") {
+		if ng, ok := startNginx(b, backends); ok {
+			bars = append(bars, ng)
+		}
 	}
 	for _, br := range bars {
 		run(br.name+" new", "new", latch{}, br.proc, loadgen.Options{URL: br.url}, true)
 		run(br.name+" sticky", "sticky", latch{}, br.proc, loadgen.Options{URL: br.url, Cookies: br.cookies}, true)
 		run(br.name+" sticky@half", "", latch{}, br.proc, loadgen.Options{URL: br.url, Cookies: br.cookies, Rate: half}, true)
 	}
-	redis.Stop(b)
-	proxied("sticky-redis-down", "sticky", loadgen.Options{Cookies: cookies}, false)
-	redis.Start(b)
+	if wanted("sticky-redis-down") {
+		redis.Stop(b)
+		proxied("sticky-redis-down", "sticky", loadgen.Options{Cookies: cookies}, false)
+		redis.Start(b)
+	}
 
 	var mem []idleMem
 	if idle > 0 {
@@ -340,7 +362,11 @@ func benchTable(rows []benchRow, mem []idleMem, half float64, withBaseline bool)
 	}
 	out.WriteString("\n")
 	if hp, ok := byName["haproxy sticky"]; ok && hp.CPUPer1k > 0 {
-		fmt.Fprintf(&out, "CPU per request, sticky: latch %.2f× HAProxy's\n", byName["sticky"].CPUPer1k/hp.CPUPer1k)
+		fmt.Fprintf(&out, "CPU per request, sticky: latch %.2f× HAProxy's", byName["sticky"].CPUPer1k/hp.CPUPer1k)
+		if bl, ok := byName["sticky (baseline)"]; ok && bl.CPUPer1k > 0 {
+			fmt.Fprintf(&out, ", baseline %.2f×", bl.CPUPer1k/hp.CPUPer1k)
+		}
+		out.WriteString("\n")
 	}
 	if len(mem) > 0 {
 		fmt.Fprintf(&out, "\n%-20s %7s %10s %10s %12s %10s\n", "idle connections", "conns", "rss before", "rss open", "per conn", "rss closed")

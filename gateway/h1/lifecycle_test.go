@@ -291,9 +291,17 @@ func TestIdleConnectionHoldsNoBuffer(t *testing.T) {
 
 // A client that hangs up mid-request cancels the request's context (so a
 // proxy drops its backend request), without a goroutine per request.
+// The watch is registered once per connection: a client that leaves
+// during its third request cancels that one's context as it would the
+// first's.
 func TestClientGoneCancelsContext(t *testing.T) {
 	entered, canceled := make(chan struct{}), make(chan struct{})
+	n := 0
 	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n++; n < 3 {
+			io.WriteString(w, "ok")
+			return
+		}
 		close(entered)
 		select {
 		case <-r.Context().Done():
@@ -304,6 +312,16 @@ func TestClientGoneCancelsContext(t *testing.T) {
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	for i := 0; i < 2; i++ {
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
 	}
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
 	<-entered

@@ -10,8 +10,10 @@ import (
 // watcher notices clients that leave while their request is in flight,
 // without a goroutine per request (net/http's background read): one
 // goroutine per Server waits in epoll for the peer's hang-up (EPOLLRDHUP,
-// one shot, re-armed per request) on the connections serving a request,
-// and cancels the connection's context — the request's context.
+// edge-triggered: registered once, at the connection's first request, it
+// fires once) and cancels the connection's context — the request's
+// context. A hang-up between requests cancels it too: the connection's
+// next read then ends it.
 type watcher struct {
 	epfd, wake int // the epoll set; an eventfd that stops the loop
 	mu         sync.RWMutex
@@ -21,7 +23,7 @@ type watcher struct {
 	done       chan struct{}
 }
 
-const watchEvents = syscall.EPOLLRDHUP | 1<<30 // EPOLLONESHOT
+const watchEvents = syscall.EPOLLRDHUP | 1<<31 // EPOLLET
 
 func newWatcher() *watcher {
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
@@ -44,24 +46,21 @@ func newWatcher() *watcher {
 	return w
 }
 
-// arm watches c until its peer hangs up once (one epoll_ctl per request).
+// arm watches c until its peer hangs up: one epoll_ctl per connection,
+// at its first request; later calls cost nothing.
 func (w *watcher) arm(c *conn) {
-	if w == nil || c.fd < 0 {
+	if w == nil || c.fd < 0 || c.watchID != 0 {
 		return
 	}
-	op := syscall.EPOLL_CTL_MOD
-	if c.watchID == 0 {
-		w.mu.Lock()
-		w.next++
-		c.watchID = w.next
-		w.conns[c.watchID] = c
-		w.mu.Unlock()
-		op = syscall.EPOLL_CTL_ADD
-	}
+	w.mu.Lock()
+	w.next++
+	c.watchID = w.next
+	w.conns[c.watchID] = c
+	w.mu.Unlock()
 	ev := syscall.EpollEvent{Events: watchEvents, Fd: int32(c.watchID), Pad: int32(c.watchID >> 32)}
 	w.mu.RLock()
 	if !w.stopped {
-		_ = syscall.EpollCtl(w.epfd, op, c.fd, &ev)
+		_ = syscall.EpollCtl(w.epfd, syscall.EPOLL_CTL_ADD, c.fd, &ev)
 	}
 	w.mu.RUnlock()
 }

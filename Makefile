@@ -82,6 +82,7 @@ demo: redis consul build
 bench: tools bench-tools
 	$(GO) test -run '^$$' -bench . -benchmem ./policy/ ./session/ ./gateway/ ./gateway/h1/
 	$(GO) test -run '^$$' -bench 'BenchmarkRedisMemoryPerSession' -benchtime 1x ./integration/
+	$(GO) test -run '^$$' -bench 'BenchmarkCookielessRedis' -benchtime 1000000x -timeout 30m ./integration/
 	$(GO) test -run '^$$' -bench 'BenchmarkInvalidation' -benchtime 200x ./integration/
 	$(GO) test -run '^$$' -bench 'BenchmarkLoad' -benchtime 1x -timeout 20m ./integration/
 

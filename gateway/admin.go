@@ -267,7 +267,9 @@ func (g *Gateway) adminSession(w http.ResponseWriter, r *http.Request) {
 		} else {
 			b, _, found, err = g.affinity.Lookup(r.Context(), svc, id)
 		}
-		if err != nil {
+		if errors.Is(err, session.ErrUnpinned) {
+			continue
+		} else if err != nil {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "session store: " + err.Error()})
 			return
 		} else if found {
@@ -281,6 +283,30 @@ func (g *Gateway) adminSession(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"session": id.String(), "pins": pins})
 }
 
+// sessionTTL is the longest session TTL of service's routes: how long an
+// unpin's tombstone lives, outliving any cookie hint of the session.
+func (g *Gateway) sessionTTL(service string) time.Duration {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var ttl time.Duration
+	if svc := g.services[service]; svc != nil {
+		ttl = time.Duration(svc.ttl.Load())
+	}
+	for _, rt := range g.fileRoutes {
+		if rt.service.name == service {
+			ttl = max(ttl, rt.cookie.ttl)
+		}
+	}
+	for _, rts := range g.tagRoutes {
+		for _, rt := range rts {
+			if rt.service.name == service {
+				ttl = max(ttl, rt.cookie.ttl)
+			}
+		}
+	}
+	return max(ttl, time.Second)
+}
+
 func (g *Gateway) adminUnpin(w http.ResponseWriter, r *http.Request) {
 	id, ok := g.sessionParam(r)
 	if !ok {
@@ -288,7 +314,7 @@ func (g *Gateway) adminUnpin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for _, svc := range g.sessionServices(r) {
-		if err := g.affinity.Unpin(r.Context(), svc, id); err != nil {
+		if err := g.affinity.Unpin(r.Context(), svc, id, g.sessionTTL(svc)); err != nil {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "session store: " + err.Error()})
 			return
 		}

@@ -234,6 +234,7 @@ func needsRestart(prev, next config.Config) []string {
 		{"discovery", prev.Discovery, next.Discovery},
 		{"redis", prev.Redis, next.Redis},
 		{"cookie.secret_file", prev.Cookie.SecretFile, next.Cookie.SecretFile},
+		{"cookie.ephemeral", prev.Cookie.Ephemeral, next.Cookie.Ephemeral},
 		{"log", prev.Log, next.Log},
 		{"server", prev.Server, next.Server},
 		{"transport", prev.Transport, next.Transport},

@@ -3,11 +3,13 @@ package gateway
 import (
 	"github.com/latchgw/latch/gateway/config"
 
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/latchgw/latch/gateway/statuspage"
 )
@@ -55,7 +57,15 @@ func TestStatusPage(t *testing.T) {
 	for range 10 {
 		if _, _, c := tg.get(t, "/", ""); c != "" {
 			sessions++
+			tg.get(t, "/", c) // back once: its pin is written (in the background)
 		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for n, _ := tg.g.affinity.Sessions(context.Background(), "web", []string{"a", "b"}, time.Hour); n["a"]+n["b"] < int64(sessions); n, _ = tg.g.affinity.Sessions(context.Background(), "web", []string{"a", "b"}, time.Hour) {
+		if time.Now().After(deadline) {
+			t.Fatalf("sessions in the store %v; want %d", n, sessions)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	tg.g.sampler.Sample()
 	if s := doStatus(t, tg, "POST", "/admin/backends/a/drain"); s != 200 {

@@ -33,6 +33,7 @@ func storeFailover(t *testing.T, name, redisURL string, kill func(), promoted fu
 	a, b := harness.StartLatch(t, cfg), harness.StartLatch(t, cfg)
 	traffic := newLoadAcross([]string{a.URL + "/", b.URL + "/"}, faultSessions)
 	traffic.warm(t)
+	traffic.warm(t) // each session back once: its pin goes to the store
 	harness.WaitFor(t, 20*time.Second, "every warm session's pin in the store", func() bool {
 		for _, c := range traffic.clients {
 			if storedPin(t, a.AdminURL, c, a.URL) == "" {
@@ -55,8 +56,9 @@ func storeFailover(t *testing.T, name, redisURL string, kill func(), promoted fu
 		c := harness.Client()
 		base := []string{a.URL, b.URL}[len(during)%2]
 		id, status := backendOf(t, c, base+"/")
-		if status != 200 {
-			t.Fatalf("new session during the failover: status %d", status)
+		again, status2 := backendOf(t, c, base+"/") // back once: pinned
+		if status != 200 || status2 != 200 || again != id {
+			t.Fatalf("new session during the failover: status %d, then %d on %s (first on %s)", status, status2, again, id)
 		}
 		during = append(during, fresh{c, id})
 		time.Sleep(50 * time.Millisecond)

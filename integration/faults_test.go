@@ -58,7 +58,7 @@ type switchable struct {
 	hits   atomic.Int64
 }
 
-func startSwitchable(t *testing.T, id string) *switchable {
+func startSwitchable(t testing.TB, id string) *switchable {
 	t.Helper()
 	s := &switchable{id: id}
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -333,6 +333,8 @@ func TestFaultSuite(t *testing.T) {
 			t.Fatalf("%d of %d sessions changed backend on the other replica", moved, len(r.traffic.clients))
 		}
 	})
+
+	t.Run("two replicas re-pin at once", repinRace)
 
 	t.Run("backend drained", func(t *testing.T) {
 		r := newFaultRig(t, nil)

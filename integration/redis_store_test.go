@@ -49,16 +49,24 @@ func TestRedisStore(t *testing.T) {
 	if pttl := rdb.PTTL(ctx, "k").Val(); pttl <= ttl {
 		t.Fatalf("TTL after Touch %v; want it slid past %v", pttl, ttl)
 	}
-	if err := s.Delete(ctx, "k"); err != nil {
+	if err := s.Tombstone(ctx, "k", 2*time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok, err := s.Get(ctx, "k"); err != nil || ok {
-		t.Fatalf("Get after Delete: found=%v, %v; want absent", ok, err)
+	if pttl := rdb.PTTL(ctx, "k").Val(); pttl <= time.Hour {
+		t.Fatalf("TTL of the tombstone %v; want the 2h given", pttl)
+	}
+	// Neither a racing re-pin nor a new pin takes an unpinned session's key.
+	if got, err := s.CompareAndSwap(ctx, "k", "web-2", "web-3", ttl); err != nil || got == "web-3" {
+		t.Fatalf("CAS over a tombstone: %q, %v; want the tombstone kept", got, err)
+	}
+	if got, err := s.SetNX(ctx, "k", "web-3", ttl); err != nil || got == "web-3" {
+		t.Fatalf("SetNX over a tombstone: %q, %v; want the tombstone kept", got, err)
 	}
 }
 
-// New sessions' pins reach Redis in batches (one pipelined round trip for
-// whatever is waiting), with their TTL, and are counted.
+// New sessions' pins reach Redis when the sessions come back (their
+// second request), in batches (one pipelined round trip for whatever is
+// waiting), with their TTL, and are counted.
 func TestAffinityPinNewBatchesToRedis(t *testing.T) {
 	r := harness.StartRedis(t)
 	rdb, err := session.ParseRedisURL(r.URL)
@@ -78,6 +86,7 @@ func TestAffinityPinNewBatchesToRedis(t *testing.T) {
 	for i := range ids {
 		ids[i] = session.NewID()
 		a.PinNew(ctx, "web", ids[i], "web-1", time.Minute)
+		a.Touch("web", ids[i], time.Minute)
 	}
 	a2 := session.NewAffinity(session.Options{Store: session.NewRedisStore(rdb)})
 	harness.WaitFor(t, 10*time.Second, "every pin in Redis", func() bool {

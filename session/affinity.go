@@ -23,6 +23,10 @@ const (
 // ErrStoreDown is returned while the store's breaker is open.
 var ErrStoreDown = errors.New("session store unreachable")
 
+// ErrUnpinned is Lookup's answer for a session unpinned through the admin
+// API: it is over, and its cookie's hint must not bring it back.
+var ErrUnpinned = errors.New("session unpinned")
+
 // Observer receives the session layer's measurements (Prometheus in the
 // gateway). Methods must be cheap and safe for concurrent use.
 type Observer interface {
@@ -82,7 +86,9 @@ type pendingPin struct {
 	backend string
 	ttl     time.Duration
 	at      time.Time
-	repin   bool
+	// repin: a re-pin from old, replayed as a compare-and-swap against old.
+	repin bool
+	old   string
 }
 
 // maxBatch bounds the jobs one background round trip carries.
@@ -166,21 +172,40 @@ func (a *Affinity) Lookup(ctx context.Context, service string, id ID) (backendID
 	k := cacheKey{service, id}
 	if e, hit := a.cache.get(k, now); hit {
 		a.opts.Metrics.CacheHit()
+		if e.backend == tombstone {
+			return "", SourceCache, false, ErrUnpinned
+		}
 		return e.backend, SourceCache, true, nil
 	}
 	a.opts.Metrics.CacheMiss()
 	key := storeKey(service, id)
-	if p, waiting := a.pendingGet(key); waiting {
-		return p.backend, SourceCache, true, nil
-	}
+	p, waiting := a.pendingGet(key)
 	var found bool
-	err = a.call(ctx, "get", func(ctx context.Context) error {
+	get := func(ctx context.Context) error {
 		var err error
 		backendID, found, err = a.opts.Store.Get(ctx, key)
 		return err
-	})
-	if err != nil || !found {
+	}
+	if waiting && p.repin {
+		err = a.settle(ctx, "get", get) // a re-pin in doubt: the store's answer settles it
+	} else {
+		err = a.call(ctx, "get", get)
+	}
+	if err != nil {
+		// A pin waiting for the store is this replica's best knowledge
+		// while the store cannot answer, never over the store's answer:
+		// a re-pin that timed out may have lost its race (issue 12).
+		if waiting {
+			return p.backend, SourceCache, true, nil
+		}
 		return "", SourceNone, false, err
+	}
+	if !found {
+		return "", SourceNone, false, nil
+	}
+	if backendID == tombstone {
+		a.cache.put(k, cacheEntry{backend: tombstone, expires: now + int64(a.opts.CacheTTL)})
+		return "", SourceStore, false, ErrUnpinned
 	}
 	// Keep the refresh time of an expired entry of this session, so a cache
 	// refresh does not cost a TTL refresh too; a session new to this
@@ -198,6 +223,9 @@ func (a *Affinity) LookupStore(ctx context.Context, service string, id ID) (stri
 		b, ok, err = a.opts.Store.Get(ctx, storeKey(service, id))
 		return err
 	})
+	if err == nil && ok && b == tombstone {
+		return "", false, ErrUnpinned
+	}
 	return b, ok, err
 }
 
@@ -209,7 +237,11 @@ func (a *Affinity) Pin(ctx context.Context, service string, id ID, backendID str
 	cur := backendID
 	err := a.call(ctx, "pin", func(ctx context.Context) error {
 		var err error
-		cur, err = a.opts.Store.SetNX(ctx, key, backendID, ttl)
+		if cur, err = a.opts.Store.SetNX(ctx, key, backendID, ttl); err == nil && cur == tombstone {
+			// An unpinned session of the application's (learn mode)
+			// starts again under its id: the policy's pick takes it.
+			cur, err = a.opts.Store.CompareAndSwap(ctx, key, tombstone, backendID, ttl)
+		}
 		return err
 	})
 	now := a.now()
@@ -224,47 +256,55 @@ func (a *Affinity) Pin(ctx context.Context, service string, id ID, backendID str
 }
 
 // PinNew records the pin of a session whose id this replica has just
-// created: no other replica can hold it, so there is no race to settle and
-// nothing to wait for. The pin is cached at once and written to the store
-// in the background, batched with other work in one round trip; until it
-// lands, the cookie's signed hint keeps the session on its backend on any
-// replica. While the store is down it is kept for replay, as in Pin.
+// created: no other replica can hold it, so there is no race to settle.
+// It is cached only: the store hears of it when the session comes back
+// (Touch writes it, batched, on its second request here; another replica
+// restores it from the cookie's signed hint and pins it). Issue 17: a
+// client that never returns, a flood of cookie-less requests included,
+// costs the store nothing.
 func (a *Affinity) PinNew(ctx context.Context, service string, id ID, backendID string, ttl time.Duration) {
-	key := storeKey(service, id)
-	now := a.opts.Now()
-	j := Job{Key: key, TTL: ttl, Service: service, Backend: backendID, ID: id, Pin: true, At: now}
-	select {
-	case a.jobs <- j:
-		ns := now.UnixNano()
-		a.cache.put(cacheKey{service, id}, cacheEntry{backend: backendID, expires: ns + int64(a.opts.CacheTTL), refreshed: ns})
-	default: // the background is behind: write it now
-		_, _ = a.Pin(ctx, service, id, backendID, ttl)
-	}
+	ns := a.now()
+	a.cache.put(cacheKey{service, id}, cacheEntry{backend: backendID, expires: ns + int64(a.opts.CacheTTL), refreshed: ns, unstored: true})
 }
 
 // Repin moves a session from old to new with compare-and-swap and returns
 // the backend it is now pinned to (another replica's choice when that one
-// won the race). While the store is down the new pin is cached and kept for
-// replay, and the error says so.
+// won the race). When the store does not answer, the error says so and new
+// is kept for replay, as a compare-and-swap against old too; it is not
+// cached: another replica may have won meanwhile, and the next request
+// asks the store again (issue 12: a pick kept as if it had won overwrote
+// the winner's pin on replay, or kept the replicas' caches apart).
 func (a *Affinity) Repin(ctx context.Context, service string, id ID, old, new string, ttl time.Duration) (string, error) {
 	key := storeKey(service, id)
-	cur := new
-	err := a.call(ctx, "repin", func(ctx context.Context) error {
+	var cur string
+	err := a.settle(ctx, "repin", func(ctx context.Context) error {
 		var err error
-		if cur, err = a.opts.Store.CompareAndSwap(ctx, key, old, new, ttl); err == nil && cur == "" {
-			// The old pin expired meanwhile: take the empty slot.
-			cur, err = a.opts.Store.CompareAndSwap(ctx, key, "", new, ttl)
-		}
+		cur, err = a.swap(ctx, key, old, new, ttl)
 		return err
 	})
-	now := a.now()
+	k := cacheKey{service, id}
 	if err != nil {
-		cur = new
-		a.addPending(key, pendingPin{backend: new, ttl: ttl, at: a.opts.Now(), repin: true})
-	} else {
-		a.enqueue(Job{Key: key, Service: service, Backend: cur, ID: id, TTL: ttl})
+		a.cache.delete(k)
+		a.addPending(key, pendingPin{backend: new, ttl: ttl, at: a.opts.Now(), repin: true, old: old})
+		return new, err
 	}
-	a.cache.put(cacheKey{service, id}, cacheEntry{backend: cur, expires: now + int64(a.opts.CacheTTL), refreshed: now})
+	now := a.now()
+	a.cache.put(k, cacheEntry{backend: cur, expires: now + int64(a.opts.CacheTTL), refreshed: now})
+	if cur == tombstone {
+		return "", ErrUnpinned
+	}
+	a.enqueue(Job{Key: key, Service: service, Backend: cur, ID: id, TTL: ttl})
+	return cur, nil
+}
+
+// swap is the store's compare-and-swap of a re-pin: key from old to new,
+// or to new when the old pin expired meanwhile (the empty slot is taken).
+// It returns the backend now pinned.
+func (a *Affinity) swap(ctx context.Context, key, old, new string, ttl time.Duration) (string, error) {
+	cur, err := a.opts.Store.CompareAndSwap(ctx, key, old, new, ttl)
+	if err == nil && cur == "" {
+		cur, err = a.opts.Store.CompareAndSwap(ctx, key, "", new, ttl)
+	}
 	return cur, err
 }
 
@@ -275,6 +315,19 @@ func (a *Affinity) Touch(service string, id ID, ttl time.Duration) {
 	now := a.now()
 	k := cacheKey{service, id}
 	e, ok := a.cache.get(k, now)
+	if ok && e.unstored {
+		// The session's second request: its pin goes to the store now,
+		// batched (SET NX; while the store is down, kept for replay).
+		if a.cache.markStored(k) {
+			j := Job{Key: storeKey(service, id), TTL: ttl, Service: service, Backend: e.backend, ID: id, Pin: true, At: a.opts.Now()}
+			select {
+			case a.jobs <- j:
+			default: // the background is behind: write it now
+				_, _ = a.Pin(context.Background(), service, id, e.backend, ttl)
+			}
+		}
+		return
+	}
 	if !ok || now-e.refreshed < int64(ttl/8) {
 		return
 	}
@@ -291,14 +344,24 @@ func (a *Affinity) enqueue(j Job) {
 	}
 }
 
-// Unpin deletes a session's pin everywhere.
-func (a *Affinity) Unpin(ctx context.Context, service string, id ID) error {
+// Unpin ends a session on every replica: its pin is replaced by a
+// tombstone living ttl (the session TTL: as long as any cookie's hint for
+// it may be honoured), which the other replicas' caches learn through the
+// store's invalidations. The session's next request, on any replica, starts
+// a new session (latch's cookie) or is placed anew (learn mode): an unpin
+// wins over the cookie's hint, and over pins waiting for replay.
+func (a *Affinity) Unpin(ctx context.Context, service string, id ID, ttl time.Duration) error {
 	key := storeKey(service, id)
-	a.cache.delete(cacheKey{service, id})
 	a.mu.Lock()
 	delete(a.pending, key)
 	a.mu.Unlock()
-	return a.call(ctx, "unpin", func(ctx context.Context) error { return a.opts.Store.Delete(ctx, key) })
+	err := a.call(ctx, "unpin", func(ctx context.Context) error { return a.opts.Store.Tombstone(ctx, key, ttl) })
+	if err != nil {
+		return err
+	}
+	now := a.now()
+	a.cache.put(cacheKey{service, id}, cacheEntry{backend: tombstone, expires: now + int64(a.opts.CacheTTL)})
+	return nil
 }
 
 // Sessions counts the live sessions of each backend of service (pinned or
@@ -393,8 +456,9 @@ func (a *Affinity) doJobs(ctx context.Context, batch []Job) {
 }
 
 // runReplay writes the pins kept while the store was down once it is back.
-// A new session's pin is written only if absent (SET NX); a re-pin
-// overwrites, being the latest decision about that session.
+// A new session's pin is written only if absent (SET NX); a re-pin only
+// if the session is still on the backend it moved from (compare-and-swap):
+// another replica that re-pinned it meanwhile won.
 func (a *Affinity) runReplay(ctx context.Context) {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
@@ -419,15 +483,24 @@ func (a *Affinity) runReplay(ctx context.Context) {
 				a.dropPending(key, p)
 				continue
 			}
-			err := a.call(ctx, "replay", func(ctx context.Context) error {
+			cur := p.backend
+			err := a.callFor(ctx, a.settleTimeout(), "replay", func(ctx context.Context) error {
+				var err error
 				if p.repin {
-					return a.opts.Store.Set(ctx, key, p.backend, left)
+					cur, err = a.swap(ctx, key, p.old, p.backend, left)
+				} else {
+					cur, err = a.opts.Store.SetNX(ctx, key, p.backend, left)
 				}
-				_, err := a.opts.Store.SetNX(ctx, key, p.backend, left)
 				return err
 			})
 			if err != nil {
 				break // still down: try again next tick
+			}
+			if cur != p.backend {
+				// Another pin won: forget this replica's view of it.
+				if k, ok := parseStoreKey(key); ok {
+					a.cache.delete(k)
+				}
 			}
 			a.dropPending(key, p)
 		}

@@ -43,8 +43,43 @@ func newStoreBreaker(log *slog.Logger) *gobreaker.CircuitBreaker[struct{}] {
 // it. (Execute, not the two-step breaker: its done callback would cost an
 // allocation per call.)
 func (a *Affinity) call(ctx context.Context, op string, f func(ctx context.Context) error) error {
+	return a.callFor(ctx, a.opts.StoreTimeout, op, f)
+}
+
+// settleTimeout bounds the calls that settle a re-pin between replicas:
+// the compare-and-swap, its replay, and the lookups of a session whose
+// re-pin is in doubt. They are rare (a backend died) and a lost answer
+// costs agreement, so they wait longer than other calls (issue 12: under
+// load, 25ms timeouts left replicas on different backends).
+func (a *Affinity) settleTimeout() time.Duration {
+	return max(4*a.opts.StoreTimeout, 100*time.Millisecond)
+}
+
+// settle runs a call that settles a re-pin: bounded by settleTimeout, and
+// tried even while the breaker is open (a burst of timeouts on a loaded
+// host opens it, and a re-pin decided without the store is one the other
+// replicas may decide differently). A store that refuses connections
+// answers at once; one that does not answer costs settleTimeout, once per
+// session whose backend died.
+func (a *Affinity) settle(ctx context.Context, op string, f func(ctx context.Context) error) error {
+	if a.br.State() == gobreaker.StateClosed {
+		return a.callFor(ctx, a.settleTimeout(), op, f)
+	}
+	cctx, cancel := context.WithTimeout(ctx, a.settleTimeout())
+	start := time.Now()
+	err := f(cctx)
+	cancel()
+	a.opts.Metrics.StoreLatency(op, time.Since(start))
+	if err != nil && !errors.Is(err, context.Canceled) {
+		a.opts.Metrics.StoreError(op)
+	}
+	return err
+}
+
+// callFor is call with the timeout d.
+func (a *Affinity) callFor(ctx context.Context, d time.Duration, op string, f func(ctx context.Context) error) error {
 	_, err := a.br.Execute(func() (struct{}, error) {
-		cctx, cancel := context.WithTimeout(ctx, a.opts.StoreTimeout)
+		cctx, cancel := context.WithTimeout(ctx, d)
 		start := time.Now()
 		err := f(cctx)
 		cancel()

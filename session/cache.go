@@ -23,6 +23,7 @@ type cacheEntry struct {
 	backend   string
 	expires   int64 // unix nanos: trust the entry until then
 	refreshed int64 // unix nanos of the last TTL refresh sent to the store
+	unstored  bool  // a new session's pin not yet sent to the store (PinNew)
 }
 
 type cacheShard struct {
@@ -83,6 +84,21 @@ func (c *cache) markRefreshed(k cacheKey, seen, now int64) bool {
 		return false
 	}
 	e.refreshed = now
+	s.m[k] = e
+	return true
+}
+
+// markStored records that k's pin was sent to the store; it reports false
+// when another goroutine did it first.
+func (c *cache) markStored(k cacheKey) bool {
+	s := c.shard(k.id)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.m[k]
+	if !ok || !e.unstored {
+		return false
+	}
+	e.unstored = false
 	s.m[k] = e
 	return true
 }

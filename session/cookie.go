@@ -15,22 +15,47 @@ import (
 type Cookie struct {
 	ID   ID
 	Hint Hint
+	// Others are the hints of the other services whose routes share the
+	// cookie (same name and path), most recent first; 0 ends the list.
+	// Issue 17: routes sharing the default cookie overwrote each other's
+	// hint, so a store that lost its data moved their sessions.
+	Others [MaxOtherHints]Hint
 	// Issued is when the cookie was (re)issued, in Unix seconds: a hint is
 	// honoured only while the cookie is younger than the session TTL.
 	Issued uint32
 }
 
+// MaxOtherHints bounds the other routes' hints one cookie carries; the
+// least recent is dropped beyond it.
+const MaxOtherHints = 3
+
 const (
-	cookieVersion = 1
+	cookieVersion = 1 // one hint
+	hintsVersion  = 2 // a hint and others
 	tagLen        = 16
 	payloadLen    = 1 + 16 + 8 + 4
 	rawLen        = payloadLen + tagLen
 	encodedLen    = (rawLen*8 + 5) / 6 // base64url, no padding: 60
+	maxRawLen     = rawLen + 8*MaxOtherHints
+	maxEncodedLen = (maxRawLen*8 + 5) / 6
 )
+
+// hintCount is the number of hints c carries.
+func (c *Cookie) hintCount() int {
+	n := 1
+	for n <= MaxOtherHints && c.Others[n-1] != 0 {
+		n++
+	}
+	return n
+}
 
 // Codec signs and verifies cookie values:
 //
 //	base64url( version=1 | id[16] | hint[8] | issued[4] | HMAC-SHA256(secret, those 29 bytes)[:16] )
+//
+// or, when the cookie carries other routes' hints (Cookie.Others),
+//
+//	base64url( version=2 | id[16] | hint[8] | issued[4] | other hints[8 each, 1-3] | HMAC-SHA256(secret, those bytes)[:16] )
 //
 // It signs with the first secret and accepts any (rotation: add the new
 // secret first, drop the old one after the cookie lifetime). Verification is
@@ -45,9 +70,9 @@ type Codec struct {
 // escape, so stack arrays would be allocated on every call; pooled ones
 // are not.
 type scratch struct {
-	raw  [rawLen + 2]byte // +2: base64 decodes in blocks
+	raw  [maxRawLen + 2]byte // +2: base64 decodes in blocks
 	sum  [sha256.Size]byte
-	enc  [encodedLen]byte
+	enc  [maxEncodedLen]byte
 	macs []hash.Hash // by secret
 }
 
@@ -89,7 +114,7 @@ func (c *Codec) tag(sc *scratch, i int, payload []byte) {
 
 // Encode signs v.
 func (c *Codec) Encode(v Cookie) string {
-	var b [encodedLen]byte
+	var b [maxEncodedLen]byte
 	return string(c.AppendEncode(b[:0], v))
 }
 
@@ -103,30 +128,50 @@ func (c *Codec) AppendEncode(dst []byte, v Cookie) []byte {
 	copy(raw[1:17], v.ID[:])
 	binary.BigEndian.PutUint64(raw[17:25], uint64(v.Hint))
 	binary.BigEndian.PutUint32(raw[25:29], v.Issued)
-	c.tag(sc, 0, raw[:payloadLen])
-	copy(raw[payloadLen:rawLen], sc.sum[:tagLen])
-	base64.RawURLEncoding.Encode(sc.enc[:], raw[:rawLen])
-	return append(dst, sc.enc[:]...)
+	payload := payloadLen
+	if n := v.hintCount(); n > 1 {
+		raw[0] = hintsVersion
+		for _, h := range v.Others[:n-1] {
+			binary.BigEndian.PutUint64(raw[payload:payload+8], uint64(h))
+			payload += 8
+		}
+	}
+	c.tag(sc, 0, raw[:payload])
+	copy(raw[payload:payload+tagLen], sc.sum[:tagLen])
+	n := base64.RawURLEncoding.EncodedLen(payload + tagLen)
+	base64.RawURLEncoding.Encode(sc.enc[:n], raw[:payload+tagLen])
+	return append(dst, sc.enc[:n]...)
 }
 
 // Decode verifies a cookie value. Anything malformed, oversized, of another
 // version, unsigned or signed with an unknown secret gives ok=false.
 func (c *Codec) Decode(value string) (Cookie, bool) {
+	others := 0
 	if len(value) != encodedLen {
-		return Cookie{}, false
+		for others = 1; others <= MaxOtherHints && len(value) != base64.RawURLEncoding.EncodedLen(rawLen+8*others); others++ {
+		}
+		if others > MaxOtherHints {
+			return Cookie{}, false
+		}
 	}
 	sc := c.scratch.Get().(*scratch)
 	defer c.scratch.Put(sc)
-	copy(sc.enc[:], value) // []byte(value) would allocate
+	enc := sc.enc[:len(value)]
+	copy(enc, value) // []byte(value) would allocate
 	raw := &sc.raw
-	n, err := base64.RawURLEncoding.Decode(raw[:], sc.enc[:])
-	if err != nil || n != rawLen || raw[0] != cookieVersion {
+	payload := payloadLen + 8*others
+	version := byte(cookieVersion)
+	if others > 0 {
+		version = hintsVersion
+	}
+	n, err := base64.RawURLEncoding.Decode(raw[:], enc)
+	if err != nil || n != payload+tagLen || raw[0] != version {
 		return Cookie{}, false
 	}
 	ok := false
 	for i := range c.secrets {
-		c.tag(sc, i, raw[:payloadLen])
-		if hmac.Equal(sc.sum[:tagLen], raw[payloadLen:rawLen]) {
+		c.tag(sc, i, raw[:payload])
+		if hmac.Equal(sc.sum[:tagLen], raw[payload:payload+tagLen]) {
 			ok = true
 			break
 		}
@@ -138,5 +183,10 @@ func (c *Codec) Decode(value string) (Cookie, bool) {
 	copy(v.ID[:], raw[1:17])
 	v.Hint = Hint(binary.BigEndian.Uint64(raw[17:25]))
 	v.Issued = binary.BigEndian.Uint32(raw[25:29])
+	for i := range others {
+		if v.Others[i] = Hint(binary.BigEndian.Uint64(raw[payloadLen+8*i:])); v.Others[i] == 0 {
+			return Cookie{}, false // 0 ends the list: it is never encoded
+		}
+	}
 	return v, true
 }

@@ -69,6 +69,8 @@ type Input struct {
 	Stored   string
 	Found    bool
 	StoreErr error
+	// Unpinned: the session was unpinned (admin API); it starts anew.
+	Unpinned bool
 	Now      time.Time
 	NewID    func() ID // a fresh session id (NewID)
 }
@@ -91,12 +93,44 @@ type Decision struct {
 	// Expired: the cookie outlived the session (counted).
 	Expired bool
 	learn   bool
-	hint    Hint
+	hint    Hint // the cookie's hint naming a backend of this set (0: none)
+	// others: the cookie's other hints (other routes sharing the cookie),
+	// carried along when it is reissued.
+	others [MaxOtherHints]Hint
+}
+
+// ownHint finds the route's hint among the cookie's (most recent first):
+// the first naming a backend of bs. The others are kept for the routes of
+// other services that share the cookie, the least recent dropped when
+// there are too many.
+func ownHint(c *Cookie, bs Backends) (own Hint, others [MaxOtherHints]Hint) {
+	n := 0
+	for i := -1; i < MaxOtherHints; i++ {
+		h := c.Hint
+		if i >= 0 {
+			h = c.Others[i]
+		}
+		if h == 0 {
+			continue
+		}
+		if own == 0 {
+			if _, ok := bs.ByHint(h); ok {
+				own = h
+				continue
+			}
+		}
+		if n < MaxOtherHints {
+			others[n] = h
+			n++
+		}
+	}
+	return own, others
 }
 
 // Decide is the affinity rule, a pure function of its input:
 //
-//   - no valid cookie: a new session (a new id, pinned once answered);
+//   - no valid cookie, or an unpinned session: a new session (a new id,
+//     pinned once answered);
 //   - a pin the store knows: keep it while usable;
 //   - no pin (the store lost it, or is down) but the cookie is younger than
 //     the TTL: its signed hint names the backend, restored while usable;
@@ -115,18 +149,19 @@ func Decide(in Input, bs Backends) Decision {
 		}
 		d.learn, d.ID, d.HasID = true, IDFromValue(in.AppValue), true
 	} else {
-		if !in.Valid {
+		if !in.Valid || in.Unpinned {
 			d.Kind, d.ID, d.HasID, d.Store, d.SetCookie, d.Fresh = KindNew, in.NewID(), true, true, true, true
 			return d
 		}
-		d.ID, d.HasID, d.hint, issued = in.Cookie.ID, true, in.Cookie.Hint, int64(in.Cookie.Issued)
+		d.ID, d.HasID, issued = in.Cookie.ID, true, int64(in.Cookie.Issued)
+		d.hint, d.others = ownHint(&in.Cookie, bs)
 	}
 	age := in.Now.Unix() - issued
 	candidate := ""
 	switch {
 	case in.Found:
 		d.Pinned, candidate = in.Stored, in.Stored
-	case d.hint != 0 && age < int64(in.TTL/time.Second):
+	case !d.learn && in.Cookie.Hint != 0 && age < int64(in.TTL/time.Second):
 		if id, ok := bs.ByHint(d.hint); ok {
 			d.Pinned, candidate, d.Store = id, id, true
 		}
@@ -176,6 +211,9 @@ func (a *Affinity) Resolve(ctx context.Context, req Request, bs Backends) Decisi
 		id = in.Cookie.ID
 	}
 	in.Stored, _, in.Found, in.StoreErr = a.Lookup(ctx, req.Service, id)
+	if in.StoreErr == ErrUnpinned {
+		in.StoreErr, in.Unpinned = nil, true
+	}
 	d := Decide(in, bs)
 	if d.Expired {
 		a.opts.Metrics.Expired()
@@ -197,8 +235,14 @@ func (a *Affinity) Picked(ctx context.Context, req Request, d *Decision, b strin
 	}
 	winner, err := a.Repin(ctx, req.Service, d.ID, d.Pinned, b, req.TTL)
 	d.Kind, d.SetCookie, d.Store = KindRepinned, !d.learn, false
+	if err == ErrUnpinned && !d.learn {
+		// Unpinned meanwhile: b starts a new session.
+		d.Kind, d.ID, d.Pinned, d.Store, d.Fresh = KindNew, NewID(), "", true, true
+		return b
+	}
 	if err != nil {
-		// The store is down: Repin kept the pin locally for replay.
+		// The store did not answer: the pick serves this request and is
+		// replayed (as a compare-and-swap) when the store is back.
 		d.Pinned = b
 		return b
 	}
@@ -240,5 +284,13 @@ func (a *Affinity) Commit(ctx context.Context, req Request, d *Decision, bs Back
 	if hint == 0 { // pinned by another replica to a backend this one does not see
 		hint = HintFor(req.Service, pinned)
 	}
-	return Cookie{ID: d.ID, Hint: hint, Issued: uint32(a.opts.Now().Unix())}, true
+	c := Cookie{ID: d.ID, Hint: hint, Issued: uint32(a.opts.Now().Unix())}
+	n := 0
+	for _, h := range d.others {
+		if h != 0 && h != hint {
+			c.Others[n] = h
+			n++
+		}
+	}
+	return c, true
 }

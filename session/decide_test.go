@@ -8,21 +8,29 @@ import (
 )
 
 type fakeBackends struct {
-	usable map[string]bool
+	usable  map[string]bool
+	service string // "" = web
+}
+
+func (f fakeBackends) svc() string {
+	if f.service == "" {
+		return "web"
+	}
+	return f.service
 }
 
 func (f fakeBackends) Usable(id string) bool { return f.usable[id] }
 
 func (f fakeBackends) HintOf(id string) Hint {
 	if _, ok := f.usable[id]; ok {
-		return HintFor("web", id)
+		return HintFor(f.svc(), id)
 	}
 	return 0
 }
 
 func (f fakeBackends) ByHint(h Hint) (string, bool) {
 	for id := range f.usable {
-		if HintFor("web", id) == h {
+		if HintFor(f.svc(), id) == h {
 			return id, true
 		}
 	}
@@ -76,7 +84,7 @@ func TestDecide(t *testing.T) {
 			in.Service, in.TTL, in.Now = "web", ttl, now
 			in.NewID = func() ID { return fresh }
 			got := Decide(in, bs)
-			got.learn, got.hint = false, 0
+			got.learn, got.hint, got.others = false, 0, [MaxOtherHints]Hint{}
 			if got != tt.want {
 				t.Fatalf("Decide =\n %+v\nwant\n %+v", got, tt.want)
 			}
@@ -100,5 +108,47 @@ func TestCommitCookieHint(t *testing.T) {
 		if !ok || got.Hint != HintFor("web", b) || got.ID != d.ID {
 			t.Errorf("cookie for %s: %+v (valid %v); want id %x, hint %x", b, got, ok, d.ID, HintFor("web", b))
 		}
+	}
+}
+
+// Issue 17: routes of two services share one cookie; each finds its own
+// hint in it, whichever route issued it last, and a reissue keeps the
+// other's.
+func TestCookieHintsPerService(t *testing.T) {
+	c := codec(t, newSecret)
+	a := NewAffinity(Options{Store: NewMemoryStore(100, nil), Codec: c})
+	now := time.Now()
+	web := fakeBackends{usable: map[string]bool{"w1": true, "w2": true}, service: "web"}
+	api := fakeBackends{usable: map[string]bool{"a1": true, "a2": true}, service: "api"}
+	ck := Cookie{ID: NewID(), Hint: HintFor("web", "w2"), Issued: uint32(now.Unix())}
+	// An /api request with /'s cookie, the store empty: a new pin, the
+	// cookie reissued carrying both hints.
+	in := Input{Request: Request{Service: "api", TTL: time.Hour}, Cookie: ck, Valid: true, Now: now, NewID: NewID}
+	d := Decide(in, api)
+	if d.Kind != KindNew || d.ID != ck.ID || !d.SetCookie {
+		t.Fatalf("api with web's cookie: %+v", d)
+	}
+	issued, _ := a.Commit(context.Background(), in.Request, &d, api, "a1", "")
+	back, ok := c.Decode(c.Encode(issued))
+	if !ok || back != issued || back.Hint != HintFor("api", "a1") || back.Others[0] != HintFor("web", "w2") {
+		t.Fatalf("reissued cookie %+v (ok %v); want api's hint first, then web's", back, ok)
+	}
+	// Both routes restore from it alone (the store lost everything).
+	for _, tc := range []struct {
+		bs   fakeBackends
+		want string
+	}{{web, "w2"}, {api, "a1"}} {
+		in := Input{Request: Request{Service: tc.bs.service, TTL: time.Hour}, Cookie: back, Valid: true, Now: now, NewID: NewID}
+		if d := Decide(in, tc.bs); d.Kind != KindRestored || d.Backend != tc.want || d.SetCookie {
+			t.Fatalf("%s from the shared cookie: %+v; want restored to %s, cookie kept", tc.bs.service, d, tc.want)
+		}
+	}
+	// Bounded: the least recent hint goes.
+	full := Cookie{ID: ck.ID, Hint: 11, Others: [MaxOtherHints]Hint{12, 13, 14}, Issued: 1}
+	if back, ok := c.Decode(c.Encode(full)); !ok || back != full {
+		t.Fatalf("cookie with %d other hints: %+v %v", MaxOtherHints, back, ok)
+	}
+	if _, others := ownHint(&full, web); others != [MaxOtherHints]Hint{11, 12, 13} {
+		t.Fatalf("others %v; want the 3 most recent", others)
 	}
 }

@@ -182,10 +182,11 @@ func (s *RedisStore) Touch(ctx context.Context, key string, ttl time.Duration) e
 	return s.c.PExpire(ctx, key, ttl).Err()
 }
 
-// Delete removes the pin and publishes an invalidation.
-func (s *RedisStore) Delete(ctx context.Context, key string) error {
-	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, key)
+// Tombstone replaces the pin by the tombstone and publishes an
+// invalidation, in one transaction.
+func (s *RedisStore) Tombstone(ctx context.Context, key string, ttl time.Duration) error {
+	_, err := s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, key, tombstone, ttl)
 		p.Publish(ctx, InvalidationChannel, key)
 		return nil
 	})

@@ -257,16 +257,24 @@ func TestAffinityPinNew(t *testing.T) {
 		}
 	}
 
-	id := NewID()
+	id, once := NewID(), NewID()
+	a.PinNew(ctx, "web", once, "web-1", time.Minute)
 	a.PinNew(ctx, "web", id, "web-1", time.Minute)
 	if b, src, ok, _ := a.Lookup(ctx, "web", id); !ok || b != "web-1" || src != SourceCache {
 		t.Fatalf("Lookup right after PinNew = %q %v %v; want web-1 from the cache", b, src, ok)
 	}
+	a.Touch("web", id, time.Minute) // its second request
 	eventually(t, "the pin in the store", stored(id, "web-1"))
+	// Jobs run in order: the store has the session that came back, and
+	// not the one that never did.
+	if _, ok, _ := store.Store.Get(ctx, storeKey("web", once)); ok || store.calls() != 1 {
+		t.Fatalf("a session seen once is in the store (%v), or cost it %d calls; want none but the returning one's", ok, store.calls())
+	}
 
 	store.setDown(true)
 	down := NewID()
 	a.PinNew(ctx, "web", down, "web-2", time.Minute)
+	a.Touch("web", down, time.Minute)
 	eventually(t, "the pin kept for replay", func() bool { return a.Pending() == 1 })
 	store.setDown(false)
 	eventually(t, "the pin replayed", stored(down, "web-2"))
@@ -301,12 +309,16 @@ func TestAffinityRepinConverges(t *testing.T) {
 	if got[0] != got[1] {
 		t.Fatalf("racing re-pins ended on %q and %q", got[0], got[1])
 	}
-	if err := a1.Unpin(ctx, "web", id); err != nil {
+	if err := a1.Unpin(ctx, "web", id, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	a2.cache.flush()
-	if _, _, ok, _ := a2.Lookup(ctx, "web", id); ok {
-		t.Fatal("unpinned session still found")
+	if _, _, ok, err := a2.Lookup(ctx, "web", id); ok || err != ErrUnpinned {
+		t.Fatalf("unpinned session: found %v, %v; want ErrUnpinned", ok, err)
+	}
+	// A re-pin replayed or racing after the unpin does not bring it back.
+	if _, err := a2.Repin(ctx, "web", id, got[0], "web-4", time.Minute); err != ErrUnpinned {
+		t.Fatalf("a re-pin after the unpin: %v; want ErrUnpinned", err)
 	}
 }
 

@@ -20,8 +20,16 @@ type Store interface {
 	CompareAndSwap(ctx context.Context, key, old, new string, ttl time.Duration) (current string, err error)
 	// Touch refreshes the TTL without rewriting the value.
 	Touch(ctx context.Context, key string, ttl time.Duration) error
-	Delete(ctx context.Context, key string) error
+	// Tombstone replaces key's pin by the tombstone value for ttl (an
+	// unpin that must outlive every cookie hint of the session), and tells
+	// the other replicas (see Watcher).
+	Tombstone(ctx context.Context, key string, ttl time.Duration) error
 }
+
+// tombstone is the value of an unpinned session's key: never a backend id
+// (Consul ids carry no NUL). Compare-and-swap from a backend and SET NX
+// leave it in place, so no replayed or racing pin brings the session back.
+const tombstone = "\x00unpinned"
 
 // Optional powers of a Store, found by type assertion.
 
@@ -170,10 +178,10 @@ func (m *MemoryStore) Touch(_ context.Context, key string, ttl time.Duration) er
 	return nil
 }
 
-func (m *MemoryStore) Delete(_ context.Context, key string) error {
+func (m *MemoryStore) Tombstone(_ context.Context, key string, ttl time.Duration) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	delete(m.entries, key)
+	m.put(key, tombstone, ttl)
 	return nil
 }
 
@@ -192,7 +200,7 @@ func (m *MemoryStore) Sessions(_ context.Context, service string, _ []string, _ 
 	now := m.now()
 	prefix := "l:" + service + ":"
 	for k, e := range m.entries {
-		if now.Before(e.expires) && len(k) == len(prefix)+len(ID{}) && k[:len(prefix)] == prefix {
+		if now.Before(e.expires) && e.backend != tombstone && len(k) == len(prefix)+len(ID{}) && k[:len(prefix)] == prefix {
 			out[e.backend]++
 		}
 	}

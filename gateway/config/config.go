@@ -133,12 +133,18 @@ type Redis struct {
 type Cookie struct {
 	// Secrets sign the cookie: the first signs, any verifies (rotation). At
 	// least 16 bytes each, and not a placeholder from an example (below).
-	// Empty: SecretFile's, else a random secret per process, with a warning.
+	// Empty: SecretFile's, else (only with Ephemeral, or without a
+	// redis.url) a random secret per process, with a warning.
 	Secrets List `yaml:"secrets"`
 	// SecretFile, when no Secrets are given, holds the secret: read at
 	// start, or created with 32 random bytes (0600) when missing, so
 	// replicas sharing the file (a volume) share sessions.
 	SecretFile string `yaml:"secret_file"`
+	// Ephemeral allows a random secret per process with a shared store
+	// (redis.url) configured: replicas then do not honour each other's
+	// cookies, and a restart forgets every cookie's hint (default false:
+	// a start-up error names cookie.secrets).
+	Ephemeral bool `yaml:"ephemeral"`
 }
 
 // placeholderSecrets are cookie secrets published in examples (the compose

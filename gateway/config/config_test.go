@@ -51,6 +51,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"consul tls pair", "consul:\n  tls:\n    cert_file: c.pem\n" + route, "consul.tls: cert_file and key_file go together"},
 		{"consul token twice", "consul:\n  token: a\n  token_file: f\n" + route, "consul.token_file: set token or token_file"},
 		{"empty grace", "discovery:\n  empty_grace: soon\n" + route, "discovery.empty_grace"},
+		{"no secret with redis", "redis:\n  url: redis://127.0.0.1:6379/0\n" + route, "cookie.secrets: required with redis.url"},
 		{"short secret", "cookie:\n  secrets: [short]\n" + route, "cookie.secrets[0]: must be at least 16 bytes"},
 		{"placeholder secret", "cookie:\n  secrets: [change-me-to-32-random-bytes-please]\n" + route, "cookie.secrets[0]: is a published placeholder: set LATCH_COOKIE_SECRET"},
 		{"log level", "log:\n  level: loud\n" + route, `log.level: "loud" is not one of`},
@@ -254,7 +255,7 @@ func TestRoutesFromTags(t *testing.T) {
 // ACME's defaults: Let's Encrypt, both challenges, Redis storage when
 // latch has Redis; off when nothing names a domain.
 func TestACMEDefaults(t *testing.T) {
-	inv, err := parseYAML(t, "redis:\n  url: redis://127.0.0.1:6379\ntls:\n  acme:\n    domains: [a.example.com]\nroutes:\n  - service: web\n")
+	inv, err := parseYAML(t, "redis:\n  url: redis://127.0.0.1:6379\ncookie:\n  secrets: [0123456789abcdef]\ntls:\n  acme:\n    domains: [a.example.com]\nroutes:\n  - service: web\n")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,5 +270,20 @@ func TestACMEDefaults(t *testing.T) {
 	}
 	if a := inv.Config.Config().TLS.ACME; a.Enabled() || a.CA != "" || a.Storage != "" {
 		t.Errorf("acme without domains: %+v", a)
+	}
+}
+
+// Issue 17: with a shared store, a random secret per replica is chosen
+// explicitly or not at all; a secret or a secret file will do.
+func TestSecretWithSharedStore(t *testing.T) {
+	const base = "redis:\n  url: redis://127.0.0.1:6379/0\nroutes:\n  - service: web\n"
+	for _, extra := range []string{
+		"cookie:\n  ephemeral: true\n",
+		"cookie:\n  secrets: [0123456789abcdef]\n",
+		"cookie:\n  secret_file: /var/lib/latch/cookie-secret\n",
+	} {
+		if _, err := parseYAML(t, base+extra); err != nil {
+			t.Errorf("%q: %v", extra, err)
+		}
 	}
 }

@@ -57,6 +57,13 @@ func (c *Config) validate(p *problems) {
 	if i := c.Server.Implementation; i != "h1" && i != "net/http" {
 		p.add("server.implementation", "%q is not h1 or net/http", i)
 	}
+	if c.Redis.URL != "" && len(c.Cookie.Secrets) == 0 && c.Cookie.SecretFile == "" && !c.Cookie.Ephemeral {
+		// Issue 17: a random secret per replica in front of a shared store
+		// moved clients between backends as they moved between replicas.
+		p.add("cookie.secrets", "required with redis.url (replicas must share it): set "+EnvCookieSecret+
+			" (openssl rand -hex 32), cookie.secret_file / "+EnvCookieSecretFile+" on a volume the replicas share, "+
+			"or cookie.ephemeral: true for a random secret per process")
+	}
 	for i, s := range c.Cookie.Secrets {
 		if len(s) < 16 {
 			p.add(fmt.Sprintf("cookie.secrets[%d]", i), "must be at least 16 bytes, got %d", len(s))

@@ -2,8 +2,6 @@ package gateway
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"io"
 	"log"
 	"log/slog"
@@ -21,7 +19,8 @@ import (
 // never logged raw: a truncated SHA-256 lets an operator follow one session
 // through the logs without being able to replay its cookie.
 func (g *Gateway) accessLog(r *http.Request, rt *route, st *reqState, res forward.Result, start time.Time) {
-	d := time.Since(start)
+	now := time.Now()
+	d := now.Sub(start)
 	status := res.Status
 	routeName, backend := "", ""
 	if rt != nil {
@@ -38,25 +37,51 @@ func (g *Gateway) accessLog(r *http.Request, rt *route, st *reqState, res forwar
 	if !g.accessLogOn || !g.accessLogger.Enabled(r.Context(), slog.LevelInfo) {
 		return
 	}
+	e := accessEntry{
+		time:      now,
+		requestID: r.Header.Get("X-Request-Id"),
+		method:    r.Method,
+		host:      r.Host,
+		path:      r.URL.Path,
+		remote:    r.RemoteAddr,
+		route:     routeName,
+		backend:   backend,
+		status:    status,
+		duration:  d,
+	}
+	if st != nil {
+		e.session = st.sess.Kind.String()
+		e.hashed, e.id = st.sess.HasID, st.sess.ID
+	}
+	if g.accessBatch != nil {
+		g.accessBatch.writeAccess(&e, g.accessJSON)
+		return
+	}
+	g.accessLogger.LogAttrs(context.Background(), slog.LevelInfo, "request", e.attrs()...)
+}
+
+// attrs is e as slog attributes, for an access log written through the
+// process logger (no Deps.AccessLog), whose handler may be anything.
+func (e *accessEntry) attrs() []slog.Attr {
 	attrs := make([]slog.Attr, 0, 12)
 	attrs = append(attrs,
-		slog.String("request_id", r.Header.Get("X-Request-Id")),
-		slog.String("method", r.Method),
-		slog.String("host", r.Host),
-		slog.String("path", r.URL.Path),
-		slog.String("remote", r.RemoteAddr),
-		slog.String("route", routeName),
-		slog.String("backend", backend),
-		slog.Int("status", status),
-		slog.Float64("duration_s", d.Seconds()),
+		slog.String("request_id", e.requestID),
+		slog.String("method", e.method),
+		slog.String("host", e.host),
+		slog.String("path", e.path),
+		slog.String("remote", e.remote),
+		slog.String("route", e.route),
+		slog.String("backend", e.backend),
+		slog.Int("status", e.status),
+		slog.Float64("duration_s", e.duration.Seconds()),
 	)
-	if st != nil {
-		attrs = append(attrs, slog.String("session", st.sess.Kind.String()))
-		if st.sess.HasID {
-			attrs = append(attrs, slog.String("session_hash", hashID(st.sess.ID[:])))
+	if e.session != "" {
+		attrs = append(attrs, slog.String("session", e.session))
+		if e.hashed {
+			attrs = append(attrs, slog.String("session_hash", hashID(e.id[:])))
 		}
 	}
-	g.accessLogger.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
+	return attrs
 }
 
 // batchWriter gathers whole log records (slog hands its writer one record
@@ -163,8 +188,7 @@ func (b *batchWriter) reopen(file *AccessFile, log *slog.Logger, why string) {
 }
 
 func hashID(id []byte) string {
-	sum := sha256.Sum256(id)
-	return hex.EncodeToString(sum[:6])
+	return string(appendSessionHash(nil, id))
 }
 
 // NewLogger builds the process logger from the config.

@@ -3,12 +3,15 @@ package gateway
 import (
 	"bufio"
 	"context"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 
 	"github.com/latchgw/latch/discovery"
+	"github.com/latchgw/latch/gateway/config"
 )
 
 // stickyAllocs is what a steady sticky GET costs latch in allocations, the
@@ -27,30 +30,44 @@ func TestStickyAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts mean nothing under -race; make test runs this without it")
 	}
-	serve := stickyRig(t)
-	if n := testing.AllocsPerRun(200, serve); n > stickyAllocs {
-		t.Errorf("a steady sticky request allocates %v times; want at most %d", n, stickyAllocs)
-	} else if n < stickyAllocs {
-		t.Logf("a steady sticky request allocates %v times, fewer than %d: lower stickyAllocs", n, stickyAllocs)
+	for _, format := range []string{"", "text", "json"} { // "": log.access false
+		serve := stickyRig(t, format)
+		if n := testing.AllocsPerRun(200, serve); n > stickyAllocs {
+			t.Errorf("access log %q: a steady sticky request allocates %v times; want at most %d", format, n, stickyAllocs)
+		} else if n < stickyAllocs {
+			t.Logf("access log %q: a steady sticky request allocates %v times, fewer than %d: lower stickyAllocs", format, n, stickyAllocs)
+		}
 	}
 }
 
 // BenchmarkSticky is latch's handler alone on a steady sticky GET: no
 // recorder, a reused request, a loopback backend that allocates nothing,
-// so allocs/op are latch's (TestStickyAllocs pins them).
+// so allocs/op are latch's (TestStickyAllocs pins them). "log" has the
+// access log on (text, batched, written to io.Discard), as latch runs by
+// default.
 //
 //	go test -run '^$' -bench BenchmarkSticky -benchmem ./gateway/
 func BenchmarkSticky(b *testing.B) {
-	serve := stickyRig(b)
-	b.ReportAllocs()
-	for b.Loop() {
-		serve()
+	for _, format := range []string{"", "text"} {
+		name := "nolog"
+		if format != "" {
+			name = "log"
+		}
+		b.Run(name, func(b *testing.B) {
+			serve := stickyRig(b, format)
+			b.ReportAllocs()
+			for b.Loop() {
+				serve()
+			}
+		})
 	}
 }
 
 // stickyRig starts a gateway over one loopback backend and returns a
-// function that sends it one steady sticky GET (the pools warmed).
-func stickyRig(t testing.TB) (serve func()) {
+// function that sends it one steady sticky GET (the pools warmed). With
+// accessLog "text" or "json" the access log is on, in that format, into
+// io.Discard.
+func stickyRig(t testing.TB, accessLog string) (serve func()) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -66,9 +83,13 @@ func stickyRig(t testing.TB) (serve func()) {
 			go answerCanned(c)
 		}
 	}()
-	tg := startGatewayWith(t, nil, nil, []discovery.Backend{
+	mutate := func(c *config.Config) {
+		c.Log.Access = config.Set(accessLog != "")
+		c.Log.Format = accessLog
+	}
+	tg := startGatewayFull(t, mutate, nil, slog.New(slog.NewTextHandler(io.Discard, nil)), []discovery.Backend{
 		{ID: "a", Service: "web", Addr: ln.Addr().String(), Weight: 1, Health: discovery.Passing},
-	})
+	}, func(d *Deps) { d.AccessLog = io.Discard })
 	h := tg.g.Handler()
 	ctx, cancel := context.WithCancel(context.Background()) // a client's request context is cancelable
 	t.Cleanup(cancel)

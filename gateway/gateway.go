@@ -99,6 +99,7 @@ type Gateway struct {
 	accessLogOn  bool
 	accessLogger *slog.Logger
 	accessBatch  *batchWriter // nil: access lines go straight to accessLogger's writer
+	accessJSON   bool         // log.format json: accessBatch gets JSON lines
 	reopenLog    <-chan os.Signal
 	sampler      *statuspage.Sampler
 	conns        *connLimit // nil: no connection cap
@@ -170,6 +171,7 @@ func New(cfg *config.Compiled, deps Deps) (*Gateway, error) {
 	g.accessLogger = g.log
 	if deps.AccessLog != nil {
 		g.accessBatch = &batchWriter{out: deps.AccessLog}
+		g.accessJSON = c.Log.Format == "json"
 		g.accessLogger = NewLogger(c.Log, g.accessBatch)
 	}
 	var p [6]byte

@@ -108,7 +108,8 @@ func startGatewayLog(t testing.TB, mutate func(*config.Config), log *slog.Logger
 	return startGatewayFull(t, mutate, nil, log, list)
 }
 
-func startGatewayFull(t testing.TB, mutate func(*config.Config), affinity *session.Affinity, log *slog.Logger, list []discovery.Backend) *testGateway {
+// withDeps, if any, adjust the gateway's Deps.
+func startGatewayFull(t testing.TB, mutate func(*config.Config), affinity *session.Affinity, log *slog.Logger, list []discovery.Backend, withDeps ...func(*Deps)) *testGateway {
 	t.Helper()
 	cfg := config.Config{Routes: []config.Route{{Service: "web"}}, Consul: config.Consul{Disabled: true}}
 	cfg.Routes[0].Backends = []string{"127.0.0.1:1"} // validated; the static source below is what serves
@@ -130,7 +131,11 @@ func startGatewayFull(t testing.TB, mutate func(*config.Config), affinity *sessi
 	if affinity == nil {
 		affinity = session.NewAffinity(session.Options{Store: session.NewMemoryStore(10000, nil), Codec: codec, Logger: log})
 	}
-	g, err := New(cc, Deps{Logger: log, Source: static, Affinity: affinity})
+	deps := Deps{Logger: log, Source: static, Affinity: affinity}
+	for _, f := range withDeps {
+		f(&deps)
+	}
+	g, err := New(cc, deps)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,7 @@ BIN_DIR      ?= bin
 RELEASE_DIR  ?= dist
 PLATFORMS    ?= linux/amd64 linux/arm64 darwin/arm64
 
-.PHONY: all build release test unit vet fuzz demo bench bench-tools tools redis consul chromium compose netns images clean
+.PHONY: all build release test unit vet fuzz demo bench bench-tools tools redis consul pebble chromium compose netns images clean
 
 all: build
 
@@ -87,7 +87,7 @@ bench: tools bench-tools
 	$(GO) test -run '^$$' -bench 'BenchmarkLoad' -benchtime 1x -timeout 20m ./integration/
 
 
-tools: redis consul chromium compose netns
+tools: redis consul pebble chromium compose netns
 
 # What `make bench` measures against and with, from Debian, installed when
 # missing: haproxy and nginx (the bars), wrk (the closed-loop load tool).
@@ -129,6 +129,12 @@ chromium:
 # Consul built from its Go module into .tools/bin (cached; ~8 minutes once).
 consul:
 	@bash integration/tools/install-consul.sh $(TOOLS_BIN)
+
+# Let's Encrypt's ACME test server (pebble) and its DNS companion
+# (pebble-challtestsrv), built from their Go module into .tools/bin (cached),
+# for the ACME test.
+pebble:
+	@bash integration/tools/install-pebble.sh $(TOOLS_BIN)
 
 # Docker Compose v2 as the docker CLI plugin, built from its Go module when
 # missing (cached; minutes once). Only where a Docker daemon answers.

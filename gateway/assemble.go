@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/latchgw/latch/discovery"
+	"github.com/latchgw/latch/gateway/acme"
 	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/session"
 )
@@ -102,9 +104,18 @@ func Assemble(cc *config.Compiled, log *slog.Logger, accessLog io.Writer, reopen
 		Store: store, Codec: codec, CacheSize: cfg.Redis.CacheSize.Get(), CacheTTL: cfg.Redis.CacheTTL.Get(),
 		StoreTimeout: cfg.Redis.Timeout.Get(), Logger: log, Metrics: deps.Metrics,
 	})
+	var m *acme.Manager
+	if cfg.TLS.ACME.Enabled() {
+		if m, err = newACME(cfg, rdb, log, deps.Metrics, func() *Gateway { return g }); err != nil {
+			return nil, close, err
+		}
+		deps.GetCertificate, deps.NextProtos = m.GetCertificate, []string{acme.NextProto}
+		deps.Challenge = m.HTTPChallenge(http.NotFoundHandler())
+	}
 	g, err = New(cc, deps)
 	if err != nil {
 		return nil, close, err
 	}
+	g.acme = m
 	return g, close, nil
 }

@@ -45,6 +45,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/latchgw/latch/discovery"
+	"github.com/latchgw/latch/gateway/acme"
 	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/gateway/forward"
 	"github.com/latchgw/latch/gateway/h1"
@@ -123,8 +124,11 @@ type Gateway struct {
 	reqSeq    atomic.Uint64
 
 	// TLS on the public listener (certs.go, tlsserve.go); certs is nil
-	// without tls.certificates.
+	// without tls.certificates, acme without tls.acme (Assemble builds it
+	// and plugs it in through Deps' GetCertificate, NextProtos and
+	// Challenge; RunOn runs it).
 	certs          *certStore
+	acme           *acme.Manager
 	getCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 	nextProtos     []string
 	challenge      http.Handler
@@ -173,7 +177,7 @@ func New(cfg *config.Compiled, deps Deps) (*Gateway, error) {
 	var p [6]byte
 	_, _ = rand.Read(p[:])
 	g.reqPrefix = hex.EncodeToString(p[:]) + "-"
-	if c.TLS.Enabled() {
+	if len(c.TLS.Certificates) > 0 {
 		var err error
 		if g.certs, err = newCertStore(c.TLS.Certificates, g.log, g.metrics.reg); err != nil {
 			return nil, err
@@ -290,8 +294,9 @@ func (g *Gateway) Waiting() []string {
 
 // Listeners are the sockets Run serves: Public is required, Admin and
 // Metrics (metrics.listen: /metrics alone, no token) may be nil, and so may
-// Redirect (tls.redirect_listen: plain HTTP redirected to Public's HTTPS).
-// Public speaks TLS when tls.certificates are set: pass a TCP listener.
+// Redirect (tls.redirect_listen: plain HTTP redirected to Public's HTTPS,
+// and ACME's HTTP-01 challenges). Public speaks TLS when tls.certificates
+// or tls.acme are set: pass a TCP listener.
 type Listeners struct {
 	Public, Admin, Metrics, Redirect net.Listener
 }
@@ -332,6 +337,18 @@ func (g *Gateway) RunOn(ctx context.Context, ls Listeners) error {
 	owner.Go(func() { g.sampler.Run(bg) })
 	if g.certs != nil {
 		owner.Go(func() { g.certs.run(bg, g.c.TLS.PollInterval.Get()) })
+	}
+	if g.acme != nil {
+		var plain net.Addr
+		if ls.Redirect != nil {
+			plain = ls.Redirect.Addr()
+		}
+		acmeLs := acme.Listeners{HTTP: plain, TLS: ls.Public.Addr()}
+		owner.Go(func() {
+			if err := g.acme.Run(bg, acmeLs); err != nil {
+				g.log.Error("acme stopped: no certificates are obtained or renewed", "err", err)
+			}
+		})
 	}
 	g.mu.Lock()
 	g.bg = bg
@@ -396,11 +413,11 @@ func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 	var srv server = h1s
 	if sc.Implementation == "net/http" {
 		srv = std
-		if g.certs != nil {
+		if g.c.TLS.Enabled() {
 			std.TLSConfig = g.tlsConfig()
 			srv = tlsHTTP{std}
 		}
-	} else if g.certs != nil {
+	} else if g.c.TLS.Enabled() {
 		std.TLSConfig = g.tlsConfig() // HTTP/2 connections only
 		srv = &splitServer{conf: g.tlsConfig(), h1: h1s, h2: std, timeout: sc.ReadHeaderTimeout.Get(),
 			log: g.log.Warn}

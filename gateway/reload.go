@@ -121,7 +121,7 @@ func (g *Gateway) apply(cc *config.Compiled) (ReloadResult, error) {
 	// Certificates: a changed list loads whole or the reload is refused;
 	// the same list is re-read below (a pair that fails keeps serving its
 	// certificate, as when its files change).
-	certsChanged := g.certs != nil && next.TLS.Enabled() && !slices.Equal(prev.TLS.Certificates, next.TLS.Certificates)
+	certsChanged := g.certs != nil && len(next.TLS.Certificates) > 0 && !slices.Equal(prev.TLS.Certificates, next.TLS.Certificates)
 	if certsChanged {
 		if err := g.ReloadCertificates(next.TLS.Certificates...); err != nil {
 			return ReloadResult{}, err
@@ -255,9 +255,12 @@ func needsRestart(prev, next config.Config) []string {
 		{"server", prev.Server, next.Server},
 		{"transport", prev.Transport, next.Transport},
 		{"trusted_proxies", prev.TrustedProxies, next.TrustedProxies},
-		// Certificates reload live; turning TLS on or off, and the rest of
-		// tls (the listener's TLS config, the redirect listener), do not.
-		{"tls.certificates (TLS on or off)", prev.TLS.Enabled(), next.TLS.Enabled()},
+		// Certificates reload live; giving some or none (with tls.acme off:
+		// turning TLS on or off), tls.acme (its manager is built once), and
+		// the rest of tls (the listener's TLS config, the redirect listener)
+		// do not.
+		{"tls.certificates (TLS on or off)", len(prev.TLS.Certificates) > 0, len(next.TLS.Certificates) > 0},
+		{"tls.acme", prev.TLS.ACME, next.TLS.ACME},
 		{"tls", tlsSettings(prev.TLS), tlsSettings(next.TLS)},
 	} {
 		if !reflect.DeepEqual(f.prev, f.next) {
@@ -267,9 +270,9 @@ func needsRestart(prev, next config.Config) []string {
 	return out
 }
 
-// tlsSettings is t without its certificates.
+// tlsSettings is t without its certificates and tls.acme (reported apart).
 func tlsSettings(t config.TLS) config.TLS {
-	t.Certificates = nil
+	t.Certificates, t.ACME = nil, config.ACME{}
 	return t
 }
 

@@ -109,7 +109,8 @@ func TestReload(t *testing.T) {
 		cfg.Cookie.Secrets = config.List{rotated, testSecret} // the new one signs, the old one still verifies
 		cfg.Routes[0].Retry.Attempts = config.Set(1)
 		cfg.Routes = append(cfg.Routes, config.Route{Service: "api", PathPrefix: "/api", Backends: config.List{c.addr()}})
-		cfg.Listen = "127.0.0.1:1" // needs a restart
+		cfg.Listen = "127.0.0.1:1"                             // needs a restart
+		cfg.TLS.ACME.Domains = config.List{"shop.example.com"} // and so does turning ACME on
 	})
 	if code != 200 {
 		t.Fatalf("reload: %d %s", code, body)
@@ -119,8 +120,8 @@ func TestReload(t *testing.T) {
 			t.Errorf("applied %q; want %q in it", res.Applied, want)
 		}
 	}
-	if !slices.Equal(res.NeedsRestart, []string{"listen"}) {
-		t.Errorf("needs restart %q; want [listen]", res.NeedsRestart)
+	if !slices.Equal(res.NeedsRestart, []string{"listen", "tls.acme"}) {
+		t.Errorf("needs restart %q; want [listen tls.acme]", res.NeedsRestart)
 	}
 	waitUntil(t, "the new route serves", func() bool { id, _, _ := rl.get(t, "/api/x", ""); return id == "c" })
 	for id, ck := range cookies {

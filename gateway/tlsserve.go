@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"strconv"
@@ -32,22 +33,28 @@ func (g *Gateway) tlsConfig() *tls.Config {
 	if g.c.TLS.MinVersion == "1.3" {
 		min = tls.VersionTLS13
 	}
-	get := g.certs.getCertificate
-	if hook := g.getCertificate; hook != nil {
-		get = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			if c, err := hook(hello); c != nil || err != nil {
-				return c, err
-			}
-			return g.certs.getCertificate(hello)
-		}
-	}
 	return &tls.Config{
-		GetCertificate: get,
+		GetCertificate: g.certificate,
 		MinVersion:     min,
 		NextProtos:     append([]string{"h2", "http/1.1"}, g.nextProtos...),
 		// Cipher suites: Go's defaults. Session tickets (resumption) are on,
 		// their keys rotated by crypto/tls.
 	}
+}
+
+// certificate is the public listener's tls.Config.GetCertificate: the
+// Deps.GetCertificate hook (tls.acme: its domains, route hosts and
+// challenges) first, then tls.certificates.
+func (g *Gateway) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if hook := g.getCertificate; hook != nil {
+		if c, err := hook(hello); c != nil || err != nil {
+			return c, err
+		}
+	}
+	if g.certs == nil {
+		return nil, fmt.Errorf("no certificate for %q: not in tls.acme.domains nor a route's host", hello.ServerName)
+	}
+	return g.certs.getCertificate(hello)
 }
 
 // hsts sets Strict-Transport-Security on responses over TLS.

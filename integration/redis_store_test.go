@@ -2,6 +2,9 @@ package integration
 
 import (
 	"context"
+	"errors"
+	"io/fs"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,5 +101,86 @@ func TestAffinityPinNewBatchesToRedis(t *testing.T) {
 	counts, err := a.Sessions(ctx, "web", []string{"web-1"}, time.Minute)
 	if err != nil || counts["web-1"] < n*98/100 || counts["web-1"] > n*102/100 {
 		t.Fatalf("session count %v, %v; want about %d", counts, err, n)
+	}
+}
+
+// The blob store tls.acme keeps certificates in, against a real Redis:
+// what certmagic's Storage contract asks (missing keys are
+// fs.ErrNotExist, directories are key prefixes, Delete takes a directory
+// with it, List recursive or not), and a lock that excludes a second
+// holder until it is released and carries a lease.
+func TestRedisBlobs(t *testing.T) {
+	r := harness.StartRedis(t)
+	rdb, err := session.ParseRedisURL(r.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	b := session.NewBlobs(rdb, "latch-acme-test")
+	ctx := context.Background()
+
+	if _, err := b.Load(ctx, "certificates/x/a.crt"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Load of a missing key: %v, want fs.ErrNotExist", err)
+	}
+	for _, k := range []string{"certificates/ca/a.test/a.test.crt", "certificates/ca/a.test/a.test.key", "certificates/ca/b.test/b.test.crt", "acme/account.json"} {
+		if err := b.Store(ctx, k, []byte("pem of "+k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v, err := b.Load(ctx, "certificates/ca/a.test/a.test.key"); err != nil || string(v) != "pem of certificates/ca/a.test/a.test.key" {
+		t.Fatalf("Load: %q, %v", v, err)
+	}
+	if got, err := b.List(ctx, "certificates/ca", false); err != nil || strings.Join(got, " ") != "certificates/ca/a.test certificates/ca/b.test" {
+		t.Errorf("List non-recursive: %q, %v", got, err)
+	}
+	if got, err := b.List(ctx, "certificates", true); err != nil || len(got) != 3 {
+		t.Errorf("List recursive: %q, %v; want the 3 files", got, err)
+	}
+	if info, err := b.Stat(ctx, "acme/account.json"); err != nil || info.Dir || info.Size != int64(len("pem of acme/account.json")) || time.Since(info.Modified) > time.Minute {
+		t.Errorf("Stat of a file: %+v, %v", info, err)
+	}
+	if info, err := b.Stat(ctx, "certificates/ca"); err != nil || !info.Dir {
+		t.Errorf("Stat of a directory: %+v, %v", info, err)
+	}
+	if !b.Exists(ctx, "certificates/ca/a.test") || b.Exists(ctx, "certificates/ca/c.test") {
+		t.Errorf("Exists: a directory must exist, a missing one must not")
+	}
+	if err := b.Delete(ctx, "certificates/ca/a.test"); err != nil {
+		t.Fatal(err)
+	}
+	if b.Exists(ctx, "certificates/ca/a.test/a.test.crt") || !b.Exists(ctx, "certificates/ca/b.test/b.test.crt") {
+		t.Errorf("Delete of a directory: its files must go, its siblings stay")
+	}
+	if err := b.Delete(ctx, "never/stored"); err != nil {
+		t.Errorf("Delete of a missing key: %v, want nil", err)
+	}
+
+	// The lock: a second taker waits while it is held, gets it once it is released.
+	if err := b.Lock(ctx, "issue_cert_a.test"); err != nil {
+		t.Fatal(err)
+	}
+	if pttl := rdb.PTTL(ctx, "{latch-acme-test}:lock:issue_cert_a.test").Val(); pttl <= 0 {
+		t.Errorf("held lock has no lease (PTTL %v)", pttl)
+	}
+	other := session.NewBlobs(rdb, "latch-acme-test") // another replica
+	short, cancel := context.WithTimeout(ctx, 700*time.Millisecond)
+	err = other.Lock(short, "issue_cert_a.test")
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("second holder while held: %v, want to wait until its context ends", err)
+	}
+	if err := b.Unlock(ctx, "issue_cert_a.test"); err != nil {
+		t.Fatal(err)
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := other.Lock(waitCtx, "issue_cert_a.test"); err != nil {
+		t.Fatalf("lock after release: %v", err)
+	}
+	if err := b.Unlock(ctx, "issue_cert_a.test"); err == nil {
+		t.Errorf("unlocking a lock another holder has: want an error")
+	}
+	if err := other.Unlock(ctx, "issue_cert_a.test"); err != nil {
+		t.Fatal(err)
 	}
 }

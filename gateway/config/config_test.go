@@ -85,6 +85,14 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"check timeout", "routes:\n  - service: web\n    health_check:\n      path: /h\n      interval: 1s\n      timeout: 2s\n", "routes[0].health_check.timeout"},
 		{"slow start", "routes:\n  - service: web\n    slow_start: -1s\n", "routes[0].slow_start: must not be negative"},
 		{"no routes", "consul:\n  routes_from_tags: false\n", "routes: no routes"},
+		{"acme without domains", "tls:\n  acme:\n    email: a@example.com\n" + route, "tls.acme.domains: required (or route_hosts: true)"},
+		{"acme domain", "tls:\n  acme:\n    domains: [example.com, \"*.example.com\"]\n" + route, `tls.acme.domains[1]: "*.example.com" is not a DNS name`},
+		{"acme ip", "tls:\n  acme:\n    domains: [127.0.0.1]\n" + route, `tls.acme.domains[0]: "127.0.0.1" is not a DNS name`},
+		{"acme email", "tls:\n  acme:\n    domains: [example.com]\n    email: nobody\n" + route, `tls.acme.email: "nobody" is not an email address`},
+		{"acme ca", "tls:\n  acme:\n    domains: [example.com]\n    ca: http://ca.example/dir\n" + route, `tls.acme.ca: "http://ca.example/dir" is not an https:// URL`},
+		{"acme redis storage", "tls:\n  acme:\n    route_hosts: true\n    storage: redis\n" + route, "tls.acme.storage: redis needs redis.url"},
+		{"acme challenge", "tls:\n  acme:\n    domains: [example.com]\n    challenges: [dns-01]\n" + route, `tls.acme.challenges[0]: "dns-01" is not http-01 or tls-alpn-01`},
+		{"acme no challenge", "tls:\n  acme:\n    domains: [example.com]\n    challenges: []\n" + route, "tls.acme.challenges: must name"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -242,6 +250,27 @@ func TestRoutesFromTags(t *testing.T) {
 	r := rs[0].Route()
 	if r.Sticky.Enabled.Get() || strings.Join(r.Policy.Get(), ",") != "random,p2c" || !r.StripPrefix {
 		t.Fatalf("tag options not applied: %+v", r)
+	}
+}
+
+// ACME's defaults: Let's Encrypt, both challenges, Redis storage when
+// latch has Redis; off when nothing names a domain.
+func TestACMEDefaults(t *testing.T) {
+	inv, err := parseYAML(t, "redis:\n  url: redis://127.0.0.1:6379\ncookie:\n  secrets: [0123456789abcdef]\ntls:\n  acme:\n    domains: [a.example.com]\nroutes:\n  - service: web\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := inv.Config.Config().TLS.ACME
+	if !a.Enabled() || a.CA != DefaultACMECA || a.Storage != "redis" ||
+		strings.Join(a.Challenges.Get(), ",") != "http-01,tls-alpn-01" {
+		t.Errorf("acme defaults: %+v", a)
+	}
+	inv, err = parseYAML(t, "routes:\n  - service: web\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := inv.Config.Config().TLS.ACME; a.Enabled() || a.CA != "" || a.Storage != "" {
+		t.Errorf("acme without domains: %+v", a)
 	}
 }
 

@@ -61,6 +61,14 @@ func (c Config) withDefaults() Config {
 	s.IdleTimeout = s.IdleTimeout.orValue(120 * time.Second)
 	s.MaxHeaderBytes = s.MaxHeaderBytes.orValue(64 << 10)
 	s.ShutdownTimeout = s.ShutdownTimeout.orValue(30 * time.Second)
+	a := &c.TLS.ACME
+	if a.Enabled() {
+		str(&a.CA, DefaultACMECA)
+		if c.Redis.URL != "" {
+			str(&a.Storage, "redis")
+		}
+		a.Challenges = a.Challenges.orValue(List{ChallengeHTTP01, ChallengeTLSALPN01})
+	}
 	str(&s.Implementation, "h1")
 	s.MaxConnections = s.MaxConnections.orValue(10000)
 	t := &c.Transport

@@ -43,6 +43,14 @@ func TestTLSConfig(t *testing.T) {
 	if tc.MinVersion != "1.2" || tc.PollInterval.Get().String() != "2s" || !tc.Enabled() {
 		t.Fatalf("defaults: %+v; want min_version 1.2, poll_interval 2s", tc)
 	}
+	// tls.acme alone turns TLS on, and with it the redirect listener.
+	acmeOnly, err := parseYAML(t, "tls:\n  redirect_listen: \":80\"\n  acme:\n    domains: [shop.example.com]\n"+route)
+	if err != nil {
+		t.Fatalf("tls.acme with redirect_listen and no certificates: %v", err)
+	}
+	if !acmeOnly.Config.Config().TLS.Enabled() {
+		t.Fatal("tls.acme without certificates: TLS off")
+	}
 	if inv.Config.Routes()[0].BackendTLS() != nil {
 		t.Fatal("backend TLS on by default")
 	}

@@ -122,6 +122,7 @@ func (c *Config) validate(p *problems) {
 			p.add(fmt.Sprintf("trusted_proxies[%d]", i), "%q is not an address or CIDR", s)
 		}
 	}
+	c.TLS.ACME.validate(p, c.Redis.URL)
 	c.Defaults.validate(p, "defaults")
 	seen := map[string]int{}
 	for i, r := range c.Routes {
@@ -150,7 +151,7 @@ func (t *TLS) validate(p *problems, checkAddr func(field, addr string)) {
 	if t.RedirectListen != "" {
 		checkAddr("tls.redirect_listen", t.RedirectListen)
 		if !t.Enabled() {
-			p.add("tls.redirect_listen", "redirects to HTTPS, which needs tls.certificates")
+			p.add("tls.redirect_listen", "redirects to HTTPS, which needs tls.certificates or tls.acme")
 		}
 	}
 	if t.HSTS.MaxAge < 0 {
@@ -301,6 +302,60 @@ func (s *RouteSettings) validate(p *problems, field string) {
 	if strings.ContainsAny(s.BackendTLS.ServerName.Get(), "/: ") {
 		bad("backend_tls.server_name", "%q is not a host name", s.BackendTLS.ServerName.Get())
 	}
+}
+
+func (a *ACME) validate(p *problems, redisURL string) {
+	if !a.Enabled() {
+		if a.Email != "" || a.CA != "" || a.CARoot != "" || a.Storage != "" || a.Challenges.IsSet() {
+			p.add("tls.acme.domains", "required (or route_hosts: true) when other tls.acme fields are set")
+		}
+		return
+	}
+	for i, d := range a.Domains {
+		if !validDomain(d) {
+			p.add(fmt.Sprintf("tls.acme.domains[%d]", i), "%q is not a DNS name (a wildcard needs a DNS-01 challenge, which latch does not offer)", d)
+		}
+	}
+	if a.Email != "" && (!strings.Contains(a.Email, "@") || strings.ContainsAny(a.Email, " \r\n")) {
+		p.add("tls.acme.email", "%q is not an email address", a.Email)
+	}
+	if u, err := url.Parse(a.CA); err != nil || u.Scheme != "https" || u.Host == "" {
+		p.add("tls.acme.ca", "%q is not an https:// URL of an ACME directory", a.CA)
+	}
+	if a.Storage == "redis" && redisURL == "" {
+		p.add("tls.acme.storage", "redis needs redis.url")
+	}
+	ch := a.Challenges.Get()
+	if len(ch) == 0 {
+		p.add("tls.acme.challenges", "must name http-01, tls-alpn-01 or both")
+	}
+	for i, c := range ch {
+		if c != ChallengeHTTP01 && c != ChallengeTLSALPN01 {
+			p.add(fmt.Sprintf("tls.acme.challenges[%d]", i), "%q is not http-01 or tls-alpn-01", c)
+		}
+	}
+}
+
+// validDomain reports whether s is a DNS name an HTTP-01 or TLS-ALPN-01
+// challenge can prove: labels of letters, digits and hyphens, at least
+// two of them, no wildcard, no IP address.
+func validDomain(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if len(s) > 253 || !strings.Contains(s, ".") || net.ParseIP(s) != nil {
+		return false
+	}
+	for label := range strings.SplitSeq(s, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // parsePrefix parses a CIDR or a lone address (a /32 or /128).

@@ -72,14 +72,21 @@ func newConsul(t testing.TB, node string, args ...string) *Consul {
 // ConsulBinary finds consul on PATH or in the repository's .tools/bin.
 func ConsulBinary(t testing.TB) string {
 	t.Helper()
-	if p, err := exec.LookPath("consul"); err == nil {
+	return ToolBinary(t, "consul")
+}
+
+// ToolBinary finds a tool `make tools` installs (consul, pebble...) on PATH
+// or in the repository's .tools/bin, failing the test when it is missing.
+func ToolBinary(t testing.TB, name string) string {
+	t.Helper()
+	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}
-	p := filepath.Join(RepoRoot(), ".tools", "bin", "consul")
+	p := filepath.Join(RepoRoot(), ".tools", "bin", name)
 	if _, err := os.Stat(p); err == nil {
 		return p
 	}
-	t.Fatalf("consul not found on PATH or in %s: run `make tools`", p)
+	t.Fatalf("%s not found on PATH or in %s: run `make tools`", name, p)
 	return ""
 }
 

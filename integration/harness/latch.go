@@ -31,6 +31,7 @@ type Latch struct {
 	close  func()
 	pub    string
 	admin  string
+	plain  string // the plain-HTTP (redirect) listener's address; "" = none
 }
 
 // CookieSecret signs the cookies of every latch the harness starts.
@@ -81,6 +82,21 @@ func (l *Latch) Start(t testing.TB) {
 	})
 }
 
+// StartLatchOn is StartLatch on the public address pub and, when plain is
+// not empty, a plain-HTTP listener there (tls.acme's HTTP-01 challenges
+// and the redirect to HTTPS).
+func StartLatchOn(t testing.TB, cfg config.Config, pub, plain string) *Latch {
+	t.Helper()
+	cc, err := cfg.Compile()
+	if err != nil {
+		t.Fatalf("latch config: %v", err)
+	}
+	l := &Latch{cfg: cc, pub: pub, admin: "127.0.0.1:0", plain: plain}
+	l.Start(t)
+	t.Cleanup(func() { l.Stop(t) })
+	return l
+}
+
 // StartLatchUnready is StartLatch without waiting for /readyz.
 func StartLatchUnready(t testing.TB, cfg config.Config) *Latch {
 	t.Helper()
@@ -106,13 +122,19 @@ func (l *Latch) Launch(t testing.TB) {
 	if err != nil {
 		t.Fatalf("assembling latch: %v", err)
 	}
-	pub := listen(t, l.pub)
-	adm := listen(t, l.admin)
-	l.pub, l.admin = pub.Addr().String(), adm.Addr().String()
-	l.URL, l.AdminURL, l.Gateway, l.close = "http://"+l.pub, "http://"+l.admin, g, closeFn
+	ls := gateway.Listeners{Public: listen(t, l.pub), Admin: listen(t, l.admin)}
+	if l.plain != "" {
+		ls.Redirect = listen(t, l.plain)
+	}
+	l.pub, l.admin = ls.Public.Addr().String(), ls.Admin.Addr().String()
+	scheme := "http://"
+	if l.cfg.Config().TLS.Enabled() {
+		scheme = "https://"
+	}
+	l.URL, l.AdminURL, l.Gateway, l.close = scheme+l.pub, "http://"+l.admin, g, closeFn
 	ctx, cancel := context.WithCancel(context.Background())
 	l.cancel, l.done = cancel, make(chan error, 1)
-	go func() { l.done <- g.Run(ctx, pub, adm) }()
+	go func() { l.done <- g.RunOn(ctx, ls) }()
 }
 
 // listen binds addr, retrying briefly: a restarted gateway takes back its
@@ -197,12 +219,19 @@ type Process struct {
 // StartProcess runs bin with args, logging to a file in the test's temp dir.
 func StartProcess(t testing.TB, bin string, args ...string) *Process {
 	t.Helper()
+	return StartProcessEnv(t, nil, bin, args...)
+}
+
+// StartProcessEnv is StartProcess with env added to the test's environment.
+func StartProcessEnv(t testing.TB, env []string, bin string, args ...string) *Process {
+	t.Helper()
 	logPath := filepath.Join(t.TempDir(), filepath.Base(bin)+".log")
 	f, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

@@ -88,12 +88,19 @@ func TestAffinityPinNewBatchesToRedis(t *testing.T) {
 		a.PinNew(ctx, "web", ids[i], "web-1", time.Minute)
 		a.Touch("web", ids[i], time.Minute)
 	}
-	a2 := session.NewAffinity(session.Options{Store: session.NewRedisStore(rdb)})
+	// Batches may land in any order: wait for all of them, each poll from a
+	// replica with an empty cache.
 	harness.WaitFor(t, 10*time.Second, "every pin in Redis", func() bool {
-		_, _, ok, _ := a2.Lookup(ctx, "web", ids[n-1])
-		return ok
+		probe := session.NewAffinity(session.Options{Store: session.NewRedisStore(rdb)})
+		for _, id := range ids {
+			if _, _, ok, _ := probe.Lookup(ctx, "web", id); !ok {
+				return false
+			}
+		}
+		return true
 	})
-	for _, id := range ids[:n-1] { // (the last one is in a2's cache now)
+	a2 := session.NewAffinity(session.Options{Store: session.NewRedisStore(rdb)})
+	for _, id := range ids {
 		if b, src, ok, err := a2.Lookup(ctx, "web", id); !ok || b != "web-1" || src != session.SourceStore || err != nil {
 			t.Fatalf("another replica's lookup: %q %v %v %v; want web-1 from Redis", b, src, ok, err)
 		}

@@ -75,7 +75,7 @@ func TestAffinityPinNewBatchesToRedis(t *testing.T) {
 	}
 	defer rdb.Close()
 	a := session.NewAffinity(session.Options{Store: session.NewRedisStore(rdb),
-		StoreTimeout: time.Second})
+		StoreTimeout: 5 * time.Second}) // generous: make test runs this beside every other package
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- a.Run(ctx) }()
@@ -90,7 +90,7 @@ func TestAffinityPinNewBatchesToRedis(t *testing.T) {
 	}
 	// Batches may land in any order: wait for all of them, each poll from a
 	// replica with an empty cache.
-	harness.WaitFor(t, 10*time.Second, "every pin in Redis", func() bool {
+	harness.WaitFor(t, 30*time.Second, "every pin in Redis", func() bool {
 		probe := session.NewAffinity(session.Options{Store: session.NewRedisStore(rdb)})
 		for _, id := range ids {
 			if _, _, ok, _ := probe.Lookup(ctx, "web", id); !ok {

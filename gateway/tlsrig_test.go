@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/latchgw/latch/gateway/config"
-	"github.com/latchgw/latch/internal/testcert"
+	"github.com/latchgw/latch/integration/harness/testcert"
 )
 
 // testCA issues certificates for the TLS tests into a folder of the test's.

@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/latchgw/latch/internal/testcert"
+	"github.com/latchgw/latch/integration/harness/testcert"
 )
 
 // benchCert is the certificate both TLS rows of `make bench` serve: latch

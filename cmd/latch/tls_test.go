@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/latchgw/latch/internal/testcert"
+	"github.com/latchgw/latch/integration/harness/testcert"
 )
 
 // The binary serves HTTPS (HTTP/2 by ALPN) with tls.certificates, opens

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/latchgw/latch/internal/testcert"
+	"github.com/latchgw/latch/integration/harness/testcert"
 )
 
 // Over a TLS listener h1 completes the handshake, gives handlers the

@@ -131,10 +131,20 @@ func (l *load) waitRequests(t *testing.T, n int64) {
 	}
 }
 
+// halt stops the workers and waits for them; calling it again does
+// nothing (tests defer it and also finish).
+func (l *load) halt() {
+	select {
+	case <-l.stop:
+	default:
+		close(l.stop)
+		l.wg.Wait()
+	}
+}
+
 func (l *load) finish(t *testing.T) {
 	t.Helper()
-	close(l.stop)
-	l.wg.Wait()
+	l.halt()
 	t.Logf("load: %d requests ok, %d failed, %d over 900ms, slowest %v",
 		l.ok.Load(), l.failed.Load(), l.slow.Load(), time.Duration(l.maxLatency.Load()).Round(time.Millisecond))
 	if l.failed.Load() != 0 {
@@ -243,14 +253,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	// secret alone.
 	oldCookie, oldBackend := session0(t, "http://"+listen+"/", "")
 	l := startLoad("http://"+listen+"/", 4, true, true)
-	defer func() {
-		select {
-		case <-l.stop:
-		default:
-			close(l.stop)
-			l.wg.Wait()
-		}
-	}()
+	defer l.halt()
 	l.waitRequests(t, 50)
 
 	extra := false // whether the running config has the /extra route

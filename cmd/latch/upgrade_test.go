@@ -41,14 +41,7 @@ func testUpgrade(t *testing.T, impl string) {
 	}
 	old := start()
 	l := startLoad("http://"+listen+"/", 6, false, true)
-	defer func() {
-		select {
-		case <-l.stop:
-		default:
-			close(l.stop)
-			l.wg.Wait()
-		}
-	}()
+	defer l.halt()
 	l.waitRequests(t, 100)
 	for i := range 3 {
 		next := start() // both listen now

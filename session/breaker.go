@@ -65,7 +65,13 @@ func (a *Affinity) settle(ctx context.Context, op string, f func(ctx context.Con
 	if a.br.State() == gobreaker.StateClosed {
 		return a.callFor(ctx, a.settleTimeout(), op, f)
 	}
-	cctx, cancel := context.WithTimeout(ctx, a.settleTimeout())
+	return a.measured(ctx, a.settleTimeout(), op, f)
+}
+
+// measured runs f with the timeout d and records its latency and error
+// (a cancelled context is not the store's error).
+func (a *Affinity) measured(ctx context.Context, d time.Duration, op string, f func(ctx context.Context) error) error {
+	cctx, cancel := context.WithTimeout(ctx, d)
 	start := time.Now()
 	err := f(cctx)
 	cancel()
@@ -79,15 +85,7 @@ func (a *Affinity) settle(ctx context.Context, op string, f func(ctx context.Con
 // callFor is call with the timeout d.
 func (a *Affinity) callFor(ctx context.Context, d time.Duration, op string, f func(ctx context.Context) error) error {
 	_, err := a.br.Execute(func() (struct{}, error) {
-		cctx, cancel := context.WithTimeout(ctx, d)
-		start := time.Now()
-		err := f(cctx)
-		cancel()
-		a.opts.Metrics.StoreLatency(op, time.Since(start))
-		if err != nil && !errors.Is(err, context.Canceled) {
-			a.opts.Metrics.StoreError(op)
-		}
-		return struct{}{}, err
+		return struct{}{}, a.measured(ctx, d, op, f)
 	})
 	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
 		return ErrStoreDown

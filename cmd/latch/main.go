@@ -71,26 +71,29 @@ func run(args []string) int {
 		log.Error("listen", "addr", cfg.Listen, "err", err)
 		return 1
 	}
-	var admin net.Listener
-	if cfg.Admin.Listen != "off" {
-		if admin, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
-			log.Error("listen admin", "addr", cfg.Admin.Listen, "err", err)
-			return 1
+	// The optional listeners: nil when not configured.
+	optional := func(on bool, addr, what string) (net.Listener, bool) {
+		if !on {
+			return nil, true
 		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			log.Error("listen "+what, "addr", addr, "err", err)
+			return nil, false
+		}
+		return ln, true
 	}
-	var metrics net.Listener
-	if cfg.Metrics.Listen != "" {
-		if metrics, err = net.Listen("tcp", cfg.Metrics.Listen); err != nil {
-			log.Error("listen metrics", "addr", cfg.Metrics.Listen, "err", err)
-			return 1
-		}
+	admin, ok := optional(cfg.Admin.Listen != "off", cfg.Admin.Listen, "admin")
+	if !ok {
+		return 1
 	}
-	var redirect net.Listener
-	if cfg.TLS.RedirectListen != "" {
-		if redirect, err = net.Listen("tcp", cfg.TLS.RedirectListen); err != nil {
-			log.Error("listen redirect", "addr", cfg.TLS.RedirectListen, "err", err)
-			return 1
-		}
+	metrics, ok := optional(cfg.Metrics.Listen != "", cfg.Metrics.Listen, "metrics")
+	if !ok {
+		return 1
+	}
+	redirect, ok := optional(cfg.TLS.RedirectListen != "", cfg.TLS.RedirectListen, "redirect")
+	if !ok {
+		return 1
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

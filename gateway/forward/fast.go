@@ -85,6 +85,9 @@ func (f *Forwarder) forwardFast(ctx context.Context, w http.ResponseWriter, r *h
 			return
 		}
 		c.close()
+		if errors.Is(err, errIdleDirty) {
+			continue // nothing was sent: the next idle connection, or a new one
+		}
 		var se staleError
 		if errors.As(err, &se) && c.reused && !fresh && ctx.Err() == nil && x.body.detach(x.gen) {
 			// The backend closed the idle connection before this request
@@ -111,6 +114,9 @@ func (f *Forwarder) roundTrip(ctx context.Context, w http.ResponseWriter, r *htt
 	u := c.pool.u
 	if u.headerTimeout > 0 {
 		_ = c.SetDeadline(u.now().Add(u.headerTimeout))
+	}
+	if c.reused && (x.body != nil || !c.canSend()) && !c.idleClean() {
+		return errIdleDirty
 	}
 	stop := c.watch(ctx)
 	if err := f.writeRequest(c, r, x); err != nil {
@@ -182,6 +188,11 @@ func (f *Forwarder) roundTrip(ctx context.Context, w http.ResponseWriter, r *htt
 // sent at once; one with a body follows with sendBody.
 func (f *Forwarder) writeRequest(c *upConn, r *http.Request, x *exchange) error {
 	bw := c.bw
+	if x.body == nil && c.canSend() {
+		// Gathered in c.out, then written by send.
+		c.capture, c.out = true, c.out[:0]
+		defer func() { c.capture = false }()
+	}
 	bw.WriteString(r.Method)
 	bw.WriteByte(' ')
 	if x.spec.Strips() || len(r.RequestURI) == 0 || r.RequestURI[0] != '/' || !cleanQuery(r.URL.RawQuery) {
@@ -223,6 +234,10 @@ func (f *Forwarder) writeRequest(c *upConn, r *http.Request, x *exchange) error 
 	bw.WriteString("\r\n")
 	if x.body != nil && !expectsContinue(r) {
 		return nil // the body follows in the same writes
+	}
+	if c.capture {
+		_ = bw.Flush() // into c.out: cannot fail
+		return c.send()
 	}
 	if err := bw.Flush(); err != nil {
 		if isTimeout(err) {

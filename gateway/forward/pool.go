@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/latchgw/latch/gateway/config"
+	"github.com/latchgw/latch/gateway/internal/sockio"
 )
 
 // pool holds latch's own HTTP/1.1 connections to backends, the ones the
@@ -71,20 +72,20 @@ func (u *pool) conn(ctx context.Context, host string, fresh bool) (*upConn, erro
 	if err != nil {
 		return nil, err
 	}
-	c := &upConn{
-		Conn: nc, pool: p,
-		br: bufio.NewReaderSize(nc, u.bufSize),
-		bw: bufio.NewWriterSize(nc, u.bufSize),
-	}
-	c.cancel = func() { _ = c.SetDeadline(aLongTimeAgo) }
-	if sc, ok := nc.(syscall.Conn); ok {
-		if c.raw, err = sc.SyscallConn(); err == nil {
-			c.peek = func(fd uintptr) bool {
-				c.peekIdle = socketIdle(fd)
-				return true // never wait
-			}
+	c := &upConn{Conn: nc, pool: p}
+	var rw io.ReadWriter = nc
+	if sio := sockio.New(nc); sio != nil {
+		rw, c.sio = sio, sio
+		c.raw, _ = nc.(syscall.Conn).SyscallConn()
+		c.peek = func(fd uintptr) bool {
+			c.peekIdle = sockio.Idle(fd)
+			return true // never wait
 		}
+		c.sendFn = c.sendOnce
 	}
+	c.br = bufio.NewReaderSize(rw, u.bufSize)
+	c.bw = bufio.NewWriterSize((*upSink)(c), u.bufSize)
+	c.cancel = func() { _ = c.SetDeadline(aLongTimeAgo) }
 	p.inUse.Add(1)
 	return c, nil
 }
@@ -107,8 +108,9 @@ type hostPool struct {
 	sweep *time.Timer
 }
 
-// get pops the most recently used connection that has not idled too long
-// and has nothing waiting to be read.
+// get pops the most recently used connection that has not idled too long.
+// Whether the backend closed it or sent bytes nobody asked for is checked
+// when a request is sent on it (upConn.send, idleClean).
 func (p *hostPool) get(now time.Time) *upConn {
 	for {
 		p.mu.Lock()
@@ -129,13 +131,6 @@ func (p *hostPool) get(now time.Time) *upConn {
 			return nil
 		}
 		p.mu.Unlock()
-		if !c.idleClean() {
-			// The backend closed it, or sent bytes nobody asked for (a late
-			// body, a 408 before closing): they must not be read as the
-			// next request's response.
-			c.Close()
-			continue
-		}
 		p.inUse.Add(1)
 		c.reused = true
 		return c
@@ -220,9 +215,19 @@ type upConn struct {
 	reused bool   // taken from the pool: the backend may have closed it
 	cancel func() // unblocks I/O when the request is cancelled
 
+	sio      *sockio.Conn          // raw reads and writes; nil when not a socket
 	raw      syscall.RawConn       // nil when not a socket
 	peek     func(fd uintptr) bool // for raw.Read: sets peekIdle
 	peekIdle bool
+
+	// A request without a body is gathered in out (capture) and sent by
+	// send, in one poller registration with the wait for its answer.
+	out     []byte
+	capture bool
+	sendFn  func(fd uintptr) bool // sendOnce, for raw.Read
+	sendSt  sendState
+	sendN   int   // bytes of out written by sendOnce
+	sendErr error // sendOnce's write error
 
 	head    []byte  // the response head being read
 	fields  []field // its header fields
@@ -268,6 +273,93 @@ func (c *upConn) close() {
 	c.pool.inUse.Add(-1)
 	_ = c.Close()
 }
+
+// upSink is where c.bw writes: the socket, or c.out while capture is set.
+type upSink upConn
+
+func (s *upSink) Write(p []byte) (int, error) {
+	c := (*upConn)(s)
+	if c.capture {
+		c.out = append(c.out, p...)
+		return len(p), nil
+	}
+	if c.sio != nil {
+		return c.sio.Write(p)
+	}
+	return c.Conn.Write(p)
+}
+
+// errIdleDirty is a pooled connection found closed by the backend, or
+// holding bytes nobody asked for (a late body, a 408 before closing), when
+// a request was about to go out on it: they must not be read as that
+// request's response. The request goes on another connection.
+var errIdleDirty = errors.New("idle backend connection closed or not clean")
+
+type sendState uint8
+
+const (
+	sendNone  sendState = iota // sendOnce not called yet
+	sendSent                   // written (sendN bytes), waiting for the answer
+	sendDirty                  // a reused connection was not clean: nothing written
+)
+
+// send writes the request head gathered in c.out and waits until the
+// backend's answer can be read, under one registration with the poller:
+// one system call to check a reused connection is clean, one to write, and
+// the next read finds the answer there. Writing first and then reading
+// costs a read that finds nothing (the poller forgets readiness seen before
+// a read starts, so a read always tries the socket first). A deadline or
+// cancellation while waiting is left for readHead, which meets it again.
+func (c *upConn) send() error {
+	c.sendSt, c.sendN, c.sendErr = sendNone, 0, nil
+	err := c.raw.Read(c.sendFn)
+	switch {
+	case c.sendSt == sendDirty:
+		return errIdleDirty
+	case c.sendErr != nil:
+		return staleError{c.sendErr} // nothing was answered: see forwardFast
+	case c.sendSt == sendNone: // a deadline passed, or the connection closed
+		if isTimeout(err) {
+			return err
+		}
+		return staleError{err}
+	case c.sendN < len(c.out): // the socket buffer was full: the rest through the poller
+		if _, err := (*upSink)(c).Write(c.out[c.sendN:]); err != nil {
+			if isTimeout(err) {
+				return err
+			}
+			return staleError{err}
+		}
+	}
+	return nil
+}
+
+// sendOnce is send's poller callback: the first call checks and writes,
+// the next (the socket turned readable) ends the wait.
+func (c *upConn) sendOnce(fd uintptr) bool {
+	if c.sendSt != sendNone {
+		return true
+	}
+	if c.reused && !sockio.Idle(fd) {
+		c.sendSt = sendDirty
+		return true
+	}
+	c.sendSt = sendSent
+	n, err := sockio.Write(fd, c.out)
+	c.sendN = n
+	switch {
+	case err == syscall.EAGAIN || err == syscall.EWOULDBLOCK:
+		return true // send writes the rest
+	case err != nil:
+		c.sendErr = err
+		return true
+	}
+	return n < len(c.out) // all written: wait for the answer
+}
+
+// canSend reports whether send can write on c (a socket, on a platform
+// sockio supports).
+func (c *upConn) canSend() bool { return c.sio != nil }
 
 // idleClean reports whether an idle connection has nothing to read and is
 // still open, by peeking at the socket without blocking (one system call

@@ -1,13 +1,17 @@
 package forward
 
 import (
-	"github.com/latchgw/latch/gateway/config"
-
+	"bufio"
 	"context"
+	"errors"
 	"net"
+	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/latchgw/latch/gateway/config"
 )
 
 // The fast path's pool: most recent connection first, none kept past the
@@ -93,3 +97,109 @@ func TestUpstreamPool(t *testing.T) {
 	}
 	u.closeIdleConnections()
 }
+
+// send writes a request head in one call when it fits the socket buffer
+// and finishes through the poller when it does not, and refuses a reused
+// connection that holds bytes nobody asked for.
+func TestSend(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	heads := make(chan int, 4)
+	unasked := make(chan net.Conn, 4)
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer nc.Close()
+				br := bufio.NewReader(nc)
+				for {
+					n := 0
+					for {
+						line, err := br.ReadString('\n')
+						if err != nil {
+							return
+						}
+						n += len(line)
+						if line == "\r\n" {
+							break
+						}
+					}
+					heads <- n
+					if _, err := nc.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")); err != nil {
+						return
+					}
+					unasked <- nc
+				}
+			}()
+		}
+	}()
+	cc, err := config.Config{Routes: []config.Route{{Service: "web"}}}.Compile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := newPool(cc.Config().Transport)
+	ctx := context.Background()
+	c, err := u.conn(ctx, ln.Addr().String(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.canSend() {
+		t.Skip("no raw socket calls on this platform")
+	}
+	exchange := func(c *upConn, head string) (backend net.Conn) {
+		t.Helper()
+		c.out = append(c.out[:0], head...)
+		if err := c.send(); err != nil {
+			t.Fatalf("send: %v", err)
+		}
+		if n := <-heads; n != len(head) {
+			t.Fatalf("the backend read a head of %d bytes; sent %d", n, len(head))
+		}
+		if code, err := c.readHead("GET"); err != nil || code != 200 {
+			t.Fatalf("readHead = %d, %v", code, err)
+		}
+		if keep, err := c.copyBody(ctx, discard{}); err != nil || !keep {
+			t.Fatalf("copyBody = %v, %v", keep, err)
+		}
+		return <-unasked
+	}
+	exchange(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+
+	// A head much larger than the socket's send buffer.
+	_ = c.Conn.(*net.TCPConn).SetWriteBuffer(4096)
+	big := "GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + strings.Repeat("b", 1<<20) + "\r\n\r\n"
+	exchange(c, big)
+
+	// Pooled, then sent bytes nobody asked for: the next send refuses it.
+	c.pool.put(c)
+	if c = c.pool.get(u.now()); c == nil {
+		t.Fatal("the connection was not pooled")
+	}
+	nc := exchange(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n") // clean: reused
+	c.pool.put(c)
+	if _, err := nc.Write([]byte("HTTP/1.1 408 Request Timeout\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	c = c.pool.get(u.now())
+	for deadline := time.Now().Add(5 * time.Second); c.idleClean(); {
+		if time.Now().After(deadline) {
+			t.Fatal("the unasked bytes never reached the connection")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	c.out = append(c.out[:0], "GET / HTTP/1.1\r\nHost: a\r\n\r\n"...)
+	if err := c.send(); !errors.Is(err, errIdleDirty) {
+		t.Fatalf("send on a connection holding unasked bytes = %v; want errIdleDirty", err)
+	}
+	c.close()
+}
+
+type discard struct{ http.ResponseWriter }
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }

@@ -104,7 +104,7 @@ func (c *conn) readBody(p []byte) (int, error) {
 	if c.rerr != nil {
 		return 0, c.rerr
 	}
-	n, err := c.rwc.Read(p)
+	n, err := c.io.Read(p)
 	if err != nil && n > 0 {
 		c.rerr = err
 		err = nil

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/latchgw/latch/gateway/internal/sockio"
 )
 
 // Connection states, for Shutdown: only an idle connection may be closed
@@ -43,6 +45,7 @@ type conn struct {
 	srv   *Server
 	rwc   net.Conn
 	raw   syscall.RawConn // nil: the listener's conns are not sockets (TLS, pipes)
+	io    io.ReadWriter   // rwc, or its raw reads and writes (sockio) on a socket
 	state atomic.Int32
 
 	buf    []byte // read buffer, while a request is in flight
@@ -73,7 +76,10 @@ type conn struct {
 }
 
 func newConn(s *Server, rwc net.Conn) *conn {
-	c := &conn{srv: s, rwc: rwc, hdr: http.Header{}, remote: rwc.RemoteAddr().String(), fd: -1}
+	c := &conn{srv: s, rwc: rwc, io: rwc, hdr: http.Header{}, remote: rwc.RemoteAddr().String(), fd: -1}
+	if sio := sockio.New(rwc); sio != nil {
+		c.io = sio
+	}
 	if sc, ok := rwc.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			c.raw = raw
@@ -362,7 +368,7 @@ func (c *conn) fill(limit int) error {
 			return errLineTooLong
 		}
 	}
-	n, err := c.rwc.Read(c.buf[c.w:])
+	n, err := c.io.Read(c.buf[c.w:])
 	c.w += n
 	if err != nil {
 		c.rerr = err

@@ -5,6 +5,8 @@ package h1
 import (
 	"io"
 	"syscall"
+
+	"github.com/latchgw/latch/gateway/internal/sockio"
 )
 
 var errTooManyFiles error = syscall.EMFILE
@@ -40,12 +42,7 @@ func (c *conn) tryRead(fd uintptr) bool {
 	buf := getBuf()
 	var n int
 	var err error
-	for {
-		n, err = syscall.Read(int(fd), buf)
-		if err != syscall.EINTR {
-			break
-		}
-	}
+	n, err = sockio.Read(fd, buf)
 	if err == syscall.EAGAIN || err == syscall.EWOULDBLOCK {
 		putBuf(buf)
 		return false

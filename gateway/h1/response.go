@@ -160,7 +160,7 @@ func (w *response) writeBody(p []byte) error {
 		}
 	}
 	if len(p) > bufSize {
-		if _, err := w.c.rwc.Write(p); err != nil {
+		if _, err := w.c.io.Write(p); err != nil {
 			return w.fail(err)
 		}
 	} else {
@@ -184,7 +184,7 @@ func (w *response) flushOut() error {
 	if len(w.out) == 0 {
 		return nil
 	}
-	_, err := w.c.rwc.Write(w.out)
+	_, err := w.c.io.Write(w.out)
 	w.out = w.out[:0]
 	if err != nil {
 		return w.fail(err)
@@ -242,7 +242,7 @@ func (w *response) writeContinue() {
 		return
 	}
 	w.wroteContinue = true
-	_, _ = w.c.rwc.Write(continueLine)
+	_, _ = w.c.io.Write(continueLine)
 }
 
 var continueLine = []byte("HTTP/1.1 100 Continue\r\n\r\n")

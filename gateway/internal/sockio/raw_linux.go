@@ -1,0 +1,42 @@
+package sockio
+
+import (
+	"syscall"
+	"unsafe"
+)
+
+// Supported: New returns a Conn for sockets, and Read, Write and Idle work.
+const Supported = true
+
+// Read is read(2) without entersyscall: for non-blocking descriptors only.
+func Read(fd uintptr, p []byte) (int, error) { return read(fd, p) }
+
+// Write is write(2) without entersyscall: for non-blocking descriptors
+// only. It may write less than p.
+func Write(fd uintptr, p []byte) (int, error) { return write(fd, p) }
+
+func read(fd uintptr, p []byte) (int, error)  { return rawIO(syscall.SYS_READ, fd, p) }
+func write(fd uintptr, p []byte) (int, error) { return rawIO(syscall.SYS_WRITE, fd, p) }
+
+// rawIO is read(2) or write(2) as a raw call, retried when interrupted.
+func rawIO(trap, fd uintptr, p []byte) (int, error) {
+	for {
+		r, _, e := syscall.RawSyscall(trap, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		if e == syscall.EINTR {
+			continue
+		}
+		if e != 0 {
+			return 0, e
+		}
+		return int(r), nil
+	}
+}
+
+// Idle reports whether a socket has no bytes to read and no end of stream
+// pending: a non-blocking peek that finds nothing.
+func Idle(fd uintptr) bool {
+	var b [1]byte
+	_, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+	return e == syscall.EAGAIN || e == syscall.EWOULDBLOCK
+}

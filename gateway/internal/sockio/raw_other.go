@@ -1,0 +1,20 @@
+//go:build !(linux || darwin || freebsd || netbsd || openbsd || dragonfly)
+
+package sockio
+
+import "errors"
+
+// Supported is false here: New returns nil and callers use net.Conn.
+const Supported = false
+
+var errUnsupported = errors.ErrUnsupported
+
+func read(uintptr, []byte) (int, error)  { return 0, errUnsupported }
+func write(uintptr, []byte) (int, error) { return 0, errUnsupported }
+
+// Read and Write are not supported here (see Supported).
+func Read(uintptr, []byte) (int, error)  { return 0, errUnsupported }
+func Write(uintptr, []byte) (int, error) { return 0, errUnsupported }
+
+// Idle cannot peek here: every socket counts as idle.
+func Idle(uintptr) bool { return true }

@@ -353,8 +353,10 @@ func (c *upConn) sendOnce(fd uintptr) bool {
 	case err != nil:
 		c.sendErr = err
 		return true
+	case n < len(c.out):
+		return true // send writes the rest
 	}
-	return n < len(c.out) // all written: wait for the answer
+	return false // all written: wait for the answer
 }
 
 // canSend reports whether send can write on c (a socket, on a platform

@@ -40,9 +40,7 @@ func (c *conn) readIdle() error {
 // yet) makes the poller wait for readability and call it again.
 func (c *conn) tryRead(fd uintptr) bool {
 	buf := getBuf()
-	var n int
-	var err error
-	n, err = sockio.Read(fd, buf)
+	n, err := sockio.Read(fd, buf)
 	if err == syscall.EAGAIN || err == syscall.EWOULDBLOCK {
 		putBuf(buf)
 		return false

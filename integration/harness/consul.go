@@ -162,14 +162,31 @@ func (c *Consul) waitReady(t testing.TB, timeout time.Duration) {
 		}
 		select {
 		case <-c.done:
-			t.Fatalf("consul exited during start; log: %s", filepath.Join(c.dir, "consul.log"))
+			log := filepath.Join(c.dir, "consul.log")
+			t.Fatalf("consul exited during start; the end of %s:\n%s", log, logTail(log, 40))
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("consul not ready after %v (last error %v); log: %s", timeout, err, filepath.Join(c.dir, "consul.log"))
+			// The log goes with the failure: a CI machine's temporary
+			// directory is gone by the time anyone reads it.
+			log := filepath.Join(c.dir, "consul.log")
+			t.Fatalf("consul not ready after %v (leader %q, last error %v); the end of %s:\n%s", timeout, leader, err, log, logTail(log, 40))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// logTail is the last n lines of the file at path, or why it cannot be read.
+func logTail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }
 
 // Stop ends the agent with SIGTERM (SIGKILL after 10s). Idempotent.

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -148,8 +149,9 @@ func (c *Consul) launch(t testing.TB) {
 }
 
 // waitReady waits until the agent knows a leader and finds its own node in
-// the catalog.
-func (c *Consul) waitReady(t testing.TB, timeout time.Duration) {
+// the catalog; it fails at once when the agent, or one of peers (a
+// cluster's servers), exits meanwhile.
+func (c *Consul) waitReady(t testing.TB, timeout time.Duration, peers ...*Consul) {
 	t.Helper()
 	client := c.Client(t)
 	deadline := time.Now().Add(timeout)
@@ -160,11 +162,13 @@ func (c *Consul) waitReady(t testing.TB, timeout time.Duration) {
 				return
 			}
 		}
-		select {
-		case <-c.done:
-			log := filepath.Join(c.dir, "consul.log")
-			t.Fatalf("consul exited during start; the end of %s:\n%s", log, logTail(log, 40))
-		default:
+		for _, a := range append([]*Consul{c}, peers...) {
+			select {
+			case <-a.done:
+				log := filepath.Join(a.dir, "consul.log")
+				t.Fatalf("consul %s exited during start; the end of %s:\n%s", a.node, log, logTail(log, 40))
+			default:
+			}
 		}
 		if time.Now().After(deadline) {
 			// The log goes with the failure: a CI machine's temporary
@@ -259,16 +263,33 @@ func (c *Consul) Deregister(t testing.TB, id string) {
 	}
 }
 
-// FreePort returns a TCP port free on 127.0.0.1 at the time of the call.
+// FreePort returns a port free on 127.0.0.1 at the time of the call, for
+// TCP and for UDP (Consul's gossip ports take both), and never one it
+// returned before in this process: the kernel may hand a port just closed
+// to the next bind, and two of a cluster's agents given the same port
+// leave it without a quorum.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, uerr := net.ListenPacket("udp", l.Addr().String())
+		l.Close()
+		if uerr != nil {
+			continue
+		}
+		u.Close()
+		if _, taken := handedOut.LoadOrStore(port, true); !taken {
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
+
+// handedOut holds the ports FreePort returned.
+var handedOut sync.Map
 
 // WaitFor polls cond every 20ms until it holds or timeout passes, then
 // fails the test with what.

@@ -33,7 +33,7 @@ func StartConsulCluster(t testing.TB) *ConsulCluster {
 	}
 	cc.Agent = newConsul(t, "client-1", joins...)
 	cc.Agent.launch(t)
-	cc.Agent.waitReady(t, 60*time.Second)
+	cc.Agent.waitReady(t, 60*time.Second, cc.Servers...)
 	return cc
 }
 

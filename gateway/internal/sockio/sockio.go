@@ -108,6 +108,9 @@ func (c *Conn) tryWrite(fd uintptr) bool {
 		if err == syscall.EAGAIN || err == syscall.EWOULDBLOCK {
 			return false // the poller waits for room
 		}
+		if err == nil && n == 0 {
+			err = io.ErrShortWrite // never for a socket; not a reason to spin
+		}
 		if err != nil {
 			c.werr = err
 			return true

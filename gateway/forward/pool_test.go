@@ -98,8 +98,8 @@ func TestUpstreamPool(t *testing.T) {
 	u.closeIdleConnections()
 }
 
-// send writes a request head in one call when it fits the socket buffer
-// and finishes through the poller when it does not, and refuses a reused
+// send delivers a request head whole, small or many times the socket
+// buffer (the rest then goes through the poller), and refuses a reused
 // connection that holds bytes nobody asked for.
 func TestSend(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

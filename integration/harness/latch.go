@@ -256,8 +256,11 @@ func (p *Process) Stop() {
 	}
 }
 
-// Kill sends SIGKILL and waits.
+// Kill sends SIGKILL to the process and to what it started (its process
+// group, made for it at start: nginx's workers outlive a killed master and
+// keep its port), and waits.
 func (p *Process) Kill() {
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 	_ = p.cmd.Process.Kill()
 	<-p.done
 }

@@ -89,9 +89,13 @@ func TestAffinityPinNewBatchesToRedis(t *testing.T) {
 		a.Touch("web", ids[i], time.Minute)
 	}
 	// Batches may land in any order: wait for all of them, each poll from a
-	// replica with an empty cache.
+	// replica with an empty cache. The replicas reading get the writer's
+	// generous timeout too: at the default 25ms, one slow answer out of
+	// 500 under make test's load failed the poll, and a CI run saw every
+	// poll for 30 s fail (the likeliest reading of its timeout).
+	slow := session.Options{Store: session.NewRedisStore(rdb), StoreTimeout: 5 * time.Second}
 	harness.WaitFor(t, 30*time.Second, "every pin in Redis", func() bool {
-		probe := session.NewAffinity(session.Options{Store: session.NewRedisStore(rdb)})
+		probe := session.NewAffinity(slow)
 		for _, id := range ids {
 			if _, _, ok, _ := probe.Lookup(ctx, "web", id); !ok {
 				return false
@@ -99,7 +103,7 @@ func TestAffinityPinNewBatchesToRedis(t *testing.T) {
 		}
 		return true
 	})
-	a2 := session.NewAffinity(session.Options{Store: session.NewRedisStore(rdb)})
+	a2 := session.NewAffinity(slow)
 	for _, id := range ids {
 		if b, src, ok, err := a2.Lookup(ctx, "web", id); !ok || b != "web-1" || src != session.SourceStore || err != nil {
 			t.Fatalf("another replica's lookup: %q %v %v %v; want web-1 from Redis", b, src, ok, err)

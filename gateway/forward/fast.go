@@ -115,7 +115,7 @@ func (f *Forwarder) roundTrip(ctx context.Context, w http.ResponseWriter, r *htt
 	if u.headerTimeout > 0 {
 		_ = c.SetDeadline(u.now().Add(u.headerTimeout))
 	}
-	if c.reused && (x.body != nil || !c.canSend()) && !c.idleClean() {
+	if c.reused && !c.sends(x) && !c.idleClean() {
 		return errIdleDirty
 	}
 	stop := c.watch(ctx)
@@ -188,7 +188,7 @@ func (f *Forwarder) roundTrip(ctx context.Context, w http.ResponseWriter, r *htt
 // sent at once; one with a body follows with sendBody.
 func (f *Forwarder) writeRequest(c *upConn, r *http.Request, x *exchange) error {
 	bw := c.bw
-	if x.body == nil && c.canSend() {
+	if c.sends(x) {
 		// Gathered in c.out, then written by send.
 		c.capture, c.out = true, c.out[:0]
 		defer func() { c.capture = false }()
@@ -240,10 +240,7 @@ func (f *Forwarder) writeRequest(c *upConn, r *http.Request, x *exchange) error 
 		return c.send()
 	}
 	if err := bw.Flush(); err != nil {
-		if isTimeout(err) {
-			return err
-		}
-		return staleError{err} // nothing was answered: see forwardFast
+		return unsent(err)
 	}
 	return nil
 }

@@ -319,19 +319,23 @@ func (c *upConn) send() error {
 	case c.sendErr != nil:
 		return staleError{c.sendErr} // nothing was answered: see forwardFast
 	case c.sendSt == sendNone: // a deadline passed, or the connection closed
-		if isTimeout(err) {
-			return err
-		}
-		return staleError{err}
+		return unsent(err)
 	case c.sendN < len(c.out): // the socket buffer was full: the rest through the poller
 		if _, err := (*upSink)(c).Write(c.out[c.sendN:]); err != nil {
-			if isTimeout(err) {
-				return err
-			}
-			return staleError{err}
+			return unsent(err)
 		}
 	}
 	return nil
+}
+
+// unsent is a failure to send a request head: a timeout as it is (the
+// request must not be sent again), anything else stale (the backend closed
+// the connection before answering: see forwardFast).
+func unsent(err error) error {
+	if isTimeout(err) {
+		return err
+	}
+	return staleError{err}
 }
 
 // sendOnce is send's poller callback: the first call checks and writes,
@@ -346,22 +350,21 @@ func (c *upConn) sendOnce(fd uintptr) bool {
 	}
 	c.sendSt = sendSent
 	n, err := sockio.Write(fd, c.out)
-	c.sendN = n
-	switch {
-	case err == syscall.EAGAIN || err == syscall.EWOULDBLOCK:
-		return true // send writes the rest
-	case err != nil:
+	if err != nil && err != syscall.EAGAIN && err != syscall.EWOULDBLOCK {
 		c.sendErr = err
 		return true
-	case n < len(c.out):
-		return true // send writes the rest
 	}
-	return false // all written: wait for the answer
+	c.sendN = n
+	return n < len(c.out) // true: send writes the rest; false: wait for the answer
 }
 
 // canSend reports whether send can write on c (a socket, on a platform
 // sockio supports).
 func (c *upConn) canSend() bool { return c.sio != nil }
+
+// sends reports whether x's request goes out through send (which checks
+// a reused connection itself) rather than after idleClean.
+func (c *upConn) sends(x *exchange) bool { return x.body == nil && c.canSend() }
 
 // idleClean reports whether an idle connection has nothing to read and is
 // still open, by peeking at the socket without blocking (one system call

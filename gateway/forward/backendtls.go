@@ -67,10 +67,16 @@ func handshake(ctx context.Context, nc net.Conn, tc *tls.Config, addr string, ti
 type transport struct{ f *Forwarder }
 
 func (t transport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if x := exchangeOf(r.Context()); x != nil {
-		return t.f.poolFor(x.spec).std.RoundTrip(r)
+	x := exchangeOf(r.Context())
+	if x == nil {
+		return t.f.pool.std.RoundTrip(r)
 	}
-	return t.f.pool.std.RoundTrip(r)
+	var w replyWatch
+	resp, err := t.f.poolFor(x.spec).std.RoundTrip(w.trace(r))
+	if err != nil {
+		x.replied = w.replied()
+	}
+	return resp, err
 }
 
 // closeTLSIdle closes the idle connections of the backend TLS pools.

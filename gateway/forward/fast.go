@@ -88,11 +88,16 @@ func (f *Forwarder) forwardFast(ctx context.Context, w http.ResponseWriter, r *h
 		if errors.Is(err, errIdleDirty) {
 			continue // nothing was sent: the next idle connection, or a new one
 		}
+		x.replied = c.replied
 		var se staleError
-		if errors.As(err, &se) && c.reused && !fresh && ctx.Err() == nil && x.body.detach(x.gen) {
-			// The backend closed the idle connection before this request
-			// (and any of its body) reached it: send it again on a new
-			// connection.
+		if errors.As(err, &se) && c.reused && !fresh && ctx.Err() == nil &&
+			(c.wrote == 0 || resendable(r)) && x.body.detach(x.gen) {
+			// The backend closed the idle connection without answering (as
+			// it may when its keep-alive timeout meets our request): send it
+			// again on a new connection, when nothing of it was written, or
+			// when RFC 9110 §9.2.2 allows a request that may have reached
+			// the backend to go again. (Issue 22: a POST the backend read
+			// before closing was sent twice.) Otherwise failed answers 502.
 			fresh = true
 			if x.body != nil {
 				x.gen = x.body.state.Load() >> 1
@@ -112,6 +117,7 @@ func (f *Forwarder) forwardFast(ctx context.Context, w http.ResponseWriter, r *h
 // itself.
 func (f *Forwarder) roundTrip(ctx context.Context, w http.ResponseWriter, r *http.Request, x *exchange, c *upConn) error {
 	u := c.pool.u
+	c.wrote, c.replied = 0, false
 	if u.headerTimeout > 0 {
 		_ = c.SetDeadline(u.now().Add(u.headerTimeout))
 	}

@@ -126,6 +126,7 @@ type exchange struct {
 	// per attempt
 	outcome   policy.Outcome
 	retryable bool  // the attempt failed before anything reached the client
+	replied   bool  // a byte of the backend's answer arrived (resend rules)
 	err       error // the last upstream error
 	canRetry  bool  // another attempt may follow this one
 	start     time.Time
@@ -199,7 +200,7 @@ func (f *Forwarder) Serve(w http.ResponseWriter, r *http.Request, spec *config.S
 			f.obs.Retry(spec.Name())
 		}
 		attempts++
-		x.backend, x.outcome, x.retryable, x.toHeaders = b, policy.Success, false, 0
+		x.backend, x.outcome, x.retryable, x.replied, x.toHeaders = b, policy.Success, false, false, 0
 		x.canRetry = attempts < spec.Attempts()
 		f.attempt(ctx, w, r, x, fast, ticket)
 		if !x.retryable || x.status != 0 {

@@ -41,7 +41,7 @@ func (x *exchange) answered(r *http.Request, code int) (retry bool) {
 	if x.spec.IsFailure(code) {
 		x.outcome = policy.Failure
 	}
-	if !x.canRetry || x.resent || !x.spec.RetriesOn(code) || !idempotent(r.Method) || !x.body.untouched() {
+	if !x.canRetry || x.resent || !x.spec.RetriesOn(code) || !resendable(r) || !x.body.untouched() {
 		return false
 	}
 	skip := x.skip
@@ -79,11 +79,13 @@ func (f *Forwarder) failed(ctx context.Context, w http.ResponseWriter, r *http.R
 	}
 	// The request reached the backend, which failed before answering (a
 	// backend killed with requests in flight resets their connections).
-	// An idempotent request whose body nobody read goes once more to
-	// another backend (RFC 9110 §9.2.2), as HAProxy's retry-on
-	// empty-response with redispatch does. Not after a timeout: a slow
-	// backend's request would only add to the load.
-	if x.canRetry && !x.resent && idempotent(r.Method) && !timeout(err) && x.body.detach(x.gen) {
+	// A request RFC 9110 §9.2.2 lets go again (resendable), whose body
+	// nobody read and of whose answer no byte arrived, goes once more to
+	// another backend, as HAProxy's retry-on empty-response with
+	// redispatch does. Not after a timeout: a slow backend's request would
+	// only add to the load. Not after part of an answer: the backend acted
+	// on it.
+	if x.canRetry && !x.resent && resendable(r) && !x.replied && !timeout(err) && x.body.detach(x.gen) {
 		x.resent, x.retryable = true, true
 		return
 	}
@@ -126,6 +128,15 @@ func PlainError(w http.ResponseWriter, code int, msg string) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
 	_, _ = io.WriteString(w, msg)
+}
+
+// resendable reports whether r may be sent again after it may have reached
+// a backend: its method is idempotent (RFC 9110 §9.2.2), or the client
+// marked it so with Idempotency-Key (or X-Idempotency-Key), as net/http's
+// Transport accepts. The caller still checks that no attempt read its body
+// and that no byte of an answer arrived.
+func resendable(r *http.Request) bool {
+	return idempotent(r.Method) || r.Header["Idempotency-Key"] != nil || r.Header["X-Idempotency-Key"] != nil
 }
 
 func idempotent(method string) bool {

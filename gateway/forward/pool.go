@@ -40,7 +40,7 @@ func newPool(cfg config.Transport) *pool {
 	std := newTransport(cfg)
 	return &pool{
 		std:           std,
-		dial:          std.DialContext,
+		dial:          dialer(cfg),
 		headerTimeout: cfg.ResponseHeaderTimeout.Get(),
 		idleTimeout:   cfg.IdleConnTimeout.Get(),
 		maxIdlePer:    cfg.MaxIdleConnsPerHost.Get(),
@@ -229,6 +229,12 @@ type upConn struct {
 	sendN   int   // bytes of out written by sendOnce
 	sendErr error // sendOnce's write error
 
+	// What the exchange in progress did, for the resend rules (fast.go,
+	// outcome.go): bytes of the request written to the socket, and whether
+	// a byte of the answer arrived.
+	wrote   int64
+	replied bool
+
 	head    []byte  // the response head being read
 	fields  []field // its header fields
 	http10  bool
@@ -256,7 +262,10 @@ func (c *upConn) setDeadline(ctx context.Context, t time.Time) {
 	}
 }
 
-// staleError is a failure before any byte of a response arrived.
+// staleError is a failure before any byte of a response arrived: the
+// backend closed or reset the connection. Whether the request may go again
+// depends on how much of it was written (upConn.wrote) and on its method
+// (resendable).
 type staleError struct{ err error }
 
 func (e staleError) Error() string { return e.err.Error() }
@@ -283,10 +292,15 @@ func (s *upSink) Write(p []byte) (int, error) {
 		c.out = append(c.out, p...)
 		return len(p), nil
 	}
+	var n int
+	var err error
 	if c.sio != nil {
-		return c.sio.Write(p)
+		n, err = c.sio.Write(p)
+	} else {
+		n, err = c.Conn.Write(p)
 	}
-	return c.Conn.Write(p)
+	c.wrote += int64(n)
+	return n, err
 }
 
 // errIdleDirty is a pooled connection found closed by the backend, or
@@ -320,8 +334,14 @@ func (c *upConn) send() error {
 		return staleError{c.sendErr} // nothing was answered: see forwardFast
 	case c.sendSt == sendNone: // a deadline passed, or the connection closed
 		return unsent(err)
-	case c.sendN < len(c.out): // the socket buffer was full: the rest through the poller
-		if _, err := (*upSink)(c).Write(c.out[c.sendN:]); err != nil {
+	case c.sendN < len(c.out):
+		// The socket buffer was full: the rest through the poller, straight
+		// to the socket. (Issue 22: through upSink, while writeRequest still
+		// captured, the rest was appended to c.out and never sent; the
+		// request hung until the header timeout on any real link.)
+		n, err := c.sio.Write(c.out[c.sendN:])
+		c.wrote += int64(n)
+		if err != nil {
 			return unsent(err)
 		}
 	}
@@ -355,6 +375,7 @@ func (c *upConn) sendOnce(fd uintptr) bool {
 		return true
 	}
 	c.sendN = n
+	c.wrote += int64(n)
 	return n < len(c.out) // true: send writes the rest; false: wait for the answer
 }
 
@@ -384,19 +405,33 @@ func (c *upConn) idleClean() bool {
 	return c.peekIdle
 }
 
+// dialer dials backends with the configured timeout; its errors are typed
+// (dialError: nothing was sent).
+func dialer(cfg config.Transport) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := &net.Dialer{Timeout: cfg.DialTimeout.Get(), KeepAlive: 30 * time.Second}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, dialError{err}
+		}
+		return c, nil
+	}
+}
+
 // newTransport is the transport of the ReverseProxy path (and of active
 // health checks): keep-alive pools sized for many backends, bounded dials
-// and header waits, dial errors typed.
+// and header waits, dial errors typed, connections that count what they
+// read (readCounter: the resend rules).
 func newTransport(cfg config.Transport) *http.Transport {
-	dialer := &net.Dialer{Timeout: cfg.DialTimeout.Get(), KeepAlive: 30 * time.Second}
+	dial := dialer(cfg)
 	return &http.Transport{
 		Proxy: nil, // never an environment proxy between latch and its backends
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := dialer.DialContext(ctx, network, addr)
+			c, err := dial(ctx, network, addr)
 			if err != nil {
-				return nil, dialError{err}
+				return nil, err
 			}
-			return c, nil
+			return &readCounter{Conn: c}, nil
 		},
 		MaxIdleConns:          cfg.MaxIdleConns.Get(),
 		MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerHost.Get(),

@@ -33,6 +33,7 @@ func (c *upConn) readHead(method string) (int, error) {
 		}
 		return 0, staleError{err} // closed (or reset) before answering
 	}
+	c.replied = true
 	for interim := 0; ; interim++ {
 		head, err := c.readHeadBytes()
 		if err != nil {

@@ -118,6 +118,7 @@ func (c *upConn) awaitContinue(ctx context.Context, d time.Duration) (final bool
 	c.setDeadline(ctx, c.pool.u.now().Add(d))
 	_, err = c.br.Peek(1)
 	c.setDeadline(ctx, time.Time{})
+	c.replied = err == nil
 	switch {
 	case err == nil:
 	case isTimeout(err) && ctx.Err() == nil:

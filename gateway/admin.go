@@ -61,7 +61,7 @@ func (g *Gateway) AdminHandler(mount ...func(chi.Router)) http.Handler {
 			m(r)
 		}
 	})
-	return r
+	return g.adminGuard(r)
 }
 
 // requireToken checks "Authorization: Bearer <token>" in constant time

@@ -74,3 +74,62 @@ func TestPublicListenerHasNoAdmin(t *testing.T) {
 		t.Fatalf("admin paths on the public listener: backend hits %d; want all 3 proxied", a.hits.Load())
 	}
 }
+
+// Issue 23: with no admin token (the default), a cross-site form POST
+// drained a backend and a DNS-rebound host name was served. Browsers are
+// refused now; API clients are not.
+func TestAdminRefusesBrowsers(t *testing.T) {
+	a := newBackend(t, "a")
+	for _, tc := range []struct {
+		name, token string
+		allowed     []string
+		method      string
+		header      map[string]string
+		want        int
+	}{
+		{"curl drains", "", nil, "POST", nil, 200},
+		{"same origin", "", nil, "POST", map[string]string{"Sec-Fetch-Site": "same-origin"}, 200},
+		{"cross-site fetch", "", nil, "POST", map[string]string{"Sec-Fetch-Site": "cross-site"}, 403},
+		{"cross-site Origin, old browser", "", nil, "POST", map[string]string{"Origin": "http://evil.example"}, 403},
+		{"form without Origin", "", nil, "POST", map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, 415},
+		{"text/plain without Origin", "", nil, "POST", map[string]string{"Content-Type": "text/plain;charset=UTF-8"}, 415},
+		{"JSON body", "", nil, "POST", map[string]string{"Content-Type": "application/json"}, 200},
+		{"rebound host", "", nil, "GET", map[string]string{"Host": "rebind.evil.example:9090"}, 403},
+		{"rebound host posts", "", nil, "POST", map[string]string{"Host": "rebind.evil.example"}, 403},
+		{"localhost", "", nil, "GET", map[string]string{"Host": "localhost:9090"}, 200},
+		{"an IPv6 address", "", nil, "GET", map[string]string{"Host": "[::1]:9090"}, 200},
+		{"an allowed name", "", []string{"latch.internal"}, "GET", map[string]string{"Host": "LATCH.internal:9090"}, 200},
+		{"with a token any name", "s3cret", nil, "GET", map[string]string{"Host": "latch:9090", "Authorization": "Bearer s3cret"}, 200},
+		{"with a token still no cross-site", "s3cret", nil, "POST", map[string]string{"Sec-Fetch-Site": "cross-site", "Authorization": "Bearer s3cret"}, 403},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tg := startGateway(t, func(c *config.Config) {
+				c.Admin.Token, c.Admin.AllowedHosts = tc.token, tc.allowed
+			}, a)
+			path := "/admin/backends"
+			if tc.method == "POST" {
+				path = "/admin/backends/a/drain"
+			}
+			req, _ := http.NewRequest(tc.method, tg.admin+path, nil)
+			for k, v := range tc.header {
+				if k == "Host" {
+					req.Host = v
+				} else {
+					req.Header.Set(k, v)
+				}
+			}
+			resp, err := tg.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Fatalf("%s %s: %d; want %d", tc.method, path, resp.StatusCode, tc.want)
+			}
+			drained := tg.g.Services(t.Context())[0].Backends[0].Drained
+			if drained != (tc.method == "POST" && tc.want == 200) {
+				t.Fatalf("backend drained: %t after a %d", drained, resp.StatusCode)
+			}
+		})
+	}
+}

@@ -87,6 +87,13 @@ func run(args []string) int {
 	if !ok {
 		return 1
 	}
+	if admin != nil && cfg.Admin.Token == "" {
+		// Issue 23: anything that reaches the listener can drain backends
+		// and reload; browsers are held off (cross-origin requests, forms,
+		// rebound host names), other local programs are not.
+		log.Warn("the admin API has no token: every program that can reach it can drain backends and reload; set admin.token (LATCH_ADMIN_TOKEN)",
+			"admin_listen", admin.Addr().String())
+	}
 	metrics, ok := optional(cfg.Metrics.Listen != "", cfg.Metrics.Listen, "metrics")
 	if !ok {
 		return 1

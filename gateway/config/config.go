@@ -57,6 +57,11 @@ type Admin struct {
 	Token string `yaml:"token"`
 	// Pprof mounts net/http/pprof under /debug/pprof/ (default off).
 	Pprof bool `yaml:"pprof"`
+	// AllowedHosts are the host names (no port) the admin listener answers
+	// to when no Token is set, besides IP addresses and localhost: a name
+	// a web page could point at the listener by DNS rebinding is refused
+	// (default: none). With a Token every name is answered.
+	AllowedHosts []string `yaml:"allowed_hosts"`
 }
 
 // Metrics is a listener serving only /metrics, without the admin token,

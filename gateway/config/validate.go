@@ -39,6 +39,11 @@ func (c *Config) validate(p *problems) {
 	if c.Metrics.Listen != "" {
 		checkAddr("metrics.listen", c.Metrics.Listen)
 	}
+	for i, h := range c.Admin.AllowedHosts {
+		if h == "" || strings.ContainsAny(h, ":/ \t[]@") {
+			p.add(fmt.Sprintf("admin.allowed_hosts[%d]", i), "%q is not a host name (no scheme, port or path)", h)
+		}
+	}
 	if c.Redis.URL != "" && !strings.HasPrefix(c.Redis.URL, "redis://") &&
 		!strings.HasPrefix(c.Redis.URL, "rediss://") && !strings.HasPrefix(c.Redis.URL, "unix://") {
 		p.add("redis.url", "must be a redis://, rediss:// or unix:// URL")

@@ -397,7 +397,7 @@ func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 	}
 	h1s := &h1.Server{Handler: g.Handler(), ReadHeaderTimeout: sc.ReadHeaderTimeout.Get(), ReadTimeout: sc.ReadTimeout,
 		WriteTimeout: sc.WriteTimeout, IdleTimeout: sc.IdleTimeout.Get(), MaxHeaderBytes: sc.MaxHeaderBytes.Get(),
-		BaseContext: base, Log: g.log, ConnContext: connContext, ConnState: connState}
+		MaxHeaderFields: sc.MaxHeaderFields.Get(), BaseContext: base, Log: g.log, ConnContext: connContext, ConnState: connState}
 	std := &http.Server{
 		Handler:           g.Handler(),
 		ReadHeaderTimeout: sc.ReadHeaderTimeout.Get(),

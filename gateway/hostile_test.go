@@ -86,6 +86,12 @@ func TestHostileInput(t *testing.T) {
 		// Item 5		// Item 3: TRACE, and client-address fields from an untrusted peer.
 		{name: "TRACE", raw: "TRACE / HTTP/1.1\r\nHost: h\r\n\r\n", status: 405},
 		{name: "TRACE, server.allow_trace", gw: "trusting", raw: "TRACE / HTTP/1.1\r\nHost: h\r\n\r\n", status: 200, reach: true},
+		// Issue 23: no cap on the number of fields (10,000 went through).
+		{name: "100 header fields", raw: get(xFields(99)), status: 200, reach: true},
+		{name: "101 header fields", raw: get(xFields(100)), status: 431, close: true},
+		{name: "10,000 header fields", raw: get(xFields(10000)), status: 431, close: true},
+		{name: "100 header fields", gw: "net/http", raw: get(xFields(99)), status: 200, reach: true},
+		{name: "101 header fields", gw: "net/http", raw: get(xFields(100)), status: 431, close: true},
 		{name: "X-Real-IP", raw: get("X-Real-IP: 10.6.6.6"), status: 200, reach: true, dropped: "X-Real-Ip"},
 		{name: "True-Client-IP", raw: get("True-Client-IP: 10.6.6.6"), status: 200, reach: true, dropped: "True-Client-Ip"},
 		{name: "CF-Connecting-IP", raw: get("CF-Connecting-IP: 10.6.6.6"), status: 200, reach: true, dropped: "Cf-Connecting-Ip"},
@@ -193,6 +199,9 @@ func TestHostileInput(t *testing.T) {
 	hostileLine(t, "redis.url port 99999 (config)", "start-up error naming redis.url", fmt.Sprint(err),
 		err != nil && strings.Contains(err.Error(), "redis.url: port \"99999\""))
 }
+
+// xFields is n fields "X: a", for get (which adds Host).
+func xFields(n int) string { return strings.TrimSuffix(strings.Repeat("X: a\r\n", n), "\r\n") }
 
 type hostileRow struct {
 	name, gw, raw string

@@ -15,6 +15,9 @@ import (
 //   - TRACE: 405 unless server.allow_trace (it would echo to the client
 //     the cookies and credentials a front proxy added);
 //   - an Upgrade that is not a list of protocol tokens: 400 and close;
+//   - on HTTP/2 and on net/http, more header fields than
+//     server.max_header_fields: 431 and close (gateway/h1 refuses them as
+//     it parses);
 //
 // and, on server.implementation net/http, what gateway/h1 refuses as it
 // parses but Go's server lets through: an empty Host (HTTP/1.1) and a
@@ -26,6 +29,7 @@ import (
 func (g *Gateway) screen(next http.Handler) http.Handler {
 	lenient := g.c.Server.Implementation == "net/http"
 	allowTrace, capped := g.c.Server.AllowTrace, g.conns != nil
+	maxFields := g.c.Server.MaxHeaderFields.Get()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if capped {
 			if _, refused := r.Context().Value(refusedConn{}).(string); refused {
@@ -49,6 +53,10 @@ func (g *Gateway) screen(next http.Handler) http.Handler {
 			// would charge the backend (FuzzRequestPath found
 			// "Upgrade: \xa0websocket").
 			g.refuse(w, r, http.StatusBadRequest, "upgrade", "latch: malformed Upgrade\n")
+			return
+		}
+		if (lenient || r.ProtoMajor == 2) && fieldCount(r.Header) > maxFields {
+			g.refuse(w, r, http.StatusRequestHeaderFieldsTooLarge, "fields", "latch: too many header fields\n")
 			return
 		}
 		if lenient {
@@ -109,4 +117,13 @@ func visibleASCII(s string) bool {
 		}
 	}
 	return true
+}
+
+// fieldCount is the number of header field lines h came from.
+func fieldCount(h http.Header) int {
+	n := 0
+	for _, vv := range h {
+		n += len(vv)
+	}
+	return n
 }

@@ -175,6 +175,7 @@ type Server struct {
 	WriteTimeout      time.Duration      `yaml:"write_timeout"`       // default 0: none (streaming, WebSocket)
 	IdleTimeout       Opt[time.Duration] `yaml:"idle_timeout"`        // default 120s
 	MaxHeaderBytes    Opt[int]           `yaml:"max_header_bytes"`    // default 64 KiB
+	MaxHeaderFields   Opt[int]           `yaml:"max_header_fields"`   // default 100 (HAProxy's 101 with the request line); more: 431
 	ShutdownTimeout   Opt[time.Duration] `yaml:"shutdown_timeout"`    // default 30s
 	// ReusePort opens the public listener with SO_REUSEPORT (default
 	// false), so a new latch can bind the same address while the old one

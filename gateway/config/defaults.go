@@ -60,6 +60,7 @@ func (c Config) withDefaults() Config {
 	s.ReadHeaderTimeout = s.ReadHeaderTimeout.orValue(10 * time.Second)
 	s.IdleTimeout = s.IdleTimeout.orValue(120 * time.Second)
 	s.MaxHeaderBytes = s.MaxHeaderBytes.orValue(64 << 10)
+	s.MaxHeaderFields = s.MaxHeaderFields.orValue(100)
 	s.ShutdownTimeout = s.ShutdownTimeout.orValue(30 * time.Second)
 	a := &c.TLS.ACME
 	if a.Enabled() {

@@ -119,6 +119,9 @@ func (c *Config) validate(p *problems) {
 	if c.Server.MaxHeaderBytes.Get() < 1024 {
 		p.add("server.max_header_bytes", "must be at least 1024")
 	}
+	if c.Server.MaxHeaderFields.Get() < 8 {
+		p.add("server.max_header_fields", "must be at least 8")
+	}
 	if c.Transport.MaxResponseHeaderBytes.Get() < 1024 {
 		p.add("transport.max_response_header_bytes", "must be at least 1024")
 	}

@@ -203,7 +203,7 @@ func (c *conn) serveOne(start time.Time) bool {
 		return false
 	}
 	c.resetRequest()
-	f, err := parseHead(head, &c.req, &c.strs)
+	f, err := parseHead(head, &c.req, &c.strs, c.srv.maxHeaderFields())
 	if err != nil {
 		c.reject(err)
 		return false

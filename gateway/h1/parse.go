@@ -47,12 +47,13 @@ const (
 	KindTruncated                        // the client ended its stream inside a head
 	KindTrailer                          // stricter: a trailer with a bare LF, obs-fold or control bytes
 	KindEmptyHost                        // stricter: an empty Host with no authority in the target
+	KindTooManyFields                    // more header fields than MaxHeaderFields
 )
 
 var kindNames = [...]string{"", "request line", "request target", "request target form", "header line",
 	"bare line break", "obs-fold", "host", "content-length", "duplicate content-length", "transfer-encoding",
 	"content-length with transfer-encoding", "transfer-encoding in HTTP/1.0", "head too large", "version",
-	"expect", "chunk", "chunk extension", "truncated", "trailer", "empty host"}
+	"expect", "chunk", "chunk extension", "truncated", "trailer", "empty host", "too many fields"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -115,7 +116,7 @@ func scanHead(b []byte, i, st int) (end, next, nst int, err error) {
 // req, whose Header must be empty. All strings are substrings of head but
 // header keys not already canonical; header values share *strsp (grown to
 // the number of fields), as net/http's share one array.
-func parseHead(head string, req *http.Request, strsp *[]string) (framing, error) {
+func parseHead(head string, req *http.Request, strsp *[]string, maxFields int) (framing, error) {
 	var f framing
 	line, rest, _ := strings.Cut(head, "\r\n")
 	method, rest1, ok1 := strings.Cut(line, " ")
@@ -140,6 +141,11 @@ func parseHead(head string, req *http.Request, strsp *[]string) (framing, error)
 	h := req.Header
 	fields := rest[:len(rest)-2] // drop the blank line's CRLF
 	n := strings.Count(fields, "\r\n")
+	if n > maxFields {
+		// Issue 23: 10,000 fields of "X: a" went to the backend; only the
+		// byte limit stopped more.
+		return f, &ParseError{Kind: KindTooManyFields, Status: http.StatusRequestHeaderFieldsTooLarge, Detail: "too many header fields"}
+	}
 	if cap(*strsp) < n {
 		*strsp = make([]string, n)
 	}

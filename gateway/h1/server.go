@@ -51,6 +51,7 @@ type Server struct {
 	WriteTimeout      time.Duration // from the end of the head to the end of the response; 0: none
 	IdleTimeout       time.Duration // between requests; 0: ReadTimeout
 	MaxHeaderBytes    int           // the request line and fields; 0: http.DefaultMaxHeaderBytes
+	MaxHeaderFields   int           // header field lines in a head (431 beyond); 0: DefaultMaxHeaderFields
 	// BaseContext, when set, gives every connection's context its parent.
 	BaseContext func(net.Listener) context.Context
 	// Log receives handler panics and accept errors (nil: slog.Default()).
@@ -236,6 +237,17 @@ func (s *Server) log() *slog.Logger {
 		return s.Log
 	}
 	return slog.Default()
+}
+
+// DefaultMaxHeaderFields is the field lines a head may have when
+// Server.MaxHeaderFields is 0: HAProxy's limit (101 with the request line).
+const DefaultMaxHeaderFields = 100
+
+func (s *Server) maxHeaderFields() int {
+	if s.MaxHeaderFields > 0 {
+		return s.MaxHeaderFields
+	}
+	return DefaultMaxHeaderFields
 }
 
 func (s *Server) maxHeaderBytes() int {

@@ -82,7 +82,7 @@ type Forwarder struct {
 
 	// Routes with backend_tls have a pool per TLS config (backendtls.go).
 	cfg      config.Transport
-	tlsPools sync.Map // *tls.Config → *pool
+	tlsPools sync.Map // config.TLSKey → *pool
 	// Warnings of failed requests, each kind rate-limited (logging.go).
 	upstreamFailed, relayFailed, noBackend limiter
 	// slowOnly sends every request through ReverseProxy (tests run each

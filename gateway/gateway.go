@@ -419,8 +419,8 @@ func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 		}
 	} else if g.c.TLS.Enabled() {
 		std.TLSConfig = g.tlsConfig() // HTTP/2 connections only
-		srv = &splitServer{conf: g.tlsConfig(), h1: h1s, h2: std, timeout: sc.ReadHeaderTimeout.Get(),
-			log: g.log.Warn}
+		srv = &splitServer{conf: g.tlsConfig(), h1: h1s, h2: std, timeout: handshakeTimeout(sc.ReadHeaderTimeout.Get()),
+			conns: g.conns, log: g.log.Warn}
 	}
 	type served struct {
 		name string

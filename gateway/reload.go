@@ -200,6 +200,7 @@ func (g *Gateway) swapRoutes(cc *config.Compiled, res *ReloadResult) (applied []
 			svc.start(g.bg)
 		}
 	}
+	g.retireTLSPools()
 	newSpecs := make([]config.Route, len(routes))
 	for i, rt := range routes {
 		newSpecs[i] = rt.spec.Route()
@@ -208,6 +209,28 @@ func (g *Gateway) swapRoutes(cc *config.Compiled, res *ReloadResult) (applied []
 		applied = append(applied, "routes")
 	}
 	return applied
+}
+
+// retireTLSPools has the forwarder close the backend TLS pools that no
+// route uses any more, nor any service's active checks (they keep the
+// transport of their service's first route). Called with g.mu held, after
+// the routes changed.
+func (g *Gateway) retireTLSPools() {
+	var inUse []*config.Spec
+	for _, rt := range g.fileRoutes {
+		inUse = append(inUse, rt.spec)
+	}
+	for _, routes := range g.tagRoutes {
+		for _, rt := range routes {
+			inUse = append(inUse, rt.spec)
+		}
+	}
+	for _, svc := range g.services {
+		if svc.checkCfg.Path.Get() != "" { // it runs active checks (start)
+			inUse = append(inUse, svc.checkTLS)
+		}
+	}
+	g.fwd.RetireTLSPools(inUse)
 }
 
 // reconfigure applies a reload's settings of the service's first route to

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/latchgw/latch/discovery"
 	"github.com/latchgw/latch/gateway/config"
 )
 
@@ -24,8 +25,18 @@ type reloadable struct {
 
 func startReloadable(t *testing.T, base func(*config.Config), backends ...*testBackend) *reloadable {
 	t.Helper()
+	var list []discovery.Backend
+	for _, b := range backends {
+		list = append(list, b.backend())
+	}
+	return startReloadableWith(t, base, list)
+}
+
+// startReloadableWith is startReloadable over any backend list.
+func startReloadableWith(t *testing.T, base func(*config.Config), list []discovery.Backend) *reloadable {
+	t.Helper()
 	rl := &reloadable{base: base}
-	rl.testGateway = startGateway(t, base, backends...)
+	rl.testGateway = startGatewayWith(t, base, nil, list)
 	rl.g.SetConfigLoader(func() (*config.Compiled, error) {
 		rl.mu.Lock()
 		defer rl.mu.Unlock()

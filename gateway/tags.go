@@ -82,6 +82,7 @@ func (g *Gateway) applyTags(ctx context.Context, services map[string][]string) {
 		}
 	}
 	g.storeTable()
+	g.retireTLSPools()
 }
 
 // storeTable publishes the table of the file routes and the tag routes.

@@ -125,12 +125,14 @@ type tlsHTTP struct{ *http.Server }
 func (s tlsHTTP) Serve(l net.Listener) error { return s.ServeTLS(l, "", "") }
 
 // splitServer serves TLS connections with h1 (HTTP/1.x) and net/http's
-// HTTP/2 server (ALPN h2).
+// HTTP/2 server (ALPN h2). A connection counts against the caps (conns)
+// from accept: through its handshake, then in the server it goes to.
 type splitServer struct {
 	conf    *tls.Config
 	h1      *h1.Server
 	h2      *http.Server
-	timeout time.Duration // bounds a handshake
+	timeout time.Duration // bounds a handshake (handshakeTimeout)
+	conns   *connLimit    // nil: no cap
 	log     func(msg string, args ...any)
 
 	mu      sync.Mutex
@@ -173,22 +175,29 @@ func (s *splitServer) Serve(l net.Listener) error {
 			continue
 		}
 		backoff = 0
+		// The servers see tc: counted in as tc, it is counted out when
+		// they are done with it.
+		tc := tls.Server(c, s.conf)
+		if s.conns != nil && s.conns.admit(tc) != "" {
+			c.Close()
+			continue
+		}
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
 			c.Close()
+			s.release(tc)
 			return http.ErrServerClosed
 		}
 		s.pending[c] = struct{}{}
 		s.mu.Unlock()
-		go s.handshake(c)
+		go s.handshake(c, tc)
 	}
 }
 
-// handshake completes c's TLS handshake and hands it to the server of its
-// protocol.
-func (s *splitServer) handshake(c net.Conn) {
-	tc := tls.Server(c, s.conf)
+// handshake completes tc's TLS handshake over c and hands it to the
+// server of its protocol.
+func (s *splitServer) handshake(c net.Conn, tc *tls.Conn) {
 	if s.timeout > 0 {
 		_ = c.SetDeadline(time.Now().Add(s.timeout))
 	}
@@ -200,6 +209,7 @@ func (s *splitServer) handshake(c net.Conn) {
 	s.mu.Unlock()
 	if err != nil || closed {
 		c.Close()
+		s.release(tc)
 		return
 	}
 	to := s.h1l
@@ -208,7 +218,29 @@ func (s *splitServer) handshake(c net.Conn) {
 	}
 	if !to.hand(tc) {
 		c.Close()
+		s.release(tc)
 	}
+}
+
+// release counts out a connection no server got.
+func (s *splitServer) release(tc *tls.Conn) {
+	if s.conns != nil {
+		s.conns.release(tc)
+	}
+}
+
+// defaultHandshakeTimeout bounds a handshake when server.read_header_timeout
+// is 0: a client that starts a handshake and stalls must not hold its
+// connection for good.
+const defaultHandshakeTimeout = 10 * time.Second
+
+// handshakeTimeout bounds a TLS handshake on h1: server.read_header_timeout
+// (the handshake comes before the head), else defaultHandshakeTimeout.
+func handshakeTimeout(readHeader time.Duration) time.Duration {
+	if readHeader > 0 {
+		return readHeader
+	}
+	return defaultHandshakeTimeout
 }
 
 // stop stops accepting and closes the connections still handshaking.

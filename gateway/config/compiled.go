@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -19,7 +20,8 @@ type Compiled struct {
 	cfg     Config // defaulted
 	trusted []netip.Prefix
 	routes  []*Spec
-	roots   map[string]*x509.CertPool // backend_tls.ca_file → its roots
+	roots   map[string]*x509.CertPool    // backend_tls.ca_file → its roots
+	sums    map[string][sha256.Size]byte // backend_tls.ca_file → its PEM's SHA-256
 
 	tlsMu sync.Mutex
 	tlsOf map[BackendTLS]*tls.Config // one per setting: routes (and routes from tags) share it, and its pool
@@ -34,7 +36,7 @@ func (c Config) Compile() (*Compiled, error) {
 	if err := p.err(); err != nil {
 		return nil, err
 	}
-	out := &Compiled{cfg: d, roots: map[string]*x509.CertPool{}}
+	out := &Compiled{cfg: d, roots: map[string]*x509.CertPool{}, sums: map[string][sha256.Size]byte{}}
 	for _, s := range d.TrustedProxies {
 		pr, _ := parsePrefix(s) // validated
 		out.trusted = append(out.trusted, pr)
@@ -69,6 +71,7 @@ func (c *Compiled) addRoots(p *problems, field string, s RouteSettings) {
 		return
 	}
 	c.roots[f] = pool
+	c.sums[f] = sha256.Sum256(pem)
 }
 
 // backendTLS is the client config of a route's backend_tls (nil: off).
@@ -119,10 +122,26 @@ type Spec struct {
 	attempts    int
 	timeout     time.Duration
 	backendTLS  *tls.Config // nil: plain TCP
+	tlsKey      TLSKey
+}
+
+// TLSKey identifies a backend TLS client config by what it is built from:
+// the CA file's contents (not its name), the server name and the minimum
+// version. Configs with equal keys are interchangeable, from one reload
+// to the next too: forward keys its backend TLS connection pools by it,
+// so a reload that leaves backend_tls alone keeps their connections.
+// Comparable; the zero TLSKey is plain TCP's.
+type TLSKey struct {
+	roots      [sha256.Size]byte // of the CA file's PEM; zero: the system's roots
+	serverName string
+	minVersion uint16
 }
 
 func (c *Compiled) newSpec(r Route, fromTags bool) *Spec {
 	s := &Spec{route: r, fromTags: fromTags, host: strings.ToLower(r.Host), backendTLS: c.backendTLS(r.BackendTLS)}
+	if tc := s.backendTLS; tc != nil {
+		s.tlsKey = TLSKey{roots: c.sums[r.BackendTLS.CAFile.Get()], serverName: tc.ServerName, minVersion: tc.MinVersion}
+	}
 	s.prefix = strings.TrimSuffix(r.PathPrefix, "/")
 	if s.prefix == "" {
 		s.prefix = "/"
@@ -186,6 +205,9 @@ func (s *Spec) Timeout() time.Duration { return s.timeout }
 // BackendTLS is the TLS client config toward the route's backends (nil:
 // plain TCP). Shared: never modify it; Clone it to set a ServerName.
 func (s *Spec) BackendTLS() *tls.Config { return s.backendTLS }
+
+// BackendTLSKey identifies BackendTLS's settings (see TLSKey).
+func (s *Spec) BackendTLSKey() TLSKey { return s.tlsKey }
 
 // Host is the host matched, lower case ("" = any).
 func (s *Spec) Host() string { return s.host }

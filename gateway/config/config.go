@@ -170,7 +170,7 @@ type Log struct {
 
 // Server holds the public listener's limits.
 type Server struct {
-	ReadHeaderTimeout Opt[time.Duration] `yaml:"read_header_timeout"` // default 10s
+	ReadHeaderTimeout Opt[time.Duration] `yaml:"read_header_timeout"` // default 10s; bounds a TLS handshake too (10s when 0)
 	ReadTimeout       time.Duration      `yaml:"read_timeout"`        // default 0: none (streaming uploads)
 	WriteTimeout      time.Duration      `yaml:"write_timeout"`       // default 0: none (streaming, WebSocket)
 	IdleTimeout       Opt[time.Duration] `yaml:"idle_timeout"`        // default 120s
@@ -191,8 +191,9 @@ type Server struct {
 	// included, to whoever sent it.
 	AllowTrace bool `yaml:"allow_trace"`
 	// MaxConnections caps the public listener's open connections (default
-	// 10000; 0: no cap). A connection over the cap is answered 503 with
-	// Connection: close and closed.
+	// 10000; 0: no cap), handshaking ones included. A connection over the
+	// cap is answered 503 with Connection: close and closed; with TLS on
+	// h1, closed before its handshake.
 	MaxConnections Opt[int] `yaml:"max_connections"`
 	// MaxConnectionsPerIP caps one client address's open connections
 	// (default 0: no cap), refused as over MaxConnections. Behind a

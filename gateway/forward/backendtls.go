@@ -15,6 +15,13 @@ import (
 // fast path dials TCP and completes the handshake before the request, and
 // the ReverseProxy path's Transport carries the same config. Backends are
 // spoken to in HTTP/1.1 (no ALPN), as over plain TCP.
+//
+// Pools are keyed by what the config is built from (config.TLSKey), not by
+// the *tls.Config: every reload compiles new configs, and keyed by them
+// each reload handshook again with every backend and left the old pools
+// behind, idle connections and all (issue 22). The gateway retires the
+// pools no route uses any more after each change of its routes
+// (RetireTLSPools).
 
 // poolFor is the pool of spec's backends.
 func (f *Forwarder) poolFor(spec *config.Spec) *pool {
@@ -22,7 +29,8 @@ func (f *Forwarder) poolFor(spec *config.Spec) *pool {
 	if tc == nil {
 		return f.pool
 	}
-	if p, ok := f.tlsPools.Load(tc); ok {
+	key := spec.BackendTLSKey()
+	if p, ok := f.tlsPools.Load(key); ok {
 		return p.(*pool)
 	}
 	p := newPool(f.cfg)
@@ -35,8 +43,29 @@ func (f *Forwarder) poolFor(spec *config.Spec) *pool {
 		}
 		return handshake(ctx, nc, tc, addr, f.cfg.DialTimeout.Get())
 	}
-	actual, _ := f.tlsPools.LoadOrStore(tc, p)
+	actual, _ := f.tlsPools.LoadOrStore(key, p)
 	return actual.(*pool)
+}
+
+// RetireTLSPools forgets the backend TLS pools of settings none of inUse
+// has and closes their idle connections. Connections in flight finish
+// their requests, go back to their forgotten pool and close at the idle
+// timeout, as idle connections do. A request that took its route before
+// the change may still open a retired pool again; the next call retires
+// it. Safe for concurrent use.
+func (f *Forwarder) RetireTLSPools(inUse []*config.Spec) {
+	keep := map[config.TLSKey]bool{}
+	for _, s := range inUse {
+		if s.BackendTLS() != nil {
+			keep[s.BackendTLSKey()] = true
+		}
+	}
+	f.tlsPools.Range(func(k, v any) bool {
+		if !keep[k.(config.TLSKey)] && f.tlsPools.CompareAndDelete(k, v) {
+			v.(*pool).closeIdleConnections()
+		}
+		return true
+	})
 }
 
 // handshake runs a TLS client handshake over nc, naming the backend by its

@@ -82,7 +82,7 @@ type Forwarder struct {
 
 	// Routes with backend_tls have a pool per TLS config (backendtls.go).
 	cfg      config.Transport
-	tlsPools sync.Map // *tls.Config → *pool
+	tlsPools sync.Map // config.TLSKey → *pool
 	// Warnings of failed requests, each kind rate-limited (logging.go).
 	upstreamFailed, relayFailed, noBackend limiter
 	// slowOnly sends every request through ReverseProxy (tests run each
@@ -225,10 +225,16 @@ func (f *Forwarder) Serve(w http.ResponseWriter, r *http.Request, spec *config.S
 // panics with http.ErrAbortHandler when a response is cut mid-body: the
 // panic is taken back here, so the ticket is finished and the caller
 // still logs the request before closing the connection (Result.Abort).
+// Any other panic goes on up, after the ticket is finished as a failure.
 func (f *Forwarder) attempt(ctx context.Context, w http.ResponseWriter, r *http.Request, x *exchange, fast bool, t policy.Ticket) {
 	defer func() {
 		if p := recover(); p != nil {
 			if p != http.ErrAbortHandler {
+				// Issue 22: re-raised before Finish, the panic leaked the
+				// in-flight count, and a half-open breaker's probe was never
+				// returned: the backend stayed refused. An attempt that
+				// panicked is no proof the backend recovered: a failure.
+				t.Finish(policy.Failure, x.toHeaders)
 				panic(p)
 			}
 			x.cut(ctx, nil)

@@ -185,6 +185,9 @@ func New(cfg *config.Compiled, deps Deps) (*Gateway, error) {
 	}
 	g.getCertificate, g.nextProtos, g.challenge = deps.GetCertificate, deps.NextProtos, deps.Challenge
 	g.fwd = forward.New(c.Transport, g.trusted, g.log, g.metrics)
+	if c.Server.ReadTimeout == 0 { // else the read timeout bounds the body as a whole
+		g.fwd.SetBodyTimeout(c.Server.BodyTimeout.Get())
+	}
 	g.sampler = g.newStatusSampler()
 	for _, rc := range cfg.Routes() {
 		svc := g.serviceFor(rc.Service(), rc)
@@ -405,10 +408,13 @@ func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 		WriteTimeout:      sc.WriteTimeout,
 		IdleTimeout:       sc.IdleTimeout.Get(),
 		MaxHeaderBytes:    sc.MaxHeaderBytes.Get(),
-		ErrorLog:          slogErrorLog(g.log),
-		BaseContext:       base,
-		ConnContext:       connContext,
-		ConnState:         connState,
+		// Issue 23: 250 streams (Go's default) each waiting for a body held
+		// a backend connection apiece.
+		HTTP2:       &http.HTTP2Config{MaxConcurrentStreams: sc.MaxConcurrentStreams.Get()},
+		ErrorLog:    slogErrorLog(g.log),
+		BaseContext: base,
+		ConnContext: connContext,
+		ConnState:   connState,
 	}
 	var srv server = h1s
 	if sc.Implementation == "net/http" {

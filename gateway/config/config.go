@@ -199,6 +199,15 @@ type Server struct {
 	// (default 0: no cap), refused as over MaxConnections. Behind a
 	// front proxy every client has its address: leave it off there.
 	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
+	// BodyTimeout is the longest wait for the next bytes of a request body
+	// (default 60s, as nginx's client_body_timeout; 0: none) when
+	// ReadTimeout is 0. No backend connection is taken before the first
+	// bytes arrive (or none are needed), so a client that announces a body
+	// and sends nothing holds no backend; at the timeout it gets 408.
+	BodyTimeout Opt[time.Duration] `yaml:"body_timeout"`
+	// MaxConcurrentStreams caps the requests one HTTP/2 connection has open
+	// at once (default 100, as HAProxy and nginx's 128; Go's own is 250).
+	MaxConcurrentStreams Opt[int] `yaml:"max_concurrent_streams"`
 }
 
 // TLS is TLS on the public listener. With certificates, the listener

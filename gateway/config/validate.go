@@ -122,6 +122,12 @@ func (c *Config) validate(p *problems) {
 	if c.Server.MaxHeaderFields.Get() < 8 {
 		p.add("server.max_header_fields", "must be at least 8")
 	}
+	if c.Server.BodyTimeout.Get() < 0 {
+		p.add("server.body_timeout", "must not be negative")
+	}
+	if n := c.Server.MaxConcurrentStreams.Get(); n < 1 || n > 1<<20 {
+		p.add("server.max_concurrent_streams", "must be in [1, 1048576]")
+	}
 	if c.Transport.MaxResponseHeaderBytes.Get() < 1024 {
 		p.add("transport.max_response_header_bytes", "must be at least 1024")
 	}

@@ -85,6 +85,9 @@ type Forwarder struct {
 	tlsPools sync.Map // config.TLSKey → *pool
 	// Warnings of failed requests, each kind rate-limited (logging.go).
 	upstreamFailed, relayFailed, noBackend limiter
+	// bodyTimeout bounds each wait for bytes of a request body (0: none;
+	// SetBodyTimeout).
+	bodyTimeout time.Duration
 	// slowOnly sends every request through ReverseProxy (tests run each
 	// case over both paths).
 	slowOnly bool
@@ -108,6 +111,11 @@ func (f *Forwarder) Transport() http.RoundTripper { return f.pool.std }
 func (f *Forwarder) SetDial(dial func(ctx context.Context, network, addr string) (net.Conn, error)) {
 	f.pool.dial = dial
 }
+
+// SetBodyTimeout bounds each wait for the next bytes of a request body
+// (server.body_timeout; 0: none): a client that stops sending gets 408,
+// its fault, no backend's. Call it before serving.
+func (f *Forwarder) SetBodyTimeout(d time.Duration) { f.bodyTimeout = d }
 
 // CloseIdleConnections closes every idle backend connection, both paths.
 func (f *Forwarder) CloseIdleConnections() {
@@ -172,6 +180,17 @@ func (f *Forwarder) Serve(w http.ResponseWriter, r *http.Request, spec *config.S
 		// may be sent again and whether reading it failed (the client's
 		// fault).
 		x.body = &replayBody{rc: r.Body, length: r.ContentLength}
+		defer x.body.release()
+		if f.bodyTimeout > 0 {
+			x.body.timeout, x.body.ctl, x.body.ctx = f.bodyTimeout, http.NewResponseController(w), ctx
+		}
+		if !expectsContinue(r) { // else the backend says whether it wants the body
+			x.body.awaitFirst()
+			if cf := x.body.fault(); cf != nil {
+				f.clientFailed(w, x, cf) // no backend was asked
+				return Result{Status: x.status}
+			}
+		}
 	}
 	if !fast {
 		// ReverseProxy's hooks find the exchange in the request's context

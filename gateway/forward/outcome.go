@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"sync/atomic"
 
 	"github.com/latchgw/latch/policy"
 )
@@ -145,78 +144,4 @@ func idempotent(method string) bool {
 		return true
 	}
 	return false
-}
-
-// replayBody lets a request body go to another backend when no attempt
-// read any of it. Each attempt reads through its own generation; deciding
-// to retry (detach) and an attempt's first Read race on one atomic word,
-// so exactly one wins: either the body was touched and is not replayed,
-// or the old attempt can read nothing more (its transport may still try,
-// from its own goroutine, after the round trip returned) and the next
-// attempt gets the whole body. The client's body is the server's to close.
-type replayBody struct {
-	rc     io.ReadCloser
-	length int64         // the client's Content-Length (-1: chunked)
-	state  atomic.Uint32 // gen<<1 | touched
-	// failure is the first error reading the client's body: the client's
-	// fault, never the backend's (clientfault.go). Set from whichever
-	// goroutine reads the body (ReverseProxy's transport reads it on its
-	// own).
-	failure atomic.Pointer[clientFault]
-}
-
-// attemptBody is one attempt's view of a replayBody: the outbound
-// request's Body. Close ends the attempt's claim.
-type attemptBody struct {
-	b   *replayBody
-	gen uint32
-}
-
-var errBodyDetached = errors.New("request body handed to another attempt")
-
-func (a *attemptBody) Read(p []byte) (int, error) {
-	for {
-		s := a.b.state.Load()
-		if s>>1 != a.gen {
-			return 0, errBodyDetached
-		}
-		if s&1 == 1 || a.b.state.CompareAndSwap(s, s|1) {
-			break
-		}
-	}
-	n, err := a.b.rc.Read(p)
-	if err != nil && err != io.EOF {
-		a.b.failure.CompareAndSwap(nil, &clientFault{err: err})
-		err = a.b.failure.Load()
-	}
-	return n, err
-}
-
-func (a *attemptBody) Close() error {
-	a.b.detach(a.gen)
-	return nil
-}
-
-// untouched reports whether no attempt read from the body (true without a
-// body).
-func (b *replayBody) untouched() bool { return b == nil || b.state.Load()&1 == 0 }
-
-// detach ends generation gen's claim; it reports whether the body is
-// untouched, so that another attempt may send it (true without a body).
-func (b *replayBody) detach(gen uint32) bool {
-	if b == nil {
-		return true
-	}
-	for {
-		s := b.state.Load()
-		if s&1 == 1 {
-			return false
-		}
-		if s>>1 != gen {
-			return true // detached already (by Close), untouched
-		}
-		if b.state.CompareAndSwap(s, (gen+1)<<1) {
-			return true
-		}
-	}
 }

@@ -451,25 +451,31 @@ func newTransport(cfg config.Transport) *http.Transport {
 
 // copyBuffers are the 32 KiB buffers both paths copy bodies with. A
 // channel, not a sync.Pool: putting a slice back in a sync.Pool allocates.
-var copyBuffers = &bufferPool{free: make(chan []byte, 1024)}
+var copyBuffers = &bufferPool{free: make(chan []byte, 1024), size: 32 << 10}
 
-type bufferPool struct{ free chan []byte }
+// firstBuffers hold the first bytes of request bodies (replayBody.first).
+var firstBuffers = &bufferPool{free: make(chan []byte, 1024), size: firstSize}
+
+type bufferPool struct {
+	free chan []byte
+	size int
+}
 
 func (b *bufferPool) Get() []byte {
 	select {
 	case buf := <-b.free:
 		return buf
 	default:
-		return make([]byte, 32<<10)
+		return make([]byte, b.size)
 	}
 }
 
 func (b *bufferPool) Put(buf []byte) {
-	if cap(buf) < 32<<10 {
+	if cap(buf) < b.size {
 		return
 	}
 	select {
-	case b.free <- buf[:32<<10]:
+	case b.free <- buf[:b.size]:
 	default:
 	}
 }

@@ -89,7 +89,8 @@ func (db *dyingBackends) serve(c net.Conn) {
 
 // Issue 22: a request that may have reached a backend is sent again only
 // when RFC 9110 §9.2.2 allows it: an idempotent method or an
-// Idempotency-Key, a body nobody read, no byte of an answer. Before the fix
+// Idempotency-Key, a body latch still holds (a small one, read whole before
+// the first attempt) or nobody read, no byte of an answer. Before the fix
 // a POST the backend read on a reused connection and then closed without
 // answering was received twice, and any idempotent request was resent
 // after part of an answer had arrived.
@@ -111,8 +112,8 @@ func TestResendRules(t *testing.T) {
 				continue
 			}
 			for _, m := range methods {
-				for _, body := range []string{"", "a body"} {
-					name := fmt.Sprintf("%s/%s/%s/body=%t", p.name, d, m.name, body != "")
+				for _, body := range []string{"", "a body", strings.Repeat("b", 64<<10)} {
+					name := fmt.Sprintf("%s/%s/%s/body=%d", p.name, d, m.name, len(body))
 					t.Run(name, func(t *testing.T) {
 						db := &dyingBackends{d: d, closed: make(chan struct{})}
 						db.armed.Store(d != refused)
@@ -139,7 +140,9 @@ func TestResendRules(t *testing.T) {
 						}
 						w, _ := r.do(req)
 
-						resend := m.resendable && body == ""
+						// A body up to firstSize is held whole before the first
+						// attempt: another attempt can still send it.
+						resend := m.resendable && len(body) <= firstSize
 						wantCode, wantReceived := 200, int64(1)
 						switch d {
 						case midHead:

@@ -276,8 +276,5 @@ func (f *Forwarder) attempt(ctx context.Context, w http.ResponseWriter, r *http.
 		f.forwardFast(ctx, w, r, x)
 		return
 	}
-	if x.body != nil {
-		r.Body = &attemptBody{b: x.body, gen: x.gen}
-	}
-	f.rp.ServeHTTP(w, r)
+	f.forwardProxy(w, r, x)
 }

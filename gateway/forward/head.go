@@ -63,8 +63,8 @@ func (h *head) field(k, v string) {
 //     minus Forwarded and X-Forwarded-*; minus the other fields that name
 //     the client's address (X-Real-IP, True-Client-IP, CF-Connecting-IP,
 //     …: clientAddrField) unless a trusted proxy sent them; minus any
-//     field whose name has an underscore where such a field has a hyphen
-//     (X_Forwarded_For: CGI and many frameworks read both as one);
+//     field whose name, read with '-' for '_', is one of the above or
+//     latch's X-Request-Id (Content_Length, X_Forwarded_For: underscoreAlias);
 //   - Te: trailers when the client accepts trailers; Connection: Upgrade
 //     and Upgrade when it asks for an upgrade (ReverseProxy path only);
 //   - X-Forwarded-For, -Host, -Proto: from a trusted proxy its chain is
@@ -91,7 +91,7 @@ func (f *Forwarder) writeHead(h *head, r *http.Request) error {
 		if hopByHop(k) || (listedIn(connection, k) && k != "X-Request-Id") {
 			continue
 		}
-		if addr, underscore := clientAddrField(k); addr && (underscore || !f.trustedPeer(r)) {
+		if underscoreAlias(k) || clientAddrField(k) && !f.trustedPeer(r) {
 			continue
 		}
 		for _, v := range vv {
@@ -163,26 +163,42 @@ func (f *Forwarder) trustedPeer(r *http.Request) bool {
 	return false
 }
 
-// clientAddrField reports whether k (canonical) names the client's address
-// or the scheme and host it used, as front proxies and CDNs set them, and
-// whether it is spelt with underscores for hyphens. From an untrusted peer
-// such a field is a lie a backend may believe (rate limits, audit logs,
-// allow lists); spelt with underscores it is one even from a trusted
-// proxy, which passes it on without reading it. Forwarded and
-// X-Forwarded-For, -Host and -Proto are dropped before this (latch writes
-// its own).
-func clientAddrField(k string) (addr, underscore bool) {
-	if strings.IndexByte(k, '_') >= 0 {
-		k = http.CanonicalHeaderKey(strings.ReplaceAll(k, "_", "-"))
-		underscore = true
+// underscoreAlias reports whether k spells with underscores for hyphens a
+// field latch writes, reads or strips: CGI, WSGI, PHP-FPM and many
+// frameworks read '_' and '-' alike (Content_Length and Content-Length
+// both become HTTP_CONTENT_LENGTH), so passed on, Content_Length or
+// Transfer_Encoding is a second framing the backend may believe, and
+// X_Forwarded_For or X_Real_IP a forged address, even from a trusted
+// proxy, which passes the field on without reading it. Other names with
+// underscores (X_Custom) pass: applications use them and they forge
+// nothing of latch's (nginx drops every such name by default, Envoy
+// passes them all); the name is rebuilt (an allocation) only when it has
+// an underscore.
+func underscoreAlias(k string) bool {
+	if strings.IndexByte(k, '_') < 0 {
+		return false
 	}
+	k = http.CanonicalHeaderKey(strings.ReplaceAll(k, "_", "-"))
+	switch k {
+	case "Host", "Content-Length", "X-Request-Id":
+		return true
+	}
+	return hopByHop(k) || strings.HasPrefix(k, "Proxy-") || clientAddrField(k)
+}
+
+// clientAddrField reports whether k (canonical) names the client's address
+// or the scheme and host it used, as front proxies and CDNs set them
+// (Forwarded and X-Forwarded-* among them: latch writes its own). From an
+// untrusted peer such a field is a lie a backend may believe (rate
+// limits, audit logs, allow lists).
+func clientAddrField(k string) bool {
 	switch k {
 	case "X-Real-Ip", "True-Client-Ip", "Cf-Connecting-Ip", "Cf-Connecting-Ipv6", "Fastly-Client-Ip",
 		"X-Client-Ip", "X-Cluster-Client-Ip", "Client-Ip", "X-Original-Forwarded-For", "Forwarded-For",
 		"X-Forwarded", "Forwarded", "X-Remote-Addr", "X-Remote-Ip", "X-Originating-Ip", "X-Proxyuser-Ip":
-		return true, underscore
+		return true
 	}
-	return strings.HasPrefix(k, "X-Forwarded-"), underscore
+	return strings.HasPrefix(k, "X-Forwarded-")
 }
 
 // clientIP is the address part of a RemoteAddr, without brackets.

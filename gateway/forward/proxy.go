@@ -1,10 +1,12 @@
 package forward
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
+	"sync"
 	"time"
 )
 
@@ -23,6 +25,64 @@ func (f *Forwarder) newReverseProxy() *httputil.ReverseProxy {
 		ErrorHandler:   f.errorHandler,
 		ErrorLog:       slog.NewLogLogger(f.log.Handler(), slog.LevelWarn),
 	}
+}
+
+// forwardProxy sends the attempt through ReverseProxy. Its Transport reads
+// the request body on a goroutine of its own (persistConn.writeLoop), and
+// may still be reading once the round trip returned: when the backend
+// answered before taking the whole body, the writer goes on reading what
+// the client still sends. The server may reuse the body for the
+// connection's next request (h1 does: the late reader raced the server's
+// discard of the rest and took the next request's bytes), so the body is
+// ended before the handler returns: no read of it starts after.
+func (f *Forwarder) forwardProxy(w http.ResponseWriter, r *http.Request, x *exchange) {
+	if x.body == nil {
+		f.rp.ServeHTTP(w, r)
+		return
+	}
+	body := &proxyBody{attemptBody: attemptBody{b: x.body, gen: x.gen}}
+	r.Body = body
+	defer body.end(w) // also when ReverseProxy panics (a cut response)
+	f.rp.ServeHTTP(w, r)
+}
+
+// proxyBody is the ReverseProxy path's request body: an attempt's view of
+// the client's body that can be ended under the reads of the Transport's
+// goroutine.
+type proxyBody struct {
+	attemptBody
+	mu    sync.Mutex // held by a read in progress
+	ended bool
+}
+
+var errBodyEnded = errors.New("request body read after its handler returned")
+
+func (p *proxyBody) Read(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ended {
+		return 0, errBodyEnded
+	}
+	return p.attemptBody.Read(b)
+}
+
+// end makes every later Read fail, once the one in progress, if any,
+// returned. A read that may be on the client's body (this attempt claimed
+// it) can wait for bytes the client sends only once it has its whole
+// answer, which may never come (a cut response): it is cut short by an
+// expired read deadline, and the server closes the connection over the
+// unfinished body after the response. (net/http's server waits for such a
+// read before it reuses the connection, up to its read timeout, none by
+// default.)
+func (p *proxyBody) end(w http.ResponseWriter) {
+	if !p.mu.TryLock() {
+		if p.b.state.Load()>>1 == p.gen {
+			_ = http.NewResponseController(w).SetReadDeadline(aLongTimeAgo)
+		}
+		p.mu.Lock()
+	}
+	p.ended = true
+	p.mu.Unlock()
 }
 
 // rewrite points the outbound request at the attempt's backend, with the

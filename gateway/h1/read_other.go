@@ -2,9 +2,9 @@
 
 package h1
 
-import "errors"
-
-var errTooManyFiles = errors.New("h1: too many open files")
+// acceptRetry are the errors after which Serve waits and accepts again
+// (beyond timeouts): none known on this platform.
+var acceptRetry []error
 
 // readIdle waits for the next request's first bytes (holding a buffer
 // while it waits: no poller access on this platform).

@@ -9,7 +9,18 @@ import (
 	"github.com/latchgw/latch/gateway/internal/sockio"
 )
 
-var errTooManyFiles error = syscall.EMFILE
+// acceptRetry are the errors after which Serve waits and accepts again.
+// net/http retries what its Temporary says (EMFILE, ENFILE, ECONNABORTED,
+// ECONNRESET, EINTR and timeouts); ENOBUFS and ENOMEM pass too, as memory
+// is freed, and ending the server over any of them ends latch. Linux's
+// accept(2) also hands on a connection's pending network errors, which
+// it says to treat as EAGAIN: the rest of the list.
+var acceptRetry = []error{
+	syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM,
+	syscall.ECONNABORTED, syscall.ECONNRESET, syscall.EINTR, syscall.EAGAIN,
+	syscall.ENETDOWN, syscall.EPROTO, syscall.ENOPROTOOPT, syscall.EHOSTDOWN,
+	syscall.EHOSTUNREACH, syscall.EOPNOTSUPP, syscall.ENETUNREACH,
+}
 
 // readIdle waits for the next request's first bytes. On a socket it waits
 // in the poller without a buffer and takes one from the pool only once

@@ -425,28 +425,31 @@ func appendTrailers(b []byte, h http.Header) []byte {
 	return b
 }
 
+// statusLines holds the status line of every code from 100 to 599, built
+// once at init and only read after: served concurrently, a table filled
+// on first use would be written while other connections read it.
 var statusLines [600]string
 
+// statusLine is code's HTTP/1.1 status line; codes past 599 (allowed,
+// and rare) are built per call.
 func statusLine(code int) string {
 	if code < len(statusLines) && statusLines[code] != "" {
 		return statusLines[code]
 	}
+	return makeStatusLine(code)
+}
+
+func makeStatusLine(code int) string {
 	text := http.StatusText(code)
 	if text == "" {
 		text = "status code " + strconv.Itoa(code)
 	}
-	line := "HTTP/1.1 " + strconv.Itoa(code) + " " + text + "\r\n"
-	if code < len(statusLines) {
-		statusLines[code] = line // a benign race: the same string each time
-	}
-	return line
+	return "HTTP/1.1 " + strconv.Itoa(code) + " " + text + "\r\n"
 }
 
 func init() {
 	for code := 100; code < len(statusLines); code++ {
-		if http.StatusText(code) != "" {
-			statusLines[code] = statusLine(code)
-		}
+		statusLines[code] = makeStatusLine(code)
 	}
 }
 

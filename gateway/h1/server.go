@@ -101,14 +101,15 @@ func (s *Server) Serve(l net.Listener) error {
 			if s.closing.Load() {
 				return ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTooManyFiles) {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.log().Warn("accept failed; retrying", "err", err, "in", backoff)
-				time.Sleep(backoff)
-				continue
+			if !retryAccept(err) {
+				return err
 			}
-			return err
+			// As net/http does: 5 ms, doubling to a second, one log line
+			// per wait.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log().Warn("accept failed; retrying", "err", err, "in", backoff)
+			time.Sleep(backoff)
+			continue
 		}
 		backoff = 0
 		c := newConn(s, rwc)
@@ -125,6 +126,20 @@ func (s *Server) Serve(l net.Listener) error {
 		}
 		go c.serve(ctx)
 	}
+}
+
+// retryAccept reports whether an accept error passes: a timeout, or one
+// of acceptRetry. Anything else (the listener closed) ends Serve.
+func retryAccept(err error) bool {
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		return true
+	}
+	for _, e := range acceptRetry {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // Shutdown stops accepting, closes idle connections, and waits for the

@@ -146,6 +146,13 @@ func TestResendRules(t *testing.T) {
 						wantCode, wantReceived := 200, int64(1)
 						switch d {
 						case midHead:
+							if p.slow && m.resendable && len(body) > firstSize && w.Code == 200 {
+								// The Transport writes the head, then reads the
+								// body on its own goroutine: the reset may end
+								// it before it read past what latch holds, and
+								// then the body may go again. Either way: once.
+								break
+							}
 							if !resend {
 								wantCode, wantReceived = 502, 0
 							}

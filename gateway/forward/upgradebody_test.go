@@ -108,7 +108,13 @@ func TestProxyBodyCutWithResponse(t *testing.T) {
 // reused) to backend, and returns a client connection to it.
 func proxyBodyRig(t *testing.T, backend string) (net.Conn, *bufio.Reader) {
 	t.Helper()
-	r := newRig(t, false, config.Route{}, nil, backend)
+	return h1Rig(t, newRig(t, false, config.Route{}, nil, backend))
+}
+
+// h1Rig serves r behind gateway/h1 on loopback and returns a client
+// connection to it.
+func h1Rig(t *testing.T, r *rig) (net.Conn, *bufio.Reader) {
+	t.Helper()
 	srv := &h1.Server{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if res := r.f.Serve(w, req, r.spec, rigSession{r}); res.Abort {
 			panic(http.ErrAbortHandler)

@@ -62,9 +62,11 @@ func (b *replayBody) fault() *clientFault {
 	return b.failure.Load()
 }
 
-// clientFailed answers a request whose body the client broke. The
+// clientFailed answers a request whose body the client broke. An HTTP/1
 // connection is closed after the answer: where its body ends is unknown.
-func (f *Forwarder) clientFailed(w http.ResponseWriter, x *exchange, cf *clientFault) {
+// (HTTP/2 frames each stream's body: a Connection: close there would make
+// net/http's server end the connection and its other streams with it.)
+func (f *Forwarder) clientFailed(w http.ResponseWriter, r *http.Request, x *exchange, cf *clientFault) {
 	cause := cf.cause()
 	x.outcome, x.retryable, x.err = policy.Ignored, false, cf
 	code, msg := http.StatusBadRequest, "latch: malformed or incomplete request body\n"
@@ -74,6 +76,8 @@ func (f *Forwarder) clientFailed(w http.ResponseWriter, x *exchange, cf *clientF
 	x.status = code
 	f.obs.ClientError(x.spec.Name(), cause)
 	f.log.Debug("client fault", "route", x.spec.Name(), "cause", cause, "err", cf.err)
-	w.Header().Set("Connection", "close")
+	if r.ProtoMajor < 2 {
+		w.Header().Set("Connection", "close")
+	}
 	PlainError(w, code, msg)
 }

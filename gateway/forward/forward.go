@@ -187,7 +187,7 @@ func (f *Forwarder) Serve(w http.ResponseWriter, r *http.Request, spec *config.S
 		if !expectsContinue(r) { // else the backend says whether it wants the body
 			x.body.awaitFirst()
 			if cf := x.body.fault(); cf != nil {
-				f.clientFailed(w, x, cf) // no backend was asked
+				f.clientFailed(w, r, x, cf) // no backend was asked
 				return Result{Status: x.status}
 			}
 		}

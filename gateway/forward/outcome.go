@@ -58,7 +58,7 @@ func (x *exchange) answered(r *http.Request, code int) (retry bool) {
 func (f *Forwarder) failed(ctx context.Context, w http.ResponseWriter, r *http.Request, x *exchange, err error) {
 	x.err = err
 	if cf := x.body.fault(); cf != nil {
-		f.clientFailed(w, x, cf) // whatever the transport made of it
+		f.clientFailed(w, r, x, cf) // whatever the transport made of it
 		return
 	}
 	switch {

@@ -55,6 +55,7 @@ test: tools vet
 	LATCH_TEST_SERVER=net/http $(GO) test -race -count=1 -skip TestHostileInput ./gateway/  # the gateway suite again, served by net/http
 	$(GO) test -race -count=1 -run 'TestHostileInput|TestResponseFraming' -v ./gateway/ ./gateway/forward/ | grep -v '^=== '  # the hostile-input tables
 	$(GO) test -count=1 -run 'Alloc' ./policy/ ./session/ ./gateway/  # allocation counts: without -race, which changes them
+	$(GO) test -race -count=1 -tags sockfault -run 'TestSockFault|FuzzRelayIntact' ./gateway/...  # bytes intact with faults under the sockets (sockio's sockfault build), on the committed seeds
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -run 'TestFaultSuite|TestHostileClientFaults|TestTwoRoutesOneCookie|TestUnpinWins|TestCookieless' -v ./integration/ | grep -v '^=== '
 	$(GO) test -count=1 -timeout 30m -run TestComposeSuite -v ./integration/ | grep -v '^=== '
 	$(MAKE) --no-print-directory fuzz FUZZTIME=3s
@@ -63,15 +64,19 @@ test: tools vet
 unit:
 	$(GO) test -race -count=1 ./discovery/ ./policy/ ./session/ ./gateway/
 
-# Each fuzz target for FUZZTIME, on top of its committed seed corpus.
+# Each fuzz target for FUZZTIME, on top of its committed seed corpus; then
+# those of the packages over latch's sockets again, built with faults under
+# the sockets (-tags sockfault: gateway/internal/sockio/fault.go).
 fuzz:
-	@set -e; for pkg in $$($(GO) list ./...); do \
-		for t in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz' || true); do \
-			echo "fuzz $$pkg $$t ($(FUZZTIME))"; \
-			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null || \
-				{ echo "fuzz $$t failed: rerun: go test -run '^$$' -fuzz '^$$t$$' $$pkg"; exit 1; }; \
+	@set -e; fuzz() { tags=$$1; shift; for pkg in "$$@"; do \
+		for t in $$($(GO) test -tags "$$tags" -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz' || true); do \
+			echo "fuzz $$pkg $$t $${tags:+-tags $$tags }($(FUZZTIME))"; \
+			$(GO) test -tags "$$tags" -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null || \
+				{ echo "fuzz $$t failed: rerun: go test $${tags:+-tags $$tags }-run '^$$' -fuzz '^$$t$$' $$pkg"; exit 1; }; \
 		done; \
-	done
+	done; }; \
+	fuzz "" $$($(GO) list ./...); \
+	fuzz sockfault $$($(GO) list -tags sockfault -f '{{.ImportPath}}{{range .Deps}} {{.}}{{end}}' ./... | grep 'internal/sockio' | cut -d' ' -f1)
 
 demo: redis consul build
 	bash integration/tools/demo.sh

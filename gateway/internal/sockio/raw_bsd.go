@@ -9,14 +9,9 @@ import "syscall"
 // around libc, which these systems do not promise to keep working.
 const Supported = true
 
-// Read is read(2) on a non-blocking descriptor.
-func Read(fd uintptr, p []byte) (int, error) { return read(fd, p) }
-
-// Write is write(2) on a non-blocking descriptor. It may write less than p.
-func Write(fd uintptr, p []byte) (int, error) { return write(fd, p) }
-
-func read(fd uintptr, p []byte) (int, error)  { return retried(syscall.Read, fd, p) }
-func write(fd uintptr, p []byte) (int, error) { return retried(syscall.Write, fd, p) }
+// sysRead and sysWrite are read(2) and write(2).
+func sysRead(fd uintptr, p []byte) (int, error)  { return retried(syscall.Read, fd, p) }
+func sysWrite(fd uintptr, p []byte) (int, error) { return retried(syscall.Write, fd, p) }
 
 // retried is call retried when interrupted.
 func retried(call func(int, []byte) (int, error), fd uintptr, p []byte) (int, error) {

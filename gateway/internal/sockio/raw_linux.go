@@ -8,15 +8,9 @@ import (
 // Supported: New returns a Conn for sockets, and Read, Write and Idle work.
 const Supported = true
 
-// Read is read(2) without entersyscall: for non-blocking descriptors only.
-func Read(fd uintptr, p []byte) (int, error) { return read(fd, p) }
-
-// Write is write(2) without entersyscall: for non-blocking descriptors
-// only. It may write less than p.
-func Write(fd uintptr, p []byte) (int, error) { return write(fd, p) }
-
-func read(fd uintptr, p []byte) (int, error)  { return rawIO(syscall.SYS_READ, fd, p) }
-func write(fd uintptr, p []byte) (int, error) { return rawIO(syscall.SYS_WRITE, fd, p) }
+// sysRead and sysWrite are read(2) and write(2) without entersyscall.
+func sysRead(fd uintptr, p []byte) (int, error)  { return rawIO(syscall.SYS_READ, fd, p) }
+func sysWrite(fd uintptr, p []byte) (int, error) { return rawIO(syscall.SYS_WRITE, fd, p) }
 
 // rawIO is read(2) or write(2) as a raw call, retried when interrupted.
 func rawIO(trap, fd uintptr, p []byte) (int, error) {

@@ -9,12 +9,9 @@ const Supported = false
 
 var errUnsupported = errors.ErrUnsupported
 
-func read(uintptr, []byte) (int, error)  { return 0, errUnsupported }
-func write(uintptr, []byte) (int, error) { return 0, errUnsupported }
-
-// Read and Write are not supported here (see Supported).
-func Read(uintptr, []byte) (int, error)  { return 0, errUnsupported }
-func Write(uintptr, []byte) (int, error) { return 0, errUnsupported }
+// sysRead and sysWrite are not supported here (see Supported).
+func sysRead(uintptr, []byte) (int, error)  { return 0, errUnsupported }
+func sysWrite(uintptr, []byte) (int, error) { return 0, errUnsupported }
 
 // Idle cannot peek here: every socket counts as idle.
 func Idle(uintptr) bool { return true }

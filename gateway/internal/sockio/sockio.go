@@ -22,6 +22,14 @@ import (
 	"syscall"
 )
 
+// Read is read(2) on a non-blocking descriptor (without entersyscall
+// where the platform allows).
+func Read(fd uintptr, p []byte) (int, error) { return read(fd, p) }
+
+// Write is write(2) on a non-blocking descriptor (without entersyscall
+// where the platform allows). It may write less than p.
+func Write(fd uintptr, p []byte) (int, error) { return write(fd, p) }
+
 // Conn reads and writes through a socket's syscall.RawConn. It honours the
 // socket's deadlines (SetDeadline on the net.Conn) as net.Conn does. One
 // reader and one writer at a time, as net.Conn allows.

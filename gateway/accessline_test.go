@@ -69,7 +69,7 @@ func randomField(r *rand.Rand) string {
 	return sb.String()
 }
 
-var kinds = []string{"", "none", "new", "sticky", "restored", "repinned"}
+var kinds = []string{"", "none", "new", "sticky", "restored", "repinned", "detoured"}
 
 var durations = []time.Duration{
 	0, 1, 499, 500, 999, time.Microsecond, 1001, 12345, time.Millisecond, 1500 * time.Millisecond,

@@ -30,6 +30,13 @@ func (rs *routeState) Usable(id string) bool {
 	return b != nil && b.CanKeep()
 }
 
+// Recovering reports whether backend id keeps its sessions while its
+// breaker lets only probes through (session.Backends).
+func (rs *routeState) Recovering(id string) bool {
+	b := rs.set.Lookup(id)
+	return b != nil && b.Recovering()
+}
+
 // ByHint maps a cookie hint to a backend of this snapshot (session.Backends).
 func (rs *routeState) ByHint(h session.Hint) (string, bool) {
 	if b := rs.hints[h]; b != nil {
@@ -70,7 +77,7 @@ func (g *Gateway) sessionPicked(r *http.Request, st *reqState, b *policy.Backend
 	if !st.rt.sticky {
 		return b
 	}
-	winner := g.affinity.Picked(r.Context(), st.req, &st.sess, b.ID)
+	winner := g.affinity.Picked(r.Context(), st.req, &st.sess, st.rs, b.ID)
 	if winner != b.ID {
 		if wb := st.rs.set.Lookup(winner); wb != nil && wb.CanKeep() && !skip.Has(wb) {
 			return wb

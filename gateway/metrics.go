@@ -75,7 +75,7 @@ func NewMetrics() *Metrics {
 		Name: "latch_breaker_transitions_total", Help: "Circuit breaker state changes, by the state entered.",
 	}, []string{"service", "backend", "to"})
 	m.sessions = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "latch_sessions_total", Help: "Requests by what happened to their session: new, sticky, restored (from the cookie hint: the store lost the pin, is down, or never had it, as for a new session's second request on another replica), repinned; backend is the one that served it (for repinned: where the session went).",
+		Name: "latch_sessions_total", Help: "Requests by what happened to their session: new, sticky, restored (from the cookie hint: the store lost the pin, is down, or never had it, as for a new session's second request on another replica), repinned, detoured (its backend's breaker half-open with its probe taken: served elsewhere once, still pinned); backend is the one that served it (for repinned: where the session went; for detoured: the stand-in).",
 	}, []string{"route", "backend", "outcome"})
 	m.storeErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "latch_session_store_errors_total", Help: "Failed session store (Redis) calls, by operation.",

@@ -33,7 +33,7 @@ type backendSeries struct {
 	id       string
 	requests [len(codeClasses)]lazy[prometheus.Counter]
 	upstream lazy[prometheus.Observer]
-	sessions [session.KindRepinned + 1]lazy[prometheus.Counter]
+	sessions [session.KindDetoured + 1]lazy[prometheus.Counter]
 }
 
 // lazy holds a series handle resolved on first use. Two requests may both

@@ -87,6 +87,14 @@ func (b *Backend) Drained() bool { return b.st.drained.Load() }
 // passed lets a probe through, so it counts as usable).
 func (b *Backend) CanKeep() bool { return b.keepOK && b.breakerOK() }
 
+// Recovering reports whether b keeps its sessions (CanKeep) while its
+// breaker lets through only the probes that decide whether it closes:
+// half-open, or open with its timeout passed (the next request is the
+// probe). Acquire refuses every other request meanwhile.
+func (b *Backend) Recovering() bool {
+	return b.keepOK && BreakerState(b.st.bstate.Load()) != Closed && b.breakerOK()
+}
+
 // CanTake reports whether b may get new sessions: CanKeep, its health is
 // Passing (or Warning when allowed), and it is not drained.
 func (b *Backend) CanTake() bool {

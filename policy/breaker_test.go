@@ -84,28 +84,30 @@ func TestBreakerRecovers(t *testing.T) {
 	for range 3 {
 		request(t, b, Failure)
 	}
-	if b.Breaker() != Open {
-		t.Fatalf("after 3 failures: %v; want open", b.Breaker())
+	if b.Breaker() != Open || b.Recovering() {
+		t.Fatalf("after 3 failures: %v, Recovering %v; want open, not recovering before its timeout", b.Breaker(), b.Recovering())
 	}
 	// Once OpenTimeout has passed, b00 is usable again: one probe goes
-	// through (half-open), a second is refused, success closes it.
+	// through (half-open), a second is refused, success closes it. It is
+	// Recovering until then (issue 22: its sessions stay).
 	eventually(t, "open breaker to let a probe through", b.CanTake)
-	if b.Breaker() != Open || !b.CanKeep() {
-		t.Fatal("timeout passed: want still Open (nobody probed) but usable")
+	if b.Breaker() != Open || !b.CanKeep() || !b.Recovering() {
+		t.Fatal("timeout passed: want still Open (nobody probed) but usable, recovering")
 	}
 	probe, err := b.Acquire()
 	if err != nil {
 		t.Fatalf("half-open probe refused: %v", err)
 	}
-	if b.Breaker() != HalfOpen || !b.CanTake() {
-		t.Fatalf("after the probe started: %v, CanTake %v; want half-open, usable", b.Breaker(), b.CanTake())
+	if b.Breaker() != HalfOpen || !b.CanTake() || !b.Recovering() {
+		t.Fatalf("after the probe started: %v, CanTake %v, Recovering %v; want half-open, usable, recovering",
+			b.Breaker(), b.CanTake(), b.Recovering())
 	}
 	if _, err := b.Acquire(); err != ErrBreakerOpen {
 		t.Fatalf("second request while half-open: %v; want ErrBreakerOpen", err)
 	}
 	probe.Done(Success)
-	if b.Breaker() != Closed {
-		t.Fatalf("after a good probe: %v; want closed", b.Breaker())
+	if b.Breaker() != Closed || b.Recovering() {
+		t.Fatalf("after a good probe: %v, Recovering %v; want closed, recovered", b.Breaker(), b.Recovering())
 	}
 	if got, want := ch.String(), "b00:closed>open b00:open>half-open b00:half-open>closed"; got != want {
 		t.Fatalf("OnBreakerChange calls %q; want %q", got, want)

@@ -55,17 +55,17 @@ func (a *Affinity) settleTimeout() time.Duration {
 	return max(4*a.opts.StoreTimeout, 100*time.Millisecond)
 }
 
-// settle runs a call that settles a re-pin: bounded by settleTimeout, and
-// tried even while the breaker is open (a burst of timeouts on a loaded
-// host opens it, and a re-pin decided without the store is one the other
-// replicas may decide differently). A store that refuses connections
-// answers at once; one that does not answer costs settleTimeout, once per
-// session whose backend died.
+// settle runs a call that settles a re-pin, bounded by settleTimeout. Like
+// every call it goes through the breaker: while the store is known down it
+// fails at once (ErrStoreDown), the re-pin is kept for replay, and the
+// cookie's hint and the local cache keep the session's affinity. Issue 22:
+// settle used to try the store even with the breaker open, so a store that
+// does not answer cost every re-pin, and every lookup of a session whose
+// re-pin was in doubt, settleTimeout. The replay (a compare-and-swap
+// against the pin the re-pin replaced) still settles it with the other
+// replicas once the store answers.
 func (a *Affinity) settle(ctx context.Context, op string, f func(ctx context.Context) error) error {
-	if a.br.State() == gobreaker.StateClosed {
-		return a.callFor(ctx, a.settleTimeout(), op, f)
-	}
-	return a.measured(ctx, a.settleTimeout(), op, f)
+	return a.callFor(ctx, a.settleTimeout(), op, f)
 }
 
 // measured runs f with the timeout d and records its latency and error

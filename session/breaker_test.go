@@ -8,8 +8,11 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sony/gobreaker/v2"
 )
 
 // hangingStore fails every Get while down; while hang is set, a Get
@@ -158,5 +161,115 @@ func TestRedisLogThroughSlog(t *testing.T) {
 		if !strings.HasPrefix(line, "{") || !strings.Contains(line, `"msg":"redis client"`) {
 			t.Fatalf("log line %q; want a JSON record", line)
 		}
+	}
+}
+
+// blockedStore answers every call while it is up. While down, each Get
+// and CompareAndSwap blocks until its context ends, and records the state
+// of the breaker of a (set once a exists) it was called under.
+type blockedStore struct {
+	Store
+	a    *Affinity
+	down atomic.Bool
+	mu   sync.Mutex
+	seen []gobreaker.State
+}
+
+func (s *blockedStore) block(ctx context.Context) error {
+	s.mu.Lock()
+	s.seen = append(s.seen, s.a.br.State())
+	s.mu.Unlock()
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func (s *blockedStore) Get(ctx context.Context, key string) (string, bool, error) {
+	if s.down.Load() {
+		return "", false, s.block(ctx)
+	}
+	return s.Store.Get(ctx, key)
+}
+
+func (s *blockedStore) CompareAndSwap(ctx context.Context, key, old, new string, ttl time.Duration) (string, error) {
+	if s.down.Load() {
+		return "", s.block(ctx)
+	}
+	return s.Store.CompareAndSwap(ctx, key, old, new, ttl)
+}
+
+// calls returns the breaker states the store was called under since the
+// last calls, and forgets them.
+func (s *blockedStore) calls() []gobreaker.State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := s.seen
+	s.seen = nil
+	return seen
+}
+
+// Issue 22: while the store's breaker is open (the store known down), the
+// calls that settle a re-pin (the swap, the lookup of a session whose
+// re-pin is in doubt) do not wait on the store: they fail at once, the
+// re-pin is kept for replay and the request goes on with its pick. Before,
+// each waited settleTimeout (100ms) on a store that does not answer.
+// gobreaker has no injectable clock: should the breaker's cooldown pass
+// before a call (a stalled machine), that call is its probe and may ask
+// the store; the attempt is then made again.
+func TestSettleFailsFastWhileStoreDown(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		// settle runs the call that settles a re-pin, after a re-pin of
+		// id from web-1 to web-2 that the store did not answer; it
+		// returns the backend the request goes to.
+		settle func(a *Affinity, id ID) (string, error)
+	}{
+		{"re-pin", func(a *Affinity, id ID) (string, error) {
+			return a.Repin(context.Background(), "web", id, "web-1", "web-3", time.Minute)
+		}},
+		{"lookup of a re-pin in doubt", func(a *Affinity, id ID) (string, error) {
+			b, _, _, err := a.Lookup(context.Background(), "web", id)
+			return b, err
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			store := &blockedStore{Store: NewMemoryStore(100, nil)}
+			a := NewAffinity(Options{Store: store, StoreTimeout: time.Millisecond,
+				Logger: slog.New(slog.DiscardHandler)})
+			store.a = a
+			ctx := context.Background()
+			id := NewID()
+			if _, err := a.Pin(ctx, "web", id, "web-1", time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			store.down.Store(true)
+			deadline := time.Now().Add(10 * time.Second)
+			for attempt := 1; ; attempt++ {
+				for a.StoreUp() { // trip the breaker: storeTrip timeouts
+					_, _, _ = a.LookupStore(ctx, "web", id)
+				}
+				// The re-pin in doubt the lookup settles (the re-pin row makes
+				// it again).
+				_, _ = a.Repin(ctx, "web", id, "web-1", "web-2", time.Minute)
+				store.calls()
+				got, err := tt.settle(a, id)
+				seen := store.calls()
+				for _, s := range seen {
+					if s == gobreaker.StateOpen {
+						t.Fatalf("attempt %d: the store was called with its breaker open (calls under %v)", attempt, seen)
+					}
+				}
+				if len(seen) > 0 { // the breaker's probe: its cooldown passed
+					if time.Now().After(deadline) {
+						t.Fatalf("%d attempts, each meeting the breaker half-open", attempt)
+					}
+					continue
+				}
+				want := map[string]string{"re-pin": "web-3", "lookup of a re-pin in doubt": "web-2"}[tt.name]
+				if got != want || (tt.name == "re-pin") != errors.Is(err, ErrStoreDown) || a.Pending() != 1 {
+					t.Fatalf("got %q, err %v, %d pending; want %q, the pick kept for replay", got, err, a.Pending(), want)
+				}
+				return
+			}
+		})
 	}
 }

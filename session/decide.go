@@ -18,6 +18,7 @@ const (
 	KindSticky               // reached its pinned backend
 	KindRestored             // pin lost by the store (or store down): kept by the cookie's hint
 	KindRepinned             // pinned backend unusable: moved to a new one
+	KindDetoured             // pinned backend recovering and busy with its probes: served elsewhere once, pin kept
 )
 
 func (k Kind) String() string {
@@ -30,6 +31,8 @@ func (k Kind) String() string {
 		return "restored"
 	case KindRepinned:
 		return "repinned"
+	case KindDetoured:
+		return "detoured"
 	}
 	return "none"
 }
@@ -39,6 +42,10 @@ func (k Kind) String() string {
 type Backends interface {
 	// Usable reports whether backend id may keep its sessions.
 	Usable(id string) bool
+	// Recovering reports whether backend id keeps its sessions while it
+	// takes only the few requests (probes) that show whether it recovered,
+	// turning the others away (a half-open breaker).
+	Recovering(id string) bool
 	// ByHint returns the backend a cookie hint names in the current set.
 	ByHint(h Hint) (id string, ok bool)
 	// HintOf returns backend id's cookie hint, HintFor(service, id),
@@ -225,12 +232,24 @@ func (a *Affinity) Resolve(ctx context.Context, req Request, bs Backends) Decisi
 }
 
 // Picked is called when the policy chose backend b for a session that d
-// did not keep. A session that was pinned elsewhere is re-pinned now,
-// before the request goes out, with compare-and-swap: two replicas racing
-// on one session agree on the winner, which is returned (b, or the other
-// replica's choice; the caller sends the request there when it can).
-func (a *Affinity) Picked(ctx context.Context, req Request, d *Decision, b string) string {
+// did not keep, or whose kept backend did not take the request. A session
+// that was pinned elsewhere is re-pinned now, before the request goes out,
+// with compare-and-swap: two replicas racing on one session agree on the
+// winner, which is returned (b, or the other replica's choice; the caller
+// sends the request there when it can). A session kept on a backend that
+// is recovering (bs.Recovering) is detoured instead: b serves this request
+// and the pin stays.
+func (a *Affinity) Picked(ctx context.Context, req Request, d *Decision, bs Backends, b string) string {
 	if !d.HasID || d.Pinned == "" || d.Pinned == b {
+		return b
+	}
+	if d.Kind == KindDetoured || (d.Kind == KindSticky || d.Kind == KindRestored) && bs.Recovering(d.Pinned) {
+		// Issue 22: a half-open breaker lets one probe through and turns
+		// the backend's other requests away until it answered. Re-pinning
+		// those sessions moved every one of them off the backend just as
+		// it recovered; kept, they are back once the breaker closes (and
+		// re-pinned by their next request if the probe reopens it).
+		d.Kind = KindDetoured
 		return b
 	}
 	winner, err := a.Repin(ctx, req.Service, d.ID, d.Pinned, b, req.TTL)
@@ -267,17 +286,22 @@ func (a *Affinity) Commit(ctx context.Context, req Request, d *Decision, bs Back
 	if !d.HasID {
 		return Cookie{}, false
 	}
-	pinned := b
+	// The session's backend from now on: b, unless b served a detour.
+	want := b
+	if d.Kind == KindDetoured {
+		want = d.Pinned
+	}
+	pinned := want
 	switch {
 	case d.Store && d.Fresh:
 		// An id made by this request: nobody else has it, nothing to wait for.
-		a.PinNew(ctx, req.Service, d.ID, b, req.TTL)
+		a.PinNew(ctx, req.Service, d.ID, want, req.TTL)
 	case d.Store:
-		if got, err := a.Pin(ctx, req.Service, d.ID, b, req.TTL); err == nil && got != "" {
+		if got, err := a.Pin(ctx, req.Service, d.ID, want, req.TTL); err == nil && got != "" {
 			pinned = got
 		}
 	}
-	if !d.SetCookie && pinned == b {
+	if !d.SetCookie && pinned == want {
 		return Cookie{}, false
 	}
 	hint := bs.HintOf(pinned)

@@ -8,8 +8,9 @@ import (
 )
 
 type fakeBackends struct {
-	usable  map[string]bool
-	service string // "" = web
+	usable     map[string]bool
+	recovering map[string]bool
+	service    string // "" = web
 }
 
 func (f fakeBackends) svc() string {
@@ -20,6 +21,8 @@ func (f fakeBackends) svc() string {
 }
 
 func (f fakeBackends) Usable(id string) bool { return f.usable[id] }
+
+func (f fakeBackends) Recovering(id string) bool { return f.recovering[id] }
 
 func (f fakeBackends) HintOf(id string) Hint {
 	if _, ok := f.usable[id]; ok {
@@ -150,5 +153,76 @@ func TestCookieHintsPerService(t *testing.T) {
 	}
 	if _, others := ownHint(&full, web); others != [MaxOtherHints]Hint{11, 12, 13} {
 		t.Fatalf("others %v; want the 3 most recent", others)
+	}
+}
+
+// Issue 22: a session kept on a backend that is recovering (its breaker
+// half-open, the probe taken) and picked elsewhere for this request is
+// detoured: the store keeps (or, restored from the hint, gets) its
+// backend, and a reissued cookie names it. A backend that is not
+// recovering (a failed attempt) moves the session as before, and so does
+// a pick after a re-pin.
+func TestPickedDetoursRecovering(t *testing.T) {
+	now := time.Now()
+	ttl := time.Hour
+	tests := []struct {
+		name       string
+		stored     bool          // the store holds the pin (else restored from the hint)
+		age        time.Duration // the cookie's
+		recovering bool
+		wantKind   Kind
+		wantStore  string // the store's pin after Commit
+		wantHint   string // the reissued cookie's backend ("": none reissued)
+	}{
+		{name: "sticky, recovering: detoured", stored: true, age: time.Minute, recovering: true,
+			wantKind: KindDetoured, wantStore: "a"},
+		{name: "sticky, recovering, old cookie: reissued for a", stored: true, age: ttl/4 + time.Minute, recovering: true,
+			wantKind: KindDetoured, wantStore: "a", wantHint: "a"},
+		{name: "restored, recovering: pinned to a", age: time.Minute, recovering: true,
+			wantKind: KindDetoured, wantStore: "a"},
+		{name: "sticky, not recovering: re-pinned", stored: true, age: time.Minute,
+			wantKind: KindRepinned, wantStore: "c", wantHint: "c"},
+		{name: "restored, not recovering: re-pinned", age: time.Minute,
+			wantKind: KindRepinned, wantStore: "c", wantHint: "c"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			c := codec(t, newSecret)
+			store := NewMemoryStore(100, nil)
+			a := NewAffinity(Options{Store: store, Codec: c})
+			bs := fakeBackends{usable: map[string]bool{"a": true, "b": true, "c": true}, recovering: map[string]bool{"a": tt.recovering}}
+			req := Request{Service: "web", TTL: ttl}
+			id := NewID()
+			in := Input{Request: req, Valid: true, Now: now, NewID: NewID,
+				Cookie: Cookie{ID: id, Hint: HintFor("web", "a"), Issued: uint32(now.Add(-tt.age).Unix())}}
+			if tt.stored {
+				if err := store.Set(ctx, storeKey("web", id), "a", ttl); err != nil {
+					t.Fatal(err)
+				}
+				in.Stored, in.Found = "a", true
+			}
+			d := Decide(in, bs)
+			if d.Backend != "a" {
+				t.Fatalf("Decide %+v; want a kept", d)
+			}
+			// a turned the request away: the policy picks b, then c (b
+			// failed; a re-pinned session moves on from b).
+			for _, b := range []string{"b", "c"} {
+				if got := a.Picked(ctx, req, &d, bs, b); got != b || d.Kind != tt.wantKind {
+					t.Fatalf("Picked(%s) = %s, kind %v; want %s, %v", b, got, d.Kind, b, tt.wantKind)
+				}
+			}
+			ck, set := a.Commit(ctx, req, &d, bs, "c", "")
+			if got, _, _ := store.Get(ctx, storeKey("web", id)); got != tt.wantStore {
+				t.Fatalf("store pins %q; want %q", got, tt.wantStore)
+			}
+			switch {
+			case tt.wantHint == "" && set:
+				t.Fatalf("cookie reissued (hint %x) for a detour with a young cookie", ck.Hint)
+			case tt.wantHint != "" && (!set || ck.Hint != HintFor("web", tt.wantHint)):
+				t.Fatalf("cookie %+v (set %v); want one naming %s", ck, set, tt.wantHint)
+			}
+		})
 	}
 }

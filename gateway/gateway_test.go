@@ -128,10 +128,12 @@ func startGatewayFull(t testing.TB, mutate func(*config.Config), affinity *sessi
 		static.Set(r.Service, list)
 	}
 	codec := testCodec(t)
+	metrics := NewMetrics()
 	if affinity == nil {
-		affinity = session.NewAffinity(session.Options{Store: session.NewMemoryStore(10000, nil), Codec: codec, Logger: log})
+		// The session layer reports to the gateway's metrics, as assemble wires it.
+		affinity = session.NewAffinity(session.Options{Store: session.NewMemoryStore(10000, nil), Codec: codec, Logger: log, Metrics: metrics})
 	}
-	deps := Deps{Logger: log, Source: static, Affinity: affinity}
+	deps := Deps{Logger: log, Source: static, Affinity: affinity, Metrics: metrics}
 	for _, f := range withDeps {
 		f(&deps)
 	}

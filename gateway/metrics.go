@@ -30,6 +30,7 @@ type Metrics struct {
 	cacheHit      lazy[prometheus.Counter] // cache's series, resolved on first use
 	cacheMiss     lazy[prometheus.Counter]
 	expired       prometheus.Counter
+	reissued      prometheus.Counter
 	discUpdates   *prometheus.CounterVec // service
 	discStale     *prometheus.GaugeVec   // service
 	discBackends  *prometheus.GaugeVec   // service, health
@@ -90,6 +91,9 @@ func NewMetrics() *Metrics {
 	m.expired = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "latch_sessions_expired_total", Help: "Sessions whose pin had expired when their client came back.",
 	})
+	m.reissued = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "latch_cookie_reissued_total", Help: "Affinity cookies signed with an old cookie secret, reissued under the first.",
+	})
 	m.discUpdates = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "latch_discovery_updates_total", Help: "Snapshots received from discovery, by service.",
 	}, []string{"service"})
@@ -120,7 +124,7 @@ func NewMetrics() *Metrics {
 		Name: "latch_config_last_reload_success_timestamp_seconds", Help: "Unix time of the last configuration reload applied (0: none since start).",
 	})
 	m.reg.MustRegister(m.reloads, m.reloadedAt, m.panic, m.requests, m.duration, m.upstreamDur, m.retries, m.clientErrors, m.fallbacks,
-		m.breakerTrans, m.sessions, m.storeErrors, m.storeDuration, m.cache, m.expired, m.discUpdates,
+		m.breakerTrans, m.sessions, m.storeErrors, m.storeDuration, m.cache, m.expired, m.reissued, m.discUpdates,
 		m.discStale, m.discBackends, m.discLastOK, m.discHeld, m.tagConflicts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.registerServer()
@@ -234,4 +238,5 @@ func (m *Metrics) CacheHit() {
 func (m *Metrics) CacheMiss() {
 	m.cacheMiss.get(func() prometheus.Counter { return m.cache.WithLabelValues("miss") }).Inc()
 }
-func (m *Metrics) Expired() { m.expired.Inc() }
+func (m *Metrics) Expired()  { m.expired.Inc() }
+func (m *Metrics) Resigned() { m.reissued.Inc() }

@@ -135,14 +135,23 @@ func TestReload(t *testing.T) {
 		t.Errorf("needs restart %q; want [listen tls.acme]", res.NeedsRestart)
 	}
 	waitUntil(t, "the new route serves", func() bool { id, _, _ := rl.get(t, "/api/x", ""); return id == "c" })
+	// Issue 23: a cookie signed with the old secret kept its backend but was
+	// never reissued, so the rotation never finished. Now it is reissued
+	// under the new secret, once, and counted.
 	for id, ck := range cookies {
 		got, _, set := rl.get(t, "/", ck)
 		if got != id {
 			t.Errorf("session on %s went to %s after the reload", id, got)
 		}
-		if set != "" && !strings.HasPrefix(set, "latch=") {
-			t.Errorf("Set-Cookie %q", set)
+		if _, ok := testCodec(t).Decode(strings.TrimPrefix(set, "latch=")); set == "" || ok {
+			t.Errorf("old-secret cookie of %s answered with Set-Cookie %q; want it reissued under the new secret", id, set)
 		}
+		if again, _, set2 := rl.get(t, "/", set); again != id || set2 != "" {
+			t.Errorf("reissued cookie of %s: backend %s, Set-Cookie %q; want %s and none", id, again, set2, id)
+		}
+	}
+	if n := seriesValue(t, rl.g, "latch_cookie_reissued_total", nil); n != float64(len(cookies)) {
+		t.Errorf("latch_cookie_reissued_total %v; want %d", n, len(cookies))
 	}
 	if rl.service(t, "web") != svc {
 		t.Fatal("service web was rebuilt by the reload")

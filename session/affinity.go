@@ -36,6 +36,9 @@ type Observer interface {
 	CacheMiss()
 	// Expired counts sessions whose pin had expired when their client came back.
 	Expired()
+	// Resigned counts cookies signed with an old secret, reissued under the
+	// first.
+	Resigned()
 }
 
 // The session layer's defaults (the config's redis section documents them).
@@ -130,6 +133,7 @@ func (nopObserver) StoreLatency(string, time.Duration) {}
 func (nopObserver) CacheHit()                          {}
 func (nopObserver) CacheMiss()                         {}
 func (nopObserver) Expired()                           {}
+func (nopObserver) Resigned()                          {}
 
 // Codec is the cookie codec: Options.Codec, or the last SetCodec's. It is
 // the one place cookie secrets are read from.

@@ -23,6 +23,10 @@ type Cookie struct {
 	// Issued is when the cookie was (re)issued, in Unix seconds: a hint is
 	// honoured only while the cookie is younger than the session TTL.
 	Issued uint32
+	// OldSecret, set by Decode, says a secret other than the first signed
+	// the cookie: it is reissued under the first (Decide), so a rotation
+	// finishes. Not encoded.
+	OldSecret bool
 }
 
 // MaxOtherHints bounds the other routes' hints one cookie carries; the
@@ -58,7 +62,9 @@ func (c *Cookie) hintCount() int {
 //	base64url( version=2 | id[16] | hint[8] | issued[4] | other hints[8 each, 1-3] | HMAC-SHA256(secret, those bytes)[:16] )
 //
 // It signs with the first secret and accepts any (rotation: add the new
-// secret first, drop the old one after the cookie lifetime). Verification is
+// secret first, drop the old one after the cookie lifetime; a cookie signed
+// with an old one is reissued under the new on its next request, so
+// browser-session cookies move over too). Verification is
 // constant-time. Safe for concurrent use.
 type Codec struct {
 	secrets [][]byte
@@ -168,18 +174,18 @@ func (c *Codec) Decode(value string) (Cookie, bool) {
 	if err != nil || n != payload+tagLen || raw[0] != version {
 		return Cookie{}, false
 	}
-	ok := false
+	signer := -1
 	for i := range c.secrets {
 		c.tag(sc, i, raw[:payload])
 		if hmac.Equal(sc.sum[:tagLen], raw[payload:payload+tagLen]) {
-			ok = true
+			signer = i
 			break
 		}
 	}
-	if !ok {
+	if signer < 0 {
 		return Cookie{}, false
 	}
-	var v Cookie
+	v := Cookie{OldSecret: signer > 0}
 	copy(v.ID[:], raw[1:17])
 	v.Hint = Hint(binary.BigEndian.Uint64(raw[17:25]))
 	v.Issued = binary.BigEndian.Uint32(raw[25:29])

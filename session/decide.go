@@ -99,8 +99,11 @@ type Decision struct {
 	SetCookie bool
 	// Expired: the cookie outlived the session (counted).
 	Expired bool
-	learn   bool
-	hint    Hint // the cookie's hint naming a backend of this set (0: none)
+	// Resigned: the cookie was signed with an old secret and SetCookie
+	// reissues it under the first (counted).
+	Resigned bool
+	learn    bool
+	hint     Hint // the cookie's hint naming a backend of this set (0: none)
 	// others: the cookie's other hints (other routes sharing the cookie),
 	// carried along when it is reissued.
 	others [MaxOtherHints]Hint
@@ -187,6 +190,12 @@ func Decide(in Input, bs Backends) Decision {
 		if hinted, ok := bs.ByHint(d.hint); !d.learn && (!ok || hinted != candidate || age > int64(in.TTL/4/time.Second)) {
 			d.SetCookie = true
 		}
+		if !d.learn && in.Cookie.OldSecret {
+			// Issue 23: kept under the old secret forever, a browser-session
+			// cookie never moved over, and dropping the old secret later
+			// started all of them anew.
+			d.SetCookie, d.Resigned = true, true
+		}
 		return d
 	}
 	d.Store = false
@@ -224,6 +233,9 @@ func (a *Affinity) Resolve(ctx context.Context, req Request, bs Backends) Decisi
 	d := Decide(in, bs)
 	if d.Expired {
 		a.opts.Metrics.Expired()
+	}
+	if d.Resigned {
+		a.opts.Metrics.Resigned()
 	}
 	if d.Kind == KindSticky {
 		a.Touch(req.Service, d.ID, req.TTL)

@@ -59,6 +59,10 @@ func TestDecide(t *testing.T) {
 			Decision{Kind: KindNew, ID: fresh, HasID: true, Store: true, Fresh: true, SetCookie: true}},
 		{"pinned and usable", Input{Cookie: cookie("a", time.Minute), Valid: true, Stored: "a", Found: true},
 			Decision{Kind: KindSticky, ID: old, HasID: true, Backend: "a", Pinned: "a"}},
+		{"signed with an old secret: reissued", Input{Cookie: signedOld(cookie("a", time.Minute)), Valid: true, Stored: "a", Found: true},
+			Decision{Kind: KindSticky, ID: old, HasID: true, Backend: "a", Pinned: "a", SetCookie: true, Resigned: true}},
+		{"old secret, restored from the hint: reissued", Input{Cookie: signedOld(cookie("a", time.Minute)), Valid: true},
+			Decision{Kind: KindRestored, ID: old, HasID: true, Backend: "a", Pinned: "a", Store: true, SetCookie: true, Resigned: true}},
 		{"cookie older than ttl/4 reissued", Input{Cookie: cookie("a", ttl/4+time.Minute), Valid: true, Stored: "a", Found: true},
 			Decision{Kind: KindSticky, ID: old, HasID: true, Backend: "a", Pinned: "a", SetCookie: true}},
 		{"re-pinned by another replica: hint reissued", Input{Cookie: cookie("a", time.Minute), Valid: true, Stored: "b", Found: true},
@@ -225,4 +229,10 @@ func TestPickedDetoursRecovering(t *testing.T) {
 			}
 		})
 	}
+}
+
+// signedOld marks c as Decode does when a non-first secret signed it.
+func signedOld(c Cookie) Cookie {
+	c.OldSecret = true
+	return c
 }

@@ -37,8 +37,13 @@ func TestCodecRoundTripAndRotation(t *testing.T) {
 		t.Fatalf("round trip: %+v %v", got, ok)
 	}
 	rotated := codec(t, newSecret, oldSecret)
-	if got, ok := rotated.Decode(s); !ok || got != v {
-		t.Fatal("cookie signed with the old secret rejected during rotation")
+	resigned := v
+	resigned.OldSecret = true // so Decide reissues it under the new secret
+	if got, ok := rotated.Decode(s); !ok || got != resigned {
+		t.Fatalf("cookie signed with the old secret during rotation: %+v %v; want %+v", got, ok, resigned)
+	}
+	if got, ok := rotated.Decode(rotated.Encode(v)); !ok || got != v {
+		t.Fatalf("cookie signed with the new secret: %+v %v; want %+v", got, ok, v)
 	}
 	if _, ok := codec(t, oldSecret).Decode(rotated.Encode(v)); ok {
 		t.Fatal("cookie signed with the new secret accepted by a codec without it")

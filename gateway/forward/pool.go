@@ -149,6 +149,7 @@ func (p *hostPool) put(c *upConn) {
 		return
 	}
 	c.idleAt = u.now()
+	c.shed()
 	p.idle = append(p.idle, c)
 	u.idle.Add(1)
 	if u.idleTimeout > 0 && p.sweep == nil {
@@ -276,6 +277,22 @@ var aLongTimeAgo = time.Unix(1, 0)
 
 // errHeaderTimeout names ResponseHeaderTimeout in errors.
 var errHeaderTimeout = errors.New("timeout awaiting response headers")
+
+// keptScratch bounds the scratch an idle connection keeps for its next
+// exchange (the request head gathered in out, the response head in head).
+const keptScratch = 8 << 10
+
+// shed drops scratch grown past keptScratch by a big head. Issue 23: a
+// client sending 64 KB heads left every pooled backend connection holding
+// its copy, idle, for as long as the connection lived.
+func (c *upConn) shed() {
+	if cap(c.out) > keptScratch {
+		c.out = nil
+	}
+	if cap(c.head) > keptScratch {
+		c.head = nil
+	}
+}
 
 // close closes a checked-out connection.
 func (c *upConn) close() {

@@ -244,3 +244,25 @@ func (s slowReader) Read(p []byte) (int, error) {
 	}
 	return s.c.Read(p)
 }
+
+// Issue 23: after a big head, the pooled connection kept the head's copy
+// (its send buffer) while idle. It keeps no more than keptScratch.
+func TestPooledConnSheds(t *testing.T) {
+	addr := loopbackBackend(t, serveOK)
+	r := newRig(t, false, config.Route{}, nil, addr)
+	for _, size := range []int{60 << 10, 10} {
+		if w, _ := r.do(get("/", map[string]string{"X-Big": strings.Repeat("b", size)})); w.Code != 200 {
+			t.Fatalf("status %d", w.Code)
+		}
+		c := r.f.pool.forHost(addr).get(time.Now())
+		if c == nil {
+			t.Fatal("the connection was not pooled")
+		}
+		out, head := cap(c.out), cap(c.head)
+		c.pool.put(c) // before any Fatal: the backend's cleanup waits for its connections
+		if out > keptScratch || head > keptScratch {
+			t.Fatalf("after a %d-byte field the idle connection holds %d + %d bytes of scratch; want at most %d each",
+				size, out, head, keptScratch)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
@@ -50,6 +51,9 @@ type EchoOptions struct {
 	// StallBody stops mid-body of each response (after the first half,
 	// flushed) for so long.
 	StallBody time.Duration
+	// TLS, when set, serves HTTPS (HTTP/1.1) over the paced connections:
+	// the paces apply to the encrypted bytes.
+	TLS *tls.Config
 }
 
 // StartEcho serves an Echo named id on the host until the test ends.
@@ -67,11 +71,19 @@ func StartEchoAt(t testing.TB, host *Host, ip, id string, o EchoOptions) *Echo {
 	srv := &http.Server{
 		Handler: e,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if tc, ok := c.(*tls.Conn); ok {
+				c = tc.NetConn()
+			}
 			return context.WithValue(ctx, pacedKey{}, c)
 		},
-		ErrorLog: nil,
 	}
-	go func() { _ = srv.Serve(&PacedListener{Listener: l, Read: o.Read, Write: o.Write}) }()
+	var pl net.Listener = &PacedListener{Listener: l, Read: o.Read, Write: o.Write}
+	if o.TLS != nil {
+		tc := o.TLS.Clone()
+		tc.NextProtos = []string{"http/1.1"}
+		pl = tls.NewListener(pl, tc)
+	}
+	go func() { _ = srv.Serve(pl) }()
 	t.Cleanup(func() { srv.Close() })
 	return e
 }

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -125,9 +127,19 @@ type Client struct {
 	// mid-body: a client that stalls (what no breaker should count).
 	Stall   time.Duration
 	Timeout time.Duration // for the whole of one Do (default 20 s)
+	// TLS, when set, speaks HTTPS to the proxy; the paces apply to the
+	// encrypted bytes.
+	TLS *tls.Config
 }
 
-func (c *Client) dial(ctx context.Context) (*PacedConn, error) {
+// wireConn is a client connection: IO on it (TLS over the paced conn, or
+// the paced conn itself), pace controls on pc.
+type wireConn struct {
+	net.Conn
+	pc *PacedConn
+}
+
+func (c *Client) dial(ctx context.Context) (*wireConn, error) {
 	conn, err := c.Host.Dial(ctx, c.Addr, c.Sock)
 	if err != nil {
 		return nil, err
@@ -137,7 +149,16 @@ func (c *Client) dial(ctx context.Context) (*PacedConn, error) {
 		timeout = 20 * time.Second
 	}
 	_ = conn.SetDeadline(time.Now().Add(timeout))
-	return Paced(conn, c.Read, c.Write), nil
+	pc := Paced(conn, c.Read, c.Write)
+	if c.TLS == nil {
+		return &wireConn{Conn: pc, pc: pc}, nil
+	}
+	tc := tls.Client(pc, c.TLS)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		pc.Close()
+		return nil, fmt.Errorf("tls handshake: %w", err)
+	}
+	return &wireConn{Conn: tc, pc: pc}, nil
 }
 
 // Do sends xs pipelined on one connection (every request written while
@@ -178,19 +199,19 @@ func (c *Client) Do(ctx context.Context, xs ...*Exchange) error {
 }
 
 // send writes one request, stalling mid-head and mid-body if asked.
-func (c *Client) send(pc *PacedConn, head, body []byte) error {
-	pc.ResetWrite()
-	if c.Stall > 0 {
-		pc.wr.Stalls = []int64{int64(len(head) / 2), int64(len(head) + len(body)/2)}
-		pc.wr.StallFor = c.Stall
+func (c *Client) send(wc *wireConn, head, body []byte) error {
+	wc.pc.ResetWrite()
+	if c.Stall > 0 { // (under TLS, near those offsets: records add a little)
+		wc.pc.wr.Stalls = []int64{int64(len(head) / 2), int64(len(head) + len(body)/2)}
+		wc.pc.wr.StallFor = c.Stall
 	}
-	if _, err := pc.Write(append(head[:len(head):len(head)], body...)); err != nil {
+	if _, err := wc.Write(append(head[:len(head):len(head)], body...)); err != nil {
 		return err
 	}
 	return nil
 }
 
-func (c *Client) expect(pc *PacedConn, x *Exchange) error {
+func (c *Client) expect(pc *wireConn, x *Exchange) error {
 	br := newReader(pc)
 	if _, err := pc.Write(x.head()); err != nil {
 		return fmt.Errorf("writing head: %w", err)
@@ -245,6 +266,6 @@ func (c *Client) Upgrade(ctx context.Context, x *Exchange, data []byte) error {
 // PadField is a header field of n bytes of value (name X-Pad-<n>).
 func PadField(n int) [2]string { return [2]string{"X-Pad-" + strconv.Itoa(n), PadText(n)} }
 
-func readResponse(pc *PacedConn) (*http.Response, error) {
+func readResponse(pc net.Conn) (*http.Response, error) {
 	return http.ReadResponse(newReader(pc), &http.Request{Method: "GET"})
 }

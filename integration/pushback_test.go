@@ -3,9 +3,12 @@ package integration
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,6 +17,7 @@ import (
 	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/integration/harness"
 	"github.com/latchgw/latch/integration/harness/netns"
+	"github.com/latchgw/latch/integration/harness/testcert"
 )
 
 // TestPushBack is every framing case through a latch process over veth,
@@ -23,8 +27,8 @@ import (
 // pushing back: a backend that reads at once, one that reads slowly
 // through a small receive buffer, one that dribbles its answer a byte at
 // a time and stalls mid-head and mid-body, a backend behind a
-// rate-limited link, and a client that stalls mid-head and mid-body and
-// reads slowly. Every answer is checked byte for byte (the backend's
+// rate-limited link, a client that stalls mid-head and mid-body and
+// reads slowly, and TLS both ways (a second latch) to a slow reader. Every answer is checked byte for byte (the backend's
 // digest of what it got against what the client sent, the client's of
 // what it got against what the backend sent); no request may reach a
 // backend twice, and no breaker may move.
@@ -59,9 +63,11 @@ func TestPushBack(t *testing.T) {
 	for svc := range echoes {
 		waitPassing(t, latch.Admin, svc, 1)
 	}
+	tlsAt, tlsAdmin, clientTLS := startPushBackTLS(t, hosts, consul, redis, near, echoes, slow)
 	modes := []struct {
 		name, backend string
 		client        netns.Client
+		addr, admin   string // latch's (default: the plain one's)
 	}{
 		{name: "backend reads at once", backend: "fast"},
 		{name: "backend reads slowly", backend: "slow"},
@@ -70,12 +76,18 @@ func TestPushBack(t *testing.T) {
 		{name: "client stalls and reads slowly", backend: "fast", client: netns.Client{
 			Sock: netns.SockOpts{RcvBuf: 4096}, Stall: 100 * time.Millisecond,
 			Read: netns.Pace{Chunk: 1024, Pause: time.Millisecond, Budget: 256 << 10}}},
+		{name: "TLS both ways, backend reads slowly", backend: "tls", client: netns.Client{TLS: clientTLS},
+			addr: tlsAt, admin: tlsAdmin},
 	}
 	for i, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
 			c := m.client
 			c.Host, c.Addr, c.Timeout = clients, cfg.Listen, 15*time.Second
-			moved := breakerTransitions(t, latch.Admin)
+			admin := latch.Admin
+			if m.addr != "" {
+				c.Addr, admin = m.addr, m.admin
+			}
+			moved := breakerTransitions(t, admin)
 			for _, pc := range pushBackCases(fmt.Sprintf("m%d", i), m.backend+".test") {
 				t.Run(pc.name, func(t *testing.T) {
 					ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -97,11 +109,60 @@ func TestPushBack(t *testing.T) {
 					}
 				})
 			}
-			if now := breakerTransitions(t, latch.Admin); now != moved {
+			if now := breakerTransitions(t, admin); now != moved {
 				t.Errorf("breakers changed state %v times during %q; want none", now-moved, m.name)
 			}
 		})
 	}
+}
+
+// startPushBackTLS starts a second latch process for TestPushBack's TLS
+// row: HTTPS to its clients (as latch.test) and to its backend, an Echo
+// on host that reads as slowly as slow says (as echo.test), added to
+// echoes as "tls". It returns latch's public and admin addresses and the
+// clients' TLS config.
+func startPushBackTLS(t *testing.T, hosts *harness.Hosts, consul *harness.Consul, redis *harness.Redis,
+	host *netns.Host, echoes map[string]*netns.Echo, slow netns.EchoOptions) (addr, admin string, client *tls.Config) {
+	t.Helper()
+	ca, err := testcert.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	write := func(name string, b []byte) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	issue := func(name string) (certPEM, keyPEM []byte) {
+		c, k, _, err := ca.Issue(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, k
+	}
+	echoCert, echoKey := issue("echo.test")
+	pair, err := tls.X509KeyPair(echoCert, echoKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow.TLS = &tls.Config{Certificates: []tls.Certificate{pair}}
+	echoes["tls"] = netns.StartEcho(t, host, "tls", slow)
+	consul.Register(t, "tls", "tls", echoes["tls"].Addr)
+	latchCert, latchKey := issue("latch.test")
+	cfg := harness.LatchConfig(consul.HTTPAddr, redis.URL, "tls")
+	cfg.Routes[0].Host = "tls.test"
+	cfg.Routes[0].BackendTLS = config.BackendTLS{Enabled: config.Set(true),
+		CAFile: config.Set(write("ca.pem", ca.PEM())), ServerName: config.Set("echo.test")}
+	cfg.TLS.Certificates = []config.Certificate{{CertFile: write("latch.pem", latchCert), KeyFile: write("latch.key", latchKey)}}
+	cfg.Listen = net.JoinHostPort(hosts.Gateway, strconv.Itoa(harness.FreePort(t)))
+	cfg.Admin.Listen = "127.0.0.1:" + strconv.Itoa(harness.FreePort(t))
+	cfg.Transport.ResponseHeaderTimeout = config.Set(5 * time.Second)
+	l := harness.StartLatchProcess(t, nil, cfg)
+	waitPassing(t, l.Admin, "tls", 1)
+	return cfg.Listen, l.Admin, &tls.Config{RootCAs: ca.Pool, ServerName: "latch.test", NextProtos: []string{"http/1.1"}}
 }
 
 type pushBackCase struct {

@@ -27,8 +27,8 @@ import (
 // pushing back: a backend that reads at once, one that reads slowly
 // through a small receive buffer, one that dribbles its answer a byte at
 // a time and stalls mid-head and mid-body, a backend behind a
-// rate-limited link, a client that stalls mid-head and mid-body and
-// reads slowly, and TLS both ways (a second latch) to a slow reader. Every answer is checked byte for byte (the backend's
+// rate-limited link, a client that dribbles the start of each request a
+// byte at a time, stalls mid-head and mid-body and reads slowly, and TLS both ways (a second latch) to a slow reader. Every answer is checked byte for byte (the backend's
 // digest of what it got against what the client sent, the client's of
 // what it got against what the backend sent); no request may reach a
 // backend twice, and no breaker may move.
@@ -73,9 +73,10 @@ func TestPushBack(t *testing.T) {
 		{name: "backend reads slowly", backend: "slow"},
 		{name: "backend dribbles", backend: "dribble"},
 		{name: "rate-limited link", backend: "limited"},
-		{name: "client stalls and reads slowly", backend: "fast", client: netns.Client{
+		{name: "client dribbles, stalls and reads slowly", backend: "fast", client: netns.Client{
 			Sock: netns.SockOpts{RcvBuf: 4096}, Stall: 100 * time.Millisecond,
-			Read: netns.Pace{Chunk: 1024, Pause: time.Millisecond, Budget: 256 << 10}}},
+			Write: netns.Pace{Chunk: 1, Budget: 4 << 10}, // each request's first 4 KiB a byte at a time
+			Read:  netns.Pace{Chunk: 1024, Pause: time.Millisecond, Budget: 256 << 10}}},
 		{name: "TLS both ways, backend reads slowly", backend: "tls", client: netns.Client{TLS: clientTLS},
 			addr: tlsAt, admin: tlsAdmin},
 	}

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 )
@@ -23,7 +24,7 @@ import (
 // added with AddAddr: servers the test runs itself (Consul, Redis,
 // backends) listen there.
 //
-// Every namespace, link and bridge is named lt-<pid>-…, and removed when
+// Every namespace, link and bridge is named lt-<pid>-<n>…, and removed when
 // the test ends, failed or not; StartHosts also removes what a test
 // process that died left behind (its pid gone).
 type Hosts struct {
@@ -34,6 +35,8 @@ type Hosts struct {
 	subnet string // "10.a.b."
 	next   int    // last octet of the next root-side address
 }
+
+var hostsMade atomic.Int64
 
 // Host is one namespace of Hosts.
 type Host struct {
@@ -71,7 +74,13 @@ func StartHosts(t testing.TB, n int) *Hosts {
 	}
 	removeLeftovers(t)
 	pid := os.Getpid()
-	h := &Hosts{prefix: fmt.Sprintf("lt-%d-", pid), next: 100}
+	// seq tells apart the Hosts of one test process: the kernel removes a
+	// deleted namespace, and the veth ends in it, some time after `ip
+	// netns del` returns, so the next test's links could not take the
+	// same names (RTNETLINK answers: File exists). One character, base 36:
+	// a link name has at most 15 (lt-4194304-nv1).
+	seq := strconv.FormatInt(hostsMade.Add(1)%36, 36)
+	h := &Hosts{prefix: fmt.Sprintf("lt-%d-%s", pid, seq), next: 100}
 	h.subnet = freeSubnet(t, pid)
 	h.Gateway = h.subnet + "1"
 	br := h.prefix + "br"

@@ -90,7 +90,7 @@ func newHostsRig(t *testing.T) *hostsRig {
 		name := fmt.Sprintf("r%d.latch.test", i+1)
 		names[name] = h.IP
 		rep := &replica{host: h, url: "http://" + name + ":" + port + "/", admin: "http://" + net.JoinHostPort(h.IP, adminPort)}
-		rep.proc = h.Start(t, bin, "-config", path)
+		rep.proc = harness.StartIn(t, h, bin, "-config", path)
 		t.Cleanup(func() {
 			if t.Failed() {
 				log, _ := os.ReadFile(rep.proc.Log)

@@ -172,6 +172,9 @@ func (c *conn) run() {
 			}
 			park, err := c.readIdle()
 			if park {
+				// Parked for a while, maybe long: drop the maps and slice
+				// kept for the next request too (made again on resume).
+				c.hdr, c.strs, c.resp.header = nil, nil, nil
 				parked = s.watcher(false).park(c)
 				if !parked {
 					c.state.CompareAndSwap(stateIdle, stateClosed)
@@ -305,6 +308,9 @@ func (c *conn) serveHandler() (panicked bool) {
 
 // resetRequest readies the connection's request for the next one.
 func (c *conn) resetRequest() {
+	if c.hdr == nil {
+		c.hdr = http.Header{}
+	}
 	clear(c.hdr)
 	c.url = url.URL{}
 	c.req = c.tmpl

@@ -9,44 +9,10 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"runtime"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 )
-
-// connGoroutines counts the goroutines serving a connection (in
-// conn.serve or conn.run): the ones an idle connection must not keep.
-func connGoroutines() int {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	n := 0
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "h1.(*conn).serve(") || strings.Contains(g, "h1.(*conn).run(") {
-			n++
-		}
-	}
-	return n
-}
-
-// waitFor polls cond until it holds or 5 seconds pass.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("after 5s: %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // keepAlive sends one request on c and reads the answer whole.
 func keepAlive(t testing.TB, c net.Conn, br *bufio.Reader, path string) string {

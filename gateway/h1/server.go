@@ -1,8 +1,12 @@
 // Package h1 is an HTTP/1.1 server built for a proxy's public listener:
-// one goroutine per connection, read and write buffers taken from pools
-// only while a request is in flight (an idle keep-alive connection holds
-// none), no background read per request, and the request, its URL and
-// header map reused per connection. It hands an http.Handler a real
+// a goroutine per connection while it is busy, read and write buffers
+// taken from pools only while a request is in flight (an idle keep-alive
+// connection holds none), no background read per request, and the
+// request, its URL and header map reused per connection. On Linux a plain
+// TCP connection idle for a second parks: its goroutine ends and the
+// server's epoll watcher waits for its next bytes, starting a goroutine
+// for them (park_linux.go); TLS connections and other platforms keep
+// their goroutine while idle. It hands an http.Handler a real
 // *http.Request and an http.ResponseWriter that is also an http.Flusher
 // and an http.Hijacker, so chi and its middleware run unchanged.
 //

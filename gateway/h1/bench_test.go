@@ -138,8 +138,9 @@ func BenchmarkServe(b *testing.B) {
 }
 
 // BenchmarkIdleConnMemory: 2,000 connections, one request each, then
-// idle; heap and goroutine stacks per connection after a GC (the test
-// process holds both ends: the client's half is the same for both).
+// idle (h1's parked); heap and goroutine stacks per connection after a GC
+// (the test process holds both ends: the client's half is the same for
+// both). BenchmarkIdleConnRSS measures the server alone.
 func BenchmarkIdleConnMemory(b *testing.B) {
 	const n = 2000
 	for _, kind := range []string{"h1", "net/http"} {
@@ -156,7 +157,7 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 					rc.buf = nil
 					cs = append(cs, rc)
 				}
-				time.Sleep(100 * time.Millisecond) // every server goroutine parked again
+				idleSettle(b, kind)
 				after := inUse()
 				b.ReportMetric(float64(after-before)/n, "bytes/idle-conn")
 				for _, rc := range cs {

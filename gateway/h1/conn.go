@@ -20,10 +20,13 @@ import (
 
 // Connection states, for Shutdown: only an idle connection may be closed
 // under a client's feet.
+// A parked connection is idle without a goroutine (park_linux.go): whoever
+// moves it out of stateParked owns it.
 const (
 	stateActive int32 = iota
 	stateIdle
 	stateClosed
+	stateParked
 )
 
 const bufSize = 4 << 10
@@ -66,31 +69,35 @@ type conn struct {
 	pending    int // bytes read ahead when the request began
 	hijacked   bool
 
-	fd      int                // the socket, for the watcher (-1: none)
+	sock    syscall.RawConn    // the socket (under TLS too), for the watcher (nil: none)
 	watchID uint64             // the watcher's key for it (0: not yet)
 	cancel  context.CancelFunc // ends the connection's (and request's) context
 
 	readFn  func(fd uintptr) bool // readIdle's poller callback
 	idleN   int
 	idleErr error
+
+	first     bool      // no request read yet
+	resumed   bool      // run was started by the watcher: keep idleUntil
+	idleUntil time.Time // when the idle wait times out (zero: never)
+	slot      wheelSlot // where the watcher keeps it while parked
 }
 
 func newConn(s *Server, rwc net.Conn) *conn {
-	c := &conn{srv: s, rwc: rwc, io: rwc, hdr: http.Header{}, remote: rwc.RemoteAddr().String(), fd: -1}
+	c := &conn{srv: s, rwc: rwc, io: rwc, hdr: http.Header{}, remote: rwc.RemoteAddr().String()}
 	if sio := sockio.New(rwc); sio != nil {
 		c.io = sio
 	}
 	if sc, ok := rwc.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
-			c.raw = raw
-			_ = raw.Control(func(fd uintptr) { c.fd = int(fd) })
+			c.raw, c.sock = raw, raw
 		}
 	} else if tc, ok := rwc.(*tls.Conn); ok {
 		// Reads go through TLS (no raw reads), but the socket under it
 		// still tells the watcher when the client hangs up.
 		if sc, ok := tc.NetConn().(syscall.Conn); ok {
 			if raw, err := sc.SyscallConn(); err == nil {
-				_ = raw.Control(func(fd uintptr) { c.fd = int(fd) })
+				c.sock = raw
 			}
 		}
 	}
@@ -103,22 +110,6 @@ func (c *conn) serve(base context.Context) {
 	ctx, cancel := context.WithCancel(base)
 	c.cancel = cancel
 	ctx = context.WithValue(ctx, http.LocalAddrContextKey, c.rwc.LocalAddr())
-	defer func() {
-		cancel()
-		c.srv.watcher(false).forget(c)
-		if !c.hijacked {
-			c.rwc.Close()
-		}
-		c.release()
-		c.srv.trackConn(c, false)
-		if h := c.srv.ConnState; h != nil {
-			if c.hijacked {
-				h(c.rwc, http.StateHijacked)
-			} else {
-				h(c.rwc, http.StateClosed)
-			}
-		}
-	}()
 	// One Request value carrying the connection's context: copied over
 	// the connection's request to reset it (http.Request's context can
 	// only be set by WithContext, which allocates).
@@ -131,25 +122,47 @@ func (c *conn) serve(base context.Context) {
 			_ = c.rwc.SetDeadline(time.Now().Add(s.ReadHeaderTimeout))
 		}
 		if err := tc.HandshakeContext(ctx); err != nil {
+			c.close()
 			return
 		}
 		_ = c.rwc.SetWriteDeadline(time.Time{})
 		st := tc.ConnectionState()
 		c.tmpl.TLS = &st
 	}
-	first := true
+	c.first = true
+	c.run()
+}
+
+// run serves the connection's requests until it closes, or until it has
+// been idle long enough to park: then it waits in the server's watcher
+// without this goroutine, and the watcher starts run again (resumed set)
+// when the client sends its next bytes.
+func (c *conn) run() {
+	s := c.srv
+	parked := false
+	defer func() {
+		if !parked {
+			c.close()
+		}
+	}()
 	for {
 		if c.r == c.w {
 			// Wait for the next request's first bytes without a buffer.
 			c.release()
-			wait := s.IdleTimeout
-			if first || wait == 0 {
-				wait = s.ReadTimeout
+			if !c.resumed {
+				wait := s.IdleTimeout
+				if c.first || wait == 0 {
+					wait = s.ReadTimeout
+				}
+				if c.first && s.ReadHeaderTimeout > 0 {
+					wait = s.ReadHeaderTimeout
+				}
+				c.idleUntil = time.Time{}
+				if wait > 0 {
+					c.idleUntil = time.Now().Add(wait)
+				}
 			}
-			if first && s.ReadHeaderTimeout > 0 {
-				wait = s.ReadHeaderTimeout
-			}
-			setReadDeadline(c.rwc, wait)
+			c.resumed = false
 			c.state.Store(stateIdle)
 			if s.closing.Load() {
 				return
@@ -157,12 +170,22 @@ func (c *conn) serve(base context.Context) {
 			if s.testHookIdle != nil {
 				s.testHookIdle(c)
 			}
-			err := c.readIdle()
+			park, err := c.readIdle()
+			if park {
+				// Parked for a while, maybe long: drop the maps and slice
+				// kept for the next request too (made again on resume).
+				c.hdr, c.strs, c.resp.header = nil, nil, nil
+				parked = s.watcher(false).park(c)
+				if !parked {
+					c.state.CompareAndSwap(stateIdle, stateClosed)
+				}
+				return // parked, or the server is closing
+			}
 			if !c.state.CompareAndSwap(stateIdle, stateActive) || err != nil {
 				return // closed by Shutdown, or the client left or idled out
 			}
 		}
-		first = false
+		c.first = false
 		start := time.Now()
 		if s.ReadHeaderTimeout > 0 {
 			_ = c.rwc.SetReadDeadline(start.Add(s.ReadHeaderTimeout))
@@ -175,11 +198,33 @@ func (c *conn) serve(base context.Context) {
 	}
 }
 
-func setReadDeadline(c net.Conn, d time.Duration) {
-	if d > 0 {
-		_ = c.SetReadDeadline(time.Now().Add(d))
-	} else {
-		_ = c.SetReadDeadline(time.Time{})
+// resume serves a parked connection whose client sent bytes (or hung
+// up): the watcher calls it on a new goroutine, the connection's state
+// already taken from parked to idle.
+func (c *conn) resume() {
+	c.resumed = true
+	c.srv.watcher(false).unpark(c)
+	c.run()
+}
+
+// close ends the connection: its context, its watch, its socket, and the
+// server's count of it.
+func (c *conn) close() {
+	if c.cancel != nil {
+		c.cancel()
+	}
+	c.srv.watcher(false).forget(c)
+	if !c.hijacked {
+		c.rwc.Close()
+	}
+	c.release()
+	c.srv.trackConn(c, false)
+	if h := c.srv.ConnState; h != nil {
+		if c.hijacked {
+			h(c.rwc, http.StateHijacked)
+		} else {
+			h(c.rwc, http.StateClosed)
+		}
 	}
 }
 
@@ -227,7 +272,7 @@ func (c *conn) serveOne(start time.Time) bool {
 	c.resp.reset(&c.req, f)
 	// A client that hangs up while the handler runs cancels its context
 	// (the proxy then drops the backend request).
-	s.watcher(c.fd >= 0).arm(c)
+	s.watcher(c.sock != nil).arm(c)
 	if c.serveHandler() {
 		return false // panicked: the response is cut, close
 	}
@@ -263,6 +308,9 @@ func (c *conn) serveHandler() (panicked bool) {
 
 // resetRequest readies the connection's request for the next one.
 func (c *conn) resetRequest() {
+	if c.hdr == nil {
+		c.hdr = http.Header{}
+	}
 	clear(c.hdr)
 	c.url = url.URL{}
 	c.req = c.tmpl

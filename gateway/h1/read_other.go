@@ -7,8 +7,9 @@ package h1
 var acceptRetry []error
 
 // readIdle waits for the next request's first bytes (holding a buffer
-// while it waits: no poller access on this platform).
-func (c *conn) readIdle() error {
+// while it waits: no poller access on this platform, and never parks).
+func (c *conn) readIdle() (park bool, err error) {
 	c.r, c.w, c.rerr = 0, 0, nil
-	return c.fill(bufSize)
+	_ = c.rwc.SetReadDeadline(c.idleUntil)
+	return false, c.fill(bufSize)
 }

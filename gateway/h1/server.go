@@ -1,8 +1,12 @@
 // Package h1 is an HTTP/1.1 server built for a proxy's public listener:
-// one goroutine per connection, read and write buffers taken from pools
-// only while a request is in flight (an idle keep-alive connection holds
-// none), no background read per request, and the request, its URL and
-// header map reused per connection. It hands an http.Handler a real
+// a goroutine per connection while it is busy, read and write buffers
+// taken from pools only while a request is in flight (an idle keep-alive
+// connection holds none), no background read per request, and the
+// request, its URL and header map reused per connection. On Linux a plain
+// TCP connection idle for a second parks: its goroutine ends and the
+// server's epoll watcher waits for its next bytes, starting a goroutine
+// for them (park_linux.go); TLS connections and other platforms keep
+// their goroutine while idle. It hands an http.Handler a real
 // *http.Request and an http.ResponseWriter that is also an http.Flusher
 // and an http.Hijacker, so chi and its middleware run unchanged.
 //
@@ -76,6 +80,9 @@ type Server struct {
 	// testHookIdle, when set, sees each connection as it starts to wait
 	// for its next request.
 	testHookIdle func(*conn)
+	// parkDelay is how long an idle connection keeps its goroutine before
+	// it parks (0: defaultParkAfter; negative: at once, for tests).
+	parkDelay time.Duration
 }
 
 // ErrServerClosed is what Serve returns after Shutdown or Close.
@@ -167,11 +174,19 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) Close() error {
 	s.closing.Store(true)
 	s.closeListeners()
+	var parked []*conn
 	s.mu.Lock()
 	for c := range s.conns {
-		c.rwc.Close()
+		if c.state.CompareAndSwap(stateParked, stateClosed) {
+			parked = append(parked, c)
+		} else {
+			c.rwc.Close()
+		}
 	}
 	s.mu.Unlock()
+	for _, c := range parked {
+		c.close() // no goroutine of its own to do it
+	}
 	s.watcher(false).stop()
 	return nil
 }
@@ -186,13 +201,21 @@ func (s *Server) closeListeners() {
 
 // closeIdle closes the idle connections and reports whether none is left.
 func (s *Server) closeIdle() bool {
+	var parked []*conn
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for c := range s.conns {
 		if c.state.CompareAndSwap(stateIdle, stateClosed) {
 			c.rwc.Close()
+		} else if c.state.CompareAndSwap(stateParked, stateClosed) {
+			parked = append(parked, c)
 		}
 	}
+	s.mu.Unlock()
+	for _, c := range parked {
+		c.close() // no goroutine of its own to do it
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return len(s.conns) == 0
 }
 
@@ -245,6 +268,16 @@ func (s *Server) watcher(start bool) *watcher {
 	w := newWatcher()
 	s.watch.Store(w)
 	return w
+}
+
+func (s *Server) parkAfter() time.Duration {
+	switch {
+	case s.parkDelay > 0:
+		return s.parkDelay
+	case s.parkDelay < 0:
+		return 0
+	}
+	return defaultParkAfter
 }
 
 func (s *Server) log() *slog.Logger {

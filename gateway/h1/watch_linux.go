@@ -5,6 +5,7 @@ package h1
 import (
 	"sync"
 	"syscall"
+	"time"
 )
 
 // watcher notices clients that leave while their request is in flight,
@@ -14,6 +15,10 @@ import (
 // fires once) and cancels the connection's context — the request's
 // context. A hang-up between requests cancels it too: the connection's
 // next read then ends it.
+//
+// It also keeps the parked connections (park_linux.go): idle ones whose
+// goroutine has ended, waiting in the same epoll set for their next bytes,
+// and closes those whose idle timeout passes.
 type watcher struct {
 	epfd, wake int // the epoll set; an eventfd that stops the loop
 	mu         sync.RWMutex
@@ -21,6 +26,10 @@ type watcher struct {
 	conns      map[uint64]*conn
 	next       uint64
 	done       chan struct{}
+
+	wheel  map[int64][]*conn // parked connections by the second after their idle timeout
+	parked int               // entries in wheel
+	swept  int64             // the last second swept
 }
 
 const watchEvents = syscall.EPOLLRDHUP | 1<<31 // EPOLLET
@@ -35,7 +44,8 @@ func newWatcher() *watcher {
 		syscall.Close(epfd)
 		return nil
 	}
-	w := &watcher{epfd: epfd, wake: int(r1), conns: map[uint64]*conn{}, done: make(chan struct{})}
+	w := &watcher{epfd: epfd, wake: int(r1), conns: map[uint64]*conn{}, done: make(chan struct{}),
+		wheel: map[int64][]*conn{}, swept: time.Now().Unix()}
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN}
 	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, w.wake, &ev); err != nil {
 		syscall.Close(epfd)
@@ -49,7 +59,7 @@ func newWatcher() *watcher {
 // arm watches c until its peer hangs up: one epoll_ctl per connection,
 // at its first request; later calls cost nothing.
 func (w *watcher) arm(c *conn) {
-	if w == nil || c.fd < 0 || c.watchID != 0 {
+	if w == nil || c.sock == nil || c.watchID != 0 {
 		return
 	}
 	w.mu.Lock()
@@ -60,7 +70,7 @@ func (w *watcher) arm(c *conn) {
 	ev := syscall.EpollEvent{Events: watchEvents, Fd: int32(c.watchID), Pad: int32(c.watchID >> 32)}
 	w.mu.RLock()
 	if !w.stopped {
-		_ = syscall.EpollCtl(w.epfd, syscall.EPOLL_CTL_ADD, c.fd, &ev)
+		_ = w.ctl(c, syscall.EPOLL_CTL_ADD, &ev)
 	}
 	w.mu.RUnlock()
 }
@@ -72,17 +82,29 @@ func (w *watcher) forget(c *conn) {
 	}
 	w.mu.Lock()
 	delete(w.conns, c.watchID)
+	w.unwheel(c)
 	if !w.stopped {
-		_ = syscall.EpollCtl(w.epfd, syscall.EPOLL_CTL_DEL, c.fd, nil)
+		_ = w.ctl(c, syscall.EPOLL_CTL_DEL, nil)
 	}
 	w.mu.Unlock()
+}
+
+// ctl is epoll_ctl on c's socket. Inside Control the descriptor cannot be
+// closed (and its number reused by another connection's socket) under
+// the call; once closed it has left the epoll set by itself.
+func (w *watcher) ctl(c *conn, op int, ev *syscall.EpollEvent) error {
+	var err error
+	if cerr := c.sock.Control(func(fd uintptr) { err = syscall.EpollCtl(w.epfd, op, int(fd), ev) }); cerr != nil {
+		return cerr
+	}
+	return err
 }
 
 func (w *watcher) loop() {
 	defer close(w.done)
 	events := make([]syscall.EpollEvent, 64)
 	for {
-		n, err := syscall.EpollWait(w.epfd, events, -1)
+		n, err := syscall.EpollWait(w.epfd, events, w.timeout())
 		if err == syscall.EINTR {
 			continue
 		}
@@ -91,18 +113,34 @@ func (w *watcher) loop() {
 		}
 		for _, ev := range events[:n] {
 			id := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
-			if id == 0 && ev.Events&syscall.EPOLLIN != 0 {
-				syscall.Close(w.epfd)
-				syscall.Close(w.wake)
-				return // stop
+			if id == 0 {
+				w.mu.RLock()
+				stopped := w.stopped
+				w.mu.RUnlock()
+				if stopped {
+					syscall.Close(w.epfd)
+					syscall.Close(w.wake)
+					return // stop
+				}
+				var b [8]byte
+				_, _ = syscall.Read(w.wake, b[:]) // a first parked connection: wait a second at most now
+				continue
 			}
-			w.mu.RLock()
+			w.mu.Lock()
 			c := w.conns[id]
-			w.mu.RUnlock()
-			if c != nil && c.cancel != nil {
+			wake := c != nil && c.state.CompareAndSwap(stateParked, stateActive)
+			if wake {
+				w.unwheel(c)
+			}
+			w.mu.Unlock()
+			switch {
+			case wake:
+				go c.resume() // bytes to read, or the client hung up: its goroutine sees which
+			case c != nil && c.cancel != nil:
 				c.cancel()
 			}
 		}
+		w.sweep(time.Now())
 	}
 }
 

@@ -56,6 +56,10 @@ func FuzzRelayIntact(f *testing.F) {
 		c.Defaults.Breaker.ConsecutiveFailures = config.Set[uint32](1 << 20)
 	}, nil, []discovery.Backend{{ID: "b", Service: "web", Addr: be.ln.Addr().String(), Weight: 1, Health: discovery.Passing}})
 	addr := strings.TrimPrefix(tg.url, "http://")
+	// On net/http latch closes a connection after a chunked request (the
+	// screen: Go's server reads a Content-Length sent with chunked as
+	// chunked), so the requests pipelined behind one are never read there.
+	closesAfterChunked := tg.g.c.Server.Implementation == "net/http"
 	var inputs atomic.Int64
 	f.Cleanup(func() {
 		// A small input may draw no fault (they are random); all of them
@@ -78,6 +82,16 @@ func FuzzRelayIntact(f *testing.F) {
 
 		be.stray(t)
 		conns := decodePlan(data, func() int64 { return ids.Add(1) })
+		if closesAfterChunked {
+			for i, cp := range conns {
+				for j, x := range cp.reqs {
+					if x.chunked {
+						x.close, conns[i].reqs = true, cp.reqs[:j+1] // its conn's last request
+						break
+					}
+				}
+			}
+		}
 		for _, cp := range conns {
 			for _, x := range cp.reqs {
 				be.plans.Store(x.id, x)

@@ -271,11 +271,13 @@ func (svc *service) reconfigure(rs config.RouteSettings, res *ReloadResult) (app
 	svc.mu.Lock()
 	same := svc.opts == opts
 	svc.opts = opts
+	// Under mu, so a snapshot's judgePanic cannot come in between.
+	reset := !same && svc.registry.Reconfigure(svc.effective(opts).Options(svc))
 	svc.mu.Unlock()
 	if same {
 		return nil
 	}
-	if svc.registry.Reconfigure(opts.Options(svc)) {
+	if reset {
 		svc.g.log.Info("circuit breakers replaced: their settings changed", "service", svc.name)
 		applied = append(applied, "service "+svc.name+": breaker settings (breakers start closed)")
 	}

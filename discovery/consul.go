@@ -274,6 +274,7 @@ func settled(prev, next Snapshot) Snapshot {
 		j, found := slices.BinarySearchFunc(prev.Backends, b.ID, func(x Backend, id string) int { return strings.Compare(x.ID, id) })
 		if found && prev.Backends[j].Health > b.Health {
 			out.Backends[i].Health, out.Backends[i].Weight = prev.Backends[j].Health, prev.Backends[j].Weight
+			out.Backends[i].Unchecked = prev.Backends[j].Unchecked
 		}
 	}
 	out.Backends = append(out.Backends, absent(prev.Backends, next.Backends)...)

@@ -47,19 +47,24 @@ func (h Health) MarshalText() ([]byte, error) { return []byte(h.String()), nil }
 // backend that re-registers on another port keeps its identity (and with it
 // its sessions, breaker and load statistics).
 type Backend struct {
-	ID      string            `json:"id"`
-	Service string            `json:"service"`
-	Addr    string            `json:"address"` // host:port
-	Weight  int               `json:"weight"`  // > 0
-	Health  Health            `json:"health"`
-	Tags    []string          `json:"tags,omitempty"`
-	Meta    map[string]string `json:"meta,omitempty"`
+	ID      string `json:"id"`
+	Service string `json:"service"`
+	Addr    string `json:"address"` // host:port
+	Weight  int    `json:"weight"`  // > 0
+	Health  Health `json:"health"`
+	// Unchecked: critical only because a check has not answered yet
+	// (Consul reports a check it has not run as critical, with no output),
+	// so its health is not known. It takes no traffic, as critical, but
+	// says nothing about how many backends are healthy (panic mode).
+	Unchecked bool              `json:"unchecked,omitempty"`
+	Tags      []string          `json:"tags,omitempty"`
+	Meta      map[string]string `json:"meta,omitempty"`
 }
 
 // Equal reports whether two backends are the same in every field.
 func (b *Backend) Equal(o *Backend) bool {
 	if b.ID != o.ID || b.Service != o.Service || b.Addr != o.Addr ||
-		b.Weight != o.Weight || b.Health != o.Health || !slices.Equal(b.Tags, o.Tags) ||
+		b.Weight != o.Weight || b.Health != o.Health || b.Unchecked != o.Unchecked || !slices.Equal(b.Tags, o.Tags) ||
 		len(b.Meta) != len(o.Meta) {
 		return false
 	}

@@ -22,27 +22,39 @@ func check(id, serviceID, status string) *api.HealthCheck {
 }
 
 func TestFromEntry(t *testing.T) {
+	ran := func(c *api.HealthCheck) *api.HealthCheck {
+		c.Output = "HTTP GET http://10.0.0.1:8080/health: 500"
+		return c
+	}
 	tests := []struct {
-		name   string
-		checks []*api.HealthCheck
-		health Health
-		weight int
+		name      string
+		checks    []*api.HealthCheck
+		health    Health
+		weight    int
+		unchecked bool
 	}{
-		{"no checks", nil, Passing, 3},
-		{"all passing", []*api.HealthCheck{check("serfHealth", "", api.HealthPassing), check("http", "web-1", api.HealthPassing)}, Passing, 3},
-		{"warning", []*api.HealthCheck{check("http", "web-1", api.HealthWarning)}, Warning, 1},
-		{"critical service check", []*api.HealthCheck{check("http", "web-1", api.HealthCritical)}, Critical, 3},
-		{"critical node check", []*api.HealthCheck{check("serfHealth", "", api.HealthCritical)}, Critical, 3},
-		{"other service's check ignored", []*api.HealthCheck{check("http", "api-1", api.HealthCritical)}, Passing, 3},
-		{"service maintenance", []*api.HealthCheck{check(api.ServiceMaintPrefix+"web-1", "web-1", api.HealthCritical)}, Draining, 3},
-		{"node maintenance", []*api.HealthCheck{check(api.NodeMaint, "", api.HealthCritical)}, Draining, 3},
-		{"maintenance and really critical", []*api.HealthCheck{check(api.NodeMaint, "", api.HealthCritical), check("http", "web-1", api.HealthCritical)}, Critical, 3},
+		{"no checks", nil, Passing, 3, false},
+		{"all passing", []*api.HealthCheck{check("serfHealth", "", api.HealthPassing), check("http", "web-1", api.HealthPassing)}, Passing, 3, false},
+		{"warning", []*api.HealthCheck{check("http", "web-1", api.HealthWarning)}, Warning, 1, false},
+		{"critical service check", []*api.HealthCheck{ran(check("http", "web-1", api.HealthCritical))}, Critical, 3, false},
+		{"critical node check", []*api.HealthCheck{ran(check("serfHealth", "", api.HealthCritical))}, Critical, 3, false},
+		{"other service's check ignored", []*api.HealthCheck{check("http", "api-1", api.HealthCritical)}, Passing, 3, false},
+		{"service maintenance", []*api.HealthCheck{check(api.ServiceMaintPrefix+"web-1", "web-1", api.HealthCritical)}, Draining, 3, false},
+		{"node maintenance", []*api.HealthCheck{check(api.NodeMaint, "", api.HealthCritical)}, Draining, 3, false},
+		{"maintenance and really critical", []*api.HealthCheck{check(api.NodeMaint, "", api.HealthCritical), ran(check("http", "web-1", api.HealthCritical))}, Critical, 3, false},
+		// Issue 29: a check Consul has not run yet reads critical, with no
+		// output: health not known yet (no panic mode at start).
+		{"check not run yet", []*api.HealthCheck{check("serfHealth", "", api.HealthPassing), check("http", "web-1", api.HealthCritical)}, Critical, 3, true},
+		{"check failed", []*api.HealthCheck{ran(check("http", "web-1", api.HealthCritical))}, Critical, 3, false},
+		{"one not run, one failed", []*api.HealthCheck{check("tcp", "web-1", api.HealthCritical), ran(check("http", "web-1", api.HealthCritical))}, Critical, 3, false},
+		{"not run, in maintenance", []*api.HealthCheck{check(api.ServiceMaintPrefix+"web-1", "web-1", api.HealthCritical), check("http", "web-1", api.HealthCritical)}, Critical, 3, true},
+		{"other service's check not run", []*api.HealthCheck{check("http", "api-1", api.HealthCritical)}, Passing, 3, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := FromEntry(entry(tt.checks...))
-			if b.Health != tt.health || b.Weight != tt.weight {
-				t.Fatalf("health %v weight %d; want %v %d", b.Health, b.Weight, tt.health, tt.weight)
+			if b.Health != tt.health || b.Weight != tt.weight || b.Unchecked != tt.unchecked {
+				t.Fatalf("health %v weight %d unchecked %v; want %v %d %v", b.Health, b.Weight, b.Unchecked, tt.health, tt.weight, tt.unchecked)
 			}
 			if b.ID != "web-1" || b.Addr != "10.0.0.1:8080" || b.Service != "web" {
 				t.Fatalf("identity %+v; want web-1 at the node address", b)

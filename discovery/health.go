@@ -15,7 +15,9 @@ import (
 //   - every check passing → Passing; a warning and no critical → Warning;
 //   - a critical maintenance check (service or node maintenance mode) and
 //     no other critical check → Draining;
-//   - any other critical check → Critical.
+//   - any other critical check → Critical; Unchecked as well when every
+//     such check has no output yet (Consul has not run it: a check starts
+//     critical until its first answer).
 //
 // Only the node's checks and this service's own checks count: another
 // service's failing check on the same node says nothing about this one.
@@ -28,11 +30,12 @@ func FromEntry(e *api.ServiceEntry) Backend {
 		host = e.Node.Address
 	}
 	b := Backend{
-		ID:      s.ID,
-		Service: s.Service,
-		Addr:    net.JoinHostPort(host, strconv.Itoa(s.Port)),
-		Health:  healthOf(e.Checks, s.ID),
-		Tags:    slices.Clone(s.Tags),
+		ID:        s.ID,
+		Service:   s.Service,
+		Addr:      net.JoinHostPort(host, strconv.Itoa(s.Port)),
+		Health:    healthOf(e.Checks, s.ID),
+		Unchecked: unchecked(e.Checks, s.ID),
+		Tags:      slices.Clone(s.Tags),
 	}
 	if len(s.Meta) > 0 {
 		b.Meta = make(map[string]string, len(s.Meta))
@@ -48,6 +51,24 @@ func FromEntry(e *api.ServiceEntry) Backend {
 		b.Weight = 1
 	}
 	return b
+}
+
+// unchecked reports whether the checks are critical only by checks that
+// have not answered yet: critical with no output. Every check Consul has
+// run has some (an HTTP check's error, "TTL expired", a script's output).
+func unchecked(checks api.HealthChecks, serviceID string) bool {
+	pending := false
+	for _, c := range checks {
+		if c.ServiceID != "" && c.ServiceID != serviceID || c.Status != api.HealthCritical ||
+			c.CheckID == api.NodeMaint || strings.HasPrefix(c.CheckID, api.ServiceMaintPrefix) {
+			continue
+		}
+		if c.Output != "" {
+			return false
+		}
+		pending = true
+	}
+	return pending
 }
 
 func healthOf(checks api.HealthChecks, serviceID string) Health {

@@ -115,7 +115,10 @@ type Gateway struct {
 	tagRoutes  map[string][]*route // service → routes from its tags
 	conflicts  []string
 	lastTags   map[string][]string // the catalog's last answer
-	bg         context.Context     // RunOn's background context: services a reload adds start with it
+	// pendingRestart: what the last reload changed that only a restart
+	// applies (reload.go).
+	pendingRestart []string
+	bg             context.Context // RunOn's background context: services a reload adds start with it
 
 	catalogSeen atomic.Bool // the catalog has answered once
 	wasReady    atomic.Bool // Ready has said yes once: it stays ready

@@ -16,33 +16,34 @@ import (
 type Metrics struct {
 	reg *prometheus.Registry
 
-	requests      *prometheus.CounterVec   // route, backend, code (1xx..5xx)
-	duration      *prometheus.HistogramVec // route
-	upstreamDur   *prometheus.HistogramVec // route, backend
-	retries       *prometheus.CounterVec   // route
-	clientErrors  *prometheus.CounterVec   // route, cause
-	fallbacks     *prometheus.CounterVec   // route, from, to
-	breakerTrans  *prometheus.CounterVec   // service, backend, to
-	sessions      *prometheus.CounterVec   // route, backend, outcome
-	storeErrors   *prometheus.CounterVec   // op
-	storeDuration *prometheus.HistogramVec // op
-	cache         *prometheus.CounterVec   // result (hit, miss)
-	cacheHit      lazy[prometheus.Counter] // cache's series, resolved on first use
-	cacheMiss     lazy[prometheus.Counter]
-	expired       prometheus.Counter
-	reissued      prometheus.Counter
-	discUpdates   *prometheus.CounterVec // service
-	discStale     *prometheus.GaugeVec   // service
-	discBackends  *prometheus.GaugeVec   // service, health
-	discLastOK    *prometheus.GaugeVec   // service: unix time of the last fresh snapshot
-	discHeld      *prometheus.CounterVec // service: empty answers held back
-	tagConflicts  prometheus.Gauge
-	panic         *prometheus.GaugeVec   // service
-	reloads       *prometheus.CounterVec // result (ok, error)
-	reloadedAt    prometheus.Gauge       // unix time of the last applied reload
-	connsOpen     prometheus.Gauge       // conns.go
-	connsRefused  *prometheus.CounterVec // limit
-	reqRefused    *prometheus.CounterVec // reason
+	requests       *prometheus.CounterVec   // route, backend, code (1xx..5xx)
+	duration       *prometheus.HistogramVec // route
+	upstreamDur    *prometheus.HistogramVec // route, backend
+	retries        *prometheus.CounterVec   // route
+	clientErrors   *prometheus.CounterVec   // route, cause
+	fallbacks      *prometheus.CounterVec   // route, from, to
+	breakerTrans   *prometheus.CounterVec   // service, backend, to
+	sessions       *prometheus.CounterVec   // route, backend, outcome
+	storeErrors    *prometheus.CounterVec   // op
+	storeDuration  *prometheus.HistogramVec // op
+	cache          *prometheus.CounterVec   // result (hit, miss)
+	cacheHit       lazy[prometheus.Counter] // cache's series, resolved on first use
+	cacheMiss      lazy[prometheus.Counter]
+	expired        prometheus.Counter
+	reissued       prometheus.Counter
+	discUpdates    *prometheus.CounterVec // service
+	discStale      *prometheus.GaugeVec   // service
+	discBackends   *prometheus.GaugeVec   // service, health
+	discLastOK     *prometheus.GaugeVec   // service: unix time of the last fresh snapshot
+	discHeld       *prometheus.CounterVec // service: empty answers held back
+	tagConflicts   prometheus.Gauge
+	panic          *prometheus.GaugeVec   // service
+	reloads        *prometheus.CounterVec // result (ok, error)
+	reloadedAt     prometheus.Gauge       // unix time of the last applied reload
+	restartPending *prometheus.GaugeVec   // section: 1 while a reload left it waiting for a restart
+	connsOpen      prometheus.Gauge       // conns.go
+	connsRefused   *prometheus.CounterVec // limit
+	reqRefused     *prometheus.CounterVec // reason
 }
 
 var codeClasses = [6]string{"other", "1xx", "2xx", "3xx", "4xx", "5xx"}
@@ -123,7 +124,10 @@ func NewMetrics() *Metrics {
 	m.reloadedAt = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "latch_config_last_reload_success_timestamp_seconds", Help: "Unix time of the last configuration reload applied (0: none since start).",
 	})
-	m.reg.MustRegister(m.reloads, m.reloadedAt, m.panic, m.requests, m.duration, m.upstreamDur, m.retries, m.clientErrors, m.fallbacks,
+	m.restartPending = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "latch_config_restart_pending", Help: "1 for each configuration section the config file changes but only a restart applies (as the last reload found it).",
+	}, []string{"section"})
+	m.reg.MustRegister(m.reloads, m.reloadedAt, m.restartPending, m.panic, m.requests, m.duration, m.upstreamDur, m.retries, m.clientErrors, m.fallbacks,
 		m.breakerTrans, m.sessions, m.storeErrors, m.storeDuration, m.cache, m.expired, m.reissued, m.discUpdates,
 		m.discStale, m.discBackends, m.discLastOK, m.discHeld, m.tagConflicts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

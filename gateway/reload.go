@@ -70,33 +70,59 @@ func (g *Gateway) ReloadConfig() (ReloadResult, error) {
 	}
 	g.metrics.reloads.WithLabelValues("ok").Inc()
 	g.metrics.reloadedAt.Set(float64(time.Now().UnixNano()) / 1e9)
+	g.setPendingRestart(res.NeedsRestart)
 	if len(res.NeedsRestart) > 0 {
-		g.log.Warn("configuration reload: changes that need a restart were not applied", "fields", res.NeedsRestart)
+		g.log.Warn("configuration reload: changes that need a restart are not applied until latch restarts", "fields", res.NeedsRestart)
 	}
 	g.log.Info("configuration reloaded", "applied", res.Applied, "needs_restart", res.NeedsRestart)
 	return res, nil
 }
 
+// setPendingRestart records what the last reload left waiting for a
+// restart, for the status page and latch_config_restart_pending.
+func (g *Gateway) setPendingRestart(fields []string) {
+	g.mu.Lock()
+	g.pendingRestart = slices.Clone(fields)
+	g.mu.Unlock()
+	g.metrics.restartPending.Reset()
+	for _, f := range fields {
+		g.metrics.restartPending.WithLabelValues(f).Set(1)
+	}
+}
+
+// PendingRestart lists the settings the configuration last read changes
+// but only a restart applies (empty until a reload finds some).
+func (g *Gateway) PendingRestart() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.pendingRestart)
+}
+
 // apply swaps in what cc changes. Everything that can fail is checked
 // before anything changes.
+//
+// What needs a restart is judged against the config the process started
+// with (g.c), not the one read last: issue 29 saw the second reload of
+// the same file answer "needs_restart": [] as nothing had changed since
+// the first, though nothing had restarted either.
 func (g *Gateway) apply(cc *config.Compiled) (ReloadResult, error) {
 	next := cc.Config()
 	g.mu.Lock()
 	prev := g.cfg.Config()
 	g.mu.Unlock()
-	res := ReloadResult{Applied: []string{}, NeedsRestart: needsRestart(prev, next)}
+	res := ReloadResult{Applied: []string{}, NeedsRestart: needsRestart(g.c, next)}
 
 	var codec *session.Codec
-	if !slices.Equal(prev.Cookie.Secrets, next.Cookie.Secrets) {
-		if len(next.Cookie.Secrets) == 0 {
-			// The secret would come from cookie.secret_file or be random:
-			// neither is a rotation, and the second forgets every session.
-			res.NeedsRestart = append(res.NeedsRestart, "cookie.secrets (removed)")
-		} else {
-			var err error
-			if codec, err = session.NewCodec(secretBytes(next.Cookie.Secrets)); err != nil {
-				return ReloadResult{}, fmt.Errorf("cookie.secrets: %w", err)
-			}
+	if len(next.Cookie.Secrets) == 0 && len(g.c.Cookie.Secrets) > 0 {
+		// The secret would come from cookie.secret_file or be random:
+		// neither is a rotation, and the second forgets every session.
+		// The codec keeps the secrets it has until a restart.
+		res.NeedsRestart = append(res.NeedsRestart, "cookie.secrets (removed)")
+	}
+	if len(next.Cookie.Secrets) > 0 && !slices.Equal(prev.Cookie.Secrets, next.Cookie.Secrets) {
+		var err error
+		if codec, err = session.NewCodec(secretBytes(next.Cookie.Secrets)); err != nil {
+			return ReloadResult{}, fmt.Errorf("cookie.secrets: %w", err)
 		}
 	}
 	static, _ := g.source.(*discovery.Static)
@@ -245,11 +271,13 @@ func (svc *service) reconfigure(rs config.RouteSettings, res *ReloadResult) (app
 	svc.mu.Lock()
 	same := svc.opts == opts
 	svc.opts = opts
+	// Under mu, so a snapshot's judgePanic cannot come in between.
+	reset := !same && svc.registry.Reconfigure(svc.effective(opts).Options(svc))
 	svc.mu.Unlock()
 	if same {
 		return nil
 	}
-	if svc.registry.Reconfigure(opts.Options(svc)) {
+	if reset {
 		svc.g.log.Info("circuit breakers replaced: their settings changed", "service", svc.name)
 		applied = append(applied, "service "+svc.name+": breaker settings (breakers start closed)")
 	}
@@ -258,35 +286,35 @@ func (svc *service) reconfigure(rs config.RouteSettings, res *ReloadResult) (app
 	return applied
 }
 
-// needsRestart lists the fields that differ between prev and next and that
-// a running latch cannot change.
-func needsRestart(prev, next config.Config) []string {
+// needsRestart lists the fields that differ between running (the config
+// at start) and next and that a running latch cannot change.
+func needsRestart(running, next config.Config) []string {
 	out := []string{}
 	for _, f := range []struct {
-		name       string
-		prev, next any
+		name          string
+		running, next any
 	}{
-		{"listen", prev.Listen, next.Listen},
-		{"admin", prev.Admin, next.Admin},
-		{"metrics.listen", prev.Metrics, next.Metrics},
-		{"consul", prev.Consul, next.Consul},
-		{"discovery", prev.Discovery, next.Discovery},
-		{"redis", prev.Redis, next.Redis},
-		{"cookie.secret_file", prev.Cookie.SecretFile, next.Cookie.SecretFile},
-		{"cookie.ephemeral", prev.Cookie.Ephemeral, next.Cookie.Ephemeral},
-		{"log", prev.Log, next.Log},
-		{"server", prev.Server, next.Server},
-		{"transport", prev.Transport, next.Transport},
-		{"trusted_proxies", prev.TrustedProxies, next.TrustedProxies},
+		{"listen", running.Listen, next.Listen},
+		{"admin", running.Admin, next.Admin},
+		{"metrics.listen", running.Metrics, next.Metrics},
+		{"consul", running.Consul, next.Consul},
+		{"discovery", running.Discovery, next.Discovery},
+		{"redis", running.Redis, next.Redis},
+		{"cookie.secret_file", running.Cookie.SecretFile, next.Cookie.SecretFile},
+		{"cookie.ephemeral", running.Cookie.Ephemeral, next.Cookie.Ephemeral},
+		{"log", running.Log, next.Log},
+		{"server", running.Server, next.Server},
+		{"transport", running.Transport, next.Transport},
+		{"trusted_proxies", running.TrustedProxies, next.TrustedProxies},
 		// Certificates reload live; giving some or none (with tls.acme off:
 		// turning TLS on or off), tls.acme (its manager is built once), and
 		// the rest of tls (the listener's TLS config, the redirect listener)
 		// do not.
-		{"tls.certificates (TLS on or off)", len(prev.TLS.Certificates) > 0, len(next.TLS.Certificates) > 0},
-		{"tls.acme", prev.TLS.ACME, next.TLS.ACME},
-		{"tls", tlsSettings(prev.TLS), tlsSettings(next.TLS)},
+		{"tls.certificates (TLS on or off)", len(running.TLS.Certificates) > 0, len(next.TLS.Certificates) > 0},
+		{"tls.acme", running.TLS.ACME, next.TLS.ACME},
+		{"tls", tlsSettings(running.TLS), tlsSettings(next.TLS)},
 	} {
-		if !reflect.DeepEqual(f.prev, f.next) {
+		if !reflect.DeepEqual(f.running, f.next) {
 			out = append(out, f.name)
 		}
 	}

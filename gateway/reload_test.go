@@ -3,11 +3,14 @@ package gateway
 import (
 	"encoding/json"
 	"errors"
+	"io"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/latchgw/latch/discovery"
 	"github.com/latchgw/latch/gateway/config"
@@ -35,8 +38,14 @@ func startReloadable(t *testing.T, base func(*config.Config), backends ...*testB
 // startReloadableWith is startReloadable over any backend list.
 func startReloadableWith(t *testing.T, base func(*config.Config), list []discovery.Backend) *reloadable {
 	t.Helper()
+	return startReloadableLog(t, base, slog.New(slog.NewTextHandler(io.Discard, nil)), list)
+}
+
+// startReloadableLog is startReloadableWith logging to log.
+func startReloadableLog(t *testing.T, base func(*config.Config), log *slog.Logger, list []discovery.Backend) *reloadable {
+	t.Helper()
 	rl := &reloadable{base: base}
-	rl.testGateway = startGatewayWith(t, base, nil, list)
+	rl.testGateway = startGatewayLog(t, base, log, list)
 	rl.g.SetConfigLoader(func() (*config.Compiled, error) {
 		rl.mu.Lock()
 		defer rl.mu.Unlock()
@@ -242,5 +251,78 @@ func TestReloadNeedsLoaderAndToken(t *testing.T) {
 		if resp.StatusCode != tc.want {
 			t.Errorf("token %q: %d; want %d", tc.token, resp.StatusCode, tc.want)
 		}
+	}
+}
+
+// A change only a restart applies stays reported until the process
+// restarts: issue 29's second reload of the same file answered
+// "needs_restart": [] because it compared with the file read last, not
+// with what runs. Each reload answers it, the log warns of it, the status
+// data lists it and latch_config_restart_pending has it; a file changed
+// back to what runs clears it.
+func TestReloadPendingRestartPersists(t *testing.T) {
+	a := newBackend(t, "a")
+	base := func(cfg *config.Config) {
+		cfg.Cookie.Secrets = config.List{testSecret}
+		cfg.Routes[0].Backends = []string{a.addr()}
+	}
+	logs := &recorder{}
+	rl := startReloadableLog(t, base, slog.New(slog.NewTextHandler(logs, nil)), []discovery.Backend{a.backend()})
+	idle := rl.g.c.Server.IdleTimeout.Get()
+	changed := func(cfg *config.Config) { cfg.Server.IdleTimeout = config.Set(idle + time.Minute) }
+	status := func() []string {
+		t.Helper()
+		resp, err := rl.client.Get(rl.admin + "/admin/status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var st struct {
+			NeedsRestart []string `json:"needs_restart"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+			t.Fatal(err)
+		}
+		return st.NeedsRestart
+	}
+	warnings := func() int {
+		n := 0
+		for _, w := range logs.all() {
+			if strings.Contains(w, "need a restart") && strings.Contains(w, "fields=[server]") {
+				n++
+			}
+		}
+		return n
+	}
+
+	for i := 1; i <= 3; i++ {
+		code, res, body := rl.reload(t, changed)
+		if code != 200 || !slices.Equal(res.NeedsRestart, []string{"server"}) {
+			t.Fatalf("reload %d of the same file: %d %s; want needs_restart [server]", i, code, body)
+		}
+		if got := status(); !slices.Equal(got, []string{"server"}) {
+			t.Errorf("after reload %d: status needs_restart %q; want [server]", i, got)
+		}
+		if v := seriesValue(t, rl.g, "latch_config_restart_pending", map[string]string{"section": "server"}); v != 1 {
+			t.Errorf("after reload %d: latch_config_restart_pending{section=server} %v; want 1", i, v)
+		}
+		if n := warnings(); n != i {
+			t.Errorf("after reload %d: %d warnings naming server; want %d", i, n, i)
+		}
+	}
+	if got := rl.g.c.Server.IdleTimeout.Get(); got != idle {
+		t.Fatalf("the running idle_timeout became %v: a reload applied it", got)
+	}
+
+	// The file says what runs again: nothing is pending.
+	code, res, body := rl.reload(t, nil)
+	if code != 200 || len(res.NeedsRestart) != 0 {
+		t.Fatalf("reload back to the running config: %d %s; want needs_restart []", code, body)
+	}
+	if got := status(); got == nil || len(got) != 0 {
+		t.Errorf("status needs_restart %q; want []", got)
+	}
+	if v := seriesValue(t, rl.g, "latch_config_restart_pending", map[string]string{"section": "server"}); v != -1 {
+		t.Errorf("latch_config_restart_pending{section=server} %v; want no such series", v)
 	}
 }

@@ -26,7 +26,10 @@ type service struct {
 	mu     sync.Mutex // guards routes, snap and opts; held by the watch goroutine and route changes
 	routes []*route
 	snap   *discovery.Snapshot
-	opts   registryOptions // what registry was last configured with
+	opts   registryOptions // the route's settings registry is configured from
+	// answered: a snapshot has had backends whose checks all answered
+	// once. Until then panic mode is off (see judgePanic).
+	answered bool
 
 	ready    atomic.Bool
 	updated  atomic.Int64 // unix nanos of the last snapshot
@@ -43,7 +46,7 @@ func (g *Gateway) newService(name string, spec *config.Spec) *service {
 	svc := &service{name: name, g: g, checkCfg: settings.HealthCheck, checkTLS: spec}
 	svc.ttl.Store(int64(settings.Sticky.TTL.Get()))
 	svc.opts = svc.registryOptions(settings)
-	svc.registry = policy.NewRegistry(name, svc.opts.Options(svc))
+	svc.registry = policy.NewRegistry(name, svc.effective(svc.opts).Options(svc))
 	g.metrics.discoveryStart(name)
 	return svc
 }
@@ -104,6 +107,7 @@ func (svc *service) republish() {
 	if svc.checks != nil {
 		s = svc.checks.apply(s)
 	}
+	svc.judgePanic(s)
 	prev := svc.registry.Current()
 	set := svc.registry.Update(s)
 	svc.forgetGone(prev, set)
@@ -118,6 +122,33 @@ func (svc *service) republish() {
 	for _, rt := range svc.routes {
 		svc.publishRoute(rt, set, hints)
 	}
+}
+
+// judgePanic turns panic mode on for the service once a snapshot has
+// backends whose checks have all answered. Consul reports a check it has
+// not run yet as critical, so at every start the first snapshot after the
+// backends registered looked like an outage and latch warned of panic mode
+// (issue 29). Called with mu held, before the registry takes s.
+func (svc *service) judgePanic(s discovery.Snapshot) {
+	if svc.answered || len(s.Backends) == 0 {
+		return
+	}
+	for _, b := range s.Backends {
+		if b.Unchecked {
+			return
+		}
+	}
+	svc.answered = true
+	svc.registry.Reconfigure(svc.effective(svc.opts).Options(svc)) // same breakers: they are kept
+}
+
+// effective is o as the registry takes it now: no panic mode before the
+// backends' checks have answered.
+func (svc *service) effective(o registryOptions) registryOptions {
+	if !svc.answered {
+		o.panicThreshold = 0
+	}
+	return o
 }
 
 // forgetGone deletes the metric series of the backends in prev but not in

@@ -97,7 +97,7 @@ func labels(m *dto.Metric) map[string]string {
 // status is the page's picture of g now.
 func (g *Gateway) status(ctx context.Context) statuspage.Status {
 	now := time.Now()
-	st := statuspage.Status{Time: now.UTC(), Services: []statuspage.Service{}, Routes: []statuspage.Route{}}
+	st := statuspage.Status{Time: now.UTC(), Services: []statuspage.Service{}, Routes: []statuspage.Route{}, NeedsRestart: []string{}}
 	st.Store = statuspage.Store{Kind: "memory", Up: g.affinity.StoreUp(), Reachable: true,
 		PendingPins: g.affinity.Pending(), CacheHitRatio: -1}
 	if g.c.Redis.URL != "" {
@@ -118,6 +118,7 @@ func (g *Gateway) status(ctx context.Context) statuspage.Status {
 		routes = append(routes, rts...)
 	}
 	st.Conflicts = slices.Clone(g.conflicts)
+	st.NeedsRestart = append(st.NeedsRestart, g.pendingRestart...)
 	g.mu.Unlock()
 	slices.SortFunc(services, func(a, b *service) int { return strings.Compare(a.name, b.name) })
 

@@ -319,3 +319,38 @@ func TestReadmeGoVersion(t *testing.T) {
 		t.Fatalf("README's quick start does not say %q (go.mod: go %s)", want, m[1])
 	}
 }
+
+// `LATCH_CONFIG=file make demo` runs the demo with the user's config file
+// (README, "Quick start"), and a file latch refuses stops the demo before
+// anything starts, the error naming the file, the route as the file
+// writes it and its line. Before issue 29 the demo added its -service
+// route to the file's, so a file routing / was refused as
+// "routes[1]: same host and path_prefix as routes[0]".
+func TestMakeDemoConfigFile(t *testing.T) {
+	root := harness.RepoRoot()
+	tests := []struct {
+		name, yaml string
+		want       string // in the output; FILE is the file's path
+	}{
+		{"a file routing the demo's service", "routes:\n  - service: web\n  - service: web\n    path_prefix: /static\n    sticky:\n      ttl: 1ms\n",
+			"FILE: routes[1].sticky.ttl: must be at least 1s (line 6)"},
+		{"two routes the same", "routes:\n  - service: web\n  - service: web\n",
+			"FILE: routes[1]: same host and path_prefix as routes[0] (line 3)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "latch.yaml")
+			if err := os.WriteFile(path, []byte(tt.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command("make", "--no-print-directory", "demo")
+			cmd.Dir, cmd.Env = root, append(demoEnv(), "LATCH_CONFIG="+path)
+			out, err := cmd.CombinedOutput()
+			want := strings.ReplaceAll(tt.want, "FILE", path)
+			if err == nil || !strings.Contains(string(out), want) ||
+				!strings.Contains(string(out), "nothing was started") || strings.Contains(string(out), "latch demo is up") {
+				t.Fatalf("make demo: %v\n%s\nwant it refused before starting anything, naming %q", err, out, want)
+			}
+		})
+	}
+}

@@ -31,7 +31,7 @@ type Compiled struct {
 // the field by its path.
 func (c Config) Compile() (*Compiled, error) {
 	d := c.withDefaults()
-	var p problems
+	p := problems{src: c.src}
 	d.validate(&p)
 	if err := p.err(); err != nil {
 		return nil, err

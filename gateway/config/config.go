@@ -46,6 +46,10 @@ type Config struct {
 	// Routes map requests to Consul services. The first match by host, then
 	// longest path prefix, wins.
 	Routes []Route `yaml:"routes"`
+
+	// src is where the fields came from (Parse and Load fill it), so that
+	// validation errors name the file, the line and the flag.
+	src *source
 }
 
 // Admin is the admin listener: never public by default.

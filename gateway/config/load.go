@@ -68,41 +68,42 @@ func Load(args []string, getenv func(string) string, usage io.Writer) (Invocatio
 	fs.SetOutput(usage)
 	type setting struct {
 		flag, env, help string
+		field           string // the YAML path it sets, for errors
 		val             *string
 		apply           func(c *Config, v string) error
 	}
 	settings := []*setting{
-		{flag: "listen", env: EnvListen, help: "public listen address (default :8080)",
+		{flag: "listen", field: "listen", env: EnvListen, help: "public listen address (default :8080)",
 			apply: func(c *Config, v string) error { c.Listen = v; return nil }},
-		{flag: "admin-listen", env: EnvAdminListen, help: "admin listen address, or off (default 127.0.0.1:9090)",
+		{flag: "admin-listen", field: "admin.listen", env: EnvAdminListen, help: "admin listen address, or off (default 127.0.0.1:9090)",
 			apply: func(c *Config, v string) error { c.Admin.Listen = v; return nil }},
-		{flag: "metrics-listen", env: EnvMetricsListen, help: "address serving only /metrics, without the admin token (default: none)",
+		{flag: "metrics-listen", field: "metrics.listen", env: EnvMetricsListen, help: "address serving only /metrics, without the admin token (default: none)",
 			apply: func(c *Config, v string) error { c.Metrics.Listen = v; return nil }},
-		{flag: "access-log-file", env: EnvAccessLogFile, help: "file the access log goes to, reopened on SIGUSR1 or when rotated (default: stderr)",
+		{flag: "access-log-file", field: "log.access_file", env: EnvAccessLogFile, help: "file the access log goes to, reopened on SIGUSR1 or when rotated (default: stderr)",
 			apply: func(c *Config, v string) error { c.Log.AccessFile = v; return nil }},
-		{flag: "consul", help: "Consul agent address (default: CONSUL_HTTP_ADDR as consul/api reads it; CONSUL_HTTP_TOKEN is honoured)",
+		{flag: "consul", field: "consul.address", help: "Consul agent address (default: CONSUL_HTTP_ADDR as consul/api reads it; CONSUL_HTTP_TOKEN is honoured)",
 			apply: func(c *Config, v string) error { c.Consul.Address = v; return nil }},
-		{flag: "redis", env: EnvRedisURL, help: "redis:// or rediss:// URL of the session store (default: in memory)",
+		{flag: "redis", field: "redis.url", env: EnvRedisURL, help: "redis:// or rediss:// URL of the session store (default: in memory)",
 			apply: func(c *Config, v string) error { c.Redis.URL = v; return nil }},
-		{flag: "cookie-secret", env: EnvCookieSecret, help: "comma-separated cookie secrets, first signs",
+		{flag: "cookie-secret", field: "cookie.secrets", env: EnvCookieSecret, help: "comma-separated cookie secrets, first signs",
 			apply: func(c *Config, v string) error { c.Cookie.Secrets = SplitList(v); return nil }},
-		{flag: "cookie-secret-file", env: EnvCookieSecretFile, help: "file holding the cookie secret, created with a random one if missing; used when no -cookie-secret is given",
+		{flag: "cookie-secret-file", field: "cookie.secret_file", env: EnvCookieSecretFile, help: "file holding the cookie secret, created with a random one if missing; used when no -cookie-secret is given",
 			apply: func(c *Config, v string) error { c.Cookie.SecretFile = v; return nil }},
-		{flag: "admin-token", env: EnvAdminToken, help: "bearer token required by the admin API",
+		{flag: "admin-token", field: "admin.token", env: EnvAdminToken, help: "bearer token required by the admin API",
 			apply: func(c *Config, v string) error { c.Admin.Token = v; return nil }},
-		{flag: "log-level", env: EnvLogLevel, help: "debug, info, warn or error",
+		{flag: "log-level", field: "log.level", env: EnvLogLevel, help: "debug, info, warn or error",
 			apply: func(c *Config, v string) error { c.Log.Level = strings.ToLower(v); return nil }},
-		{flag: "log-format", env: EnvLogFormat, help: "text or json",
+		{flag: "log-format", field: "log.format", env: EnvLogFormat, help: "text or json",
 			apply: func(c *Config, v string) error { c.Log.Format = strings.ToLower(v); return nil }},
-		{flag: "policy", env: EnvPolicy, help: "default policy chain, e.g. least_response_time,round_robin",
+		{flag: "policy", field: "defaults.policy", env: EnvPolicy, help: "default policy chain, e.g. least_response_time,round_robin",
 			apply: func(c *Config, v string) error { c.Defaults.Policy = Set(SplitList(v)); return nil }},
-		{flag: "consul-routes", env: EnvConsulRoutes, help: "route services by their latch.* Consul tags: true or false",
+		{flag: "consul-routes", field: "consul.routes_from_tags", env: EnvConsulRoutes, help: "route services by their latch.* Consul tags: true or false",
 			apply: func(c *Config, v string) error {
 				b, err := parseBool(v)
 				c.Consul.RoutesFromTags = Set(b)
 				return err
 			}},
-		{flag: "pprof", env: EnvPprof, help: "serve /debug/pprof on the admin listener: true or false",
+		{flag: "pprof", field: "admin.pprof", env: EnvPprof, help: "serve /debug/pprof on the admin listener: true or false",
 			apply: func(c *Config, v string) error {
 				b, err := parseBool(v)
 				c.Admin.Pprof = b
@@ -158,21 +159,33 @@ func Load(args []string, getenv func(string) string, usage io.Writer) (Invocatio
 		}
 		inv.ConfigPath = path
 	}
+	if cfg.src == nil {
+		cfg.src = &source{}
+	}
+	cfg.src.file = inv.ConfigPath
+	cfg.src.setBy = map[string]string{}
 	var errs []error
 	for _, s := range settings {
 		if v, from, ok := pick(s.flag, s.env, *s.val); ok {
+			cfg.src.setBy[s.field] = from
 			if err := s.apply(&cfg, v); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", from, err))
 			}
 		}
 	}
-	if v, _, ok := pick("service", EnvService, *service); ok {
+	if v, from, ok := pick("service", EnvService, *service); ok {
 		r := Route{Service: v, PathPrefix: "/"}
 		if given["backends"] {
 			r.Backends = SplitList(*backends)
 			cfg.Consul.Disabled = true
 		}
 		cfg.Routes = append([]Route{r}, cfg.Routes...)
+		cfg.src.flagRoutes = 1
+		if from == EnvService {
+			cfg.src.flagRoute = from + "=" + v
+		} else {
+			cfg.src.flagRoute = from + " " + v
+		}
 	} else if given["backends"] {
 		errs = append(errs, errors.New("-backends: needs -service"))
 	}

@@ -3,6 +3,7 @@ package config
 import (
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -158,5 +159,67 @@ func TestMetricsListenAndAccessFileLayering(t *testing.T) {
 	_, err := Load([]string{"-service", "web", "-metrics-listen", "nope"}, env(nil), io.Discard)
 	if err == nil || !strings.Contains(err.Error(), `metrics.listen: "nope" is not host:port`) {
 		t.Fatalf("error %v; want it named metrics.listen", err)
+	}
+}
+
+// A validation error points at what the user wrote: the file and the
+// field's line, a route by its index in the file (the route -service adds
+// is not counted: issue 29 saw "routes[1]: same host and path_prefix as
+// routes[0]" for a file's first route), the flag route by its flag, and a
+// field a flag or variable set by that flag or variable.
+func TestConfigErrorsPointAtTheFile(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		yaml string
+		want string // the whole error; FILE is the file's path
+	}{
+		{"file route same as the flag's", []string{"-service", "web"}, nil,
+			"routes:\n  - service: web\n  - service: web\n    path_prefix: /static\n",
+			"FILE: routes[0]: same host and path_prefix as -service web (line 2)"},
+		{"file route same as the variable's", nil, map[string]string{EnvService: "web"},
+			"routes:\n  - service: web\n",
+			"FILE: routes[0]: same host and path_prefix as LATCH_SERVICE=web (line 2)"},
+		{"two file routes after the flag's", []string{"-service", "web"}, nil,
+			"routes:\n  - service: a\n    path_prefix: /a\n  - service: b\n    path_prefix: /a\n",
+			"FILE: routes[1]: same host and path_prefix as routes[0] (line 4)"},
+		{"a route's setting counted in the file", []string{"-service", "web"}, nil,
+			"routes:\n  - service: a\n    path_prefix: /a\n  - service: b\n    path_prefix: /b\n    sticky:\n      ttl: 10ms\n",
+			"FILE: routes[1].sticky.ttl: must be at least 1s (line 7)"},
+		{"a setting the route does not write: the route's line", nil, nil,
+			"listen: \":80\"\nroutes:\n  - service: a\n    policy: [header_hash]\n",
+			"FILE: routes[0].hash.header: required by policy header_hash (line 3)"},
+		{"top-level field", nil, nil,
+			"routes:\n  - service: a\nlisten: nope\n",
+			`FILE: listen: "nope" is not host:port (line 3)`},
+		{"field a flag set over the file", []string{"-listen", "nope"}, nil,
+			"listen: \":80\"\nroutes:\n  - service: a\n",
+			`-listen: listen: "nope" is not host:port`},
+		{"field a variable set over the file", nil, map[string]string{EnvLogLevel: "loud"},
+			"log:\n  level: info\nroutes:\n  - service: a\n",
+			`LATCH_LOG_LEVEL: log.level: "loud" is not one of debug, info, warn, error`},
+		{"the flag route's own error", []string{"-service", "web", "-backends", "nope"}, nil,
+			"listen: \":80\"\n",
+			`-service web: backends[0]: "nope" is not host:port`},
+		{"missing CA file", []string{"-service", "web"}, nil,
+			"routes:\n  - service: a\n    path_prefix: /a\n    backend_tls:\n      enabled: true\n      ca_file: /nonexistent/ca.pem\n",
+			"FILE: routes[0].backend_tls.ca_file: open /nonexistent/ca.pem: no such file or directory (line 6)"},
+		{"no routes in the file", nil, nil,
+			"consul:\n  routes_from_tags: false\n",
+			"FILE: routes: no routes: set -service, list routes, or enable consul.routes_from_tags"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "latch.yaml")
+			if err := os.WriteFile(path, []byte(tt.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Load(append([]string{"-config", path}, tt.args...), env(tt.env), io.Discard)
+			want := strings.ReplaceAll(tt.want, "FILE", path)
+			if err == nil || err.Error() != want {
+				t.Fatalf("error\n  %v\nwant\n  %s", err, want)
+			}
+		})
 	}
 }

@@ -15,11 +15,16 @@ import (
 	"github.com/latchgw/latch/policy"
 )
 
-// problems collects validation errors, each prefixed with the field's path.
-type problems struct{ errs []error }
+// problems collects validation errors, each prefixed with the field's path
+// (and, when src says where the config came from, the file and line, the
+// flag, or the route as the user wrote it).
+type problems struct {
+	errs []error
+	src  *source
+}
 
 func (p *problems) add(field, format string, args ...any) {
-	p.errs = append(p.errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	p.errs = append(p.errs, errors.New(p.src.render(field, fmt.Sprintf(format, args...))))
 }
 
 func (p *problems) err() error { return errors.Join(p.errs...) }
@@ -144,7 +149,7 @@ func (c *Config) validate(p *problems) {
 		r.validate(p, field, c.Consul.Disabled)
 		key := strings.ToLower(r.Host) + r.PathPrefix
 		if j, dup := seen[key]; dup {
-			p.add(field, "same host and path_prefix as routes[%d]", j)
+			p.add(field, "same host and path_prefix as %s", p.src.route(j))
 		}
 		seen[key] = i
 	}

@@ -15,7 +15,8 @@ import (
 // Parse decodes a config file strictly (yaml.v3 with KnownFields): unknown
 // keys, wrong types and bad durations fail, each error naming the field by
 // its path and line ("routes[0].sticky.ttl: "five" is not a duration such
-// as 30s or 5m (line 4)"). An empty file is an empty config.
+// as 30s or 5m (line 4)"). An empty file is an empty config. The config
+// keeps each field's line, for Compile's errors.
 func Parse(data []byte) (Config, error) {
 	var cfg Config
 	if len(bytes.TrimSpace(data)) == 0 {
@@ -24,16 +25,24 @@ func Parse(data []byte) (Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	err := dec.Decode(&cfg)
-	if err == nil || errors.Is(err, io.EOF) {
-		return cfg, nil
+	if errors.Is(err, io.EOF) {
+		err = nil
 	}
 	var te *yaml.TypeError
-	if !errors.As(err, &te) {
+	if err != nil && !errors.As(err, &te) {
 		return Config{}, syntaxError(data, err)
 	}
 	var root yaml.Node
-	_ = yaml.Unmarshal(data, &root) // it parsed: only the types were wrong
+	_ = yaml.Unmarshal(data, &root) // it parsed: at most the types were wrong
 	paths := nodePaths(&root)
+	if err == nil {
+		// Validation names fields by path; keep each path's line for it.
+		cfg.src = &source{lines: make(map[string]int, len(paths))}
+		for _, np := range paths {
+			cfg.src.lines[np.path] = np.line
+		}
+		return cfg, nil
+	}
 	errs := make([]error, 0, len(te.Errors))
 	for _, msg := range te.Errors {
 		errs = append(errs, typeError(paths, msg))

@@ -18,6 +18,9 @@ type Status struct {
 	Routes    []Route   `json:"routes"`
 	Conflicts []string  `json:"conflicts"`
 	Store     Store     `json:"store"`
+	// NeedsRestart lists the settings a reload read but only a restart
+	// applies; they stay listed until the process restarts.
+	NeedsRestart []string `json:"needs_restart"`
 }
 
 // Service is one watched Consul service.

@@ -14,7 +14,18 @@
 # Consul's DNS, HTTPS, gRPC and gRPC-TLS listeners are off (a -dev agent
 # would otherwise also take 8600 and 8502-8503). LATCH_DEMO_CHECK_INTERVAL
 # (2s) is the backends' Consul check interval.
+#
+# LATCH_CONFIG=file.yaml: latch reads that config file (README, "Config
+# file"), which then says what to route: the demo passes no -service, and
+# its backends are the Consul service `web`. The demo's own flags (listen
+# addresses, Redis, cookie secret) win over the file. The file is checked
+# (latch -check-config) before anything starts.
 set -euo pipefail
+if [ -n "${LATCH_CONFIG:-}" ]; then
+	# A path relative to where the user ran make, before the cd below.
+	LATCH_CONFIG="$(realpath -- "$LATCH_CONFIG")"
+	export LATCH_CONFIG
+fi
 cd "$(dirname "$0")/../.."
 
 HTTP_PORT="${LATCH_DEMO_HTTP:-8080}"
@@ -42,6 +53,16 @@ ports=(
 for i in 1 2 3; do
 	ports+=("tcp 127.0.0.1:$((BASE + i)) LATCH_DEMO_BACKEND_BASE demo backend web-$i")
 done
+secret="${LATCH_COOKIE_SECRET:-demo-secret-0123456789abcdef}"
+latch_args=(-listen ":$HTTP_PORT" -admin-listen "127.0.0.1:$ADMIN_PORT"
+	-redis "redis://127.0.0.1:$REDIS_PORT/0" -cookie-secret "$secret")
+if [ -z "${LATCH_CONFIG:-}" ]; then
+	latch_args+=(-service web)
+fi
+if ! "$BIN/latch" "${latch_args[@]}" -check-config >&2; then
+	echo "demo: latch refuses its configuration; nothing was started" >&2
+	exit 1
+fi
 dir="$(mktemp -d -t latch-demo.XXXXXX)"
 go build -o "$dir/portcheck" ./integration/tools/portcheck
 if ! "$dir/portcheck" "${ports[@]}" >&2; then
@@ -108,9 +129,7 @@ for i in 1 2 3; do
 	wait_for "web-$i" "$dir/web-$i.log" "${pids[-4 + i]}" curl -sf -m 2 "http://127.0.0.1:$((BASE + i))/health"
 done
 
-secret="${LATCH_COOKIE_SECRET:-demo-secret-0123456789abcdef}"
-"$BIN/latch" -listen ":$HTTP_PORT" -admin-listen "127.0.0.1:$ADMIN_PORT" -service web \
-	-redis "redis://127.0.0.1:$REDIS_PORT/0" -cookie-secret "$secret" &
+"$BIN/latch" "${latch_args[@]}" &
 pids+=($!)
 wait_for latch "" "${pids[-1]}" curl -sf -m 2 "http://127.0.0.1:$ADMIN_PORT/readyz"
 

@@ -319,6 +319,8 @@
     for (const card of document.querySelectorAll('#services article')) if (!names.has(card.dataset.service)) card.remove();
     for (const svc of st.services) renderService(svc, now);
     renderRoutes(st.routes, st.conflicts);
+    $('#restart').replaceChildren(...(st.needs_restart || []).map((f) =>
+      el('li', { text: 'Needs a restart: ' + f + ' (changed by a reload, not applied)' })));
     renderStore(st.store);
     $('#updated').textContent = 'updated ' + new Date(now).toLocaleTimeString();
     document.body.dataset.loaded = 'true';

@@ -142,7 +142,7 @@ func (g *Gateway) Services(ctx context.Context) []ServiceStatus {
 				ids = append(ids, b.ID)
 			}
 		}
-		counts, err := g.affinity.Sessions(cctx, svc.name, ids, time.Duration(svc.ttl.Load()))
+		counts, err := g.affinity.Sessions(cctx, svc.name, ids)
 		cancel()
 		if set != nil {
 			for _, b := range set.Backends {

@@ -167,7 +167,7 @@ func (g *Gateway) serviceStatus(ctx context.Context, svc *service, now time.Time
 		ids = append(ids, b.ID)
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	counts, err := g.affinity.Sessions(ctx, svc.name, ids, time.Duration(svc.ttl.Load()))
+	counts, err := g.affinity.Sessions(ctx, svc.name, ids)
 	cancel()
 	for _, b := range set.Backends {
 		if err == nil {

@@ -38,6 +38,7 @@ type Metrics struct {
 	discHeld      *prometheus.CounterVec // service: empty answers held back
 	tagConflicts  prometheus.Gauge
 	panic         *prometheus.GaugeVec   // service
+	countsAge     *prometheus.GaugeVec   // service (sessioncounts.go)
 	reloads       *prometheus.CounterVec // result (ok, error)
 	reloadedAt    prometheus.Gauge       // unix time of the last applied reload
 	connsOpen     prometheus.Gauge       // conns.go
@@ -128,6 +129,7 @@ func NewMetrics() *Metrics {
 		m.discStale, m.discBackends, m.discLastOK, m.discHeld, m.tagConflicts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.registerServer()
+	m.registerSessionCounts()
 	return m
 }
 

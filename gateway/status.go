@@ -187,6 +187,7 @@ func (g *Gateway) serviceStatus(ctx context.Context, svc *service, now time.Time
 			ErrRate:   g.sampler.Rate(sampleKey("err", svc.name, b.ID), rateWindow),
 			Sessions:  -1,
 			SlowStart: b.SlowStart(),
+			Target:    set.Share(b),
 			Requests:  g.sampler.Series(sampleKey("req", svc.name, b.ID)),
 			Repins:    g.sampler.Series(sampleKey("repin", svc.name, b.ID)),
 		}

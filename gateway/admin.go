@@ -93,8 +93,13 @@ type BackendStatus struct {
 	// LatencyMS is the EWMA of response times (0: no data yet).
 	LatencyMS float64 `json:"latency_ms"`
 	Drained   bool    `json:"drained"`
-	// Sessions pinned to the backend (-1: unknown, store unreachable).
+	// Sessions pinned to the backend and live (-1: unknown, store
+	// unreachable).
 	Sessions int64 `json:"sessions"`
+	// TargetShare is the backend's share of the service's live sessions by
+	// weight, among the backends that take new sessions (0 when it does
+	// not): where least_sessions steers new sessions.
+	TargetShare float64 `json:"target_share"`
 	// AcceptsNew reports whether new sessions may go to it.
 	AcceptsNew bool `json:"accepts_new"`
 }
@@ -142,7 +147,7 @@ func (g *Gateway) Services(ctx context.Context) []ServiceStatus {
 				ids = append(ids, b.ID)
 			}
 		}
-		counts, err := g.affinity.Sessions(cctx, svc.name, ids, time.Duration(svc.ttl.Load()))
+		counts, err := g.affinity.Sessions(cctx, svc.name, ids)
 		cancel()
 		if set != nil {
 			for _, b := range set.Backends {
@@ -154,7 +159,7 @@ func (g *Gateway) Services(ctx context.Context) []ServiceStatus {
 					ID: b.ID, Address: b.Addr, Health: b.Health.String(), Weight: b.Weight, Tags: b.Tags,
 					Breaker: b.Breaker().String(), InFlight: b.InFlight(),
 					LatencyMS: float64(b.Latency().Microseconds()) / 1000,
-					Drained:   b.Drained(), Sessions: n, AcceptsNew: b.CanTake(),
+					Drained:   b.Drained(), Sessions: n, TargetShare: set.Share(b), AcceptsNew: b.CanTake(),
 				})
 			}
 		}

@@ -99,6 +99,7 @@ func (g *Gateway) commitSession(h http.Header, r *http.Request, st *reqState, b 
 	}
 	c, set := g.affinity.Commit(r.Context(), st.req, &st.sess, st.rs, b.ID, app)
 	st.rs.series.session(b, st.sess.Kind)
+	countSession(b, st.sess.Kind)
 	if set {
 		h.Add("Set-Cookie", g.cookieString(rt, r, c))
 	}

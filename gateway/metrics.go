@@ -38,6 +38,7 @@ type Metrics struct {
 	discHeld       *prometheus.CounterVec // service: empty answers held back
 	tagConflicts   prometheus.Gauge
 	panic          *prometheus.GaugeVec   // service
+	countsAge      *prometheus.GaugeVec   // service (sessioncounts.go)
 	reloads        *prometheus.CounterVec // result (ok, error)
 	reloadedAt     prometheus.Gauge       // unix time of the last applied reload
 	restartPending *prometheus.GaugeVec   // section: 1 while a reload left it waiting for a restart
@@ -132,6 +133,7 @@ func NewMetrics() *Metrics {
 		m.discStale, m.discBackends, m.discLastOK, m.discHeld, m.tagConflicts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.registerServer()
+	m.registerSessionCounts()
 	return m
 }
 

@@ -62,6 +62,7 @@ func (svc *service) start(ctx context.Context) {
 		svc.mu.Unlock()
 		svc.running.Go(func() { svc.checks.run(ctx, svc.republish) })
 	}
+	svc.running.Go(func() { svc.runSessionCounts(ctx) })
 	svc.running.Go(func() {
 		err := svc.g.source.Watch(ctx, svc.name, svc.update)
 		if err != nil && !errors.Is(err, context.Canceled) {

@@ -168,7 +168,7 @@ func (g *Gateway) serviceStatus(ctx context.Context, svc *service, now time.Time
 		ids = append(ids, b.ID)
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	counts, err := g.affinity.Sessions(ctx, svc.name, ids, time.Duration(svc.ttl.Load()))
+	counts, err := g.affinity.Sessions(ctx, svc.name, ids)
 	cancel()
 	for _, b := range set.Backends {
 		if err == nil {
@@ -188,6 +188,7 @@ func (g *Gateway) serviceStatus(ctx context.Context, svc *service, now time.Time
 			ErrRate:   g.sampler.Rate(sampleKey("err", svc.name, b.ID), rateWindow),
 			Sessions:  -1,
 			SlowStart: b.SlowStart(),
+			Target:    set.Share(b),
 			Requests:  g.sampler.Series(sampleKey("req", svc.name, b.ID)),
 			Repins:    g.sampler.Series(sampleKey("repin", svc.name, b.ID)),
 		}

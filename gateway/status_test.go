@@ -61,7 +61,7 @@ func TestStatusPage(t *testing.T) {
 		}
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for n, _ := tg.g.affinity.Sessions(context.Background(), "web", []string{"a", "b"}, time.Hour); n["a"]+n["b"] < int64(sessions); n, _ = tg.g.affinity.Sessions(context.Background(), "web", []string{"a", "b"}, time.Hour) {
+	for n, _ := tg.g.affinity.Sessions(context.Background(), "web", []string{"a", "b"}); n["a"]+n["b"] < int64(sessions); n, _ = tg.g.affinity.Sessions(context.Background(), "web", []string{"a", "b"}) {
 		if time.Now().After(deadline) {
 			t.Fatalf("sessions in the store %v; want %d", n, sessions)
 		}

@@ -109,9 +109,62 @@ func TestAffinityPinNewBatchesToRedis(t *testing.T) {
 			t.Fatalf("another replica's lookup: %q %v %v %v; want web-1 from Redis", b, src, ok, err)
 		}
 	}
-	counts, err := a.Sessions(ctx, "web", []string{"web-1"}, time.Minute)
-	if err != nil || counts["web-1"] < n*98/100 || counts["web-1"] > n*102/100 {
-		t.Fatalf("session count %v, %v; want about %d", counts, err, n)
+	counts, err := a.Sessions(ctx, "web", []string{"web-1"})
+	if err != nil || counts["web-1"] != n {
+		t.Fatalf("session count %v, %v; want exactly %d", counts, err, n)
+	}
+}
+
+// Issue 26: live means live. A session counts on the backend it is pinned
+// to only (a re-pin takes it off the old backend's count at once), and no
+// longer once its TTL passed without a refresh; a refreshed session stays.
+// (HyperLogLogs in buckets counted a moved session on both backends, and
+// an ended one until its bucket aged out.)
+func TestRedisSessionCountsLive(t *testing.T) {
+	r := harness.StartRedis(t)
+	rdb, err := session.ParseRedisURL(r.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	a := session.NewAffinity(session.Options{Store: session.NewRedisStore(rdb), StoreTimeout: 5 * time.Second})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- a.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	const n, short = 100, 3 * time.Second
+	backends := []string{"web-1", "web-2"}
+	counted := func(want1, want2 int64) func() bool {
+		return func() bool {
+			c, err := a.Sessions(ctx, "web", backends)
+			return err == nil && c["web-1"] == want1 && c["web-2"] == want2
+		}
+	}
+	pin := func(k int, ttl time.Duration) []session.ID {
+		ids := make([]session.ID, k)
+		for i := range ids {
+			ids[i] = session.NewID()
+			if _, err := a.Pin(ctx, "web", ids[i], "web-1", ttl); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return ids
+	}
+	ids := pin(n, time.Hour)
+	harness.WaitFor(t, 10*time.Second, "100 sessions counted on web-1", counted(n, 0))
+	for _, id := range ids[:n/4] { // a quarter moves to web-2
+		if got, err := a.Repin(ctx, "web", id, "web-1", "web-2", time.Hour); err != nil || got != "web-2" {
+			t.Fatalf("Repin: %q, %v", got, err)
+		}
+	}
+	harness.WaitFor(t, 10*time.Second, "moved sessions counted on web-2 only", counted(3*n/4, n/4))
+	pin(n/4, short) // their clients will stop coming
+	harness.WaitFor(t, 10*time.Second, "short sessions counted", counted(n, n/4))
+	harness.WaitFor(t, 10*time.Second, "the idle sessions no longer counted", counted(3*n/4, n/4))
+	// Trimmed in the background: the ended sessions are gone from Redis too.
+	if got := rdb.ZCard(ctx, "l:s:{web:web-1}").Val(); got != 3*n/4 {
+		t.Fatalf("web-1's set holds %d sessions after a count; want the %d live ones", got, 3*n/4)
 	}
 }
 

@@ -48,6 +48,12 @@ type state struct {
 	// clock), or when the backend appeared if it never changed.
 	bsince atomic.Int64
 
+	// Live sessions, for least_sessions (leastsessions.go): counted is the
+	// backend's count across every replica at the last refresh, local this
+	// replica's new sessions since that refresh began.
+	counted atomic.Int64
+	local   atomic.Int64
+
 	// takeHealth: the last snapshot's health let the backend take new
 	// sessions (ignoring panic mode). Only Update touches it, under the
 	// registry's lock.

@@ -31,6 +31,7 @@ func TestDistribution(t *testing.T) {
 		{"weighted_round_robin", 0, plain},
 		{"random", 0.05, plain},
 		{"p2c", 0.05, plain},
+		{"least_sessions", 0.05, plain},
 		{"least_connections", 0.05, plain},
 		{"least_response_time", 0.05, plain},
 		{"ip_hash", 0.15, func(i int) *http.Request {

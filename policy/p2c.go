@@ -21,6 +21,9 @@ import (
 type p2c struct {
 	set  *Set
 	rand func() uint64
+	// load is what the two candidates are compared on, per unit of weight:
+	// requests in flight for p2c, live sessions for least_sessions.
+	load func(*state) int64
 	// cum[i] is the sum of the weights of backends 0..i, for weighted
 	// draws; nil when every weight is the same (uniform draws).
 	cum []uint64
@@ -29,7 +32,15 @@ type p2c struct {
 var _ Picker = (*p2c)(nil)
 
 func newP2C(set *Set, opts BuildOptions) Picker {
-	p := &p2c{set: set, rand: randFunc(opts)}
+	return newPair(set, opts, inflight)
+}
+
+// inflight is p2c's load: requests in flight.
+func inflight(st *state) int64 { return st.inflight.Load() }
+
+// newPair builds a power-of-two-choices picker comparing load.
+func newPair(set *Set, opts BuildOptions, load func(*state) int64) *p2c {
+	p := &p2c{set: set, rand: randFunc(opts), load: load}
 	bs := set.Backends
 	cum := make([]uint64, len(bs))
 	var total uint64
@@ -63,7 +74,7 @@ func (p *p2c) Pick(_ *http.Request, skip Skip) (*Backend, error) {
 		au, bu := usable(a, &skip), usable(b, &skip)
 		switch {
 		case au && bu:
-			if b.st.inflight.Load()*a.weight() < a.st.inflight.Load()*b.weight() {
+			if p.load(b.st)*a.weight() < p.load(a.st)*b.weight() {
 				return b, nil
 			}
 			return a, nil

@@ -72,6 +72,7 @@ var Builders = map[string]Builder{
 	"least_response_time":  newLeastResponseTime,
 	"random":               newRandom,
 	"p2c":                  newP2C,
+	"least_sessions":       newLeastSessions,
 	"ip_hash":              newIPHash,
 	"header_hash":          newHeaderHash,
 	"cookie_hash":          newCookieHash,

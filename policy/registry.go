@@ -50,6 +50,10 @@ type Registry struct {
 	first   bool // no Update yet: backends of the first snapshot do not ramp
 	current atomic.Pointer[Set]
 
+	// countedAt is the wall clock (unix nanos) of the last session count
+	// applied (see SessionCount); 0 = none yet.
+	countedAt atomic.Int64
+
 	hashMu sync.Mutex
 	hash   *hashTable // last consistent-hash table, reused while the IDs stay
 }

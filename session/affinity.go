@@ -297,7 +297,11 @@ func (a *Affinity) Repin(ctx context.Context, service string, id ID, old, new st
 	if cur == tombstone {
 		return "", ErrUnpinned
 	}
-	a.enqueue(Job{Key: key, Service: service, Backend: cur, ID: id, TTL: ttl})
+	j := Job{Key: key, Service: service, Backend: cur, ID: id, TTL: ttl}
+	if cur == new {
+		j.From = old // ours won: the session leaves old's count
+	}
+	a.enqueue(j)
 	return cur, nil
 }
 
@@ -369,9 +373,9 @@ func (a *Affinity) Unpin(ctx context.Context, service string, id ID, ttl time.Du
 }
 
 // Sessions counts the live sessions of each backend of service (pinned or
-// refreshed within the last ttl), when the store can count them (Counter);
+// refreshed within their TTL), when the store can count them (Counter);
 // otherwise the map is empty.
-func (a *Affinity) Sessions(ctx context.Context, service string, backends []string, ttl time.Duration) (map[string]int64, error) {
+func (a *Affinity) Sessions(ctx context.Context, service string, backends []string) (map[string]int64, error) {
 	c, ok := a.opts.Store.(Counter)
 	if !ok {
 		return map[string]int64{}, nil
@@ -379,7 +383,7 @@ func (a *Affinity) Sessions(ctx context.Context, service string, backends []stri
 	var out map[string]int64
 	err := a.call(ctx, "count", func(ctx context.Context) error {
 		var err error
-		out, err = c.Sessions(ctx, service, backends, ttl)
+		out, err = c.Sessions(ctx, service, backends)
 		return err
 	})
 	return out, err
@@ -500,11 +504,19 @@ func (a *Affinity) runReplay(ctx context.Context) {
 			if err != nil {
 				break // still down: try again next tick
 			}
-			if cur != p.backend {
+			k, parsed := parseStoreKey(key)
+			switch {
+			case cur != p.backend && parsed:
 				// Another pin won: forget this replica's view of it.
-				if k, ok := parseStoreKey(key); ok {
-					a.cache.delete(k)
+				a.cache.delete(k)
+			case parsed:
+				// Ours is stored: count it (and, for a re-pin, no longer
+				// on the backend it left).
+				j := Job{Key: key, Service: k.service, Backend: cur, ID: k.id, TTL: left}
+				if p.repin {
+					j.From = p.old
 				}
+				a.enqueue(j)
 			}
 			a.dropPending(key, p)
 		}

@@ -113,12 +113,12 @@ func TestStoreBreakerIgnoresCanceledProbe(t *testing.T) {
 }
 
 // Issue 13: the count keys given an expiry were remembered forever (one
-// per service × backend × 5-minute bucket); only the current bucket's are.
+// per service × backend × 5-minute period); only the current period's are.
 func TestCountExpiriesBounded(t *testing.T) {
 	var e expiries
 	for bucket := int64(0); bucket < 100; bucket++ {
 		for b := range 10 {
-			key := countKey("web", string(rune('a'+b)), bucket)
+			key := countKey("web", string(rune('a'+b)))
 			if !e.claim(bucket, key) {
 				t.Fatalf("bucket %d key %s claimed twice", bucket, key)
 			}

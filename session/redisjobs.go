@@ -11,8 +11,8 @@ import (
 )
 
 // The Redis store's optional powers (see Batcher, Counter, Watcher): the
-// background work in one pipelined round trip, session counts in
-// HyperLogLogs, and pub/sub invalidation of the replicas' caches.
+// background work in one pipelined round trip, live-session counts in a
+// sorted set per backend, and pub/sub invalidation of the replicas' caches.
 
 var (
 	_ Batcher = (*RedisStore)(nil)
@@ -20,33 +20,41 @@ var (
 	_ Watcher = (*RedisStore)(nil)
 )
 
-// countBucket is the width of the session-count buckets.
-const countBucket = 5 * time.Minute
+// countExpiry is how often each count key's own expiry is renewed: a key
+// outlives the last session written to it by its TTL plus this, so the
+// counts of a backend that left vanish by themselves.
+const countExpiry = 5 * time.Minute
 
-// countKey names one bucket's HyperLogLog. The hash tag keeps a backend's
-// buckets in one Redis Cluster slot, so one PFCOUNT can merge them (keys
-// in different slots are a CROSSSLOT error).
-func countKey(service, backend string, bucket int64) string {
-	return "l:n:{" + service + ":" + backend + "}:" + strconv.FormatInt(bucket, 10)
+// countKey names the sorted set of one backend's live sessions: members
+// are session ids, scores the unix milliseconds at which each expires
+// (its last pin or refresh plus its TTL). The hash tag keeps the key in
+// one Redis Cluster slot with nothing else, so a batch's commands on it
+// never span slots.
+//
+// Issue 26: counts were HyperLogLogs in 5-minute buckets, which cannot
+// forget: a session that moved counted on both backends, and one that
+// ended counted until its bucket aged out, up to TTL + 5 minutes.
+func countKey(service, backend string) string {
+	return "l:s:{" + service + ":" + backend + "}"
 }
 
-// expiries remembers the count keys of the current bucket this process
-// has given an expiry, so each gets one EXPIRE, not one per session. Keys
-// of past buckets are forgotten when the bucket turns: the set stays as
-// small as one bucket's service × backend pairs.
+// expiries remembers the count keys this process has given an expiry in
+// the current period, so each gets one EXPIRE per period, not one per
+// session. The set is forgotten when the period turns: it stays as small
+// as the service × backend pairs.
 type expiries struct {
 	mu     sync.Mutex
-	bucket int64
+	period int64
 	set    map[string]struct{}
 }
 
-// claim reports whether key (of bucket) still needs its expiry, and
+// claim reports whether key still needs its expiry in period, and
 // records it as given.
-func (e *expiries) claim(bucket int64, key string) bool {
+func (e *expiries) claim(period int64, key string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if bucket != e.bucket || e.set == nil {
-		e.bucket, e.set = bucket, map[string]struct{}{}
+	if period != e.period || e.set == nil {
+		e.period, e.set = period, map[string]struct{}{}
 	}
 	if _, done := e.set[key]; done {
 		return false
@@ -71,10 +79,13 @@ func (e *expiries) len() int {
 }
 
 // Batch runs jobs in one pipelined round trip: pins SET NX, refreshes
-// PEXPIRE, one PFADD per count key (and its EXPIRE once per bucket).
+// PEXPIRE, one ZADD per backend counted (and its EXPIRE once per period),
+// and for sessions that moved one ZREM from their old backend's set.
 func (s *RedisStore) Batch(ctx context.Context, jobs []Job) error {
-	bucket := time.Now().UnixNano() / int64(countBucket)
-	counts := map[string][]any{}
+	now := time.Now()
+	period := now.UnixNano() / int64(countExpiry)
+	counts := map[string][]redis.Z{}
+	moved := map[string][]any{}
 	var countTTL time.Duration
 	var expiring []string
 	cmds, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -85,16 +96,27 @@ func (s *RedisStore) Batch(ctx context.Context, jobs []Job) error {
 			case j.Touch:
 				p.PExpire(ctx, j.Key, j.TTL)
 			}
-			key := countKey(j.Service, j.Backend, bucket)
-			counts[key] = append(counts[key], j.ID[:])
+			at := now
+			if !j.At.IsZero() && j.At.Before(now) {
+				at = j.At // a pin replayed late expires as it would have
+			}
+			key := countKey(j.Service, j.Backend)
+			counts[key] = append(counts[key], redis.Z{Score: float64(at.Add(j.TTL).UnixMilli()), Member: j.ID[:]})
+			if j.From != "" && j.From != j.Backend {
+				from := countKey(j.Service, j.From)
+				moved[from] = append(moved[from], j.ID[:])
+			}
 			countTTL = max(countTTL, j.TTL)
 		}
-		for key, ids := range counts {
-			p.PFAdd(ctx, key, ids...)
-			if s.expiries.claim(bucket, key) {
-				p.Expire(ctx, key, countTTL+2*countBucket)
+		for key, zs := range counts {
+			p.ZAdd(ctx, key, zs...)
+			if s.expiries.claim(period, key) {
+				p.Expire(ctx, key, countTTL+2*countExpiry)
 				expiring = append(expiring, key)
 			}
+		}
+		for key, ids := range moved {
+			p.ZRem(ctx, key, ids...)
 		}
 		return nil
 	})
@@ -114,22 +136,27 @@ func (s *RedisStore) Batch(ctx context.Context, jobs []Job) error {
 	return err
 }
 
-// Sessions counts the live sessions of each backend of service: sessions
-// pinned or refreshed within the last ttl, from HyperLogLogs in 5-minute
-// buckets (about 1% error; a session that moved counts on both backends
-// until its old bucket ages out).
-func (s *RedisStore) Sessions(ctx context.Context, service string, backends []string, ttl time.Duration) (map[string]int64, error) {
-	now := time.Now()
-	first := now.Add(-ttl).UnixNano() / int64(countBucket)
-	last := now.UnixNano() / int64(countBucket)
+// Sessions counts the live sessions of each backend of service, in one
+// round trip: per backend, ZREMRANGEBYSCORE drops the sessions whose
+// expiry passed (the trim happens here, in the background refresh, so no
+// other job is needed) and ZCOUNT counts the rest.
+//
+// The count is exact for what Redis holds: a session counts from its pin
+// (its second request, see Affinity.PinNew) until its TTL after its last
+// refresh, which is when its pin expires too, and on the backend it was
+// last pinned to only. Its errors: the expiry is judged on the reading
+// replica's clock, so clock skew between replicas shifts it by as much; a
+// session unpinned through the admin API counts until its TTL ends; a
+// refresh dropped because the background queue was full makes the session
+// (and its pin) expire early.
+func (s *RedisStore) Sessions(ctx context.Context, service string, backends []string) (map[string]int64, error) {
+	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
 	cmds := make(map[string]*redis.IntCmd, len(backends))
 	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, b := range backends {
-			keys := make([]string, 0, last-first+1)
-			for k := first; k <= last; k++ {
-				keys = append(keys, countKey(service, b, k))
-			}
-			cmds[b] = p.PFCount(ctx, keys...)
+			key := countKey(service, b)
+			p.ZRemRangeByScore(ctx, key, "-inf", now)
+			cmds[b] = p.ZCount(ctx, key, "("+now, "+inf")
 		}
 		return nil
 	})

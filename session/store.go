@@ -34,14 +34,18 @@ const tombstone = "\x00unpinned"
 // Optional powers of a Store, found by type assertion.
 
 // Job is one piece of background store work: a new session's pin (SET NX)
-// or a TTL refresh, each also counted for its backend.
+// or a TTL refresh, each also counted for its backend; neither Pin nor
+// Touch: counted only (a re-pin, written already).
 type Job struct {
 	Key              string
 	Service, Backend string
-	ID               ID
-	TTL              time.Duration
-	Pin, Touch       bool
-	At               time.Time // when the job was made (replay of pins)
+	// From is the backend a re-pinned session left: it no longer counts
+	// there.
+	From       string
+	ID         ID
+	TTL        time.Duration
+	Pin, Touch bool
+	At         time.Time // when the job was made (replay of pins)
 }
 
 // Batcher is a Store that runs a batch of jobs in one round trip. Without
@@ -51,9 +55,11 @@ type Batcher interface {
 }
 
 // Counter is a Store that counts the live sessions of each backend of a
-// service (the admin API's figures).
+// service (the admin API's figures, least_sessions' counts): sessions
+// pinned or refreshed within their TTL, each on the backend it is pinned
+// to.
 type Counter interface {
-	Sessions(ctx context.Context, service string, backends []string, ttl time.Duration) (map[string]int64, error)
+	Sessions(ctx context.Context, service string, backends []string) (map[string]int64, error)
 }
 
 // Watcher is a Store shared with other replicas that tells which pins
@@ -193,7 +199,7 @@ func (m *MemoryStore) Len() int {
 }
 
 // Sessions counts the live sessions of each backend of service, exactly.
-func (m *MemoryStore) Sessions(_ context.Context, service string, _ []string, _ time.Duration) (map[string]int64, error) {
+func (m *MemoryStore) Sessions(_ context.Context, service string, _ []string) (map[string]int64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := map[string]int64{}

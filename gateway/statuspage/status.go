@@ -72,6 +72,9 @@ type Backend struct {
 	// Sessions pinned to it (-1: unknown) and their share of the service's.
 	Sessions int64   `json:"sessions"`
 	Share    float64 `json:"share"`
+	// Target is its share by weight among the backends taking new
+	// sessions (0 when it takes none): where least_sessions steers.
+	Target float64 `json:"target"`
 	// SlowStart is the slow-start progress in [0, 1] (1: full share).
 	SlowStart float64 `json:"slow_start"`
 	// Requests and Repins are per-second rates over each sampling step of

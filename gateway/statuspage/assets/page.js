@@ -220,7 +220,7 @@
       setCell(row, 'rate', num(b.req_rate));
       const errPct = b.req_rate > 0 ? (100 * b.err_rate) / b.req_rate : 0;
       setCell(row, 'errors', b.err_rate > 0 ? num(b.err_rate) + '/s (' + num(errPct, 1) + '%)' : '0');
-      setCell(row, 'sessions', b.sessions < 0 ? 'unknown' : bar(b.share, b.sessions + ' · ' + num(100 * b.share, 0) + '%'));
+      setCell(row, 'sessions', b.sessions < 0 ? 'unknown' : bar(b.share, b.sessions + ' · ' + num(100 * b.share, 0) + '% of ' + num(100 * b.target, 0) + '%'));
       setCell(row, 'slow', b.slow_start >= 1 ? 'done' : bar(b.slow_start, num(100 * b.slow_start, 0) + '%'));
       const btn = row.querySelector('td[data-col="action"] button');
       const action = b.drained ? 'undrain' : 'drain';

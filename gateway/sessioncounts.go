@@ -1,0 +1,84 @@
+package gateway
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/latchgw/latch/policy"
+	"github.com/latchgw/latch/session"
+)
+
+// Live-session counts for least_sessions: a background refresh per
+// service reads each backend's live sessions from the session store and
+// applies them to the service's registry, where the policy reads them
+// with atomic loads. The request path adds its own new sessions
+// (countSession) and never waits on the store.
+
+// sessionCountEvery is how often a replica reads the counts: at most once
+// a second, as issue 26 asks, so N replicas cost the store 2 commands per
+// backend per second each.
+const sessionCountEvery = time.Second
+
+// registerSessionCounts adds the refresh's staleness gauge to m.
+func (m *Metrics) registerSessionCounts() {
+	m.countsAge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "latch_session_counts_age_seconds", Help: "Age of the live-session counts least_sessions works from (time since the last successful read from the session store), by service; it grows while the store is unreachable.",
+	}, []string{"service"})
+	m.reg.MustRegister(m.countsAge)
+}
+
+// countsSessions reports whether a sticky route of svc uses least_sessions.
+func (svc *service) countsSessions() bool {
+	svc.mu.Lock()
+	defer svc.mu.Unlock()
+	for _, rt := range svc.routes {
+		if rt.sticky && slices.Contains(rt.spec.Route().Policy.Get(), "least_sessions") {
+			return true
+		}
+	}
+	return false
+}
+
+// runSessionCounts refreshes svc's live-session counts every
+// sessionCountEvery until ctx ends, while a route needs them. A failed
+// read keeps the last counts (the replica's own new sessions keep adding
+// to them) and lets the age gauge grow.
+func (svc *service) runSessionCounts(ctx context.Context) {
+	t := time.NewTicker(sessionCountEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !svc.countsSessions() {
+			continue
+		}
+		c := svc.registry.BeginSessionCount()
+		if len(c.IDs) > 0 {
+			cctx, cancel := context.WithTimeout(ctx, sessionCountEvery)
+			counts, err := svc.g.affinity.Sessions(cctx, svc.name, c.IDs)
+			cancel()
+			if err == nil {
+				c.Apply(counts, time.Now())
+			} else {
+				svc.g.log.Debug("counting sessions", "service", svc.name, "err", err)
+			}
+		}
+		if at := svc.registry.SessionsCountedAt(); !at.IsZero() {
+			svc.g.metrics.countsAge.WithLabelValues(svc.name).Set(time.Since(at).Seconds())
+		}
+	}
+}
+
+// countSession counts a new (or re-pinned) session on b for least_sessions
+// until the next refresh includes it: one atomic add.
+func countSession(b *policy.Backend, k session.Kind) {
+	if k == session.KindNew || k == session.KindRepinned {
+		b.SessionStarted()
+	}
+}

@@ -180,7 +180,12 @@ type Server struct {
 	IdleTimeout       Opt[time.Duration] `yaml:"idle_timeout"`        // default 120s
 	MaxHeaderBytes    Opt[int]           `yaml:"max_header_bytes"`    // default 64 KiB
 	MaxHeaderFields   Opt[int]           `yaml:"max_header_fields"`   // default 100 (HAProxy's 101 with the request line); more: 431
-	ShutdownTimeout   Opt[time.Duration] `yaml:"shutdown_timeout"`    // default 30s
+	// MaxHeaderMemory bounds the bytes all client connections together may
+	// hold for request heads beyond 4 KiB each (default 64 MiB: a thousand
+	// 64 KiB heads at once; implementation h1 only). A head that would need
+	// more is answered 503 and its connection closed.
+	MaxHeaderMemory Opt[int64]         `yaml:"max_header_memory"`
+	ShutdownTimeout Opt[time.Duration] `yaml:"shutdown_timeout"` // default 30s
 	// ReusePort opens the public listener with SO_REUSEPORT (default
 	// false), so a new latch can bind the same address while the old one
 	// drains: the zero-downtime upgrade (README). Linux and macOS only.

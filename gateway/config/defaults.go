@@ -61,6 +61,7 @@ func (c Config) withDefaults() Config {
 	s.IdleTimeout = s.IdleTimeout.orValue(120 * time.Second)
 	s.MaxHeaderBytes = s.MaxHeaderBytes.orValue(64 << 10)
 	s.MaxHeaderFields = s.MaxHeaderFields.orValue(100)
+	s.MaxHeaderMemory = s.MaxHeaderMemory.orValue(64 << 20)
 	s.BodyTimeout = s.BodyTimeout.orValue(60 * time.Second)
 	s.MaxConcurrentStreams = s.MaxConcurrentStreams.orValue(100)
 	s.ShutdownTimeout = s.ShutdownTimeout.orValue(30 * time.Second)

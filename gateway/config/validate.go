@@ -124,6 +124,9 @@ func (c *Config) validate(p *problems) {
 	if c.Server.MaxHeaderBytes.Get() < 1024 {
 		p.add("server.max_header_bytes", "must be at least 1024")
 	}
+	if m := c.Server.MaxHeaderMemory.Get(); m < int64(c.Server.MaxHeaderBytes.Get()) {
+		p.add("server.max_header_memory", "must be at least server.max_header_bytes (%d)", c.Server.MaxHeaderBytes.Get())
+	}
 	if c.Server.MaxHeaderFields.Get() < 8 {
 		p.add("server.max_header_fields", "must be at least 8")
 	}

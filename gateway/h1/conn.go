@@ -81,6 +81,7 @@ type conn struct {
 	resumed   bool      // run was started by the watcher: keep idleUntil
 	idleUntil time.Time // when the idle wait times out (zero: never)
 	slot      wheelSlot // where the watcher keeps it while parked
+	grown     int       // bytes buf grew past bufSize by, reserved in srv.headMem
 }
 
 func newConn(s *Server, rwc net.Conn) *conn {
@@ -218,6 +219,7 @@ func (c *conn) close() {
 		c.rwc.Close()
 	}
 	c.release()
+	c.returnGrown() // a grown buffer still holding unread bytes goes with the connection
 	c.srv.trackConn(c, false)
 	if h := c.srv.ConnState; h != nil {
 		if c.hijacked {
@@ -373,6 +375,9 @@ func (c *conn) readHead() (string, error) {
 				// before it reads one.
 				return "", bad(KindTruncated, "request cut short")
 			}
+			if err == errHeadMemory {
+				return "", &ParseError{Kind: KindBusy, Status: http.StatusServiceUnavailable, Detail: "too many large request heads in flight"}
+			}
 			return "", err // the client left or timed out: no answer
 		}
 	}
@@ -409,6 +414,10 @@ func (c *conn) fill(limit int) error {
 			c.r, c.w = 0, n
 		} else if len(c.buf) < limit+bufSize {
 			nb := make([]byte, min(2*len(c.buf), limit+bufSize))
+			if !c.srv.reserveHead(len(nb) - len(c.buf)) {
+				return errHeadMemory
+			}
+			c.grown += len(nb) - len(c.buf)
 			copy(nb, c.buf[:c.w])
 			putBuf(c.buf)
 			c.buf = nb
@@ -427,12 +436,22 @@ func (c *conn) fill(limit int) error {
 	return err
 }
 
+// returnGrown gives back to the server's head memory what the read buffer
+// grew by (the buffer itself is dropped).
+func (c *conn) returnGrown() {
+	if c.grown > 0 {
+		c.srv.headMem.Add(-int64(c.grown))
+		c.grown = 0
+	}
+}
+
 // release returns the read buffer to the pool once nothing in it is
 // unconsumed. Bytes read ahead (a pipelined request) keep it.
 func (c *conn) release() {
 	if c.buf != nil && c.r == c.w {
 		putBuf(c.buf)
 		c.buf, c.r, c.w = nil, 0, 0
+		c.returnGrown()
 	}
 	c.resp.release()
 	// Drop what the last request referenced (its head string, mostly).

@@ -48,12 +48,13 @@ const (
 	KindTrailer                          // stricter: a trailer with a bare LF, obs-fold or control bytes
 	KindEmptyHost                        // stricter: an empty Host with no authority in the target
 	KindTooManyFields                    // more header fields than MaxHeaderFields
+	KindBusy                             // the server's MaxHeadMemory is taken by other connections' big heads
 )
 
 var kindNames = [...]string{"", "request line", "request target", "request target form", "header line",
 	"bare line break", "obs-fold", "host", "content-length", "duplicate content-length", "transfer-encoding",
 	"content-length with transfer-encoding", "transfer-encoding in HTTP/1.0", "head too large", "version",
-	"expect", "chunk", "chunk extension", "truncated", "trailer", "empty host", "too many fields"}
+	"expect", "chunk", "chunk extension", "truncated", "trailer", "empty host", "too many fields", "head memory"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -475,3 +476,7 @@ var hostByte = func() (t [256]bool) {
 }()
 
 var errLineTooLong = errors.New("h1: chunk line too long")
+
+// errHeadMemory is a read buffer that may not grow: Server.MaxHeadMemory is
+// taken.
+var errHeadMemory = errors.New("h1: head memory exhausted")

@@ -1,0 +1,90 @@
+package h1
+
+import (
+	"bufio"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Issue 23: every connection sending a maximum-size head held its grown
+// read buffer (and more), bounded only by max_connections. MaxHeadMemory
+// bounds what all of them hold: a head that would take more is answered
+// 503 and closed, and what a connection took is given back when its
+// buffer goes.
+func TestMaxHeadMemory(t *testing.T) {
+	srv := &Server{MaxHeadMemory: 100 << 10, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") })}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close(); <-served })
+	dial := func() (net.Conn, *bufio.Reader) {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		return c, bufio.NewReader(c)
+	}
+	big := "GET / HTTP/1.1\r\nHost: h\r\nX-Big: " + strings.Repeat("b", 60<<10) + "\r\n\r\n"
+	status := func(c net.Conn, br *bufio.Reader, rest string) int {
+		t.Helper()
+		if _, err := io.WriteString(c, rest); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s (head memory %d)", what, srv.headMem.Load())
+			}
+		}
+	}
+
+	// A holds most of a big head; its buffer grew to 64 KiB.
+	a, abr := dial()
+	if _, err := io.WriteString(a, big[:len(big)-10]); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("a's buffer to grow", func() bool { return srv.headMem.Load() >= 60<<10 })
+	// B's head would need as much again: over the bound.
+	b, bbr := dial()
+	if s := status(b, bbr, big); s != http.StatusServiceUnavailable {
+		t.Fatalf("a second big head while the first holds the memory: %d; want 503", s)
+	}
+	// Small heads need no growth: served.
+	c, cbr := dial()
+	if s := status(c, cbr, "GET / HTTP/1.1\r\nHost: h\r\n\r\n"); s != 200 {
+		t.Fatalf("a small head: %d; want 200", s)
+	}
+	// A finishes and is answered; its memory comes back; a big head is
+	// served again.
+	if s := status(a, abr, big[len(big)-10:]); s != 200 {
+		t.Fatalf("the first big head: %d; want 200", s)
+	}
+	waitFor("a's buffer returned", func() bool { return srv.headMem.Load() == 0 })
+	d, dbr := dial()
+	if s := status(d, dbr, big); s != 200 {
+		t.Fatalf("a big head once the memory is back: %d; want 200", s)
+	}
+	a.Close()
+	d.Close()
+	waitFor("every reservation returned", func() bool { return srv.headMem.Load() == 0 })
+}

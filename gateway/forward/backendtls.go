@@ -102,9 +102,9 @@ func (t transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	var w replyWatch
 	resp, err := t.f.poolFor(x.spec).std.RoundTrip(w.trace(r))
-	if err != nil {
-		x.replied = w.replied()
-	}
+	// An answer the pipeline then refuses (modifyResponse) was an answer:
+	// the request is not sent again, as on the fast path.
+	x.replied = err == nil || w.replied()
 	return resp, err
 }
 

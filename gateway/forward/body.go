@@ -1,7 +1,6 @@
 package forward
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -45,10 +44,19 @@ type replayBody struct {
 	buf   []byte // first's pooled buffer
 
 	// timeout bounds the wait for each read from the client (0: none),
-	// through ctl, as the route's ctx allows (server.body_timeout).
+	// through ctl (server.body_timeout). cutOff: reads must end now (the
+	// route timed out, or ReverseProxy's attempt ended): a read that sets
+	// its own deadline after cut set the past one sets the past one again.
 	timeout time.Duration
 	ctl     *http.ResponseController
-	ctx     context.Context
+	cutOff  atomic.Bool
+}
+
+// cut ends the read of the client's body in progress and every later one:
+// they fail as timeouts.
+func (b *replayBody) cut() {
+	b.cutOff.Store(true)
+	_ = b.ctl.SetReadDeadline(aLongTimeAgo)
 }
 
 // awaitFirst reads the body's first bytes into b.first, waiting at most
@@ -69,11 +77,19 @@ func (b *replayBody) awaitFirst() {
 	}
 }
 
-// release returns first's buffer; no attempt may read after.
+// release returns first's buffer; no attempt may read after. A per-read
+// deadline left behind (an answer came before the body's end) is cleared,
+// so it cannot end the connection's next request; one cut set stays.
 func (b *replayBody) release() {
-	if b != nil && b.buf != nil {
+	if b == nil {
+		return
+	}
+	if b.buf != nil {
 		firstBuffers.Put(b.buf)
 		b.buf, b.first = nil, nil
+	}
+	if b.timeout > 0 && !b.cutOff.Load() {
+		_ = b.ctl.SetReadDeadline(time.Time{})
 	}
 }
 
@@ -81,9 +97,9 @@ func (b *replayBody) release() {
 func (b *replayBody) readClient(p []byte) (int, error) {
 	if b.timeout > 0 {
 		_ = b.ctl.SetReadDeadline(time.Now().Add(b.timeout))
-		if errors.Is(b.ctx.Err(), context.DeadlineExceeded) {
-			// The route's timeout set the deadline in the past (sendBody)
-			// before this read set it again: keep it past.
+		if b.cutOff.Load() {
+			// cut set the deadline in the past before this read set it
+			// again: keep it past.
 			_ = b.ctl.SetReadDeadline(aLongTimeAgo)
 		}
 	}

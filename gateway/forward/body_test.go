@@ -70,3 +70,19 @@ func serveOK(c net.Conn) {
 		}
 	}
 }
+
+// The route's timeout bounds the wait for a body's first bytes too, with
+// no body timeout set (review of issue 23's change: awaitFirst waited only
+// for server.body_timeout).
+func TestRouteTimeoutEndsBodyWait(t *testing.T) {
+	var dialed atomic.Int64
+	backend := loopbackBackend(t, func(c net.Conn) { dialed.Add(1); serveOK(c) })
+	route := config.Route{}
+	route.Timeout = config.Set(300 * time.Millisecond)
+	r := newRig(t, false, route, nil, backend)
+	c, br := h1Rig(t, r)
+	write(t, c, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n")
+	if resp := read(t, br); resp.StatusCode != http.StatusRequestTimeout || dialed.Load() != 0 {
+		t.Fatalf("status %d, backend dialed %d times; want 408 and none", resp.StatusCode, dialed.Load())
+	}
+}

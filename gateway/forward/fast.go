@@ -99,6 +99,9 @@ func (f *Forwarder) forwardFast(ctx context.Context, w http.ResponseWriter, r *h
 			// the backend to go again. (Issue 22: a POST the backend read
 			// before closing was sent twice.) Otherwise failed answers 502.
 			fresh = true
+			if c.wrote > 0 {
+				x.resent = true // it may have reached the backend: the one resend is spent
+			}
 			if x.body != nil {
 				x.gen = x.body.state.Load() >> 1
 			}

@@ -24,6 +24,7 @@ package forward
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -179,11 +180,19 @@ func (f *Forwarder) Serve(w http.ResponseWriter, r *http.Request, spec *config.S
 		// The attempts read the body through x.body: it knows whether it
 		// may be sent again and whether reading it failed (the client's
 		// fault).
-		x.body = &replayBody{rc: r.Body, length: r.ContentLength}
+		x.body = &replayBody{rc: r.Body, length: r.ContentLength, timeout: f.bodyTimeout, ctl: http.NewResponseController(w)}
 		defer x.body.release()
-		if f.bodyTimeout > 0 {
-			x.body.timeout, x.body.ctl, x.body.ctx = f.bodyTimeout, http.NewResponseController(w), ctx
-		}
+		// A read blocked on a slow client must end with the route's timeout
+		// (the server's read timeout ends it on its own), whoever reads:
+		// awaitFirst, sendBody, or ReverseProxy's Transport. It fails as a
+		// timeout, the client's. (A cancellation is the client gone: its
+		// reads fail on their own, as what they are.)
+		stop := context.AfterFunc(ctx, func() {
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				x.body.cut()
+			}
+		})
+		defer stop()
 		if !expectsContinue(r) { // else the backend says whether it wants the body
 			x.body.awaitFirst()
 			if cf := x.body.fault(); cf != nil {

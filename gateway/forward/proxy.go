@@ -42,7 +42,7 @@ func (f *Forwarder) forwardProxy(w http.ResponseWriter, r *http.Request, x *exch
 	}
 	body := &proxyBody{attemptBody: attemptBody{b: x.body, gen: x.gen}}
 	r.Body = body
-	defer body.end(w) // also when ReverseProxy panics (a cut response)
+	defer body.end() // also when ReverseProxy panics (a cut response)
 	f.rp.ServeHTTP(w, r)
 }
 
@@ -74,10 +74,10 @@ func (p *proxyBody) Read(b []byte) (int, error) {
 // unfinished body after the response. (net/http's server waits for such a
 // read before it reuses the connection, up to its read timeout, none by
 // default.)
-func (p *proxyBody) end(w http.ResponseWriter) {
+func (p *proxyBody) end() {
 	if !p.mu.TryLock() {
 		if p.b.state.Load()>>1 == p.gen {
-			_ = http.NewResponseController(w).SetReadDeadline(aLongTimeAgo)
+			p.b.cut()
 		}
 		p.mu.Lock()
 	}

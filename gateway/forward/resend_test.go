@@ -266,3 +266,31 @@ func TestPooledConnSheds(t *testing.T) {
 		}
 	}
 }
+
+// An answer latch refuses to relay (a status outside 100-599) was an
+// answer: the request is not sent to another backend, on either path
+// (review of issue 22's change: ReverseProxy's resent it).
+func TestRefusedAnswerNotResent(t *testing.T) {
+	for _, p := range paths {
+		t.Run(p.name, func(t *testing.T) {
+			var received atomic.Int64
+			bad := func(c net.Conn) {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					if _, err := http.ReadRequest(br); err != nil {
+						return
+					}
+					received.Add(1)
+					if _, err := io.WriteString(c, "HTTP/1.1 999 Odd\r\nContent-Length: 0\r\n\r\n"); err != nil {
+						return
+					}
+				}
+			}
+			r := newRig(t, p.slow, routeWithAttempts(3), nil, loopbackBackend(t, bad), loopbackBackend(t, bad))
+			if w, _ := r.do(get("/", nil)); w.Code != http.StatusBadGateway || received.Load() != 1 {
+				t.Fatalf("client got %d, backends received the request %d times; want 502, 1", w.Code, received.Load())
+			}
+		})
+	}
+}

@@ -52,18 +52,8 @@ func (f *Forwarder) sendBody(ctx context.Context, w http.ResponseWriter, r *http
 			return errBodyUnsent, nil
 		}
 	}
-	// A read blocked on a slow client must end with the route's timeout
-	// (the server's read timeout ends it on its own). The deadline is the
-	// client's connection's: the read fails as a timeout, the client's.
-	// (A cancellation is the client gone: its reads fail on their own, as
-	// what they are.)
-	rc := http.NewResponseController(w)
-	unblock := context.AfterFunc(ctx, func() {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			_ = rc.SetReadDeadline(aLongTimeAgo)
-		}
-	})
-	defer unblock()
+	// A read blocked on a slow client ends with the route's timeout: the
+	// body's reads are cut (replayBody.cut, armed by Serve).
 
 	body := attemptBody{b: x.body, gen: x.gen}
 	chunked := x.body.length < 0

@@ -124,12 +124,12 @@ func TestParkedTimeoutAndHangUp(t *testing.T) {
 			keepAlive(t, hangUp, bufio.NewReader(hangUp), "/")
 			waitFor(t, "connections did not park", func() bool { return connGoroutines() == 0 })
 			hangUp.Close()
-			waitFor(t, "the hung-up connection is not closed", func() bool { return closed.Load() == 1 })
-			_ = timedOut.SetReadDeadline(time.Now().Add(5 * time.Second))
+			waitFor(t, "the hung-up connection is not closed", func() bool { return closed.Load() >= 1 })
+			_ = timedOut.SetReadDeadline(time.Now().Add(8 * time.Second))
 			if n, err := timedOut.Read(make([]byte, 1)); err != io.EOF {
 				t.Fatalf("idle connection: read %d, %v: want it closed by the idle timeout", n, err)
 			}
-			if d := time.Since(begin); d < 900*time.Millisecond || d > 3*time.Second {
+			if d := time.Since(begin); d < 900*time.Millisecond || d > 6*time.Second { // a loaded -race run: seconds late
 				t.Errorf("closed %v after its request; idle timeout 1s (swept a second at a time)", d)
 			}
 			waitFor(t, "closes not counted", func() bool { return closed.Load() == 2 })

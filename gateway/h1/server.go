@@ -186,6 +186,10 @@ func (s *Server) Close() error {
 		if c.state.CompareAndSwap(stateParked, stateClosed) {
 			parked = append(parked, c)
 		} else {
+			// An idle connection may be parking right now: marked closed
+			// first, its park fails and its goroutine ends it (as
+			// closeIdle), instead of parking it on a closed socket.
+			c.state.CompareAndSwap(stateIdle, stateClosed)
 			c.rwc.Close()
 		}
 	}

@@ -202,4 +202,3 @@ func ResourceAttributes(s string) ([]attribute.KeyValue, error) {
 	}
 	return out, nil
 }
-

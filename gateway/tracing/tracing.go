@@ -38,9 +38,8 @@ type Tracing struct {
 }
 
 // New builds the tracer provider c asks for, or returns nil when c has no
-// endpoint (tracing off). version is latch's, recorded on the resource.
-// Nothing is dialled here: the exporter connects on its first batch.
-func New(ctx context.Context, c config.Tracing, version string) (*Tracing, error) {
+// endpoint (tracing off). Nothing is dialled here: the exporter connects on its first batch.
+func New(ctx context.Context, c config.Tracing) (*Tracing, error) {
 	if c.Endpoint == "" {
 		return nil, nil
 	}
@@ -60,7 +59,7 @@ func New(ctx context.Context, c config.Tracing, version string) (*Tracing, error
 	if name == "" {
 		name = "latch"
 	}
-	attrs = append(attrs, attribute.String("service.name", name), attribute.String("service.version", version))
+	attrs = append(attrs, attribute.String("service.name", name))
 	res := resource.NewSchemaless(attrs...)
 	tp := sdktrace.NewTracerProvider(
 		sdktrace.WithBatcher(exp),
@@ -108,8 +107,8 @@ func (t *Tracing) Close() error {
 var traceContext = propagation.TraceContext{}
 
 // StartRequest starts the server span of request r on route. The client's
-// traceparent and tracestate are its parent when trusted (no
-// trusted_proxies, or a peer among them); else the span starts a new trace
+// traceparent and tracestate are its parent when trusted (the caller
+// decides: no trusted_proxies, or a peer among them); else the span starts a new trace
 // linked to the client's, so an untrusted client cannot join, or force the
 // sampling of, a trace of its choosing.
 func (t *Tracing) StartRequest(r *http.Request, route string, trusted bool) (context.Context, trace.Span) {
@@ -128,27 +127,6 @@ func (t *Tracing) StartRequest(r *http.Request, route string, trusted bool) (con
 		opts = append(opts, trace.WithNewRoot(), trace.WithLinks(trace.Link{SpanContext: remote}))
 	}
 	return t.tracer.Start(ctx, route, opts...)
-}
-
-// Traceparent renders sc as W3C traceparent and tracestate values.
-func Traceparent(sc trace.SpanContext) (parent, state string) {
-	var b [55]byte
-	out := append(b[:0], "00-"...)
-	tid, sid := sc.TraceID(), sc.SpanID()
-	out = appendHex(out, tid[:])
-	out = append(out, '-')
-	out = appendHex(out, sid[:])
-	out = append(out, '-')
-	out = appendHex(out, []byte{byte(sc.TraceFlags())})
-	return string(out), sc.TraceState().String()
-}
-
-func appendHex(dst, src []byte) []byte {
-	const digits = "0123456789abcdef"
-	for _, c := range src {
-		dst = append(dst, digits[c>>4], digits[c&0xf])
-	}
-	return dst
 }
 
 // Sampler maps OTEL_TRACES_SAMPLER's names (and _ARG, a ratio for the
@@ -201,4 +179,10 @@ func ResourceAttributes(s string) ([]attribute.KeyValue, error) {
 		out = append(out, attribute.String(k, uv))
 	}
 	return out, nil
+}
+
+// FromProvider wraps a tracer provider made elsewhere (tests record spans
+// in memory with the SDK's tracetest).
+func FromProvider(tp *sdktrace.TracerProvider) *Tracing {
+	return &Tracing{tp: tp, tracer: tp.Tracer(Scope)}
 }

@@ -1,0 +1,175 @@
+package gateway
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/latchgw/latch/discovery"
+	"github.com/latchgw/latch/gateway/config"
+	"github.com/latchgw/latch/gateway/tracing"
+)
+
+// traceBackend answers 200 and keeps the traceparent of each request.
+type traceBackend struct {
+	srv  *httptest.Server
+	mu   sync.Mutex
+	seen []string
+}
+
+func newTraceBackend(t *testing.T) *traceBackend {
+	tb := &traceBackend{}
+	tb.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tb.mu.Lock()
+		tb.seen = append(tb.seen, r.Header.Get("Traceparent")+"|"+r.Header.Get("Tracestate"))
+		tb.mu.Unlock()
+		w.Header().Set("Content-Length", "3")
+		_, _ = w.Write([]byte("ok\n"))
+	}))
+	t.Cleanup(tb.srv.Close)
+	return tb
+}
+
+func (tb *traceBackend) last(t *testing.T) (parent, state string) {
+	t.Helper()
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	if len(tb.seen) == 0 {
+		t.Fatal("the backend got no request")
+	}
+	parent, state, _ = strings.Cut(tb.seen[len(tb.seen)-1], "|")
+	return parent, state
+}
+
+// startTracedGateway runs a gateway over backends that records its spans
+// in memory (nil rec: tracing off).
+func startTracedGateway(t *testing.T, rec *tracetest.SpanRecorder, mutate func(*config.Config), list ...discovery.Backend) *testGateway {
+	var with []func(*Deps)
+	if rec != nil {
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+		t.Cleanup(func() { _ = tp.Shutdown(t.Context()) })
+		with = append(with, func(d *Deps) { d.Tracing = tracing.FromProvider(tp) })
+	}
+	return startGatewayFull(t, mutate, nil, slog.New(slog.NewTextHandler(io.Discard, nil)), list, with...)
+}
+
+const (
+	clientTrace  = "4bf92f3577b34da6a3ce929d0e0e4736"
+	clientParent = "00-" + clientTrace + "-00f067aa0ba902b7-01"
+)
+
+func tracedGet(t *testing.T, tg *testGateway, path string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest("GET", tg.url+path, nil)
+	req.Header.Set("Traceparent", clientParent)
+	req.Header.Set("Tracestate", "vendor=x")
+	resp, err := tg.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	return resp
+}
+
+// The client's trace continues through latch to the backend: the backend's
+// traceparent has the client's trace id and the attempt span's id, on both
+// forwarding paths; the server span is the client's span's child, the
+// attempt span the server span's, and they carry the route, session and
+// backend. Behind trusted_proxies an untrusted client's trace is not
+// joined: a new trace, linked to it. With tracing off the client's fields
+// pass unchanged.
+func TestTraceContextToBackend(t *testing.T) {
+	for _, path := range []string{"/", "/?fast=no;path"} {
+		for _, tt := range []struct {
+			name    string
+			off     bool
+			trusted string // trusted_proxies
+			joined  bool   // the client's trace continues
+		}{
+			{name: "no trusted proxies", joined: true},
+			{name: "trusted peer", trusted: "127.0.0.0/8", joined: true},
+			{name: "untrusted peer", trusted: "10.0.0.0/8"},
+			{name: "off", off: true},
+		} {
+			t.Run(path+"/"+tt.name, func(t *testing.T) {
+				be := newTraceBackend(t)
+				var rec *tracetest.SpanRecorder
+				if !tt.off {
+					rec = tracetest.NewSpanRecorder()
+				}
+				tg := startTracedGateway(t, rec, func(c *config.Config) {
+					if tt.trusted != "" {
+						c.TrustedProxies = config.List{tt.trusted}
+					}
+				}, discovery.Backend{ID: "b1", Service: "web", Addr: strings.TrimPrefix(be.srv.URL, "http://"), Weight: 1, Health: discovery.Passing})
+				tracedGet(t, tg, path)
+				parent, state := be.last(t)
+				if tt.off {
+					if parent != clientParent || state != "vendor=x" {
+						t.Fatalf("backend got %q %q; want the client's fields unchanged", parent, state)
+					}
+					return
+				}
+				var server, attempt sdktrace.ReadOnlySpan
+				waitUntil(t, "the request's spans", func() bool {
+					server, attempt = nil, nil
+					for _, s := range rec.Ended() {
+						switch s.SpanKind() {
+						case trace.SpanKindServer:
+							server = s
+						case trace.SpanKindClient:
+							if strings.HasPrefix(s.Name(), "attempt") {
+								attempt = s
+							}
+						}
+					}
+					return server != nil && attempt != nil
+				})
+				want := "00-" + attempt.SpanContext().TraceID().String() + "-" + attempt.SpanContext().SpanID().String() + "-01"
+				if parent != want {
+					t.Fatalf("backend got traceparent %q; want the attempt span's %q", parent, want)
+				}
+				if attempt.Parent().SpanID() != server.SpanContext().SpanID() {
+					t.Fatal("the attempt span is not the server span's child")
+				}
+				gotTrace := server.SpanContext().TraceID().String()
+				if tt.joined {
+					if gotTrace != clientTrace || server.Parent().SpanID().String() != "00f067aa0ba902b7" {
+						t.Fatalf("server span in trace %s, parent %s; want the client's", gotTrace, server.Parent().SpanID())
+					}
+					if state != "vendor=x" {
+						t.Fatalf("tracestate %q; want the client's", state)
+					}
+				} else {
+					if gotTrace == clientTrace || server.Parent().IsValid() {
+						t.Fatal("an untrusted client's trace was joined")
+					}
+					if l := server.Links(); len(l) != 1 || l[0].SpanContext.TraceID().String() != clientTrace {
+						t.Fatalf("links %v; want one to the client's span", l)
+					}
+				}
+				attrs := map[string]string{}
+				for _, kv := range server.Attributes() {
+					attrs[string(kv.Key)] = kv.Value.Emit()
+				}
+				for k, v := range map[string]string{"http.route": "web", "latch.session": "new", "latch.backend": "b1",
+					"http.response.status_code": "200", "http.response.body.size": "3"} {
+					if attrs[k] != v {
+						t.Errorf("server span %s = %q; want %q (all: %v)", k, attrs[k], v, attrs)
+					}
+				}
+			})
+		}
+	}
+}

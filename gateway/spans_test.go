@@ -173,3 +173,114 @@ func TestTraceContextToBackend(t *testing.T) {
 		}
 	}
 }
+
+// A session whose backend went away is re-pinned, and its trace shows it:
+// the failed attempt on the old backend (a failure, retried), the attempt
+// on the new one (a retry), a re-pinned event and session kind on the
+// server span, and spans for the session store calls. The request's
+// duration carries its trace id as an exemplar.
+func TestTraceOfRepinnedRequest(t *testing.T) {
+	for _, path := range []string{"/", "/?fast=no;path"} {
+		t.Run(path, func(t *testing.T) {
+			a, b := newTraceBackend(t), newTraceBackend(t)
+			rec := tracetest.NewSpanRecorder()
+			backend := func(id string, tb *traceBackend) discovery.Backend {
+				return discovery.Backend{ID: id, Service: "web", Addr: strings.TrimPrefix(tb.srv.URL, "http://"), Weight: 1, Health: discovery.Passing}
+			}
+			tg := startTracedGateway(t, rec, nil, backend("a", a), backend("b", b))
+			var cookie *http.Cookie
+			for cookie == nil { // a session on a
+				resp := tracedGet(t, tg, path)
+				if len(resp.Cookies()) > 0 && resp.Header.Get("Content-Length") == "3" {
+					a.mu.Lock()
+					onA := len(a.seen) > 0
+					a.seen = nil
+					a.mu.Unlock()
+					if onA {
+						cookie = resp.Cookies()[0]
+					}
+				}
+			}
+			a.srv.Close() // refuses connections from now on; Consul does not know yet
+			req, _ := http.NewRequest("GET", tg.url+path, nil)
+			const repinTrace = "5bf92f3577b34da6a3ce929d0e0e4737"
+			req.Header.Set("Traceparent", "00-"+repinTrace+"-00f067aa0ba902b7-01")
+			req.AddCookie(cookie)
+			resp, err := tg.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("status %d; want 200 from b", resp.StatusCode)
+			}
+			var server sdktrace.ReadOnlySpan
+			var attempts []sdktrace.ReadOnlySpan
+			names := map[string]bool{}
+			waitUntil(t, "the re-pinned request's spans", func() bool {
+				server, attempts = nil, nil
+				for _, s := range rec.Ended() {
+					if s.SpanContext().TraceID().String() != repinTrace {
+						continue
+					}
+					names[s.Name()] = true
+					switch {
+					case s.SpanKind() == trace.SpanKindServer:
+						server = s
+					case strings.HasPrefix(s.Name(), "attempt"):
+						attempts = append(attempts, s)
+					}
+				}
+				return server != nil && len(attempts) == 2
+			})
+			attr := func(s sdktrace.ReadOnlySpan, k string) string {
+				for _, kv := range s.Attributes() {
+					if string(kv.Key) == k {
+						return kv.Value.Emit()
+					}
+				}
+				return ""
+			}
+			first, second := attempts[0], attempts[1]
+			if first.StartTime().After(second.StartTime()) {
+				first, second = second, first
+			}
+			for _, c := range []struct {
+				span       sdktrace.ReadOnlySpan
+				key, value string
+			}{
+				{first, "latch.backend", "a"}, {first, "latch.outcome", "failure"}, {first, "latch.retried", "true"}, {first, "latch.retry", "false"},
+				{second, "latch.backend", "b"}, {second, "latch.outcome", "success"}, {second, "latch.retried", "false"}, {second, "latch.retry", "true"},
+				{server, "latch.session", "repinned"}, {server, "latch.backend", "b"},
+			} {
+				if got := attr(c.span, c.key); got != c.value {
+					t.Errorf("%s: %s = %q; want %q", c.span.Name(), c.key, got, c.value)
+				}
+			}
+			repinned := false
+			for _, e := range server.Events() {
+				repinned = repinned || e.Name == "re-pinned"
+			}
+			if !repinned {
+				t.Errorf("server span events %v; want a re-pinned event", server.Events())
+			}
+			for _, n := range []string{"session.resolve", "session.repin", "session.commit"} {
+				if !names[n] {
+					t.Errorf("no %s span among %v", n, names)
+				}
+			}
+			// The exemplar: OpenMetrics exposition of the duration histogram.
+			mreq, _ := http.NewRequest("GET", tg.metrics+"/metrics", nil)
+			mreq.Header.Set("Accept", "application/openmetrics-text; version=1.0.0")
+			mresp, err := tg.client.Do(mreq)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(mresp.Body)
+			mresp.Body.Close()
+			if !strings.Contains(string(body), `trace_id="`+repinTrace+`"`) {
+				t.Fatalf("no exemplar with trace id %s in /metrics", repinTrace)
+			}
+		})
+	}
+}

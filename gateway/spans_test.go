@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net/http"
@@ -280,6 +281,38 @@ func TestTraceOfRepinnedRequest(t *testing.T) {
 			mresp.Body.Close()
 			if !strings.Contains(string(body), `trace_id="`+repinTrace+`"`) {
 				t.Fatalf("no exemplar with trace id %s in /metrics", repinTrace)
+			}
+		})
+	}
+}
+
+// BenchmarkStickyTraced is BenchmarkSticky (access log off) with tracing
+// off, on at 1% sampling (parentbased_traceidratio 0.01, the client sends
+// no traceparent) and on for every request, spans exported in batches to
+// an exporter that drops them: the CPU and allocations a request pays for
+// its spans (ns/op against "off" of the same run).
+//
+//	go test -run '^$' -bench BenchmarkStickyTraced -benchmem ./gateway/
+func BenchmarkStickyTraced(b *testing.B) {
+	for _, tt := range []struct {
+		name    string
+		sampler sdktrace.Sampler // nil: tracing off
+	}{
+		{"off", nil},
+		{"sampled=1%", sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.01))},
+		{"sampled=100%", sdktrace.AlwaysSample()},
+	} {
+		b.Run(tt.name, func(b *testing.B) {
+			var with []func(*Deps)
+			if tt.sampler != nil {
+				tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(tt.sampler), sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+				b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+				with = append(with, func(d *Deps) { d.Tracing = tracing.FromProvider(tp) })
+			}
+			serve := stickyRig(b, "", with...)
+			b.ReportAllocs()
+			for b.Loop() {
+				serve()
 			}
 		})
 	}

@@ -29,7 +29,7 @@ func (f *Forwarder) TrustedPeer(r *http.Request) bool { return f.trustedPeer(r) 
 // startAttempt starts x's attempt span on x.backend, the n-th attempt.
 func (f *Forwarder) startAttempt(ctx context.Context, x *exchange, n int) {
 	b := x.backend
-	_, x.span = f.tracer.Start(ctx, "attempt "+b.ID, trace.WithSpanKind(trace.SpanKindClient),
+	_, x.span = f.tracer.Start(ctx, "attempt", trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(
 			attribute.String("latch.backend", b.ID),
 			attribute.String("server.address", b.Addr),

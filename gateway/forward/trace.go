@@ -29,14 +29,16 @@ func (f *Forwarder) TrustedPeer(r *http.Request) bool { return f.trustedPeer(r) 
 // startAttempt starts x's attempt span on x.backend, the n-th attempt.
 func (f *Forwarder) startAttempt(ctx context.Context, x *exchange, n int) {
 	b := x.backend
-	_, x.span = f.tracer.Start(ctx, "attempt", trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(
+	_, x.span = f.tracer.Start(ctx, "attempt", trace.WithSpanKind(trace.SpanKindClient))
+	if x.span.IsRecording() { // a request not sampled builds no attributes
+		x.span.SetAttributes(
 			attribute.String("latch.backend", b.ID),
 			attribute.String("server.address", b.Addr),
 			attribute.Int("latch.attempt", n),
 			attribute.Bool("latch.retry", n > 1),
 			attribute.String("latch.breaker", b.Breaker().String()),
-		))
+		)
+	}
 	x.traceparent, x.tracestate = traceparent(x.span.SpanContext())
 }
 

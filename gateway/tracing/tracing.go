@@ -113,20 +113,24 @@ var traceContext = propagation.TraceContext{}
 // sampling of, a trace of its choosing.
 func (t *Tracing) StartRequest(r *http.Request, route string, trusted bool) (context.Context, trace.Span) {
 	ctx := traceContext.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-	opts := []trace.SpanStartOption{
-		trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(
+	var span trace.Span
+	if remote := trace.SpanContextFromContext(ctx); remote.IsValid() && !trusted {
+		ctx, span = t.tracer.Start(r.Context(), route, trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithNewRoot(), trace.WithLinks(trace.Link{SpanContext: remote}))
+	} else {
+		ctx, span = t.tracer.Start(ctx, route, trace.WithSpanKind(trace.SpanKindServer))
+	}
+	// Set after the sampling decision, so that a request not sampled
+	// builds none of them.
+	if span.IsRecording() {
+		span.SetAttributes(
 			attribute.String("http.request.method", r.Method),
 			attribute.String("url.path", r.URL.Path),
 			attribute.String("server.address", r.Host),
 			attribute.String("http.route", route),
-		),
+		)
 	}
-	if remote := trace.SpanContextFromContext(ctx); remote.IsValid() && !trusted {
-		ctx = r.Context()
-		opts = append(opts, trace.WithNewRoot(), trace.WithLinks(trace.Link{SpanContext: remote}))
-	}
-	return t.tracer.Start(ctx, route, opts...)
+	return ctx, span
 }
 
 // Sampler maps OTEL_TRACES_SAMPLER's names (and _ARG, a ratio for the

@@ -71,8 +71,15 @@ type tracedRequest struct {
 // trace is the client's, continued through latch to the backend (the
 // backend got a traceparent of the same trace id, and latch's server span
 // is the client's span's child); the trace of a re-pinned request shows
-// the failed attempt on the dead backend and the retry that answered.
+// the failed attempt on the dead backend and the retry that answered. Over
+// both OTLP protocols.
 func TestTracesToJaeger(t *testing.T) {
+	for _, protocol := range []string{"http/protobuf", "grpc"} {
+		t.Run(protocol, func(t *testing.T) { tracesToJaeger(t, protocol) })
+	}
+}
+
+func tracesToJaeger(t *testing.T, protocol string) {
 	jaeger := harness.StartJaeger(t)
 	consul, redis := harness.StartConsul(t), harness.StartRedis(t)
 	backends := map[string]*tracedBackend{}
@@ -81,7 +88,10 @@ func TestTracesToJaeger(t *testing.T) {
 	}
 	service := "latch-it-" + randomHex(4)
 	cfg := harness.LatchConfig(consul.HTTPAddr, redis.URL, "web")
-	cfg.Tracing = config.Tracing{Endpoint: jaeger.OTLPHTTP, ServiceName: service}
+	cfg.Tracing = config.Tracing{Endpoint: jaeger.OTLPHTTP, Protocol: protocol, ServiceName: service}
+	if protocol == "grpc" {
+		cfg.Tracing.Endpoint = jaeger.OTLPGRPC
+	}
 	replicas := []*harness.Latch{harness.StartLatch(t, cfg), harness.StartLatch(t, cfg)}
 	for _, l := range replicas {
 		seenAll(t, l.URL+"/", 15*time.Second, "a", "b", "c")

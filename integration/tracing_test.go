@@ -224,3 +224,42 @@ func describeAttempts(spans []harness.JaegerSpan) string {
 	}
 	return b.String()
 }
+
+// The latch binary, configured by the standard OTEL_* variables alone,
+// sends its spans to Jaeger, and flushes the batch when SIGTERM stops it:
+// the batch's timer is set far out (OTEL_BSP_SCHEDULE_DELAY, read by the
+// SDK), so only the flush at shutdown can have delivered the request's
+// trace by the time the process has exited.
+func TestTracesFlushedOnSIGTERM(t *testing.T) {
+	jaeger := harness.StartJaeger(t)
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "ok\n")
+	}))
+	defer backend.Close()
+	service := "latch-sigterm-" + randomHex(4)
+	addr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+	p := harness.StartProcessEnv(t, []string{
+		"OTEL_EXPORTER_OTLP_ENDPOINT=" + jaeger.OTLPHTTP, "OTEL_SERVICE_NAME=" + service,
+		"OTEL_TRACES_SAMPLER=always_on", "OTEL_BSP_SCHEDULE_DELAY=600000",
+	}, harness.Binaries(t)+"/latch", "-listen", addr, "-admin-listen", "off",
+		"-service", "web", "-backends", strings.TrimPrefix(backend.URL, "http://"))
+	traceID := randomHex(16)
+	harness.WaitFor(t, 15*time.Second, "latch answering", func() bool {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
+		req.Header.Set("Traceparent", "00-"+traceID+"-"+randomHex(8)+"-01")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	p.Stop() // SIGTERM, and wait for the exit
+	found := false
+	harness.WaitFor(t, 15*time.Second, "the trace in jaeger", func() bool {
+		for _, tr := range jaeger.Traces(t, service, 10) {
+			found = found || tr.TraceID == traceID
+		}
+		return found
+	})
+}

@@ -114,7 +114,7 @@ func Assemble(cc *config.Compiled, log *slog.Logger, accessLog io.Writer, reopen
 		deps.GetCertificate, deps.NextProtos = m.GetCertificate, []string{acme.NextProto}
 		deps.Challenge = m.HTTPChallenge(http.NotFoundHandler())
 	}
-	if deps.Tracing, err = tracing.New(context.Background(), cfg.Tracing); err != nil {
+	if deps.Tracing, err = tracing.New(context.Background(), cfg.Tracing, log); err != nil {
 		return nil, close, err
 	}
 	if deps.Tracing != nil {

@@ -11,12 +11,14 @@ package tracing
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -38,8 +40,11 @@ type Tracing struct {
 }
 
 // New builds the tracer provider c asks for, or returns nil when c has no
-// endpoint (tracing off). Nothing is dialled here: the exporter connects on its first batch.
-func New(ctx context.Context, c config.Tracing) (*Tracing, error) {
+// endpoint (tracing off). Nothing is dialled here: the exporter connects
+// on its first batch. The SDK's errors (a collector that does not answer)
+// go to log; OpenTelemetry has one error handler per process, so the last
+// New sets it.
+func New(ctx context.Context, c config.Tracing, log *slog.Logger) (*Tracing, error) {
 	if c.Endpoint == "" {
 		return nil, nil
 	}
@@ -61,6 +66,9 @@ func New(ctx context.Context, c config.Tracing) (*Tracing, error) {
 	}
 	attrs = append(attrs, attribute.String("service.name", name))
 	res := resource.NewSchemaless(attrs...)
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		log.Warn("tracing: exporting spans failed", "err", err)
+	}))
 	tp := sdktrace.NewTracerProvider(
 		sdktrace.WithBatcher(exp),
 		sdktrace.WithSampler(sampler),

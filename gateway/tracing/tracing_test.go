@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -20,7 +21,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // Without an endpoint tracing is off: New builds nothing.
 func TestOffWithoutEndpoint(t *testing.T) {
-	tr, err := New(context.Background(), config.Tracing{Sampler: "always_on", ServiceName: "x"})
+	tr, err := New(context.Background(), config.Tracing{Sampler: "always_on", ServiceName: "x"}, slog.Default())
 	if tr != nil || err != nil {
 		t.Fatalf("New without endpoint: %v, %v; want nil, nil", tr, err)
 	}
@@ -66,7 +67,7 @@ func (s *otlpSink) has(b string) bool {
 func TestCloseFlushes(t *testing.T) {
 	sink := newSink(t)
 	tr, err := New(context.Background(), config.Tracing{Endpoint: sink.srv.URL, ServiceName: "edge-7",
-		Sampler: "always_on", ResourceAttributes: "deployment.environment=stag%20ing"})
+		Sampler: "always_on", ResourceAttributes: "deployment.environment=stag%20ing"}, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,4 +145,37 @@ func TestResourceAttributes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A collector that does not answer is a warning in latch's log, not a
+// line of the SDK's own on stderr.
+func TestExportErrorsAreLogged(t *testing.T) {
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close()
+	var buf bytes.Buffer
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(lockedWriter{&mu, &buf}, nil))
+	tr, err := New(context.Background(), config.Tracing{Endpoint: dead.URL, Sampler: "always_on"}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, span := tr.Tracer().Start(context.Background(), "lost")
+	span.End()
+	_ = tr.Close() // the flush fails
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(buf.String(), "tracing: exporting spans failed") {
+		t.Fatalf("log %q; want the export failure", buf.String())
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

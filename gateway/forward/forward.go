@@ -18,6 +18,9 @@
 //  5. the ticket is finished with the time to the response head, and the
 //     loop retries on another backend while nothing reached the client.
 //
+// With a tracer (tracing on) each attempt is a span, whose context the
+// backend gets as traceparent, and a breaker's refusal an event (trace.go).
+//
 // It knows backends (policy.Backend) and routes (config.Spec), never
 // cookies or Consul.
 package forward

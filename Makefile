@@ -24,7 +24,7 @@ BIN_DIR      ?= bin
 RELEASE_DIR  ?= dist
 PLATFORMS    ?= linux/amd64 linux/arm64 darwin/arm64
 
-.PHONY: all build release test unit vet fuzz demo bench bench-tools tools redis consul pebble chromium compose netns images clean
+.PHONY: all build release test unit vet fuzz demo bench bench-tools tools redis consul pebble jaeger chromium compose netns images clean
 
 all: build
 
@@ -93,7 +93,7 @@ bench: tools bench-tools
 	$(GO) test -run '^$$' -bench 'BenchmarkLoad' -benchtime 1x -timeout 20m ./integration/
 
 
-tools: redis consul pebble chromium compose netns
+tools: redis consul pebble jaeger chromium compose netns
 
 # What `make bench` measures against and with, from Debian, installed when
 # missing: haproxy and nginx (the bars), wrk (the closed-loop load tool).
@@ -141,6 +141,11 @@ consul:
 # for the ACME test.
 pebble:
 	@bash integration/tools/install-pebble.sh $(TOOLS_BIN)
+
+# Jaeger (all-in-one: OTLP in, query API out) built from its Go module into
+# .tools/bin (cached; ~8 minutes once), for the tracing test.
+jaeger:
+	@bash integration/tools/install-jaeger.sh $(TOOLS_BIN)
 
 # Docker Compose v2 as the docker CLI plugin, built from its Go module when
 # missing (cached; minutes once). Only where a Docker daemon answers.

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/gateway/forward"
 )
@@ -29,10 +31,14 @@ func (g *Gateway) accessLog(r *http.Request, rt *route, st *reqState, res forwar
 	if res.Backend != nil {
 		backend = res.Backend.ID
 	}
+	var ex prometheus.Labels
+	if g.tracing != nil {
+		ex = exemplar(r.Context())
+	}
 	if st != nil {
-		st.rs.series.request(res.Backend, status, d)
+		st.rs.series.request(res.Backend, status, d, ex)
 	} else if rt != nil {
-		g.metrics.request(routeName, backend, status, d)
+		g.metrics.request(routeName, backend, status, d, ex)
 	}
 	if !g.accessLogOn || !g.accessLogger.Enabled(r.Context(), slog.LevelInfo) {
 		return

@@ -358,7 +358,9 @@ func writeText(w http.ResponseWriter, code int, s string) {
 }
 
 func (g *Gateway) metricsHandler() http.Handler {
-	return promhttp.HandlerFor(g.metrics.reg, promhttp.HandlerOpts{})
+	// Exemplars (a sampled request's trace id) are only in OpenMetrics;
+	// without tracing the exposition stays as it was.
+	return promhttp.HandlerFor(g.metrics.reg, promhttp.HandlerOpts{EnableOpenMetrics: g.tracing != nil})
 }
 
 // MetricsHandler serves /metrics alone, without a token: the handler of

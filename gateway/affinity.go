@@ -4,6 +4,9 @@ import (
 	"net/http"
 	"strings"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/latchgw/latch/policy"
 	"github.com/latchgw/latch/session"
 )
@@ -63,11 +66,19 @@ func (g *Gateway) resolveSession(r *http.Request, st *reqState) *policy.Backend 
 		return nil
 	}
 	st.req = sessionRequest(r, st.rt)
-	st.sess = g.affinity.Resolve(r.Context(), st.req, st.rs)
-	if st.sess.Backend == "" {
-		return nil
+	ctx, span := r.Context(), trace.Span(nil)
+	if g.tracing != nil {
+		ctx, span = g.storeSpan(ctx, "session.resolve")
 	}
-	return st.rs.set.Lookup(st.sess.Backend)
+	st.sess = g.affinity.Resolve(ctx, st.req, st.rs)
+	var b *policy.Backend
+	if st.sess.Backend != "" {
+		b = st.rs.set.Lookup(st.sess.Backend)
+	}
+	if span != nil {
+		endStoreSpan(span, st, b)
+	}
+	return b
 }
 
 // sessionPicked is called when the policy chose b: a session pinned
@@ -77,7 +88,21 @@ func (g *Gateway) sessionPicked(r *http.Request, st *reqState, b *policy.Backend
 	if !st.rt.sticky {
 		return b
 	}
-	winner := g.affinity.Picked(r.Context(), st.req, &st.sess, st.rs, b.ID)
+	ctx, span, from := r.Context(), trace.Span(nil), st.sess.Pinned
+	if g.tracing != nil && from != "" && from != b.ID { // a pick that may re-pin
+		ctx, span = g.storeSpan(ctx, "session.repin")
+	}
+	winner := g.affinity.Picked(ctx, st.req, &st.sess, st.rs, b.ID)
+	if span != nil {
+		if winner != b.ID {
+			span.SetAttributes(attribute.String("latch.winner", winner))
+		}
+		endStoreSpan(span, st, b)
+		if st.sess.Kind == session.KindRepinned {
+			trace.SpanFromContext(r.Context()).AddEvent("re-pinned", trace.WithAttributes(
+				attribute.String("latch.from", from), attribute.String("latch.to", winner)))
+		}
+	}
 	if winner != b.ID {
 		if wb := st.rs.set.Lookup(winner); wb != nil && wb.CanKeep() && !skip.Has(wb) {
 			return wb
@@ -97,7 +122,14 @@ func (g *Gateway) commitSession(h http.Header, r *http.Request, st *reqState, b 
 	if rt.learn != "" {
 		app = setCookieValue(h, rt.learn)
 	}
-	c, set := g.affinity.Commit(r.Context(), st.req, &st.sess, st.rs, b.ID, app)
+	ctx, span := r.Context(), trace.Span(nil)
+	if g.tracing != nil {
+		ctx, span = g.storeSpan(ctx, "session.commit")
+	}
+	c, set := g.affinity.Commit(ctx, st.req, &st.sess, st.rs, b.ID, app)
+	if span != nil {
+		endStoreSpan(span, st, b)
+	}
 	st.rs.series.session(b, st.sess.Kind)
 	countSession(b, st.sess.Kind)
 	if set {

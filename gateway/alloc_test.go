@@ -66,8 +66,8 @@ func BenchmarkSticky(b *testing.B) {
 // stickyRig starts a gateway over one loopback backend and returns a
 // function that sends it one steady sticky GET (the pools warmed). With
 // accessLog "text" or "json" the access log is on, in that format, into
-// io.Discard.
-func stickyRig(t testing.TB, accessLog string) (serve func()) {
+// io.Discard. with, if any, adjust the gateway's Deps.
+func stickyRig(t testing.TB, accessLog string, with ...func(*Deps)) (serve func()) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -89,7 +89,7 @@ func stickyRig(t testing.TB, accessLog string) (serve func()) {
 	}
 	tg := startGatewayFull(t, mutate, nil, slog.New(slog.NewTextHandler(io.Discard, nil)), []discovery.Backend{
 		{ID: "a", Service: "web", Addr: ln.Addr().String(), Weight: 1, Health: discovery.Passing},
-	}, func(d *Deps) { d.AccessLog = io.Discard })
+	}, append([]func(*Deps){func(d *Deps) { d.AccessLog = io.Discard }}, with...)...)
 	h := tg.g.Handler()
 	ctx, cancel := context.WithCancel(context.Background()) // a client's request context is cancelable
 	t.Cleanup(cancel)

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"github.com/latchgw/latch/discovery"
 	"github.com/latchgw/latch/gateway/acme"
 	"github.com/latchgw/latch/gateway/config"
+	"github.com/latchgw/latch/gateway/tracing"
 	"github.com/latchgw/latch/session"
 )
 
@@ -111,6 +113,19 @@ func Assemble(cc *config.Compiled, log *slog.Logger, accessLog io.Writer, reopen
 		}
 		deps.GetCertificate, deps.NextProtos = m.GetCertificate, []string{acme.NextProto}
 		deps.Challenge = m.HTTPChallenge(http.NotFoundHandler())
+	}
+	if deps.Tracing, err = tracing.New(context.Background(), cfg.Tracing, log); err != nil {
+		return nil, close, err
+	}
+	if deps.Tracing != nil {
+		// Run by cmd/latch after Run returned (SIGTERM): the spans of the
+		// last requests are flushed before the process exits.
+		closers = append(closers, func() {
+			if err := deps.Tracing.Close(); err != nil {
+				log.Warn("flushing traces", "err", err)
+			}
+		})
+		log.Info("tracing on", "endpoint", cfg.Tracing.Endpoint, "protocol", cfg.Tracing.Protocol, "sampler", cfg.Tracing.Sampler)
 	}
 	g, err = New(cc, deps)
 	if err != nil {

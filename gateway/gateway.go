@@ -50,6 +50,7 @@ import (
 	"github.com/latchgw/latch/gateway/forward"
 	"github.com/latchgw/latch/gateway/h1"
 	"github.com/latchgw/latch/gateway/statuspage"
+	"github.com/latchgw/latch/gateway/tracing"
 	"github.com/latchgw/latch/session"
 )
 
@@ -83,6 +84,10 @@ type Deps struct {
 	// Challenge, when set, serves /.well-known/acme-challenge/ on the
 	// redirect listener (tls.redirect_listen); nil answers 404 there.
 	Challenge http.Handler
+	// Tracing, when set, traces each request (a server span, a span per
+	// attempt and per session store call); nil: off. Its owner shuts it
+	// down after Run (Assemble's close).
+	Tracing *tracing.Tracing
 }
 
 // Gateway is a running latch. Build it with New, run it with Run.
@@ -96,6 +101,7 @@ type Gateway struct {
 	affinity     *session.Affinity
 	metrics      *Metrics
 	fwd          *forward.Forwarder
+	tracing      *tracing.Tracing // nil: off
 	accessLogOn  bool
 	accessLogger *slog.Logger
 	accessBatch  *batchWriter // nil: access lines go straight to accessLogger's writer
@@ -188,6 +194,9 @@ func New(cfg *config.Compiled, deps Deps) (*Gateway, error) {
 	}
 	g.getCertificate, g.nextProtos, g.challenge = deps.GetCertificate, deps.NextProtos, deps.Challenge
 	g.fwd = forward.New(c.Transport, g.trusted, g.log, g.metrics)
+	if g.tracing = deps.Tracing; g.tracing != nil {
+		g.fwd.SetTracer(g.tracing.Tracer())
+	}
 	if c.Server.ReadTimeout == 0 { // else the read timeout bounds the body as a whole
 		g.fwd.SetBodyTimeout(c.Server.BodyTimeout.Get())
 	}

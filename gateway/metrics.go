@@ -145,9 +145,21 @@ func codeClass(code int) int {
 	return 0
 }
 
-func (m *Metrics) request(route, backend string, code int, d time.Duration) {
+func (m *Metrics) request(route, backend string, code int, d time.Duration, ex prometheus.Labels) {
 	m.requests.WithLabelValues(route, backend, codeClasses[codeClass(code)]).Inc()
-	m.duration.WithLabelValues(route).Observe(d.Seconds())
+	observe(m.duration.WithLabelValues(route), d.Seconds(), ex)
+}
+
+// observe adds v to o, with exemplar ex when set (a sampled request's
+// trace id: tracing on; OpenMetrics scrapes show it).
+func observe(o prometheus.Observer, v float64, ex prometheus.Labels) {
+	if ex != nil {
+		if eo, ok := o.(prometheus.ExemplarObserver); ok {
+			eo.ObserveWithExemplar(v, ex)
+			return
+		}
+	}
+	o.Observe(v)
 }
 
 func (m *Metrics) panicMode(service string, on bool) {

@@ -306,6 +306,7 @@ func needsRestart(running, next config.Config) []string {
 		{"server", running.Server, next.Server},
 		{"transport", running.Transport, next.Transport},
 		{"trusted_proxies", running.TrustedProxies, next.TrustedProxies},
+		{"tracing", running.Tracing, next.Tracing}, // the tracer provider is built once
 		// Certificates reload live; giving some or none (with tls.acme off:
 		// turning TLS on or off), tls.acme (its manager is built once), and
 		// the rest of tls (the listener's TLS config, the redirect listener)

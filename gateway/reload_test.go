@@ -131,6 +131,7 @@ func TestReload(t *testing.T) {
 		cfg.Routes = append(cfg.Routes, config.Route{Service: "api", PathPrefix: "/api", Backends: config.List{c.addr()}})
 		cfg.Listen = "127.0.0.1:1"                             // needs a restart
 		cfg.TLS.ACME.Domains = config.List{"shop.example.com"} // and so does turning ACME on
+		cfg.Tracing.Sampler = "always_off"                     // and tracing
 	})
 	if code != 200 {
 		t.Fatalf("reload: %d %s", code, body)
@@ -140,8 +141,8 @@ func TestReload(t *testing.T) {
 			t.Errorf("applied %q; want %q in it", res.Applied, want)
 		}
 	}
-	if !slices.Equal(res.NeedsRestart, []string{"listen", "tls.acme"}) {
-		t.Errorf("needs restart %q; want [listen tls.acme]", res.NeedsRestart)
+	if !slices.Equal(res.NeedsRestart, []string{"listen", "tls.acme", "tracing"}) {
+		t.Errorf("needs restart %q; want [listen tls.acme tracing]", res.NeedsRestart)
 	}
 	waitUntil(t, "the new route serves", func() bool { id, _, _ := rl.get(t, "/api/x", ""); return id == "c" })
 	// Issue 23: a cookie signed with the old secret kept its backend but was

@@ -65,20 +65,21 @@ func (rs *routeSeries) backend(b *policy.Backend) *backendSeries {
 	return rs.backends[b]
 }
 
-// request counts a request answered by b (nil: none) with code after d.
-func (rs *routeSeries) request(b *policy.Backend, code int, d time.Duration) {
+// request counts a request answered by b (nil: none) with code after d;
+// ex, when set, is the duration's exemplar (the request's trace).
+func (rs *routeSeries) request(b *policy.Backend, code int, d time.Duration, ex prometheus.Labels) {
 	bs := rs.backend(b)
 	if bs == nil {
-		rs.m.request(rs.route, b.ID, code, d)
+		rs.m.request(rs.route, b.ID, code, d, ex)
 		return
 	}
 	class := codeClass(code)
 	bs.requests[class].get(func() prometheus.Counter {
 		return rs.m.requests.WithLabelValues(rs.route, bs.id, codeClasses[class])
 	}).Inc()
-	rs.duration.get(func() prometheus.Observer {
+	observe(rs.duration.get(func() prometheus.Observer {
 		return rs.m.duration.WithLabelValues(rs.route)
-	}).Observe(d.Seconds())
+	}), d.Seconds(), ex)
 }
 
 // upstream observes b's time to its response head.

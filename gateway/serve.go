@@ -5,6 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/latchgw/latch/gateway/forward"
 	"github.com/latchgw/latch/policy"
 	"github.com/latchgw/latch/session"
@@ -78,8 +80,15 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st := statePool.Get().(*reqState)
 	*st = reqState{g: g, rt: rt, rs: rs}
 	defer statePool.Put(st)
+	var span trace.Span
+	if g.tracing != nil {
+		r, span = g.startRequestSpan(r, rt)
+	}
 	st.pinned = g.resolveSession(r, st)
 	res := g.fwd.Serve(w, r, rt.spec, st)
+	if span != nil {
+		endRequestSpan(span, w, r, st, res)
+	}
 	g.accessLog(r, rt, st, res, start)
 	if res.Abort {
 		panic(http.ErrAbortHandler) // net/http closes the connection, quietly

@@ -37,6 +37,8 @@ type Config struct {
 	Transport Transport `yaml:"transport"`
 	// TLS terminates TLS on the public listener (off without certificates).
 	TLS TLS `yaml:"tls"`
+	// Tracing exports OpenTelemetry traces (off unless an endpoint is set).
+	Tracing Tracing `yaml:"tracing"`
 	// TrustedProxies are the peers whose X-Forwarded-For and
 	// X-Forwarded-Proto latch believes (CIDRs or addresses). Empty: nobody's.
 	TrustedProxies List `yaml:"trusted_proxies"`
@@ -50,6 +52,29 @@ type Config struct {
 	// src is where the fields came from (Parse and Load fill it), so that
 	// validation errors name the file, the line and the flag.
 	src *source
+}
+
+// Tracing is where latch sends OpenTelemetry traces, by OTLP. Each field is
+// also read from the standard variable named beside it, which wins over
+// the file. Off while Endpoint is empty.
+type Tracing struct {
+	// Endpoint is the collector's base URL, e.g. http://127.0.0.1:4318
+	// (OTEL_EXPORTER_OTLP_ENDPOINT); http:// sends in the clear.
+	Endpoint string `yaml:"endpoint"`
+	// Protocol is http/protobuf (default) or grpc (OTEL_EXPORTER_OTLP_PROTOCOL).
+	Protocol string `yaml:"protocol"`
+	// ServiceName names latch in the traces, default "latch" (OTEL_SERVICE_NAME).
+	ServiceName string `yaml:"service_name"`
+	// Sampler is one of always_on, always_off, traceidratio,
+	// parentbased_always_on (default), parentbased_always_off,
+	// parentbased_traceidratio (OTEL_TRACES_SAMPLER).
+	Sampler string `yaml:"sampler"`
+	// SamplerArg is the traceidratio samplers' ratio in [0, 1], default 1
+	// (OTEL_TRACES_SAMPLER_ARG).
+	SamplerArg string `yaml:"sampler_arg"`
+	// ResourceAttributes are key=value pairs separated by commas, values
+	// percent-encoded (OTEL_RESOURCE_ATTRIBUTES).
+	ResourceAttributes string `yaml:"resource_attributes"`
 }
 
 // Admin is the admin listener: never public by default.

@@ -32,6 +32,18 @@ const (
 	EnvPprof            = "LATCH_PPROF"
 )
 
+// The standard OpenTelemetry variables latch reads into its tracing:
+// settings (over the file's); the exporter reads the other OTEL_EXPORTER_OTLP_*
+// ones (headers, timeout, certificates) itself.
+const (
+	EnvOTLPEndpoint       = "OTEL_EXPORTER_OTLP_ENDPOINT"
+	EnvOTLPProtocol       = "OTEL_EXPORTER_OTLP_PROTOCOL"
+	EnvServiceName        = "OTEL_SERVICE_NAME"
+	EnvTracesSampler      = "OTEL_TRACES_SAMPLER"
+	EnvTracesSamplerArg   = "OTEL_TRACES_SAMPLER_ARG"
+	EnvResourceAttributes = "OTEL_RESOURCE_ATTRIBUTES"
+)
+
 // EnvVars lists every LATCH_* variable latch reads.
 func EnvVars() []string {
 	return []string{
@@ -171,6 +183,22 @@ func Load(args []string, getenv func(string) string, usage io.Writer) (Invocatio
 			if err := s.apply(&cfg, v); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", from, err))
 			}
+		}
+	}
+	for _, e := range []struct {
+		env, field string
+		dst        *string
+	}{
+		{EnvOTLPEndpoint, "tracing.endpoint", &cfg.Tracing.Endpoint},
+		{EnvOTLPProtocol, "tracing.protocol", &cfg.Tracing.Protocol},
+		{EnvServiceName, "tracing.service_name", &cfg.Tracing.ServiceName},
+		{EnvTracesSampler, "tracing.sampler", &cfg.Tracing.Sampler},
+		{EnvTracesSamplerArg, "tracing.sampler_arg", &cfg.Tracing.SamplerArg},
+		{EnvResourceAttributes, "tracing.resource_attributes", &cfg.Tracing.ResourceAttributes},
+	} {
+		if v := getenv(e.env); v != "" {
+			cfg.src.setBy[e.field] = e.env
+			*e.dst = v
 		}
 	}
 	if v, from, ok := pick("service", EnvService, *service); ok {

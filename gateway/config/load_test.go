@@ -223,3 +223,52 @@ func TestConfigErrorsPointAtTheFile(t *testing.T) {
 		})
 	}
 }
+
+// The tracing: settings come from the file or the standard OTEL_*
+// variables, the variable winning; an error in a variable names it.
+func TestTracingLayering(t *testing.T) {
+	path := t.TempDir() + "/latch.yaml"
+	yaml := "tracing:\n  endpoint: http://127.0.0.1:4318\n  sampler: traceidratio\n  sampler_arg: \"0.5\"\n" +
+		"  service_name: edge\nroutes:\n  - service: web\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	load := func(e map[string]string) (Tracing, error) {
+		t.Helper()
+		inv, err := Load([]string{"-config", path}, env(e), io.Discard)
+		if err != nil {
+			return Tracing{}, err
+		}
+		return inv.Config.Config().Tracing, nil
+	}
+	tests := []struct {
+		name string
+		env  map[string]string
+		want Tracing
+	}{
+		{"file", nil, Tracing{Endpoint: "http://127.0.0.1:4318", Sampler: "traceidratio", SamplerArg: "0.5", ServiceName: "edge"}},
+		{"environment wins", map[string]string{
+			EnvOTLPEndpoint: "http://collector:4317", EnvOTLPProtocol: "grpc", EnvServiceName: "latch-a",
+			EnvTracesSampler: "parentbased_traceidratio", EnvTracesSamplerArg: "0.01", EnvResourceAttributes: "deployment.environment=prod",
+		}, Tracing{Endpoint: "http://collector:4317", Protocol: "grpc", ServiceName: "latch-a", Sampler: "parentbased_traceidratio",
+			SamplerArg: "0.01", ResourceAttributes: "deployment.environment=prod"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := load(tt.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Fatalf("tracing %+v; want %+v", got, tt.want)
+			}
+		})
+	}
+	if (Config{}).Tracing.Endpoint != "" {
+		t.Fatal("tracing on by default")
+	}
+	_, err := load(map[string]string{EnvTracesSampler: "sometimes"})
+	if err == nil || !strings.Contains(err.Error(), EnvTracesSampler) || !strings.Contains(err.Error(), "tracing.sampler") {
+		t.Fatalf("error %v; want it to name tracing.sampler and %s", err, EnvTracesSampler)
+	}
+}

@@ -44,6 +44,7 @@ func (c *Config) validate(p *problems) {
 	if c.Metrics.Listen != "" {
 		checkAddr("metrics.listen", c.Metrics.Listen)
 	}
+	c.Tracing.validate(p)
 	for i, h := range c.Admin.AllowedHosts {
 		if h == "" || strings.ContainsAny(h, ":/ \t[]@") {
 			p.add(fmt.Sprintf("admin.allowed_hosts[%d]", i), "%q is not a host name (no scheme, port or path)", h)
@@ -405,4 +406,37 @@ func validCookieName(s string) bool {
 		}
 	}
 	return true
+}
+
+// validate checks the tracing: settings (the same rules the SDK's
+// variables follow; see the tracing package).
+func (t *Tracing) validate(p *problems) {
+	if t.Endpoint != "" {
+		u, err := url.Parse(t.Endpoint)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			p.add("tracing.endpoint", "%q is not an http:// or https:// URL", t.Endpoint)
+		}
+	}
+	switch t.Protocol {
+	case "", "http/protobuf", "grpc":
+	default:
+		p.add("tracing.protocol", "%q is not http/protobuf or grpc", t.Protocol)
+	}
+	switch t.Sampler {
+	case "", "always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio":
+	default:
+		p.add("tracing.sampler", "%q is not one of always_on, always_off, traceidratio, parentbased_always_on, "+
+			"parentbased_always_off, parentbased_traceidratio", t.Sampler)
+	}
+	if t.SamplerArg != "" {
+		if f, err := strconv.ParseFloat(t.SamplerArg, 64); err != nil || f < 0 || f > 1 {
+			p.add("tracing.sampler_arg", "%q is not a ratio in [0, 1]", t.SamplerArg)
+		}
+	}
+	for pair := range strings.SplitSeq(t.ResourceAttributes, ",") {
+		if k, _, ok := strings.Cut(pair, "="); strings.TrimSpace(pair) != "" && (!ok || strings.TrimSpace(k) == "") {
+			p.add("tracing.resource_attributes", "%q is not key=value", pair)
+			break
+		}
+	}
 }

@@ -225,7 +225,7 @@ func (f *Forwarder) writeRequest(c *upConn, r *http.Request, x *exchange) error 
 	}
 	bw.WriteString("\r\n")
 	h := head{bw: bw}
-	if err := f.writeHead(&h, r); err != nil {
+	if err := f.writeHead(&h, r, x); err != nil {
 		return err // not sent: c is closed
 	}
 	switch {

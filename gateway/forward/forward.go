@@ -18,6 +18,9 @@
 //  5. the ticket is finished with the time to the response head, and the
 //     loop retries on another backend while nothing reached the client.
 //
+// With a tracer (tracing on) each attempt is a span, whose context the
+// backend gets as traceparent, and a breaker's refusal an event (trace.go).
+//
 // It knows backends (policy.Backend) and routes (config.Spec), never
 // cookies or Consul.
 package forward
@@ -32,6 +35,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/policy"
@@ -92,6 +97,8 @@ type Forwarder struct {
 	// slowOnly sends every request through ReverseProxy (tests run each
 	// case over both paths).
 	slowOnly bool
+	// tracer makes the attempts' spans (nil: tracing off; trace.go).
+	tracer trace.Tracer
 }
 
 // New builds the pipeline: a connection pool per backend address for the
@@ -151,6 +158,11 @@ type exchange struct {
 	status int  // written to the client (0: nothing yet)
 	abort  bool // the response was cut: close the client's connection
 	body   *replayBody
+
+	// The attempt's span and its context as the backend gets it (tracing
+	// on only; trace.go): writeHead sends these in place of the client's.
+	span                    trace.Span
+	traceparent, tracestate string
 }
 
 type exchangeKey struct{}
@@ -220,6 +232,9 @@ func (f *Forwarder) Serve(w http.ResponseWriter, r *http.Request, spec *config.S
 		}
 		ticket, err := b.Acquire()
 		if err != nil {
+			if f.tracer != nil {
+				traceRefusal(ctx, b, err)
+			}
 			x.err = err
 			x.skip.Add(b)
 			continue
@@ -230,6 +245,9 @@ func (f *Forwarder) Serve(w http.ResponseWriter, r *http.Request, spec *config.S
 		attempts++
 		x.backend, x.outcome, x.retryable, x.replied, x.toHeaders = b, policy.Success, false, false, 0
 		x.canRetry = attempts < spec.Attempts()
+		if f.tracer != nil {
+			f.startAttempt(ctx, x, attempts)
+		}
 		f.attempt(ctx, w, r, x, fast, ticket)
 		if !x.retryable || x.status != 0 {
 			break
@@ -273,6 +291,9 @@ func (f *Forwarder) attempt(ctx context.Context, w http.ResponseWriter, r *http.
 		t.Finish(x.outcome, x.toHeaders)
 		if x.toHeaders > 0 {
 			x.session.Upstream(x.backend, x.toHeaders)
+		}
+		if x.span != nil {
+			x.endAttempt()
 		}
 	}()
 	x.start = time.Now()

@@ -69,16 +69,22 @@ func (h *head) field(k, v string) {
 //     and Upgrade when it asks for an upgrade (ReverseProxy path only);
 //   - X-Forwarded-For, -Host, -Proto: from a trusted proxy its chain is
 //     kept and its X-Forwarded-Proto and -Host believed; from anyone else
-//     the chain starts at its address.
+//     the chain starts at its address;
+//   - with tracing on, Traceparent and Tracestate of the attempt's span
+//     (x.traceparent) instead of the client's; off, the client's pass.
 //
 // A field value with CR, LF or NUL fails the request: nothing is sent.
-func (f *Forwarder) writeHead(h *head, r *http.Request) error {
+func (f *Forwarder) writeHead(h *head, r *http.Request, x *exchange) error {
 	connection := r.Header["Connection"]
 	trailers, upgrade := false, ""
 	for k, vv := range r.Header {
 		switch k {
 		case "Host", "Content-Length", "Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto":
 			continue
+		case "Traceparent", "Tracestate":
+			if x.traceparent != "" {
+				continue
+			}
 		case "Te":
 			trailers = listedIn(vv, "trailers")
 			continue
@@ -125,6 +131,12 @@ func (f *Forwarder) writeHead(h *head, r *http.Request) error {
 	h.end()
 	h.field("X-Forwarded-Host", host)
 	h.field("X-Forwarded-Proto", proto)
+	if x.traceparent != "" {
+		h.field("Traceparent", x.traceparent)
+		if x.tracestate != "" {
+			h.field("Tracestate", x.tracestate)
+		}
+	}
 	return nil
 }
 

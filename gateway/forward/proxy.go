@@ -100,7 +100,7 @@ func (f *Forwarder) rewrite(pr *httputil.ProxyRequest) {
 	out.Host = pr.In.Host // backends see the host the client asked for
 	out.Header = make(http.Header, len(pr.In.Header)+3)
 	h := head{out: out.Header}
-	if err := f.writeHead(&h, pr.In); err != nil {
+	if err := f.writeHead(&h, pr.In, x); err != nil {
 		// Not sent: the transport refuses the request, and ErrorHandler
 		// answers 502.
 		out.Header = http.Header{"X-Invalid": {"\n"}}

@@ -1,0 +1,86 @@
+package forward
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/latchgw/latch/gateway/config"
+	"github.com/latchgw/latch/policy"
+)
+
+// With a tracer, a backend whose breaker refuses the request is an event on
+// the request's span (no attempt span: nothing was sent), and the attempt
+// that answered is a span under the request's, whose context the backend
+// got as traceparent; on both paths.
+func TestTracedBreakerRefusal(t *testing.T) {
+	for _, p := range paths {
+		t.Run(p.name, func(t *testing.T) {
+			a, b := echo(t, "b0"), echo(t, "b1")
+			r := newRig(t, p.slow, config.Route{}, func(c *config.Config) {
+				c.Defaults.Retry.Attempts = config.Set(1)
+				c.Defaults.Breaker.ConsecutiveFailures = config.Set[uint32](1)
+				c.Defaults.Breaker.OpenTimeout = config.Set(20 * time.Millisecond)
+			}, strings.TrimPrefix(a.URL, "http://"), strings.TrimPrefix(b.URL, "http://"))
+			rec := tracetest.NewSpanRecorder()
+			tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+			defer func() { _ = tp.Shutdown(t.Context()) }()
+			r.f.SetTracer(tp.Tracer("test"))
+			if w, _ := r.do(get("/status/502", nil)); w.Code != 502 {
+				t.Fatalf("status %d; want b0's 502", w.Code)
+			}
+			b0 := r.set.Backends[0]
+			deadline := time.Now().Add(5 * time.Second)
+			var probe policy.Ticket
+			for {
+				var err error
+				if probe, err = b0.Acquire(); err == nil {
+					break // half-open, and this test holds its only probe
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("breaker never let a probe through")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			defer probe.Done(policy.Ignored)
+			rec.Reset()
+			ctx, server := tp.Tracer("test").Start(t.Context(), "request", trace.WithSpanKind(trace.SpanKindServer))
+			req := get("/", nil)
+			w, res := r.do(req.WithContext(ctx))
+			server.End()
+			if w.Code != 200 || res.Backend == nil || res.Backend.ID != "b1" {
+				t.Fatalf("status %d from %v; want 200 from b1", w.Code, res.Backend)
+			}
+			var attempts []sdktrace.ReadOnlySpan
+			var request sdktrace.ReadOnlySpan
+			for _, s := range rec.Ended() {
+				switch s.Name() {
+				case "attempt":
+					attempts = append(attempts, s)
+				case "request":
+					request = s
+				}
+			}
+			if len(attempts) != 1 || attempts[0].Parent().SpanID() != request.SpanContext().SpanID() {
+				t.Fatalf("%d attempt spans; want one, under the request's span", len(attempts))
+			}
+			refusedB0 := false
+			for _, e := range request.Events() {
+				for _, kv := range e.Attributes {
+					refusedB0 = refusedB0 || e.Name == "breaker refused" && kv.Key == "latch.backend" && kv.Value.AsString() == "b0"
+				}
+			}
+			if !refusedB0 {
+				t.Fatalf("request span events %v; want b0's breaker refusal", request.Events())
+			}
+			sc := attempts[0].SpanContext()
+			if want := "00-" + sc.TraceID().String() + "-" + sc.SpanID().String() + "-01"; !strings.Contains(w.Body.String(), want) {
+				t.Fatalf("backend answered %q; want it to have got traceparent %s", w.Body.String(), want)
+			}
+		})
+	}
+}

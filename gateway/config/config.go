@@ -371,9 +371,23 @@ type RouteSettings struct {
 	// Timeout bounds a whole proxied request (default 0: none, as WebSocket
 	// and streaming need).
 	Timeout Opt[time.Duration] `yaml:"timeout"`
-	// BackendTLS speaks TLS (HTTP/1.1) to the route's backends.
+	// BackendTLS speaks TLS to the route's backends (HTTP/1.1, or HTTP/2
+	// with backend_protocol h2).
 	BackendTLS BackendTLS `yaml:"backend_tls"`
+	// BackendProtocol is the HTTP version spoken to the route's backends
+	// (default h1): h1 (HTTP/1.1), h2c (HTTP/2 over plain TCP with prior
+	// knowledge, as gRPC servers without TLS speak) or h2 (HTTP/2 over
+	// TLS negotiated by ALPN; needs backend_tls). Consul tag
+	// latch.backend_protocol=h2c.
+	BackendProtocol Opt[string] `yaml:"backend_protocol"`
 }
+
+// Backend protocols (RouteSettings.BackendProtocol).
+const (
+	ProtocolH1  = "h1"
+	ProtocolH2C = "h2c"
+	ProtocolH2  = "h2"
+)
 
 // BackendTLS is TLS from latch to a route's backends. The backend's
 // certificate is verified against CAFile (default: the system's roots) for

@@ -29,11 +29,12 @@ func Builtin() RouteSettings {
 			Path: Set(""), Interval: Set(5 * time.Second), Timeout: Set(time.Second),
 			HealthyThreshold: Set(2), UnhealthyThreshold: Set(3),
 		},
-		WarningUsable:  Set(true),
-		SlowStart:      Set(time.Duration(0)),
-		PanicThreshold: Set(0.5),
-		Timeout:        Set(time.Duration(0)),
-		BackendTLS:     BackendTLS{Enabled: Set(false), CAFile: Set(""), ServerName: Set("")},
+		WarningUsable:   Set(true),
+		SlowStart:       Set(time.Duration(0)),
+		PanicThreshold:  Set(0.5),
+		Timeout:         Set(time.Duration(0)),
+		BackendTLS:      BackendTLS{Enabled: Set(false), CAFile: Set(""), ServerName: Set("")},
+		BackendProtocol: Set(ProtocolH1),
 	}
 }
 
@@ -145,6 +146,7 @@ func (s RouteSettings) inherit(d RouteSettings) RouteSettings {
 	bt.Enabled = bt.Enabled.or(dt.Enabled)
 	bt.CAFile = bt.CAFile.or(dt.CAFile)
 	bt.ServerName = bt.ServerName.or(dt.ServerName)
+	s.BackendProtocol = s.BackendProtocol.or(d.BackendProtocol)
 	return s
 }
 

@@ -324,6 +324,14 @@ func (s *RouteSettings) validate(p *problems, field string) {
 	if strings.ContainsAny(s.BackendTLS.ServerName.Get(), "/: ") {
 		bad("backend_tls.server_name", "%q is not a host name", s.BackendTLS.ServerName.Get())
 	}
+	switch proto, tls := s.BackendProtocol.Get(), s.BackendTLS.Enabled.Get(); {
+	case proto != ProtocolH1 && proto != ProtocolH2C && proto != ProtocolH2:
+		bad("backend_protocol", "%q is not h1, h2c or h2", proto)
+	case proto == ProtocolH2 && !tls:
+		bad("backend_protocol", "h2 needs backend_tls.enabled (h2c is HTTP/2 over plain TCP)")
+	case proto == ProtocolH2C && tls:
+		bad("backend_protocol", "h2c is plain TCP, but backend_tls.enabled is true (h2 is HTTP/2 over TLS)")
+	}
 }
 
 func (a *ACME) validate(p *problems, redisURL string) {

@@ -1,0 +1,70 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+// backend_protocol: errors name the field; h2 needs backend_tls and h2c
+// refuses it; the latch.backend_protocol tag sets it for routes from tags.
+func TestBackendProtocol(t *testing.T) {
+	const route = "routes:\n  - service: web\n"
+	for _, c := range []struct{ name, yaml, want string }{
+		{"unknown", route + "    backend_protocol: h3\n", `routes[0].backend_protocol: "h3" is not h1, h2c or h2`},
+		{"h2 without tls", route + "    backend_protocol: h2\n", "routes[0].backend_protocol: h2 needs backend_tls.enabled"},
+		{"h2c with tls", route + "    backend_protocol: h2c\n    backend_tls:\n      enabled: true\n", "routes[0].backend_protocol: h2c is plain TCP"},
+		{"defaults", "defaults:\n  backend_protocol: http2\n" + route, `defaults.backend_protocol: "http2" is not h1, h2c or h2`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := parseYAML(t, c.yaml)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v; want an error containing %q", err, c.want)
+			}
+		})
+	}
+	for _, c := range []struct{ name, yaml, want string }{
+		{"default h1", route, ProtocolH1},
+		{"h2c", route + "    backend_protocol: h2c\n", ProtocolH2C},
+		{"h2 over tls", route + "    backend_protocol: h2\n    backend_tls:\n      enabled: true\n", ProtocolH2},
+		{"inherited", "defaults:\n  backend_protocol: h2c\n" + route, ProtocolH2C},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			inv, err := parseYAML(t, c.yaml)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := inv.Config.Routes()[0]
+			if s.BackendProtocol() != c.want || s.HTTP2() != (c.want != ProtocolH1) {
+				t.Fatalf("backend protocol %q (HTTP2 %v); want %q", s.BackendProtocol(), s.HTTP2(), c.want)
+			}
+		})
+	}
+
+	inv, err := parseYAML(t, route)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		tags []string
+		want string // protocol, or "error"
+	}{
+		{"h2c", []string{"latch.route=/g", "latch.backend_protocol=h2c"}, ProtocolH2C},
+		{"h2 with tls", []string{"latch.route=/g", "latch.backend_tls=true", "latch.backend_protocol=h2"}, ProtocolH2},
+		{"h2 without tls", []string{"latch.route=/g", "latch.backend_protocol=h2"}, "error"},
+		{"unknown", []string{"latch.route=/g", "latch.backend_protocol=grpc"}, "error"},
+	} {
+		t.Run("tag "+c.name, func(t *testing.T) {
+			specs, err := inv.Config.RoutesFromTags("svc", c.tags)
+			if c.want == "error" {
+				if err == nil || !strings.Contains(err.Error(), "backend_protocol") {
+					t.Fatalf("got %v, %v; want an error naming backend_protocol", specs, err)
+				}
+				return
+			}
+			if err != nil || len(specs) != 1 || specs[0].BackendProtocol() != c.want {
+				t.Fatalf("got %v, %v; want one route speaking %s", specs, err, c.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,231 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// gRPC end to end through latch: a grpc-go client speaking HTTP/2 over TLS
+// to latch, latch speaking h2c to grpc-go servers. Each call kind, with
+// its messages, headers and trailers, as the backend sent them.
+func TestGRPCCallKinds(t *testing.T) {
+	a := newGRPCBackend(t, "a")
+	_, client := startGRPCGateway(t, nil, a)
+	for _, c := range []struct {
+		name string
+		call func(ctx context.Context) error
+	}{
+		{"unary", func(ctx context.Context) error {
+			var header metadata.MD
+			resp, err := client.UnaryCall(ctx, &testgrpc.SimpleRequest{Payload: &testgrpc.Payload{Body: []byte("ping")}}, grpc.Header(&header))
+			if err != nil {
+				return err
+			}
+			if resp.GetHostname() != "a" || string(resp.GetPayload().GetBody()) != "ping" || first(header["x-backend-id"]) != "a" {
+				return errors.New("unary: answer " + resp.String() + ", header x-backend-id " + first(header["x-backend-id"]))
+			}
+			return nil
+		}},
+		{"server streaming", func(ctx context.Context) error {
+			sizes := []int32{1, 70000, 3, 0, 100000}
+			var params []*testgrpc.ResponseParameters
+			for _, n := range sizes {
+				params = append(params, &testgrpc.ResponseParameters{Size: n})
+			}
+			s, err := client.StreamingOutputCall(ctx, &testgrpc.StreamingOutputCallRequest{ResponseParameters: params})
+			if err != nil {
+				return err
+			}
+			for i, n := range sizes {
+				m, err := s.Recv()
+				if err != nil {
+					return err
+				}
+				if len(m.GetPayload().GetBody()) != int(n) {
+					return errors.New("server streaming: a message of the wrong size at " + string(rune('0'+i)))
+				}
+			}
+			if _, err := s.Recv(); err != io.EOF {
+				return errors.New("server streaming: no clean end after the last message")
+			}
+			return nil
+		}},
+		{"client streaming", func(ctx context.Context) error {
+			s, err := client.StreamingInputCall(ctx)
+			if err != nil {
+				return err
+			}
+			total := 0
+			for _, n := range []int{5, 65536, 0, 200000} {
+				total += n
+				if err := s.Send(&testgrpc.StreamingInputCallRequest{Payload: &testgrpc.Payload{Body: make([]byte, n)}}); err != nil {
+					return err
+				}
+			}
+			resp, err := s.CloseAndRecv()
+			if err != nil {
+				return err
+			}
+			if int(resp.GetAggregatedPayloadSize()) != total {
+				return errors.New("client streaming: the backend got a different number of bytes")
+			}
+			return nil
+		}},
+		{"bidirectional, server speaks first", func(ctx context.Context) error {
+			s, err := client.FullDuplexCall(ctx)
+			if err != nil {
+				return err
+			}
+			// The client sends nothing until the backend's first message
+			// arrived: latch must not hold the call waiting for a body.
+			m, err := s.Recv()
+			if err != nil || string(m.GetPayload().GetBody()) != "a" {
+				return errors.New("bidirectional: no first message from the backend")
+			}
+			for _, n := range []int32{7, 40000, 1} {
+				if err := s.Send(&testgrpc.StreamingOutputCallRequest{ResponseParameters: []*testgrpc.ResponseParameters{{Size: n}}}); err != nil {
+					return err
+				}
+				m, err := s.Recv() // each answer before the next message: both ways at once
+				if err != nil {
+					return err
+				}
+				if len(m.GetPayload().GetBody()) != int(n) {
+					return errors.New("bidirectional: an answer of the wrong size")
+				}
+			}
+			if err := s.CloseSend(); err != nil {
+				return err
+			}
+			if _, err := s.Recv(); err != io.EOF {
+				return errors.New("bidirectional: no clean end after the client closed")
+			}
+			return nil
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := c.call(ctx); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// A backend's status and message reach the client as it sent them, in
+// the trailers (or, for an error before any message, in the
+// trailers-only response).
+func TestGRPCStatusRelayed(t *testing.T) {
+	a := newGRPCBackend(t, "a")
+	_, client := startGRPCGateway(t, nil, a)
+	for _, c := range []struct {
+		name string
+		code codes.Code
+		msg  string
+	}{
+		{"not found", codes.NotFound, "no such thing"},
+		{"permission denied, non-ASCII message", codes.PermissionDenied, "nein, bitte nicht: ü ✓"},
+		{"invalid argument", codes.InvalidArgument, "bad %20 input"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_, err := client.UnaryCall(ctx, &testgrpc.SimpleRequest{ResponseStatus: &testgrpc.EchoStatus{Code: int32(c.code), Message: c.msg}})
+			st, _ := status.FromError(err)
+			if st.Code() != c.code || st.Message() != c.msg {
+				t.Fatalf("got %v %q; want %v %q", st.Code(), st.Message(), c.code, c.msg)
+			}
+		})
+	}
+}
+
+// The client's deadline (grpc-timeout) reaches the backend, which sees it
+// expire; a call the client cancels ends on the backend too.
+func TestGRPCDeadlineAndCancel(t *testing.T) {
+	a := newGRPCBackend(t, "a")
+	a.block.Store(true)
+	_, client := startGRPCGateway(t, nil, a)
+
+	t.Run("deadline", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		want, _ := ctx.Deadline()
+		_, err := client.UnaryCall(ctx, &testgrpc.SimpleRequest{})
+		if status.Code(err) != codes.DeadlineExceeded {
+			t.Fatalf("got %v; want DeadlineExceeded", err)
+		}
+		// The backend's deadline is the client's, carried by grpc-timeout
+		// (as time left when sent: a little later, never earlier than
+		// the time the call took to arrive allows). Whether the backend's
+		// own timer or the client's reset ends the call first is a race.
+		got := waitEnded(t, a)
+		if got.deadline.IsZero() || got.deadline.Before(want.Add(-100*time.Millisecond)) || got.deadline.After(want.Add(time.Second)) {
+			t.Fatalf("backend's deadline %v; want the client's, %v", got.deadline, want)
+		}
+		if got.err == nil {
+			t.Fatal("backend's call did not end")
+		}
+	})
+	t.Run("cancel unary", func(t *testing.T) {
+		before := a.calls.Load()
+		ctx, cancel := context.WithCancel(context.Background())
+		errc := make(chan error, 1)
+		go func() {
+			_, err := client.UnaryCall(ctx, &testgrpc.SimpleRequest{})
+			errc <- err
+		}()
+		waitUntil(t, "the call to reach the backend", func() bool { return a.calls.Load() > before })
+		cancel()
+		if err := <-errc; status.Code(err) != codes.Canceled {
+			t.Fatalf("got %v; want Canceled", err)
+		}
+		got := waitEnded(t, a)
+		if !got.deadline.IsZero() || !errors.Is(got.err, context.Canceled) {
+			t.Fatalf("backend's call: deadline %v, ended with %v; want no deadline, canceled", got.deadline, got.err)
+		}
+	})
+	t.Run("cancel stream", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		s, err := client.FullDuplexCall(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Recv(); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		got := waitEnded(t, a)
+		if !errors.Is(got.err, context.Canceled) {
+			t.Fatalf("backend's stream ended with %v; want canceled", got.err)
+		}
+	})
+}
+
+func waitEnded(t *testing.T, b *grpcBackend) blockedCall {
+	t.Helper()
+	select {
+	case got := <-b.ended:
+		return got
+	case <-time.After(5 * time.Second):
+		t.Fatal("the backend's call did not end")
+		return blockedCall{}
+	}
+}
+
+func first(v []string) string {
+	if len(v) == 0 {
+		return ""
+	}
+	return v[0]
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +13,8 @@ import (
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/latchgw/latch/gateway/config"
 )
 
 // gRPC end to end through latch: a grpc-go client speaking HTTP/2 over TLS
@@ -228,4 +231,60 @@ func first(v []string) string {
 		return ""
 	}
 	return v[0]
+}
+
+// The breaker counts a backend's gRPC status, not only its HTTP status:
+// UNAVAILABLE is a failure (it maps to 503, in breaker.failure_status by
+// default) whether it comes in a trailers-only answer or in the trailers
+// after the messages; NOT_FOUND is the caller's business. With one
+// backend and its breaker open after 3 failures, the 4th call gets
+// latch's own 503 instead of reaching the backend.
+func TestGRPCStatusFeedsBreaker(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		code     codes.Code
+		stream   bool // a server stream: the status comes in the trailers
+		wantOpen bool
+	}{
+		{"unavailable, trailers-only", codes.Unavailable, false, true},
+		{"unavailable, trailers after messages", codes.Unavailable, true, true},
+		{"internal, trailers-only (500 not in failure_status)", codes.Internal, false, false},
+		{"not found", codes.NotFound, true, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			a := newGRPCBackend(t, "a")
+			a.fail.Store(uint32(c.code))
+			_, client := startGRPCGateway(t, func(cfg *config.Config) {
+				cfg.Routes[0].Breaker.ConsecutiveFailures = config.Set(uint32(3))
+				cfg.Routes[0].Breaker.OpenTimeout = config.Set(time.Hour)
+			}, a)
+			call := func() error {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				if !c.stream {
+					_, err := client.UnaryCall(ctx, &testgrpc.SimpleRequest{})
+					return err
+				}
+				s, err := client.StreamingOutputCall(ctx, &testgrpc.StreamingOutputCallRequest{ResponseParameters: []*testgrpc.ResponseParameters{{Size: 10}}})
+				if err != nil {
+					return err
+				}
+				for {
+					if _, err := s.Recv(); err != nil {
+						return err
+					}
+				}
+			}
+			for i := range 3 {
+				if st, _ := status.FromError(call()); st.Code() != c.code || st.Message() != "backend a failing" {
+					t.Fatalf("call %d: %v %q; want the backend's %v", i, st.Code(), st.Message(), c.code)
+				}
+			}
+			st, _ := status.FromError(call())
+			byLatch := st.Code() == codes.Unavailable && strings.Contains(st.Message(), "503")
+			if byLatch != c.wantOpen || (c.wantOpen && a.calls.Load() != 3) {
+				t.Fatalf("4th call: %v %q after %d calls reached the backend; want the breaker open: %v", st.Code(), st.Message(), a.calls.Load(), c.wantOpen)
+			}
+		})
+	}
 }

@@ -34,6 +34,17 @@ type grpcBackend struct {
 	// ended (its deadline, as the client set it, and its error) on ended.
 	block atomic.Bool
 	ended chan blockedCall
+	// fail, when set, is the gRPC code every call ends with: a unary call
+	// at once (a trailers-only answer), a server stream after its
+	// messages (in the trailers).
+	fail atomic.Uint32
+}
+
+func (b *grpcBackend) failure() error {
+	if c := codes.Code(b.fail.Load()); c != codes.OK {
+		return status.Error(c, "backend "+b.id+" failing")
+	}
+	return nil
 }
 
 type blockedCall struct {
@@ -71,6 +82,9 @@ func (b *grpcBackend) UnaryCall(ctx context.Context, in *testgrpc.SimpleRequest)
 		b.ended <- blockedCall{deadline: d, err: ctx.Err()}
 		return nil, status.FromContextError(ctx.Err()).Err()
 	}
+	if err := b.failure(); err != nil {
+		return nil, err
+	}
 	if s := in.GetResponseStatus(); s != nil {
 		return nil, status.Error(codes.Code(s.GetCode()), s.GetMessage())
 	}
@@ -85,7 +99,7 @@ func (b *grpcBackend) StreamingOutputCall(in *testgrpc.StreamingOutputCallReques
 			return err
 		}
 	}
-	return nil
+	return b.failure()
 }
 
 // StreamingInputCall answers the total size of the payloads it received.

@@ -114,7 +114,17 @@ func (f *Forwarder) modifyResponse(resp *http.Response) error {
 		// writing such a code).
 		return fmt.Errorf("%w: status %d", errBadResponse, resp.StatusCode)
 	}
-	if x.answered(resp.Request, resp.StatusCode) {
+	code := resp.StatusCode
+	if code == http.StatusOK && grpcAnswer(resp.Header) {
+		if v := resp.Header.Get("Grpc-Status"); v != "" { // trailers-only
+			if c := grpcHTTPStatus(v); c != 0 {
+				code = c
+			}
+		} else {
+			resp.Body = &grpcTrailers{ReadCloser: resp.Body, resp: resp, x: x}
+		}
+	}
+	if x.answered(resp.Request, code) {
 		return errRetryStatus
 	}
 	x.session.Commit(resp.Header, resp.Request, x.backend)

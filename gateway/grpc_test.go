@@ -288,3 +288,65 @@ func TestGRPCStatusFeedsBreaker(t *testing.T) {
 		})
 	}
 }
+
+// gRPC clients keep no cookie jar: without a session key each call is a
+// new session and calls balance over the backends; a backend that stops
+// takes no more calls, and none fails (nothing was sent to it: the dial
+// is refused, and the call goes to another backend).
+func TestGRPCBalanceAndFailover(t *testing.T) {
+	a, b, c := newGRPCBackend(t, "a"), newGRPCBackend(t, "b"), newGRPCBackend(t, "c")
+	_, client := startGRPCGateway(t, func(cfg *config.Config) {
+		cfg.Routes[0].Policy = config.Set(config.List{"round_robin"})
+	}, a, b, c)
+	calls := func(n int) map[string]int {
+		t.Helper()
+		seen := map[string]int{}
+		for i := range n {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			resp, err := client.UnaryCall(ctx, &testgrpc.SimpleRequest{})
+			cancel()
+			if err != nil {
+				t.Fatalf("call %d: %v", i, err)
+			}
+			seen[resp.GetHostname()]++
+		}
+		return seen
+	}
+	if seen := calls(30); seen["a"] != 10 || seen["b"] != 10 || seen["c"] != 10 {
+		t.Fatalf("30 calls went %v; want 10 to each backend", seen)
+	}
+	b.srv.Stop()
+	if seen := calls(30); seen["b"] != 0 || seen["a"]+seen["c"] != 30 {
+		t.Fatalf("with b stopped, 30 calls went %v; want all to a and c", seen)
+	}
+}
+
+// backend_protocol h2: HTTP/2 negotiated by ALPN over the route's
+// backend_tls, to gRPC servers with TLS credentials; a server stream as
+// the witness that it is HTTP/2 end to end.
+func TestGRPCOverBackendTLS(t *testing.T) {
+	backendCA := newTestCA(t)
+	a := newGRPCBackend(t, "a", grpcTLS(t, backendCA))
+	_, client := startGRPCGateway(t, func(cfg *config.Config) {
+		cfg.Routes[0].BackendProtocol = config.Set(config.ProtocolH2)
+		cfg.Routes[0].BackendTLS = config.BackendTLS{Enabled: config.Set(true), CAFile: config.Set(backendCA.caFile(t))}
+	}, a)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := client.StreamingOutputCall(ctx, &testgrpc.StreamingOutputCallRequest{ResponseParameters: []*testgrpc.ResponseParameters{{Size: 3}, {Size: 70000}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{3, 70000} {
+		m, err := s.Recv()
+		if err != nil || len(m.GetPayload().GetBody()) != n {
+			t.Fatalf("message of %d bytes: got %d, %v", n, len(m.GetPayload().GetBody()), err)
+		}
+	}
+	if _, err := s.Recv(); err != io.EOF {
+		t.Fatalf("end of stream: %v; want a clean end", err)
+	}
+	if a.calls.Load() != 1 {
+		t.Fatalf("the backend took %d calls; want 1", a.calls.Load())
+	}
+}

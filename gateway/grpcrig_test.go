@@ -52,13 +52,13 @@ type blockedCall struct {
 	err      error
 }
 
-func newGRPCBackend(t *testing.T, id string) *grpcBackend {
+func newGRPCBackend(t *testing.T, id string, opts ...grpc.ServerOption) *grpcBackend {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &grpcBackend{id: id, srv: grpc.NewServer(), lis: lis, ended: make(chan blockedCall, 16)}
+	b := &grpcBackend{id: id, srv: grpc.NewServer(opts...), lis: lis, ended: make(chan blockedCall, 16)}
 	testgrpc.RegisterTestServiceServer(b.srv, b)
 	go func() { _ = b.srv.Serve(lis) }()
 	t.Cleanup(b.srv.Stop)
@@ -168,4 +168,16 @@ func startGRPCGateway(t *testing.T, mutate func(*config.Config), backends ...*gr
 	}
 	t.Cleanup(func() { cc.Close() })
 	return tg, testgrpc.NewTestServiceClient(cc)
+}
+
+// grpcTLS is the server option of a gRPC backend speaking TLS (h2 by
+// ALPN) with a certificate of ca's for 127.0.0.1.
+func grpcTLS(t *testing.T, ca *testCA) grpc.ServerOption {
+	t.Helper()
+	certPEM, keyPEM, _ := ca.issue(t, "127.0.0.1")
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return grpc.Creds(credentials.NewServerTLSFromCert(&cert))
 }

@@ -12,6 +12,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -38,6 +40,8 @@ type grpcBackend struct {
 	// at once (a trailers-only answer), a server stream after its
 	// messages (in the trailers).
 	fail atomic.Uint32
+	// health is the backend's grpc.health.v1 service.
+	health *health.Server
 }
 
 func (b *grpcBackend) failure() error {
@@ -60,6 +64,8 @@ func newGRPCBackend(t *testing.T, id string, opts ...grpc.ServerOption) *grpcBac
 	}
 	b := &grpcBackend{id: id, srv: grpc.NewServer(opts...), lis: lis, ended: make(chan blockedCall, 16)}
 	testgrpc.RegisterTestServiceServer(b.srv, b)
+	b.health = health.NewServer()
+	healthgrpc.RegisterHealthServer(b.srv, b.health)
 	go func() { _ = b.srv.Serve(lis) }()
 	t.Cleanup(b.srv.Stop)
 	return b

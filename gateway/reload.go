@@ -252,7 +252,7 @@ func (g *Gateway) retireTLSPools() {
 		}
 	}
 	for _, svc := range g.services {
-		if svc.checkCfg.Path.Get() != "" { // it runs active checks (start)
+		if svc.checkCfg.Enabled() { // it runs active checks (start)
 			inUse = append(inUse, svc.checkTLS)
 		}
 	}

@@ -455,11 +455,26 @@ type Retry struct {
 	OnStatus Opt[[]int] `yaml:"on_status"`
 }
 
-// HealthCheck is latch's own active health check of a route's backends.
+// HealthCheck is latch's own active health check of a route's backends:
+// a GET of Path (kind http), or the gRPC health checking protocol's
+// grpc.health.v1.Health/Check of GRPCService (kind grpc, for routes whose
+// backends speak HTTP/2), in the route's backend protocol either way.
 type HealthCheck struct {
-	Path               Opt[string]        `yaml:"path"`                // default empty: off
+	Kind               Opt[string]        `yaml:"kind"`                // http (default) or grpc
+	Path               Opt[string]        `yaml:"path"`                // kind http; default empty: off
+	GRPCService        Opt[string]        `yaml:"grpc_service"`        // kind grpc; default "": the server as a whole
 	Interval           Opt[time.Duration] `yaml:"interval"`            // default 5s
 	Timeout            Opt[time.Duration] `yaml:"timeout"`             // default 1s
 	HealthyThreshold   Opt[int]           `yaml:"healthy_threshold"`   // default 2
 	UnhealthyThreshold Opt[int]           `yaml:"unhealthy_threshold"` // default 3
 }
+
+// Health check kinds (HealthCheck.Kind).
+const (
+	CheckHTTP = "http"
+	CheckGRPC = "grpc"
+)
+
+// Enabled reports whether the checks run: a path for kind http, always
+// for kind grpc.
+func (h HealthCheck) Enabled() bool { return h.Kind.Get() == CheckGRPC || h.Path.Get() != "" }

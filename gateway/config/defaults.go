@@ -26,7 +26,7 @@ func Builtin() RouteSettings {
 		},
 		Retry: Retry{Attempts: Set(3), OnStatus: Set([]int{502, 503, 504})},
 		HealthCheck: HealthCheck{
-			Path: Set(""), Interval: Set(5 * time.Second), Timeout: Set(time.Second),
+			Kind: Set(CheckHTTP), Path: Set(""), GRPCService: Set(""), Interval: Set(5 * time.Second), Timeout: Set(time.Second),
 			HealthyThreshold: Set(2), UnhealthyThreshold: Set(3),
 		},
 		WarningUsable:   Set(true),
@@ -133,7 +133,9 @@ func (s RouteSettings) inherit(d RouteSettings) RouteSettings {
 	s.Retry.Attempts = s.Retry.Attempts.or(d.Retry.Attempts)
 	s.Retry.OnStatus = s.Retry.OnStatus.or(d.Retry.OnStatus)
 	h, dh := &s.HealthCheck, d.HealthCheck
+	h.Kind = h.Kind.or(dh.Kind)
 	h.Path = h.Path.or(dh.Path)
+	h.GRPCService = h.GRPCService.or(dh.GRPCService)
 	h.Interval = h.Interval.or(dh.Interval)
 	h.Timeout = h.Timeout.or(dh.Timeout)
 	h.HealthyThreshold = h.HealthyThreshold.or(dh.HealthyThreshold)

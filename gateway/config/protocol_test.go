@@ -14,6 +14,10 @@ func TestBackendProtocol(t *testing.T) {
 		{"h2 without tls", route + "    backend_protocol: h2\n", "routes[0].backend_protocol: h2 needs backend_tls.enabled"},
 		{"h2c with tls", route + "    backend_protocol: h2c\n    backend_tls:\n      enabled: true\n", "routes[0].backend_protocol: h2c is plain TCP"},
 		{"defaults", "defaults:\n  backend_protocol: http2\n" + route, `defaults.backend_protocol: "http2" is not h1, h2c or h2`},
+		{"check kind", route + "    health_check:\n      kind: tcp\n", `routes[0].health_check.kind: "tcp" is not http or grpc`},
+		{"grpc check over h1", route + "    health_check:\n      kind: grpc\n", "routes[0].health_check.kind: grpc needs backend_protocol h2c or h2"},
+		{"grpc check with a path", route + "    backend_protocol: h2c\n    health_check:\n      kind: grpc\n      path: /healthz\n", "routes[0].health_check.path: a path is for kind http"},
+		{"grpc check interval", route + "    backend_protocol: h2c\n    health_check:\n      kind: grpc\n      interval: 1ms\n", "routes[0].health_check.interval: must be at least 100ms"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := parseYAML(t, c.yaml)
@@ -64,6 +68,24 @@ func TestBackendProtocol(t *testing.T) {
 			}
 			if err != nil || len(specs) != 1 || specs[0].BackendProtocol() != c.want {
 				t.Fatalf("got %v, %v; want one route speaking %s", specs, err, c.want)
+			}
+		})
+	}
+}
+
+func TestHealthCheckEnabled(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		h    HealthCheck
+		want bool
+	}{
+		{"http without a path", HealthCheck{Kind: Set(CheckHTTP), Path: Set("")}, false},
+		{"http with a path", HealthCheck{Kind: Set(CheckHTTP), Path: Set("/healthz")}, true},
+		{"grpc", HealthCheck{Kind: Set(CheckGRPC), Path: Set("")}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := c.h.Enabled(); got != c.want {
+				t.Fatalf("Enabled() = %v; want %v", got, c.want)
 			}
 		})
 	}

@@ -295,8 +295,16 @@ func (s *RouteSettings) validate(p *problems, field string) {
 		}
 	}
 	h := s.HealthCheck
-	if path := h.Path.Get(); path != "" {
-		if !strings.HasPrefix(path, "/") {
+	switch k := h.Kind.Get(); {
+	case k != CheckHTTP && k != CheckGRPC:
+		bad("health_check.kind", "%q is not http or grpc", k)
+	case k == CheckGRPC && s.BackendProtocol.Get() == ProtocolH1:
+		bad("health_check.kind", "grpc needs backend_protocol h2c or h2 (gRPC is HTTP/2)")
+	case k == CheckGRPC && h.Path.Get() != "":
+		bad("health_check.path", "a path is for kind http; kind grpc checks grpc_service")
+	}
+	if h.Enabled() {
+		if path := h.Path.Get(); path != "" && !strings.HasPrefix(path, "/") {
 			bad("health_check.path", "%q must start with /", path)
 		}
 		if h.Interval.Get() < 100*time.Millisecond {

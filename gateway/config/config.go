@@ -413,7 +413,12 @@ type Sticky struct {
 	TTL Opt[time.Duration] `yaml:"ttl"`
 	// Learn keys affinity on the application's own cookie of this name
 	// (e.g. JSESSIONID) instead of issuing latch's cookie.
-	Learn      Opt[string] `yaml:"learn_cookie"`
+	Learn Opt[string] `yaml:"learn_cookie"`
+	// Header keys affinity on this request header's value (gRPC metadata
+	// such as x-session-id, an API's session header) instead of latch's
+	// cookie: the same pin, re-pin and unpin, and no Set-Cookie; a request
+	// without the header is balanced as a route without stickiness is.
+	Header     Opt[string] `yaml:"header"`
 	CookieName Opt[string] `yaml:"cookie_name"` // default "latch"
 	Path       Opt[string] `yaml:"path"`        // default "/"
 	Domain     Opt[string] `yaml:"domain"`      // default none (host-only)

@@ -14,7 +14,7 @@ func Builtin() RouteSettings {
 		Policy: Set(List(policy.DefaultPolicy)),
 		Hash:   Hash{Header: Set(""), Cookie: Set("")},
 		Sticky: Sticky{
-			Enabled: Set(true), TTL: Set(30 * time.Minute), Learn: Set(""), CookieName: Set("latch"),
+			Enabled: Set(true), TTL: Set(30 * time.Minute), Learn: Set(""), Header: Set(""), CookieName: Set("latch"),
 			Path: Set("/"), Domain: Set(""), MaxAge: Set(time.Duration(0)), HTTPOnly: Set(true),
 			SameSite: Set("lax"), Secure: Set("auto"),
 		},
@@ -115,6 +115,7 @@ func (s RouteSettings) inherit(d RouteSettings) RouteSettings {
 	st.Enabled = st.Enabled.or(ds.Enabled)
 	st.TTL = st.TTL.or(ds.TTL)
 	st.Learn = st.Learn.or(ds.Learn)
+	st.Header = st.Header.or(ds.Header)
 	st.CookieName = st.CookieName.or(ds.CookieName)
 	st.Path = st.Path.or(ds.Path)
 	st.Domain = st.Domain.or(ds.Domain)

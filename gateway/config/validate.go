@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/latchgw/latch/discovery"
 	"github.com/latchgw/latch/policy"
 )
@@ -265,6 +267,14 @@ func (s *RouteSettings) validate(p *problems, field string) {
 	}
 	if l := st.Learn.Get(); l != "" && !validCookieName(l) {
 		bad("sticky.learn_cookie", "%q is not a valid cookie name", l)
+	}
+	if h := st.Header.Get(); h != "" {
+		switch {
+		case !httpguts.ValidHeaderFieldName(h):
+			bad("sticky.header", "%q is not a valid header name", h)
+		case st.Learn.Get() != "":
+			bad("sticky.header", "a session is keyed on a header or on learn_cookie, not both")
+		}
 	}
 	if path := st.Path.Get(); !strings.HasPrefix(path, "/") || strings.ContainsAny(path, ";\r\n") {
 		bad("sticky.path", "%q must start with / and contain no ';'", path)

@@ -350,3 +350,85 @@ func TestGRPCOverBackendTLS(t *testing.T) {
 		t.Fatalf("the backend took %d calls; want 1", a.calls.Load())
 	}
 }
+
+// A backend's UNAVAILABLE (trailers-only: it answered nothing else) goes
+// to another backend only when the call may be repeated: gRPC calls are
+// all POST, so only a method named in retry.idempotent_paths is; any
+// other call gets the backend's UNAVAILABLE, as it got there. A backend
+// that sent its headers first committed the call, as gRPC's own retry
+// design (A6) has it: its status reaches the client.
+func TestGRPCUnavailableRetriedWhenIdempotent(t *testing.T) {
+	const method = "/grpc.testing.TestService/UnaryCall"
+	for _, c := range []struct {
+		name         string
+		idempotent   []string
+		headersFirst bool // a sends its headers before its status: the call is committed
+		wantFailed   int  // of 4 calls, round robin over a (failing) and b
+	}{
+		{"not marked", nil, false, 2},
+		{"another method marked", []string{"/grpc.testing.TestService/EmptyCall"}, false, 2},
+		{"marked idempotent", []string{method}, false, 0},
+		{"marked idempotent, headers sent first", []string{method}, true, 2},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			a, b := newGRPCBackend(t, "a"), newGRPCBackend(t, "b")
+			a.fail.Store(uint32(codes.Unavailable))
+			a.headersFirst.Store(c.headersFirst)
+			_, client := startGRPCGateway(t, func(cfg *config.Config) {
+				cfg.Routes[0].Policy = config.Set(config.List{"round_robin"})
+				cfg.Routes[0].Retry.IdempotentPaths = config.Set(config.List(c.idempotent))
+			}, a, b)
+			failed := 0
+			for i := range 4 {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				resp, err := client.UnaryCall(ctx, &testgrpc.SimpleRequest{Payload: &testgrpc.Payload{Body: []byte("call body")}})
+				cancel()
+				switch st, _ := status.FromError(err); {
+				case err == nil && (resp.GetHostname() != "b" || string(resp.GetPayload().GetBody()) != "call body"):
+					t.Fatalf("call %d: answer %v; want b's echo of the body", i, resp)
+				case err != nil && (st.Code() != codes.Unavailable || st.Message() != "backend a failing"):
+					t.Fatalf("call %d: %v; want a's own UNAVAILABLE", i, err)
+				case err != nil:
+					failed++
+				}
+			}
+			// Every call b answered reached it once: a call a failed went
+			// to b, or to nobody else.
+			if failed != c.wantFailed || b.calls.Load() != int64(4-failed) {
+				t.Fatalf("%d of 4 calls failed, a took %d, b %d; want %d failed, the others answered by b", failed, a.calls.Load(), b.calls.Load(), c.wantFailed)
+			}
+		})
+	}
+}
+
+// A backend that dies in the middle of a stream: the client's stream ends
+// with UNAVAILABLE (latch's trailers), not the INTERNAL of a reset
+// stream, and the backend's breaker counts the failure.
+func TestGRPCBackendDiesMidStream(t *testing.T) {
+	a := newGRPCBackend(t, "a")
+	a.block.Store(true)
+	_, client := startGRPCGateway(t, func(cfg *config.Config) {
+		cfg.Routes[0].Breaker.ConsecutiveFailures = config.Set(uint32(1))
+		cfg.Routes[0].Breaker.OpenTimeout = config.Set(time.Hour)
+	}, a)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := client.StreamingOutputCall(ctx, &testgrpc.StreamingOutputCallRequest{ResponseParameters: []*testgrpc.ResponseParameters{{Size: 5}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Recv(); err != nil {
+		t.Fatalf("first message: %v", err)
+	}
+	a.srv.Stop() // closes its connections: the stream is cut
+	_, err = s.Recv()
+	if st, _ := status.FromError(err); st.Code() != codes.Unavailable || !strings.Contains(st.Message(), "latch") {
+		t.Fatalf("stream after the backend died: %v; want latch's UNAVAILABLE", err)
+	}
+	// One failure opened the breaker: the next call is refused by latch
+	// (503), not sent to a dead backend.
+	_, err = client.UnaryCall(ctx, &testgrpc.SimpleRequest{})
+	if st, _ := status.FromError(err); st.Code() != codes.Unavailable || !strings.Contains(st.Message(), "503") {
+		t.Fatalf("next call: %v; want latch's 503 (breaker open)", err)
+	}
+}

@@ -39,7 +39,8 @@ type grpcBackend struct {
 	// fail, when set, is the gRPC code every call ends with: a unary call
 	// at once (a trailers-only answer), a server stream after its
 	// messages (in the trailers).
-	fail atomic.Uint32
+	fail         atomic.Uint32
+	headersFirst atomic.Bool
 	// health is the backend's grpc.health.v1 service.
 	health *health.Server
 }
@@ -75,9 +76,14 @@ func (b *grpcBackend) backend() discovery.Backend {
 	return discovery.Backend{ID: b.id, Service: "web", Addr: b.lis.Addr().String(), Weight: 1, Health: discovery.Passing}
 }
 
+// hello counts a call and names the backend in the response's header
+// metadata; not when the call is to fail, unless headersFirst: a failure
+// before any header is a trailers-only answer.
 func (b *grpcBackend) hello(ctx context.Context) {
 	b.calls.Add(1)
-	_ = grpc.SetHeader(ctx, metadata.Pairs("x-backend-id", b.id))
+	if b.fail.Load() == 0 || b.headersFirst.Load() {
+		_ = grpc.SendHeader(ctx, metadata.Pairs("x-backend-id", b.id))
+	}
 }
 
 func (b *grpcBackend) UnaryCall(ctx context.Context, in *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
@@ -97,13 +103,18 @@ func (b *grpcBackend) UnaryCall(ctx context.Context, in *testgrpc.SimpleRequest)
 	return &testgrpc.SimpleResponse{Hostname: b.id, Payload: in.GetPayload()}, nil
 }
 
-// StreamingOutputCall sends a message per response parameter, of its size.
+// StreamingOutputCall sends a message per response parameter, of its
+// size; with block set it then stays open until the call ends.
 func (b *grpcBackend) StreamingOutputCall(in *testgrpc.StreamingOutputCallRequest, s grpc.ServerStreamingServer[testgrpc.StreamingOutputCallResponse]) error {
 	b.hello(s.Context())
 	for _, p := range in.GetResponseParameters() {
 		if err := s.Send(&testgrpc.StreamingOutputCallResponse{Payload: &testgrpc.Payload{Body: make([]byte, p.GetSize())}}); err != nil {
 			return err
 		}
+	}
+	if b.block.Load() {
+		<-s.Context().Done() // a stream that stays open
+		return s.Context().Err()
 	}
 	return b.failure()
 }

@@ -458,6 +458,11 @@ type Retry struct {
 	// the second answer reaches the client, so retries at most double the
 	// load on an overloaded service.
 	OnStatus Opt[[]int] `yaml:"on_status"`
+	// IdempotentPaths are request paths whose requests may be sent again
+	// as an idempotent method's are, whatever their method (default none):
+	// gRPC calls are all POST, and a method safe to repeat is named here by
+	// its path, /package.Service/Method. Exact matches.
+	IdempotentPaths Opt[List] `yaml:"idempotent_paths"`
 }
 
 // HealthCheck is latch's own active health check of a route's backends:

@@ -24,7 +24,7 @@ func Builtin() RouteSettings {
 			HalfOpenRequests: Set(br.HalfOpenRequests),
 			FailureStatus:    Set([]int{502, 503, 504}),
 		},
-		Retry: Retry{Attempts: Set(3), OnStatus: Set([]int{502, 503, 504})},
+		Retry: Retry{Attempts: Set(3), OnStatus: Set([]int{502, 503, 504}), IdempotentPaths: Set(List{})},
 		HealthCheck: HealthCheck{
 			Kind: Set(CheckHTTP), Path: Set(""), GRPCService: Set(""), Interval: Set(5 * time.Second), Timeout: Set(time.Second),
 			HealthyThreshold: Set(2), UnhealthyThreshold: Set(3),
@@ -133,6 +133,7 @@ func (s RouteSettings) inherit(d RouteSettings) RouteSettings {
 	b.FailureStatus = b.FailureStatus.or(db.FailureStatus)
 	s.Retry.Attempts = s.Retry.Attempts.or(d.Retry.Attempts)
 	s.Retry.OnStatus = s.Retry.OnStatus.or(d.Retry.OnStatus)
+	s.Retry.IdempotentPaths = s.Retry.IdempotentPaths.or(d.Retry.IdempotentPaths)
 	h, dh := &s.HealthCheck, d.HealthCheck
 	h.Kind = h.Kind.or(dh.Kind)
 	h.Path = h.Path.or(dh.Path)

@@ -19,6 +19,7 @@ func TestBackendProtocol(t *testing.T) {
 		{"grpc check with a path", route + "    backend_protocol: h2c\n    health_check:\n      kind: grpc\n      path: /healthz\n", "routes[0].health_check.path: a path is for kind http"},
 		{"sticky header name", route + "    sticky:\n      header: \"x session\"\n", `routes[0].sticky.header: "x session" is not a valid header name`},
 		{"sticky header and learn_cookie", route + "    sticky:\n      header: x-session-id\n      learn_cookie: JSESSIONID\n", "routes[0].sticky.header: a session is keyed on a header or on learn_cookie, not both"},
+		{"idempotent path", route + "    retry:\n      idempotent_paths: [pkg.Svc/Get]\n", `routes[0].retry.idempotent_paths[0]: "pkg.Svc/Get" must start with /`},
 		{"grpc check interval", route + "    backend_protocol: h2c\n    health_check:\n      kind: grpc\n      interval: 1ms\n", "routes[0].health_check.interval: must be at least 100ms"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -299,6 +299,11 @@ func (s *RouteSettings) validate(p *problems, field string) {
 	if a := s.Retry.Attempts.Get(); a < 1 || a > policy.MaxSkip {
 		bad("retry.attempts", "%d is not in [1, %d]", a, policy.MaxSkip)
 	}
+	for i, path := range s.Retry.IdempotentPaths.Get() {
+		if !strings.HasPrefix(path, "/") {
+			bad(fmt.Sprintf("retry.idempotent_paths[%d]", i), "%q must start with /", path)
+		}
+	}
 	for i, code := range s.Retry.OnStatus.Get() {
 		if code < 500 || code > 599 {
 			bad(fmt.Sprintf("retry.on_status[%d]", i), "%d is not a 5xx status", code)

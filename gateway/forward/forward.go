@@ -201,9 +201,12 @@ func (f *Forwarder) Serve(w http.ResponseWriter, r *http.Request, spec *config.S
 		// A stream of unknown length to an HTTP/2 backend (gRPC's client
 		// and bidirectional streams) goes at once: its client may wait for
 		// the backend's first message before it sends one of its own.
-		stream := spec.HTTP2() && r.ContentLength < 0
+		// Not a call whose path is marked idempotent: its (small) body is
+		// held whole, so that it can go to another backend.
+		keep := spec.IdempotentPath(r.URL.Path)
+		stream := spec.HTTP2() && r.ContentLength < 0 && !keep
 		if !expectsContinue(r) && !stream { // else the backend says whether it wants the body
-			x.body.awaitFirst()
+			x.body.awaitFirst(keep)
 			if cf := x.body.fault(); cf != nil {
 				f.clientFailed(w, r, x, cf) // no backend was asked
 				return Result{Status: x.status}

@@ -3,6 +3,7 @@ package forward
 import (
 	"net/http"
 	"testing"
+	"time"
 )
 
 func TestGRPCAnswer(t *testing.T) {
@@ -48,6 +49,33 @@ func TestGRPCHTTPStatus(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			if got := grpcHTTPStatus(c.grpc); got != c.want {
 				t.Fatalf("grpcHTTPStatus(%q) = %d; want %d", c.grpc, got, c.want)
+			}
+		})
+	}
+}
+
+func TestGRPCExpired(t *testing.T) {
+	start := time.Unix(1_700_000_000, 0)
+	for _, c := range []struct {
+		name, v string
+		after   time.Duration
+		want    bool
+	}{
+		{"none", "", time.Hour, false},
+		{"ms, not yet", "300m", 299 * time.Millisecond, false},
+		{"ms, passed", "300m", 300 * time.Millisecond, true},
+		{"seconds", "2S", 3 * time.Second, true},
+		{"hours, not yet", "1H", 59 * time.Minute, false},
+		{"micro", "1500u", 2 * time.Millisecond, true},
+		{"nano", "10n", time.Microsecond, true},
+		{"unknown unit", "10x", time.Hour, false},
+		{"too many digits", "123456789S", time.Hour, false},
+		{"no digits", "S", time.Hour, false},
+		{"negative", "-1S", time.Hour, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := grpcExpired(c.v, start, start.Add(c.after)); got != c.want {
+				t.Fatalf("grpcExpired(%q) after %v = %v; want %v", c.v, c.after, got, c.want)
 			}
 		})
 	}

@@ -8,7 +8,7 @@ import (
 
 // A session keyed on a request header: the first request pins the
 // backend that answered, the next ones keep it, a pick elsewhere re-pins
-// it, and no cookie is ever issued.
+// it, an unpin starts it again, and no cookie is ever issued.
 func TestHeaderSession(t *testing.T) {
 	ctx := context.Background()
 	a := NewAffinity(Options{Store: NewMemoryStore(100, nil), Codec: codec(t, newSecret)})
@@ -44,6 +44,21 @@ func TestHeaderSession(t *testing.T) {
 	bs.usable["a"] = true
 	if d = a.Resolve(ctx, req, bs); d.Kind != KindSticky || d.Backend != "b" {
 		t.Fatalf("after the re-pin: %+v; want kept on b", d)
+	}
+
+	// Unpinned (admin API): the session starts again under its key, placed
+	// by the policy, and is kept there.
+	if err := a.Unpin(ctx, "web", IDFromValue("session-7"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if d = a.Resolve(ctx, req, bs); d.Kind != KindNew || d.Backend != "" || !d.Store {
+		t.Fatalf("after an unpin: %+v; want a new session to pin", d)
+	}
+	if _, set := a.Commit(ctx, req, &d, bs, "a", ""); set {
+		t.Fatal("after an unpin: a cookie was issued")
+	}
+	if d = a.Resolve(ctx, req, bs); d.Kind != KindSticky || d.Backend != "a" {
+		t.Fatalf("after the unpin's new pin: %+v; want kept on a", d)
 	}
 
 	other := req

@@ -57,7 +57,7 @@ type blockedCall struct {
 	err      error
 }
 
-func newGRPCBackend(t *testing.T, id string, opts ...grpc.ServerOption) *grpcBackend {
+func newGRPCBackend(t testing.TB, id string, opts ...grpc.ServerOption) *grpcBackend {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -163,7 +163,7 @@ func (b *grpcBackend) FullDuplexCall(s grpc.BidiStreamingServer[testgrpc.Streami
 // startGRPCGateway runs a gateway serving TLS (HTTP/2 by ALPN, as gRPC
 // clients need) whose route speaks h2c to backends, and a grpc-go client
 // of it trusting the test CA.
-func startGRPCGateway(t *testing.T, mutate func(*config.Config), backends ...*grpcBackend) (*testGateway, testgrpc.TestServiceClient) {
+func startGRPCGateway(t testing.TB, mutate func(*config.Config), backends ...*grpcBackend) (*testGateway, testgrpc.TestServiceClient) {
 	t.Helper()
 	ca := newTestCA(t)
 	var list []discovery.Backend
@@ -189,7 +189,7 @@ func startGRPCGateway(t *testing.T, mutate func(*config.Config), backends ...*gr
 
 // grpcTLS is the server option of a gRPC backend speaking TLS (h2 by
 // ALPN) with a certificate of ca's for 127.0.0.1.
-func grpcTLS(t *testing.T, ca *testCA) grpc.ServerOption {
+func grpcTLS(t testing.TB, ca *testCA) grpc.ServerOption {
 	t.Helper()
 	certPEM, keyPEM, _ := ca.issue(t, "127.0.0.1")
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)

@@ -290,9 +290,9 @@ func TestGRPCStatusFeedsBreaker(t *testing.T) {
 }
 
 // gRPC clients keep no cookie jar: without a session key each call is a
-// new session and calls balance over the backends; a backend that stops
-// takes no more calls, and none fails (nothing was sent to it: the dial
-// is refused, and the call goes to another backend).
+// new session and calls balance over the backends; a backend that shuts
+// down takes no more calls, and none fails (nothing was sent to it: the
+// dial is refused, and the call goes to another backend).
 func TestGRPCBalanceAndFailover(t *testing.T) {
 	a, b, c := newGRPCBackend(t, "a"), newGRPCBackend(t, "b"), newGRPCBackend(t, "c")
 	_, client := startGRPCGateway(t, func(cfg *config.Config) {
@@ -315,7 +315,13 @@ func TestGRPCBalanceAndFailover(t *testing.T) {
 	if seen := calls(30); seen["a"] != 10 || seen["b"] != 10 || seen["c"] != 10 {
 		t.Fatalf("30 calls went %v; want 10 to each backend", seen)
 	}
-	b.srv.Stop()
+	// A backend shutting down says so (GOAWAY) before it closes its
+	// connections; GracefulStop returns once latch acknowledged it. (A
+	// backend that vanishes without a word leaves a window in which a call
+	// may still be written to its dead connection: that call fails, as
+	// the README says, since a call that may have reached a backend is not
+	// sent again unless its method is marked idempotent.)
+	b.srv.GracefulStop()
 	if seen := calls(30); seen["b"] != 0 || seen["a"]+seen["c"] != 30 {
 		t.Fatalf("with b stopped, 30 calls went %v; want all to a and c", seen)
 	}

@@ -66,7 +66,7 @@ func TestGRPCStickyOnHeader(t *testing.T) {
 	}
 
 	first, _ := call("s1")
-	byID[first].srv.Stop()
+	byID[first].srv.GracefulStop() // GOAWAY first (see TestGRPCBalanceAndFailover)
 	moved, _ := call("s1")
 	if moved == first {
 		t.Fatalf("s1 still on %s, which stopped", first)

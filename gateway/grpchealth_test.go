@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"slices"
 	"testing"
 	"time"
 
@@ -98,4 +99,24 @@ func TestGRPCHealthCheck(t *testing.T) {
 	}
 	b.health.SetServingStatus("grpc.testing.TestService", healthpb.HealthCheckResponse_SERVING)
 	waitUntil(t, "b back once serving", func() bool { return spread()["b"] > 0 })
+}
+
+// A reload that changes a route's backend_protocol changes its requests'
+// at once, but the running health checks speak the protocol they started
+// with: the reload says a restart is needed for them.
+func TestReloadBackendProtocolNeedsRestartForChecks(t *testing.T) {
+	a := newBackend(t, "a")
+	rl := startReloadable(t, func(cfg *config.Config) {
+		cfg.Routes[0].HealthCheck.Path = config.Set("/healthz")
+	}, a)
+	code, res, body := rl.reload(t, func(cfg *config.Config) {
+		cfg.Routes[0].BackendProtocol = config.Set(config.ProtocolH2C)
+	})
+	want := []string{"health_check of service web (backend_protocol)"}
+	if code != 200 || !slices.Equal(res.NeedsRestart, want) {
+		t.Fatalf("reload to h2c: %d %s; want needs_restart %q", code, body, want)
+	}
+	if code, res, body := rl.reload(t, nil); code != 200 || len(res.NeedsRestart) != 0 {
+		t.Fatalf("reload back to h1: %d %s; want needs_restart []", code, body)
+	}
 }

@@ -12,16 +12,22 @@ import (
 )
 
 // The gateway's side of affinity: it hands the session layer the request's
-// cookie and the route's backends (session.Resolve decides), offers the
+// cookie (or session header) and the route's backends (session.Resolve decides), offers the
 // decided backend to the pipeline first, and renders the cookie
 // session.Commit returns. The rules live in session.Decide.
 
 // sessionRequest is what the session layer needs of r on route rt.
 func sessionRequest(r *http.Request, rt *route) session.Request {
 	req := session.Request{Service: rt.service.name, TTL: rt.cookie.ttl}
-	if rt.learn != "" {
+	switch {
+	case rt.header != "":
+		req.FromHeader = true
+		if v := r.Header[rt.header]; len(v) > 0 {
+			req.AppValue = v[0]
+		}
+	case rt.learn != "":
 		req.Learn, req.AppValue = true, policy.CookieValue(r.Header["Cookie"], rt.learn)
-	} else {
+	default:
 		req.Cookie = policy.CookieValue(r.Header["Cookie"], rt.cookie.name)
 	}
 	return req

@@ -30,6 +30,8 @@ type activeChecks struct {
 
 // checkSettings are a route's health_check settings, resolved.
 type checkSettings struct {
+	grpc                 bool   // kind grpc: grpc.health.v1 (grpchealth.go)
+	grpcService          string // kind grpc: the service asked about
 	path                 string
 	interval, timeout    time.Duration
 	healthyN, unhealthyN int
@@ -42,7 +44,7 @@ type probeState struct {
 }
 
 func newActiveChecks(service string, hc config.HealthCheck, rt http.RoundTripper, log *slog.Logger) *activeChecks {
-	cfg := checkSettings{path: hc.Path.Get(), interval: hc.Interval.Get(), timeout: hc.Timeout.Get(),
+	cfg := checkSettings{grpc: hc.Kind.Get() == config.CheckGRPC, grpcService: hc.GRPCService.Get(), path: hc.Path.Get(), interval: hc.Interval.Get(), timeout: hc.Timeout.Get(),
 		healthyN: hc.HealthyThreshold.Get(), unhealthyN: hc.UnhealthyThreshold.Get()}
 	return &activeChecks{
 		service: service, cfg: cfg, log: log,
@@ -126,6 +128,9 @@ func (a *activeChecks) round(ctx context.Context) bool {
 }
 
 func (a *activeChecks) probe(ctx context.Context, addr string) bool {
+	if a.cfg.grpc {
+		return a.probeGRPC(ctx, addr)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.scheme+"://"+addr+a.cfg.path, nil)
 	if err != nil {
 		return false

@@ -252,7 +252,7 @@ func (g *Gateway) retireTLSPools() {
 		}
 	}
 	for _, svc := range g.services {
-		if svc.checkCfg.Path.Get() != "" { // it runs active checks (start)
+		if svc.checkCfg.Enabled() { // it runs active checks (start)
 			inUse = append(inUse, svc.checkTLS)
 		}
 	}
@@ -267,6 +267,9 @@ func (svc *service) reconfigure(rs config.RouteSettings, res *ReloadResult) (app
 	opts := svc.registryOptions(rs)
 	if !reflect.DeepEqual(rs.HealthCheck, svc.checkCfg) {
 		res.NeedsRestart = append(res.NeedsRestart, "health_check of service "+svc.name)
+	} else if svc.checkCfg.Enabled() && rs.BackendProtocol.Get() != svc.checkTLS.BackendProtocol() {
+		// The running checks speak the protocol they started with.
+		res.NeedsRestart = append(res.NeedsRestart, "health_check of service "+svc.name+" (backend_protocol)")
 	}
 	svc.mu.Lock()
 	same := svc.opts == opts

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net"
+	"net/http"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -23,6 +24,7 @@ type route struct {
 	service *service
 	sticky  bool
 	learn   string // sticky.learn_cookie ("" = latch's own cookie)
+	header  string // sticky.header, canonical ("" = a cookie)
 	cookie  cookieAttrs
 	timeout time.Duration // whole request; 0 = none
 	// attempts is the number of backends a request is sent to at most.
@@ -54,7 +56,7 @@ func newRoute(spec *config.Spec, svc *service) *route {
 	st := cfg.Sticky
 	return &route{
 		spec: spec, name: spec.Name(), host: spec.Host(), prefix: spec.Prefix(), service: svc,
-		sticky: st.Enabled.Get(), learn: st.Learn.Get(), timeout: cfg.Timeout.Get(), attempts: cfg.Retry.Attempts.Get(),
+		sticky: st.Enabled.Get(), learn: st.Learn.Get(), header: http.CanonicalHeaderKey(st.Header.Get()), timeout: cfg.Timeout.Get(), attempts: cfg.Retry.Attempts.Get(),
 		cookie: cookieAttrs{name: st.CookieName.Get(), suffix: spec.CookieSuffix(), secure: st.Secure.Get(), ttl: st.TTL.Get()},
 	}
 }

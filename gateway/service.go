@@ -55,7 +55,7 @@ func (g *Gateway) newService(name string, spec *config.Spec) *service {
 // or stop is called. Called with g.mu held.
 func (svc *service) start(ctx context.Context) {
 	ctx, svc.cancel = context.WithCancel(ctx)
-	if svc.checkCfg.Path.Get() != "" {
+	if svc.checkCfg.Enabled() {
 		svc.mu.Lock()
 		svc.checks = newActiveChecks(svc.name, svc.checkCfg, svc.g.fwd.TransportFor(svc.checkTLS), svc.g.log)
 		svc.checks.scheme = forward.BackendScheme(svc.checkTLS)

@@ -63,6 +63,12 @@ type Request struct {
 	// is AppValue ("" until the application set it).
 	Learn    bool
 	AppValue string
+	// FromHeader keys the session on a request header's value, AppValue
+	// ("": no session), as learn mode keys it on the application's cookie
+	// (no hint, no cookie set), and pins it once answered as latch's own
+	// sessions are: gRPC clients, and APIs whose clients keep no cookies,
+	// send their session key in a header from the first request on.
+	FromHeader bool
 }
 
 // Input is everything Decide looks at.
@@ -153,9 +159,9 @@ func ownHint(c *Cookie, bs Backends) (own Hint, others [MaxOtherHints]Hint) {
 func Decide(in Input, bs Backends) Decision {
 	var d Decision
 	var issued int64
-	if in.Learn {
+	if in.Learn || in.FromHeader {
 		if in.AppValue == "" {
-			return d // the application has not issued its session yet
+			return d // the application has not issued its session yet, or no header
 		}
 		d.learn, d.ID, d.HasID = true, IDFromValue(in.AppValue), true
 	} else {
@@ -215,7 +221,7 @@ func (a *Affinity) Resolve(ctx context.Context, req Request, bs Backends) Decisi
 	in := Input{Request: req, Now: a.opts.Now(), NewID: NewID}
 	var id ID
 	switch {
-	case req.Learn:
+	case req.Learn || req.FromHeader:
 		if req.AppValue == "" {
 			return Decision{}
 		}
@@ -312,6 +318,9 @@ func (a *Affinity) Commit(ctx context.Context, req Request, d *Decision, bs Back
 		if got, err := a.Pin(ctx, req.Service, d.ID, want, req.TTL); err == nil && got != "" {
 			pinned = got
 		}
+	}
+	if req.FromHeader {
+		return Cookie{}, false // the client names its session itself
 	}
 	if !d.SetCookie && pinned == want {
 		return Cookie{}, false

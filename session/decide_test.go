@@ -84,6 +84,13 @@ func TestDecide(t *testing.T) {
 			Decision{Kind: KindSticky, ID: IDFromValue("J1"), HasID: true, Backend: "a", Pinned: "a"}},
 		{"learn: unpinned, no latch cookie", Input{Request: Request{Learn: true, AppValue: "J1"}},
 			Decision{Kind: KindNew, ID: IDFromValue("J1"), HasID: true, Store: true}},
+		{"header: none sent", Input{Request: Request{FromHeader: true}}, Decision{}},
+		{"header: pinned", Input{Request: Request{FromHeader: true, AppValue: "s1"}, Stored: "a", Found: true},
+			Decision{Kind: KindSticky, ID: IDFromValue("s1"), HasID: true, Backend: "a", Pinned: "a"}},
+		{"header: first request, a latch cookie ignored", Input{Request: Request{FromHeader: true, AppValue: "s1"}, Cookie: cookie("b", time.Minute), Valid: true},
+			Decision{Kind: KindNew, ID: IDFromValue("s1"), HasID: true, Store: true}},
+		{"header: pinned backend unusable", Input{Request: Request{FromHeader: true, AppValue: "s1"}, Stored: "down", Found: true},
+			Decision{Kind: KindRepinned, ID: IDFromValue("s1"), HasID: true, Pinned: "down"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -123,6 +123,8 @@ type Spec struct {
 	timeout     time.Duration
 	backendTLS  *tls.Config // nil: plain TCP
 	tlsKey      TLSKey
+	protocol    string   // ProtocolH1, ProtocolH2C or ProtocolH2
+	idempotent  []string // retry.idempotent_paths
 }
 
 // TLSKey identifies a backend TLS client config by what it is built from:
@@ -154,6 +156,8 @@ func (c *Compiled) newSpec(r Route, fromTags bool) *Spec {
 	}
 	s.suffix = cookieSuffix(r.Sticky)
 	s.attempts, s.timeout = r.Retry.Attempts.Get(), r.Timeout.Get()
+	s.protocol = r.BackendProtocol.Get()
+	s.idempotent = r.Retry.IdempotentPaths.Get()
 	return s
 }
 
@@ -208,6 +212,17 @@ func (s *Spec) BackendTLS() *tls.Config { return s.backendTLS }
 
 // BackendTLSKey identifies BackendTLS's settings (see TLSKey).
 func (s *Spec) BackendTLSKey() TLSKey { return s.tlsKey }
+
+// BackendProtocol is the HTTP version spoken to the route's backends:
+// ProtocolH1, ProtocolH2C or ProtocolH2.
+func (s *Spec) BackendProtocol() string { return s.protocol }
+
+// IdempotentPath reports whether requests of path may be sent again as an
+// idempotent method's are (retry.idempotent_paths).
+func (s *Spec) IdempotentPath(path string) bool { return slices.Contains(s.idempotent, path) }
+
+// HTTP2 reports whether the route's backends speak HTTP/2 (h2c or h2).
+func (s *Spec) HTTP2() bool { return s.protocol != ProtocolH1 }
 
 // Host is the host matched, lower case ("" = any).
 func (s *Spec) Host() string { return s.host }

@@ -396,9 +396,23 @@ type RouteSettings struct {
 	// Timeout bounds a whole proxied request (default 0: none, as WebSocket
 	// and streaming need).
 	Timeout Opt[time.Duration] `yaml:"timeout"`
-	// BackendTLS speaks TLS (HTTP/1.1) to the route's backends.
+	// BackendTLS speaks TLS to the route's backends (HTTP/1.1, or HTTP/2
+	// with backend_protocol h2).
 	BackendTLS BackendTLS `yaml:"backend_tls"`
+	// BackendProtocol is the HTTP version spoken to the route's backends
+	// (default h1): h1 (HTTP/1.1), h2c (HTTP/2 over plain TCP with prior
+	// knowledge, as gRPC servers without TLS speak) or h2 (HTTP/2 over
+	// TLS negotiated by ALPN; needs backend_tls). Consul tag
+	// latch.backend_protocol=h2c.
+	BackendProtocol Opt[string] `yaml:"backend_protocol"`
 }
+
+// Backend protocols (RouteSettings.BackendProtocol).
+const (
+	ProtocolH1  = "h1"
+	ProtocolH2C = "h2c"
+	ProtocolH2  = "h2"
+)
 
 // BackendTLS is TLS from latch to a route's backends. The backend's
 // certificate is verified against CAFile (default: the system's roots) for
@@ -424,7 +438,12 @@ type Sticky struct {
 	TTL Opt[time.Duration] `yaml:"ttl"`
 	// Learn keys affinity on the application's own cookie of this name
 	// (e.g. JSESSIONID) instead of issuing latch's cookie.
-	Learn      Opt[string] `yaml:"learn_cookie"`
+	Learn Opt[string] `yaml:"learn_cookie"`
+	// Header keys affinity on this request header's value (gRPC metadata
+	// such as x-session-id, an API's session header) instead of latch's
+	// cookie: the same pin, re-pin and unpin, and no Set-Cookie; a request
+	// without the header is balanced as a route without stickiness is.
+	Header     Opt[string] `yaml:"header"`
 	CookieName Opt[string] `yaml:"cookie_name"` // default "latch"
 	Path       Opt[string] `yaml:"path"`        // default "/"
 	Domain     Opt[string] `yaml:"domain"`      // default none (host-only)
@@ -464,13 +483,33 @@ type Retry struct {
 	// the second answer reaches the client, so retries at most double the
 	// load on an overloaded service.
 	OnStatus Opt[[]int] `yaml:"on_status"`
+	// IdempotentPaths are request paths whose requests may be sent again
+	// as an idempotent method's are, whatever their method (default none):
+	// gRPC calls are all POST, and a method safe to repeat is named here by
+	// its path, /package.Service/Method. Exact matches.
+	IdempotentPaths Opt[List] `yaml:"idempotent_paths"`
 }
 
-// HealthCheck is latch's own active health check of a route's backends.
+// HealthCheck is latch's own active health check of a route's backends:
+// a GET of Path (kind http), or the gRPC health checking protocol's
+// grpc.health.v1.Health/Check of GRPCService (kind grpc, for routes whose
+// backends speak HTTP/2), in the route's backend protocol either way.
 type HealthCheck struct {
-	Path               Opt[string]        `yaml:"path"`                // default empty: off
+	Kind               Opt[string]        `yaml:"kind"`                // http (default) or grpc
+	Path               Opt[string]        `yaml:"path"`                // kind http; default empty: off
+	GRPCService        Opt[string]        `yaml:"grpc_service"`        // kind grpc; default "": the server as a whole
 	Interval           Opt[time.Duration] `yaml:"interval"`            // default 5s
 	Timeout            Opt[time.Duration] `yaml:"timeout"`             // default 1s
 	HealthyThreshold   Opt[int]           `yaml:"healthy_threshold"`   // default 2
 	UnhealthyThreshold Opt[int]           `yaml:"unhealthy_threshold"` // default 3
 }
+
+// Health check kinds (HealthCheck.Kind).
+const (
+	CheckHTTP = "http"
+	CheckGRPC = "grpc"
+)
+
+// Enabled reports whether the checks run: a path for kind http, always
+// for kind grpc.
+func (h HealthCheck) Enabled() bool { return h.Kind.Get() == CheckGRPC || h.Path.Get() != "" }

@@ -14,7 +14,7 @@ func Builtin() RouteSettings {
 		Policy: Set(List(policy.DefaultPolicy)),
 		Hash:   Hash{Header: Set(""), Cookie: Set("")},
 		Sticky: Sticky{
-			Enabled: Set(true), TTL: Set(30 * time.Minute), Learn: Set(""), CookieName: Set("latch"),
+			Enabled: Set(true), TTL: Set(30 * time.Minute), Learn: Set(""), Header: Set(""), CookieName: Set("latch"),
 			Path: Set("/"), Domain: Set(""), MaxAge: Set(time.Duration(0)), HTTPOnly: Set(true),
 			SameSite: Set("lax"), Secure: Set("auto"),
 		},
@@ -24,16 +24,17 @@ func Builtin() RouteSettings {
 			HalfOpenRequests: Set(br.HalfOpenRequests),
 			FailureStatus:    Set([]int{502, 503, 504}),
 		},
-		Retry: Retry{Attempts: Set(3), OnStatus: Set([]int{502, 503, 504})},
+		Retry: Retry{Attempts: Set(3), OnStatus: Set([]int{502, 503, 504}), IdempotentPaths: Set(List{})},
 		HealthCheck: HealthCheck{
-			Path: Set(""), Interval: Set(5 * time.Second), Timeout: Set(time.Second),
+			Kind: Set(CheckHTTP), Path: Set(""), GRPCService: Set(""), Interval: Set(5 * time.Second), Timeout: Set(time.Second),
 			HealthyThreshold: Set(2), UnhealthyThreshold: Set(3),
 		},
-		WarningUsable:  Set(true),
-		SlowStart:      Set(time.Duration(0)),
-		PanicThreshold: Set(0.5),
-		Timeout:        Set(time.Duration(0)),
-		BackendTLS:     BackendTLS{Enabled: Set(false), CAFile: Set(""), ServerName: Set("")},
+		WarningUsable:   Set(true),
+		SlowStart:       Set(time.Duration(0)),
+		PanicThreshold:  Set(0.5),
+		Timeout:         Set(time.Duration(0)),
+		BackendTLS:      BackendTLS{Enabled: Set(false), CAFile: Set(""), ServerName: Set("")},
+		BackendProtocol: Set(ProtocolH1),
 	}
 }
 
@@ -114,6 +115,7 @@ func (s RouteSettings) inherit(d RouteSettings) RouteSettings {
 	st.Enabled = st.Enabled.or(ds.Enabled)
 	st.TTL = st.TTL.or(ds.TTL)
 	st.Learn = st.Learn.or(ds.Learn)
+	st.Header = st.Header.or(ds.Header)
 	st.CookieName = st.CookieName.or(ds.CookieName)
 	st.Path = st.Path.or(ds.Path)
 	st.Domain = st.Domain.or(ds.Domain)
@@ -131,8 +133,11 @@ func (s RouteSettings) inherit(d RouteSettings) RouteSettings {
 	b.FailureStatus = b.FailureStatus.or(db.FailureStatus)
 	s.Retry.Attempts = s.Retry.Attempts.or(d.Retry.Attempts)
 	s.Retry.OnStatus = s.Retry.OnStatus.or(d.Retry.OnStatus)
+	s.Retry.IdempotentPaths = s.Retry.IdempotentPaths.or(d.Retry.IdempotentPaths)
 	h, dh := &s.HealthCheck, d.HealthCheck
+	h.Kind = h.Kind.or(dh.Kind)
 	h.Path = h.Path.or(dh.Path)
+	h.GRPCService = h.GRPCService.or(dh.GRPCService)
 	h.Interval = h.Interval.or(dh.Interval)
 	h.Timeout = h.Timeout.or(dh.Timeout)
 	h.HealthyThreshold = h.HealthyThreshold.or(dh.HealthyThreshold)
@@ -145,6 +150,7 @@ func (s RouteSettings) inherit(d RouteSettings) RouteSettings {
 	bt.Enabled = bt.Enabled.or(dt.Enabled)
 	bt.CAFile = bt.CAFile.or(dt.CAFile)
 	bt.ServerName = bt.ServerName.or(dt.ServerName)
+	s.BackendProtocol = s.BackendProtocol.or(d.BackendProtocol)
 	return s
 }
 

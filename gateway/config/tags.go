@@ -9,12 +9,13 @@ import (
 
 // Consul tags that route a service with no change to latch's config.
 const (
-	tagRoute       = "latch.route="        // path prefix, e.g. latch.route=/api (one route per tag)
-	tagHost        = "latch.host="         // host, e.g. latch.host=shop.example.com
-	tagPolicy      = "latch.policy="       // policy chain, e.g. latch.policy=least_response_time,round_robin
-	tagSticky      = "latch.sticky="       // true (default) or false
-	tagStripPrefix = "latch.strip_prefix=" // true or false (default)
-	tagBackendTLS  = "latch.backend_tls="  // true: the instances speak TLS (roots: defaults.backend_tls.ca_file)
+	tagRoute       = "latch.route="            // path prefix, e.g. latch.route=/api (one route per tag)
+	tagHost        = "latch.host="             // host, e.g. latch.host=shop.example.com
+	tagPolicy      = "latch.policy="           // policy chain, e.g. latch.policy=least_response_time,round_robin
+	tagSticky      = "latch.sticky="           // true (default) or false
+	tagStripPrefix = "latch.strip_prefix="     // true or false (default)
+	tagBackendTLS  = "latch.backend_tls="      // true: the instances speak TLS (roots: defaults.backend_tls.ca_file)
+	tagProtocol    = "latch.backend_protocol=" // h1, h2c or h2 (h2 with latch.backend_tls=true)
 )
 
 // RoutesFromTags turns one service's Consul tags into compiled routes under
@@ -50,6 +51,8 @@ func (c *Compiled) RoutesFromTags(service string, tags []string) ([]*Spec, error
 				return nil, fmt.Errorf("tag %q: not true or false", t)
 			}
 			base.BackendTLS.Enabled = Set(b)
+		case strings.HasPrefix(t, tagProtocol):
+			base.BackendProtocol = Set(strings.TrimPrefix(t, tagProtocol))
 		}
 	}
 	if len(prefixes) == 0 && host == "" {

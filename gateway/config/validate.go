@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/latchgw/latch/discovery"
 	"github.com/latchgw/latch/policy"
 )
@@ -267,6 +269,14 @@ func (s *RouteSettings) validate(p *problems, field string) {
 	if l := st.Learn.Get(); l != "" && !validCookieName(l) {
 		bad("sticky.learn_cookie", "%q is not a valid cookie name", l)
 	}
+	if h := st.Header.Get(); h != "" {
+		switch {
+		case !httpguts.ValidHeaderFieldName(h):
+			bad("sticky.header", "%q is not a valid header name", h)
+		case st.Learn.Get() != "":
+			bad("sticky.header", "a session is keyed on a header or on learn_cookie, not both")
+		}
+	}
 	if path := st.Path.Get(); !strings.HasPrefix(path, "/") || strings.ContainsAny(path, ";\r\n") {
 		bad("sticky.path", "%q must start with / and contain no ';'", path)
 	}
@@ -290,14 +300,27 @@ func (s *RouteSettings) validate(p *problems, field string) {
 	if a := s.Retry.Attempts.Get(); a < 1 || a > policy.MaxSkip {
 		bad("retry.attempts", "%d is not in [1, %d]", a, policy.MaxSkip)
 	}
+	for i, path := range s.Retry.IdempotentPaths.Get() {
+		if !strings.HasPrefix(path, "/") {
+			bad(fmt.Sprintf("retry.idempotent_paths[%d]", i), "%q must start with /", path)
+		}
+	}
 	for i, code := range s.Retry.OnStatus.Get() {
 		if code < 500 || code > 599 {
 			bad(fmt.Sprintf("retry.on_status[%d]", i), "%d is not a 5xx status", code)
 		}
 	}
 	h := s.HealthCheck
-	if path := h.Path.Get(); path != "" {
-		if !strings.HasPrefix(path, "/") {
+	switch k := h.Kind.Get(); {
+	case k != CheckHTTP && k != CheckGRPC:
+		bad("health_check.kind", "%q is not http or grpc", k)
+	case k == CheckGRPC && s.BackendProtocol.Get() == ProtocolH1:
+		bad("health_check.kind", "grpc needs backend_protocol h2c or h2 (gRPC is HTTP/2)")
+	case k == CheckGRPC && h.Path.Get() != "":
+		bad("health_check.path", "a path is for kind http; kind grpc checks grpc_service")
+	}
+	if h.Enabled() {
+		if path := h.Path.Get(); path != "" && !strings.HasPrefix(path, "/") {
 			bad("health_check.path", "%q must start with /", path)
 		}
 		if h.Interval.Get() < 100*time.Millisecond {
@@ -324,6 +347,14 @@ func (s *RouteSettings) validate(p *problems, field string) {
 	}
 	if strings.ContainsAny(s.BackendTLS.ServerName.Get(), "/: ") {
 		bad("backend_tls.server_name", "%q is not a host name", s.BackendTLS.ServerName.Get())
+	}
+	switch proto, tls := s.BackendProtocol.Get(), s.BackendTLS.Enabled.Get(); {
+	case proto != ProtocolH1 && proto != ProtocolH2C && proto != ProtocolH2:
+		bad("backend_protocol", "%q is not h1, h2c or h2", proto)
+	case proto == ProtocolH2 && !tls:
+		bad("backend_protocol", "h2 needs backend_tls.enabled (h2c is HTTP/2 over plain TCP)")
+	case proto == ProtocolH2C && tls:
+		bad("backend_protocol", "h2c is plain TCP, but backend_tls.enabled is true (h2 is HTTP/2 over TLS)")
 	}
 }
 

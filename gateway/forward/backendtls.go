@@ -66,6 +66,7 @@ func (f *Forwarder) RetireTLSPools(inUse []*config.Spec) {
 		}
 		return true
 	})
+	f.retireH2(inUse)
 }
 
 // handshake runs a TLS client handshake over nc, naming the backend by its
@@ -101,7 +102,14 @@ func (t transport) RoundTrip(r *http.Request) (*http.Response, error) {
 		return t.f.pool.std.RoundTrip(r)
 	}
 	var w replyWatch
-	resp, err := t.f.poolFor(x.spec).std.RoundTrip(w.trace(r))
+	rt := t.f.poolFor(x.spec).std
+	if x.spec.HTTP2() {
+		// On a connection many streams share, a byte read may be
+		// another stream's: replied errs toward "the backend answered",
+		// which only ever spares a resend.
+		rt = t.f.h2For(x.spec)
+	}
+	resp, err := rt.RoundTrip(w.trace(r))
 	// An answer the pipeline then refuses (modifyResponse) was an answer:
 	// the request is not sent again, as on the fast path.
 	x.replied = err == nil || w.replied()
@@ -118,7 +126,12 @@ func (f *Forwarder) closeTLSIdle() {
 
 // TransportFor is the http.Transport to spec's backends (active health
 // checks share it): Transport's, or its backend TLS pool's.
-func (f *Forwarder) TransportFor(spec *config.Spec) http.RoundTripper { return f.poolFor(spec).std }
+func (f *Forwarder) TransportFor(spec *config.Spec) http.RoundTripper {
+	if spec.HTTP2() {
+		return f.h2For(spec)
+	}
+	return f.poolFor(spec).std
+}
 
 // BackendScheme is "https" for a route whose backends speak TLS, else
 // "http" (active health checks ask the same way).

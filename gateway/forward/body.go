@@ -63,9 +63,18 @@ func (b *replayBody) cut() {
 // the body timeout. Issue 23: a client that announced a body and sent
 // nothing held a backend connection (on HTTP/2, 250 per connection) for
 // as long as it liked. A failure is recorded as the client's.
-func (b *replayBody) awaitFirst() {
+// keep: the body should stay replayable (a request of
+// retry.idempotent_paths): reads go on until the body ends or first is
+// full, as a chunked or HTTP/2 body (a gRPC call's) comes in several
+// reads, the end in the last.
+func (b *replayBody) awaitFirst(keep bool) {
 	b.buf = firstBuffers.Get()
 	n, err := b.readClient(b.buf)
+	for keep && err == nil && n < len(b.buf) && (b.length < 0 || int64(n) < b.length) {
+		var more int
+		more, err = b.readClient(b.buf[n:])
+		n += more
+	}
 	b.first = b.buf[:n]
 	switch {
 	case err == io.EOF:

@@ -91,7 +91,7 @@ func (f *Forwarder) forwardFast(ctx context.Context, w http.ResponseWriter, r *h
 		x.replied = c.replied
 		var se staleError
 		if errors.As(err, &se) && c.reused && !fresh && ctx.Err() == nil &&
-			(c.wrote == 0 || resendable(r)) && x.body.detach(x.gen) {
+			(c.wrote == 0 || resendable(r, x.spec)) && x.body.detach(x.gen) {
 			// The backend closed the idle connection without answering (as
 			// it may when its keep-alive timeout meets our request): send it
 			// again on a new connection, when nothing of it was written, or

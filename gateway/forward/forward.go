@@ -8,8 +8,9 @@
 //  2. the attempt goes by the fast path (fast.go: every request but an
 //     upgrade, written straight to a pooled connection, pool.go, its body
 //     streamed by upload.go, its response read by response.go) or through
-//     httputil.ReverseProxy (proxy.go: upgrades, WebSocket); both write the
-//     same outbound head (head.go);
+//     httputil.ReverseProxy (proxy.go: upgrades, WebSocket, and every
+//     request of a route whose backends speak HTTP/2, h2.go); both write
+//     the same outbound head (head.go);
 //  3. the answer is classified once (outcome.go): breaker success or
 //     failure, retry on another backend or not, the status the client gets;
 //     a request body the client broke is the client's fault, no backend's
@@ -89,6 +90,9 @@ type Forwarder struct {
 	// Routes with backend_tls have a pool per TLS config (backendtls.go).
 	cfg      config.Transport
 	tlsPools sync.Map // config.TLSKey → *pool
+	// Routes with backend_protocol h2c or h2 have an HTTP/2 Transport
+	// (h2.go).
+	h2 sync.Map // h2Key → *http.Transport
 	// Warnings of failed requests, each kind rate-limited (logging.go).
 	upstreamFailed, relayFailed, noBackend limiter
 	// bodyTimeout bounds each wait for bytes of a request body (0: none;
@@ -129,6 +133,7 @@ func (f *Forwarder) SetBodyTimeout(d time.Duration) { f.bodyTimeout = d }
 func (f *Forwarder) CloseIdleConnections() {
 	f.pool.closeIdleConnections()
 	f.closeTLSIdle()
+	f.closeH2Idle()
 }
 
 // exchange is one request's state in the pipeline, shared with the
@@ -181,7 +186,7 @@ func (f *Forwarder) Serve(w http.ResponseWriter, r *http.Request, spec *config.S
 	x := exchanges.Get().(*exchange)
 	*x = exchange{spec: spec, session: s}
 	defer exchanges.Put(x)
-	fast := !f.slowOnly && fastPath(r)
+	fast := !f.slowOnly && !spec.HTTP2() && fastPath(r)
 	ctx := r.Context()
 	if t := spec.Timeout(); t > 0 {
 		var cancel context.CancelFunc
@@ -205,8 +210,15 @@ func (f *Forwarder) Serve(w http.ResponseWriter, r *http.Request, spec *config.S
 			}
 		})
 		defer stop()
-		if !expectsContinue(r) { // else the backend says whether it wants the body
-			x.body.awaitFirst()
+		// A stream of unknown length to an HTTP/2 backend (gRPC's client
+		// and bidirectional streams) goes at once: its client may wait for
+		// the backend's first message before it sends one of its own.
+		// Not a call whose path is marked idempotent: its (small) body is
+		// held whole, so that it can go to another backend.
+		keep := spec.IdempotentPath(r.URL.Path)
+		stream := spec.HTTP2() && r.ContentLength < 0 && !keep
+		if !expectsContinue(r) && !stream { // else the backend says whether it wants the body
+			x.body.awaitFirst(keep)
 			if cf := x.body.fault(); cf != nil {
 				f.clientFailed(w, r, x, cf) // no backend was asked
 				return Result{Status: x.status}

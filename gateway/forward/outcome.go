@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 
+	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/policy"
 )
 
@@ -40,7 +41,7 @@ func (x *exchange) answered(r *http.Request, code int) (retry bool) {
 	if x.spec.IsFailure(code) {
 		x.outcome = policy.Failure
 	}
-	if !x.canRetry || x.resent || !x.spec.RetriesOn(code) || !resendable(r) || !x.body.untouched() {
+	if !x.canRetry || x.resent || !x.spec.RetriesOn(code) || !resendable(r, x.spec) || !x.body.untouched() {
 		return false
 	}
 	skip := x.skip
@@ -84,7 +85,7 @@ func (f *Forwarder) failed(ctx context.Context, w http.ResponseWriter, r *http.R
 	// redispatch does. Not after a timeout: a slow backend's request would
 	// only add to the load. Not after part of an answer: the backend acted
 	// on it.
-	if x.canRetry && !x.resent && resendable(r) && !x.replied && !timeout(err) && x.body.detach(x.gen) {
+	if x.canRetry && !x.resent && resendable(r, x.spec) && !x.replied && !timeout(err) && x.body.detach(x.gen) {
 		x.resent, x.retryable = true, true
 		return
 	}
@@ -132,10 +133,12 @@ func PlainError(w http.ResponseWriter, code int, msg string) {
 // resendable reports whether r may be sent again after it may have reached
 // a backend: its method is idempotent (RFC 9110 §9.2.2), or the client
 // marked it so with Idempotency-Key (or X-Idempotency-Key), as net/http's
-// Transport accepts. The caller still checks that no attempt read its body
-// and that no byte of an answer arrived.
-func resendable(r *http.Request) bool {
-	return idempotent(r.Method) || r.Header["Idempotency-Key"] != nil || r.Header["X-Idempotency-Key"] != nil
+// Transport accepts, or the route marked its path so
+// (retry.idempotent_paths: a gRPC method's). The caller still checks that
+// no attempt read its body and that no byte of an answer arrived.
+func resendable(r *http.Request, spec *config.Spec) bool {
+	return idempotent(r.Method) || r.Header["Idempotency-Key"] != nil || r.Header["X-Idempotency-Key"] != nil ||
+		spec.IdempotentPath(r.URL.Path)
 }
 
 func idempotent(method string) bool {

@@ -11,7 +11,7 @@ import (
 )
 
 // The ReverseProxy path: upgrades (WebSocket), which need the connection
-// handed over after a 101.
+// handed over after a 101, and routes whose backends speak HTTP/2 (h2.go).
 // Its hooks apply the pipeline's rules: Rewrite writes the same head as
 // the fast path (writeHead), ModifyResponse and ErrorHandler classify by
 // the same functions (answered, failed).
@@ -92,10 +92,7 @@ func (f *Forwarder) rewrite(pr *httputil.ProxyRequest) {
 	out := pr.Out
 	u := outboundURL(x.spec, pr.In.URL)
 	out.URL.Path, out.URL.RawPath = u.Path, u.RawPath
-	out.URL.Scheme = "http"
-	if x.spec.BackendTLS() != nil {
-		out.URL.Scheme = "https"
-	}
+	out.URL.Scheme = BackendScheme(x.spec)
 	out.URL.Host = x.backend.Addr
 	out.Host = pr.In.Host // backends see the host the client asked for
 	out.Header = make(http.Header, len(pr.In.Header)+3)
@@ -117,7 +114,17 @@ func (f *Forwarder) modifyResponse(resp *http.Response) error {
 		// writing such a code).
 		return fmt.Errorf("%w: status %d", errBadResponse, resp.StatusCode)
 	}
-	if x.answered(resp.Request, resp.StatusCode) {
+	code := resp.StatusCode
+	if code == http.StatusOK && grpcAnswer(resp.Header) {
+		if v := resp.Header.Get("Grpc-Status"); v != "" { // trailers-only
+			if c := grpcHTTPStatus(v); c != 0 {
+				code = c
+			}
+		} else {
+			resp.Body = &grpcTrailers{ReadCloser: resp.Body, resp: resp, x: x}
+		}
+	}
+	if x.answered(resp.Request, code) {
 		return errRetryStatus
 	}
 	x.session.Commit(resp.Header, resp.Request, x.backend)

@@ -1,0 +1,173 @@
+package integration
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/latchgw/latch/gateway/config"
+	"github.com/latchgw/latch/integration/harness"
+	"github.com/latchgw/latch/integration/harness/testcert"
+)
+
+// grpcServer is a grpc-go backend on loopback: grpc.testing's
+// TestService answering with its id, and grpc.health.v1, which Consul's
+// GRPC check asks.
+type grpcServer struct {
+	testgrpc.UnimplementedTestServiceServer
+	id  string
+	srv *grpc.Server
+	lis net.Listener
+}
+
+func startGRPCServer(t *testing.T, id string) *grpcServer {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &grpcServer{id: id, srv: grpc.NewServer(), lis: lis}
+	testgrpc.RegisterTestServiceServer(s.srv, s)
+	healthgrpc.RegisterHealthServer(s.srv, health.NewServer()) // "" SERVING
+	go func() { _ = s.srv.Serve(lis) }()
+	t.Cleanup(s.srv.Stop)
+	return s
+}
+
+func (s *grpcServer) UnaryCall(context.Context, *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
+	return &testgrpc.SimpleResponse{Hostname: s.id}, nil
+}
+
+// registerGRPC registers s in Consul with a GRPC check, as gRPC services
+// register themselves.
+func registerGRPC(t *testing.T, c *harness.Consul, s *grpcServer, service string) {
+	t.Helper()
+	host, portStr, _ := net.SplitHostPort(s.lis.Addr().String())
+	port, _ := strconv.Atoi(portStr)
+	err := c.Client(t).Agent().ServiceRegister(&api.AgentServiceRegistration{
+		ID: s.id, Name: service, Address: host, Port: port,
+		Check: &api.AgentServiceCheck{CheckID: "grpc:" + s.id, GRPC: s.lis.Addr().String(), Interval: "500ms", Timeout: "400ms"},
+	})
+	if err != nil {
+		t.Fatalf("registering %s: %v", s.id, err)
+	}
+}
+
+// gRPC through two latch replicas over a real Consul (GRPC checks) and a
+// real Redis: the calls of a session keyed on x-session-id metadata reach
+// one backend through either replica; when that backend dies, Consul's
+// check turns critical and the session is re-pinned once, to one new
+// backend both replicas agree on, with no needless move after.
+func TestGRPCThroughConsul(t *testing.T) {
+	c := harness.StartConsul(t)
+	r := harness.StartRedis(t)
+	servers := map[string]*grpcServer{}
+	for i := 1; i <= 3; i++ {
+		s := startGRPCServer(t, fmt.Sprintf("grpc-%d", i))
+		servers[s.id] = s
+		registerGRPC(t, c, s, "orders")
+	}
+
+	ca, err := testcert.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM, _, err := ca.Issue("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	pair := config.Certificate{CertFile: filepath.Join(dir, "latch.crt"), KeyFile: filepath.Join(dir, "latch.key")}
+	for f, b := range map[string][]byte{pair.CertFile: certPEM, pair.KeyFile: keyPEM} {
+		if err := os.WriteFile(f, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := harness.LatchConfig(c.HTTPAddr, r.URL, "orders")
+	cfg.TLS.Certificates = []config.Certificate{pair}
+	cfg.Routes[0].BackendProtocol = config.Set(config.ProtocolH2C)
+	cfg.Routes[0].Sticky.Header = config.Set("x-session-id")
+	replicas := []*harness.Latch{harness.StartLatch(t, cfg), harness.StartLatch(t, cfg)}
+
+	clients := make([]testgrpc.TestServiceClient, len(replicas))
+	for i, l := range replicas {
+		cc, err := grpc.NewClient(l.URL[len("https://"):], grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: ca.Pool})))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cc.Close() })
+		clients[i] = testgrpc.NewTestServiceClient(cc)
+	}
+	call := func(i int, session string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		ctx = metadata.AppendToOutgoingContext(ctx, "x-session-id", session)
+		resp, err := clients[i%len(clients)].UnaryCall(ctx, &testgrpc.SimpleRequest{})
+		return resp.GetHostname(), err
+	}
+	harness.WaitFor(t, 15*time.Second, "calls through both replicas", func() bool {
+		_, err0 := call(0, "warm-up")
+		_, err1 := call(1, "warm-up")
+		return err0 == nil && err1 == nil
+	})
+
+	first, err := call(0, "session-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		got, err := call(i, "session-1")
+		if err != nil || got != first {
+			t.Fatalf("call %d (replica %d): %s, %v; want %s for every call of the session", i, i%2, got, err, first)
+		}
+	}
+	t.Logf("100 calls of session-1 through 2 replicas: all on %s", first)
+
+	servers[first].srv.Stop()
+	harness.WaitFor(t, 15*time.Second, "Consul's GRPC check of "+first+" critical", func() bool {
+		checks, _, err := c.Client(t).Health().Checks("orders", nil)
+		if err != nil {
+			return false
+		}
+		for _, ch := range checks {
+			if ch.ServiceID == first {
+				return ch.Status == api.HealthCritical
+			}
+		}
+		return false
+	})
+	moved, err := call(0, "session-1")
+	if err != nil || moved == first {
+		t.Fatalf("after %s died: %s, %v; want another backend", first, moved, err)
+	}
+	moves := 0
+	last := moved
+	for i := range 100 {
+		got, err := call(i+1, "session-1")
+		if err != nil {
+			t.Fatalf("call %d after the re-pin: %v", i, err)
+		}
+		if got != last {
+			moves++
+			last = got
+		}
+	}
+	t.Logf("%s died: session-1 re-pinned once to %s, then %d needless moves in 100 calls through 2 replicas", first, moved, moves)
+	if moves != 0 {
+		t.Fatalf("%d needless moves after the re-pin; want 0", moves)
+	}
+}

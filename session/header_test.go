@@ -1,0 +1,72 @@
+package session
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// A session keyed on a request header: the first request pins the
+// backend that answered, the next ones keep it, a pick elsewhere re-pins
+// it, an unpin starts it again, and no cookie is ever issued.
+func TestHeaderSession(t *testing.T) {
+	ctx := context.Background()
+	a := NewAffinity(Options{Store: NewMemoryStore(100, nil), Codec: codec(t, newSecret)})
+	bs := fakeBackends{usable: map[string]bool{"a": true, "b": true}}
+	req := Request{Service: "web", TTL: time.Minute, FromHeader: true, AppValue: "session-7"}
+
+	d := a.Resolve(ctx, req, bs)
+	if d.Kind != KindNew || d.Backend != "" || !d.Store {
+		t.Fatalf("first request: %+v; want a new session to pin", d)
+	}
+	if _, set := a.Commit(ctx, req, &d, bs, "a", ""); set {
+		t.Fatal("first request: a cookie was issued")
+	}
+	d = a.Resolve(ctx, req, bs)
+	if d.Kind != KindSticky || d.Backend != "a" {
+		t.Fatalf("second request: %+v; want kept on a", d)
+	}
+	if _, set := a.Commit(ctx, req, &d, bs, "a", ""); set {
+		t.Fatal("second request: a cookie was issued")
+	}
+
+	bs.usable["a"] = false
+	d = a.Resolve(ctx, req, bs)
+	if d.Kind != KindRepinned || d.Backend != "" || d.Pinned != "a" {
+		t.Fatalf("a down: %+v; want a re-pin from a", d)
+	}
+	if w := a.Picked(ctx, req, &d, bs, "b"); w != "b" {
+		t.Fatalf("re-pin went to %q; want b", w)
+	}
+	if _, set := a.Commit(ctx, req, &d, bs, "b", ""); set {
+		t.Fatal("re-pin: a cookie was issued")
+	}
+	bs.usable["a"] = true
+	if d = a.Resolve(ctx, req, bs); d.Kind != KindSticky || d.Backend != "b" {
+		t.Fatalf("after the re-pin: %+v; want kept on b", d)
+	}
+
+	// Unpinned (admin API): the session starts again under its key, placed
+	// by the policy, and is kept there.
+	if err := a.Unpin(ctx, "web", IDFromValue("session-7"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if d = a.Resolve(ctx, req, bs); d.Kind != KindNew || d.Backend != "" || !d.Store {
+		t.Fatalf("after an unpin: %+v; want a new session to pin", d)
+	}
+	if _, set := a.Commit(ctx, req, &d, bs, "a", ""); set {
+		t.Fatal("after an unpin: a cookie was issued")
+	}
+	if d = a.Resolve(ctx, req, bs); d.Kind != KindSticky || d.Backend != "a" {
+		t.Fatalf("after the unpin's new pin: %+v; want kept on a", d)
+	}
+
+	other := req
+	other.AppValue = "session-8"
+	if d = a.Resolve(ctx, other, bs); d.Kind != KindNew {
+		t.Fatalf("another header value: %+v; want a session of its own", d)
+	}
+	if d = a.Resolve(ctx, Request{Service: "web", TTL: time.Minute, FromHeader: true}, bs); d.HasID || d.Kind != KindNone {
+		t.Fatalf("no header: %+v; want no session", d)
+	}
+}

@@ -22,8 +22,11 @@ func sessionRequest(r *http.Request, rt *route) session.Request {
 	switch {
 	case rt.header != "":
 		req.FromHeader = true
-		if v := r.Header[rt.header]; len(v) > 0 {
-			req.AppValue = v[0]
+		if v := r.Header[rt.header]; len(v) > 0 && v[0] != "" {
+			// Named by the header it came in, so the same value in another
+			// header, or as an application cookie (learn_cookie), is
+			// another session.
+			req.AppValue = "hdr\x00" + rt.header + "\x00" + v[0]
 		}
 	case rt.learn != "":
 		req.Learn, req.AppValue = true, policy.CookieValue(r.Header["Cookie"], rt.learn)

@@ -2,6 +2,7 @@ package forward
 
 import (
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -101,7 +102,25 @@ func grpcExpired(v string, start, now time.Time) bool {
 	if err != nil || n < 0 {
 		return false
 	}
-	unit := map[byte]time.Duration{'H': time.Hour, 'M': time.Minute, 'S': time.Second,
-		'm': time.Millisecond, 'u': time.Microsecond, 'n': time.Nanosecond}[v[len(v)-1]]
-	return unit != 0 && !now.Before(start.Add(time.Duration(n)*unit))
+	var unit time.Duration
+	switch v[len(v)-1] {
+	case 'H':
+		unit = time.Hour
+	case 'M':
+		unit = time.Minute
+	case 'S':
+		unit = time.Second
+	case 'm':
+		unit = time.Millisecond
+	case 'u':
+		unit = time.Microsecond
+	case 'n':
+		unit = time.Nanosecond
+	default:
+		return false
+	}
+	if n > int64(math.MaxInt64/unit) {
+		return false // past what a Duration holds (99,999,999H): never, as far as latch can tell
+	}
+	return !now.Before(start.Add(time.Duration(n) * unit))
 }

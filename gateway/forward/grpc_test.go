@@ -72,6 +72,9 @@ func TestGRPCExpired(t *testing.T) {
 		{"too many digits", "123456789S", time.Hour, false},
 		{"no digits", "S", time.Hour, false},
 		{"negative", "-1S", time.Hour, false},
+		// A client's 99,999,999 hours overflowed the Duration into the past:
+		// the call read as expired, the backend's failure not counted.
+		{"past a Duration", "99999999H", time.Hour, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if got := grpcExpired(c.v, start, start.Add(c.after)); got != c.want {

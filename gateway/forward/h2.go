@@ -45,6 +45,9 @@ func (f *Forwarder) h2For(spec *config.Spec) *http.Transport {
 		t.TLSClientConfig = spec.BackendTLS().Clone()
 	}
 	t.Protocols = &p
+	// The Transport handshakes itself here (not handshake's dialError
+	// path): bound it by the dial timeout, as the HTTP/1.1 pools are.
+	t.TLSHandshakeTimeout = f.cfg.DialTimeout.Get()
 	// A backend gone without a FIN (a crashed host, a cut link) would hold
 	// every stream on its one connection until the kernel gave up: ping a
 	// connection that has read nothing for a while, and close it when the

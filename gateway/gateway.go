@@ -29,17 +29,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
-	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
@@ -237,74 +233,6 @@ func (g *Gateway) Handler() http.Handler {
 	r.NotFound(g.ServeHTTP)
 	r.MethodNotAllowed(g.ServeHTTP)
 	return r
-}
-
-// requestID keeps the client's X-Request-Id when it is sane and otherwise
-// gives the request one; the backend and the response see it.
-func (g *Gateway) requestID(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ids := r.Header["X-Request-Id"]
-		if len(ids) == 0 || ids[0] == "" || len(ids[0]) > 128 {
-			ids = g.newRequestID()
-			r.Header["X-Request-Id"] = ids
-		}
-		// Request and response share the one-element slice: neither side
-		// writes into it (an append reallocates: its capacity is 1).
-		w.Header()["X-Request-Id"] = ids[:1:1]
-		next.ServeHTTP(w, r)
-	})
-}
-
-// requestIDBox holds a generated request id and the one-element slice
-// naming it, so that a new id costs one allocation, not two.
-type requestIDBox struct {
-	ids [1]string
-	buf [40]byte // the prefix (17 bytes) and a uint64 (at most 20 digits)
-}
-
-// newRequestID returns a one-element header value with the next request id.
-func (g *Gateway) newRequestID() []string {
-	box := new(requestIDBox)
-	b := append(box.buf[:0], g.reqPrefix...)
-	b = strconv.AppendUint(b, g.reqSeq.Add(1), 10)
-	if &b[0] != &box.buf[0] { // cannot happen (the prefix is 17 bytes); stay safe if it grows
-		box.ids[0] = string(b)
-	} else {
-		// The bytes are never written again once the id is made: the
-		// string may share them (the box lives as long as either does).
-		box.ids[0] = unsafe.String(&box.buf[0], len(b))
-	}
-	return box.ids[:]
-}
-
-// Ready reports whether latch can route: every service of the config and,
-// when routes come from tags, the catalog and every service it routed have
-// answered once. Once ready it stays ready: a later outage of Consul is
-// served from the last snapshot (marked stale), not by leaving the load
-// balancer's pool, and a service that appears later does not take the
-// replica out.
-func (g *Gateway) Ready() bool { return len(g.Waiting()) == 0 }
-
-// Waiting lists what readiness still waits for (none once ready).
-func (g *Gateway) Waiting() []string {
-	if g.wasReady.Load() {
-		return nil
-	}
-	var waiting []string
-	if g.catalog != nil && g.c.Consul.RoutesFromTags.Get() && !g.catalogSeen.Load() {
-		waiting = append(waiting, "the Consul catalog (routes from tags)")
-	}
-	g.mu.Lock()
-	for _, name := range slices.Sorted(maps.Keys(g.services)) {
-		if !g.services[name].ready.Load() {
-			waiting = append(waiting, "service "+name)
-		}
-	}
-	g.mu.Unlock()
-	if len(waiting) == 0 {
-		g.wasReady.Store(true)
-	}
-	return waiting
 }
 
 // Listeners are the sockets Run serves: Public is required, Admin and
@@ -506,32 +434,6 @@ func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 	wg.Wait()
 	return runErr
 }
-
-// awaitReady waits until the gateway is Ready, at most readyWait; false
-// when ctx ended first. A shared listener (server.reuse_port) waits for it
-// before accepting: the kernel hands it connections from the moment it
-// listens, and a latch started to replace another would otherwise answer
-// them 503 until discovery has answered. They wait in its accept queue
-// instead; after readyWait latch serves anyway (503 for a service still
-// undiscovered), so a replacement that never gets ready does not hold its
-// share of connections forever.
-func (g *Gateway) awaitReady(ctx context.Context) bool {
-	deadline := time.Now().Add(readyWait)
-	for !g.Ready() && time.Now().Before(deadline) {
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	if !g.Ready() {
-		g.log.Warn("serving the shared listener before ready", "waited", readyWait.String(), "waiting_for", g.Waiting())
-	}
-	return ctx.Err() == nil
-}
-
-// readyWait bounds awaitReady.
-const readyWait = 30 * time.Second
 
 // server is what Run needs of its listeners' servers:
 // *http.Server or *h1.Server.

@@ -158,28 +158,7 @@ func TestPipeline(t *testing.T) {
 func TestBreakerRefusalCostsNoAttempt(t *testing.T) {
 	for _, p := range paths {
 		t.Run(p.name, func(t *testing.T) {
-			a, b := echo(t, "b0"), echo(t, "b1")
-			r := newRig(t, p.slow, config.Route{}, func(c *config.Config) {
-				c.Defaults.Retry.Attempts = config.Set(1)
-				c.Defaults.Breaker.ConsecutiveFailures = config.Set[uint32](1)
-				c.Defaults.Breaker.OpenTimeout = config.Set(20 * time.Millisecond)
-			}, strings.TrimPrefix(a.URL, "http://"), strings.TrimPrefix(b.URL, "http://"))
-			if w, _ := r.do(get("/status/502", nil)); w.Code != 502 {
-				t.Fatalf("status %d; want b0's 502", w.Code)
-			}
-			b0 := r.set.Backends[0]
-			deadline := time.Now().Add(5 * time.Second)
-			var probe policy.Ticket
-			for {
-				var err error
-				if probe, err = b0.Acquire(); err == nil {
-					break // half-open, and this test holds its only probe
-				}
-				if time.Now().After(deadline) {
-					t.Fatal("breaker never let a probe through")
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
+			r, probe := halfOpenB0(t, p.slow)
 			defer probe.Done(policy.Ignored)
 			w, res := r.do(get("/", nil))
 			if w.Code != 200 || res.Backend == nil || res.Backend.ID != "b1" {
@@ -335,3 +314,29 @@ func TestOutageWarningsRateLimited(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// halfOpenB0 is a rig over backends b0 and b1 (one attempt per request)
+// whose b0 has answered 502, opened its breaker and half-opened it, with
+// the one probe ticket held by the caller: b0 refuses every request until
+// the ticket is done.
+func halfOpenB0(t *testing.T, slow bool) (*rig, policy.Ticket) {
+	t.Helper()
+	a, b := echo(t, "b0"), echo(t, "b1")
+	r := newRig(t, slow, config.Route{}, func(c *config.Config) {
+		c.Defaults.Retry.Attempts = config.Set(1)
+		c.Defaults.Breaker.ConsecutiveFailures = config.Set[uint32](1)
+		c.Defaults.Breaker.OpenTimeout = config.Set(20 * time.Millisecond)
+	}, strings.TrimPrefix(a.URL, "http://"), strings.TrimPrefix(b.URL, "http://"))
+	if w, _ := r.do(get("/status/502", nil)); w.Code != 502 {
+		t.Fatalf("status %d; want b0's 502", w.Code)
+	}
+	b0 := r.set.Backends[0]
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if probe, err := b0.Acquire(); err == nil {
+			return r, probe // half-open, and the caller holds its only probe
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("breaker never let a probe through")
+		}
+	}
+}

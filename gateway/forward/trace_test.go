@@ -3,13 +3,11 @@ package forward
 import (
 	"strings"
 	"testing"
-	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/policy"
 )
 
@@ -20,33 +18,12 @@ import (
 func TestTracedBreakerRefusal(t *testing.T) {
 	for _, p := range paths {
 		t.Run(p.name, func(t *testing.T) {
-			a, b := echo(t, "b0"), echo(t, "b1")
-			r := newRig(t, p.slow, config.Route{}, func(c *config.Config) {
-				c.Defaults.Retry.Attempts = config.Set(1)
-				c.Defaults.Breaker.ConsecutiveFailures = config.Set[uint32](1)
-				c.Defaults.Breaker.OpenTimeout = config.Set(20 * time.Millisecond)
-			}, strings.TrimPrefix(a.URL, "http://"), strings.TrimPrefix(b.URL, "http://"))
+			r, probe := halfOpenB0(t, p.slow)
+			defer probe.Done(policy.Ignored)
 			rec := tracetest.NewSpanRecorder()
 			tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 			defer func() { _ = tp.Shutdown(t.Context()) }()
 			r.f.SetTracer(tp.Tracer("test"))
-			if w, _ := r.do(get("/status/502", nil)); w.Code != 502 {
-				t.Fatalf("status %d; want b0's 502", w.Code)
-			}
-			b0 := r.set.Backends[0]
-			deadline := time.Now().Add(5 * time.Second)
-			var probe policy.Ticket
-			for {
-				var err error
-				if probe, err = b0.Acquire(); err == nil {
-					break // half-open, and this test holds its only probe
-				}
-				if time.Now().After(deadline) {
-					t.Fatal("breaker never let a probe through")
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
-			defer probe.Done(policy.Ignored)
 			rec.Reset()
 			ctx, server := tp.Tracer("test").Start(t.Context(), "request", trace.WithSpanKind(trace.SpanKindServer))
 			req := get("/", nil)

@@ -6,13 +6,10 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"go.yaml.in/yaml/v3"
 
 	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/integration/harness"
@@ -68,7 +65,6 @@ func newHostsRig(t *testing.T) *hostsRig {
 		r.backends = append(r.backends, s)
 		ids = append(ids, s.id)
 	}
-	bin := harness.Binaries(t) + "/latch"
 	port, adminPort := strconv.Itoa(harness.FreePort(t)), strconv.Itoa(harness.FreePort(t))
 	names := map[string]string{}
 	for i, h := range hosts.Hosts {
@@ -76,21 +72,10 @@ func newHostsRig(t *testing.T) *hostsRig {
 		cfg.Listen = net.JoinHostPort(h.IP, port)
 		cfg.Admin.Listen = net.JoinHostPort(h.IP, adminPort)
 		cfg.Defaults.Sticky.Domain = config.Set("latch.test")
-		if _, err := cfg.Compile(); err != nil {
-			t.Fatalf("replica config: %v", err)
-		}
-		text, err := yaml.Marshal(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		path := filepath.Join(t.TempDir(), "latch.yaml")
-		if err := os.WriteFile(path, text, 0o644); err != nil {
-			t.Fatal(err)
-		}
 		name := fmt.Sprintf("r%d.latch.test", i+1)
 		names[name] = h.IP
 		rep := &replica{host: h, url: "http://" + name + ":" + port + "/", admin: "http://" + net.JoinHostPort(h.IP, adminPort)}
-		rep.proc = harness.StartIn(t, h, bin, "-config", path)
+		rep.proc = harness.StartLatchProcess(t, h, cfg).Process // ready when it returns
 		t.Cleanup(func() {
 			if t.Failed() {
 				log, _ := os.ReadFile(rep.proc.Log)
@@ -111,14 +96,6 @@ func newHostsRig(t *testing.T) *hostsRig {
 	}
 	t.Cleanup(r.transport.CloseIdleConnections)
 	for _, rep := range r.replicas {
-		harness.WaitFor(t, 30*time.Second, rep.admin+" ready", func() bool {
-			resp, err := http.Get(rep.admin + "/readyz")
-			if err != nil {
-				return false
-			}
-			resp.Body.Close()
-			return resp.StatusCode == 200
-		})
 		waitPassing(t, rep.admin, "web", len(ids))
 	}
 	return r

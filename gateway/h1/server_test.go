@@ -186,6 +186,10 @@ func TestRejects(t *testing.T) {
 		{"asterisk GET", "GET * HTTP/1.1\r\nHost: h\r\n\r\n", 400},
 		{"ftp absolute-form", "GET ftp://h/ HTTP/1.1\r\nHost: h\r\n\r\n", 400},
 		{"Expect other", "GET / HTTP/1.1\r\nHost: h\r\nExpect: magic\r\n\r\n", 417},
+		{"Expect other after 100-continue", "PUT / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nExpect: 100-continue, magic\r\n\r\n", 417},
+		{"Expect other on a later line", "PUT / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nExpect: 100-continue\r\nExpect: magic\r\n\r\n", 417},
+		{"Expect with a parameter", "PUT / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nExpect: 100-continue;x=1\r\n\r\n", 417},
+		{"Expect of bare commas", "GET / HTTP/1.1\r\nHost: h\r\nExpect: ,\r\n\r\n", 417},
 		{"head too large", "GET / HTTP/1.1\r\nHost: h\r\nX: " + strings.Repeat("a", 5000) + "\r\n\r\n", 431},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -11,15 +11,6 @@ import (
 	"github.com/sony/gobreaker/v2"
 )
 
-// Source says where Lookup found a pin.
-type Source uint8
-
-const (
-	SourceNone  Source = iota
-	SourceCache        // the local cache (or a pin waiting to be replayed)
-	SourceStore        // the Store (Redis)
-)
-
 // ErrStoreDown is returned while the store's breaker is open.
 var ErrStoreDown = errors.New("session store unreachable")
 
@@ -171,15 +162,15 @@ func (a *Affinity) now() int64 { return a.opts.Now().UnixNano() }
 // Lookup returns the backend pinned to (service, id). ok=false with a nil
 // error means the session is not pinned; with an error, the store could not
 // be asked and the caller should fall back on the cookie's hint.
-func (a *Affinity) Lookup(ctx context.Context, service string, id ID) (backendID string, src Source, ok bool, err error) {
+func (a *Affinity) Lookup(ctx context.Context, service string, id ID) (backendID string, ok bool, err error) {
 	now := a.now()
 	k := cacheKey{service, id}
 	if e, hit := a.cache.get(k, now); hit {
 		a.opts.Metrics.CacheHit()
 		if e.backend == tombstone {
-			return "", SourceCache, false, ErrUnpinned
+			return "", false, ErrUnpinned
 		}
-		return e.backend, SourceCache, true, nil
+		return e.backend, true, nil
 	}
 	a.opts.Metrics.CacheMiss()
 	key := storeKey(service, id)
@@ -200,22 +191,22 @@ func (a *Affinity) Lookup(ctx context.Context, service string, id ID) (backendID
 		// while the store cannot answer, never over the store's answer:
 		// a re-pin that timed out may have lost its race (issue 12).
 		if waiting {
-			return p.backend, SourceCache, true, nil
+			return p.backend, true, nil
 		}
-		return "", SourceNone, false, err
+		return "", false, err
 	}
 	if !found {
-		return "", SourceNone, false, nil
+		return "", false, nil
 	}
 	if backendID == tombstone {
 		a.cache.put(k, cacheEntry{backend: tombstone, expires: now + int64(a.opts.CacheTTL)})
-		return "", SourceStore, false, ErrUnpinned
+		return "", false, ErrUnpinned
 	}
 	// Keep the refresh time of an expired entry of this session, so a cache
 	// refresh does not cost a TTL refresh too; a session new to this
 	// replica (0) gets its TTL refreshed on the first Touch.
 	a.cache.put(k, cacheEntry{backend: backendID, expires: now + int64(a.opts.CacheTTL), refreshed: a.cache.lastRefresh(k)})
-	return backendID, SourceStore, true, nil
+	return backendID, true, nil
 }
 
 // LookupStore asks the Store only, bypassing the cache (admin API).

@@ -232,7 +232,7 @@ func (a *Affinity) Resolve(ctx context.Context, req Request, bs Backends) Decisi
 		}
 		id = in.Cookie.ID
 	}
-	in.Stored, _, in.Found, in.StoreErr = a.Lookup(ctx, req.Service, id)
+	in.Stored, in.Found, in.StoreErr = a.Lookup(ctx, req.Service, id)
 	if in.StoreErr == ErrUnpinned {
 		in.StoreErr, in.Unpinned = nil, true
 	}

@@ -129,10 +129,6 @@ func (s *RedisStore) Get(ctx context.Context, key string) (string, bool, error) 
 	return v, true, nil
 }
 
-func (s *RedisStore) Set(ctx context.Context, key, backend string, ttl time.Duration) error {
-	return s.c.Set(ctx, key, backend, ttl).Err()
-}
-
 // SetNX is one SET key value NX PX ttl when the key is free, as it is for
 // every new session. Only when another pin won (a replayed pin, a learned
 // application session) does a GET follow to read the winner. (SET NX GET

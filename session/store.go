@@ -10,7 +10,6 @@ import (
 // concurrent use. ttl is the sliding lifetime of a key.
 type Store interface {
 	Get(ctx context.Context, key string) (backendID string, ok bool, err error)
-	Set(ctx context.Context, key, backendID string, ttl time.Duration) error
 	// SetNX stores backendID only when key is absent and returns the value
 	// now stored.
 	SetNX(ctx context.Context, key, backendID string, ttl time.Duration) (current string, err error)
@@ -141,13 +140,6 @@ func (m *MemoryStore) Get(_ context.Context, key string) (string, bool, error) {
 	defer m.mu.Unlock()
 	e, ok := m.get(key)
 	return e.backend, ok, nil
-}
-
-func (m *MemoryStore) Set(_ context.Context, key, backend string, ttl time.Duration) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.put(key, backend, ttl)
-	return nil
 }
 
 func (m *MemoryStore) SetNX(_ context.Context, key, backend string, ttl time.Duration) (string, error) {

@@ -19,6 +19,7 @@ const (
 	Ignored
 )
 
+// String names the outcome.
 func (o Outcome) String() string {
 	switch o {
 	case Success:

@@ -50,7 +50,11 @@ type Options struct {
 	// [60s]. Re-pins and unpins by other replicas arrive sooner through
 	// pub/sub; CacheTTL bounds staleness only while pub/sub is down.
 	CacheTTL time.Duration
-	// StoreTimeout bounds each Store call on the request path [25ms].
+	// StoreTimeout bounds each Store call, on the request path and in the
+	// background [25ms], but for the calls that settle a re-pin between
+	// replicas (its compare-and-swap, the replay of one, a lookup of a
+	// session whose re-pin is in doubt): they wait max(4×StoreTimeout,
+	// 100ms) (issue 12).
 	StoreTimeout time.Duration
 	// MaxPending bounds the pins kept for replay while the Store is down [100,000].
 	MaxPending int
@@ -64,8 +68,11 @@ type Options struct {
 // breaker around the Store so a dead Redis costs a request nothing, and a
 // replay queue so pins made while it was down reach it when it is back.
 //
-// Every method is safe for concurrent use and bounded by StoreTimeout.
-// Run owns the background goroutines.
+// Every method is safe for concurrent use. Each Store call is bounded by
+// StoreTimeout, or by the longer settle timeout when it settles a re-pin
+// (Options.StoreTimeout), so Repin and a Lookup of a session whose re-pin
+// is in doubt may wait longer than StoreTimeout. Run owns the background
+// goroutines.
 type Affinity struct {
 	opts    Options
 	cache   *cache

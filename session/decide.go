@@ -21,6 +21,7 @@ const (
 	KindDetoured             // pinned backend recovering and busy with its probes: served elsewhere once, pin kept
 )
 
+// String names the decision (the access log, traces).
 func (k Kind) String() string {
 	switch k {
 	case KindNew:

@@ -342,10 +342,9 @@ func TestStoreKeyRoundTrip(t *testing.T) {
 // countingStore wraps a Store, counts calls and can fail them all.
 type countingStore struct {
 	Store
-	mu         sync.Mutex
-	n, getN    int
-	down       bool
-	downErrMsg string
+	mu      sync.Mutex
+	n, getN int
+	down    bool
 }
 
 func (c *countingStore) setDown(d bool) { c.mu.Lock(); c.down = d; c.mu.Unlock() }

@@ -20,6 +20,7 @@ type ParseError struct {
 	Detail string
 }
 
+// Error says why the request was rejected, with the kind's name.
 func (e *ParseError) Error() string { return "h1: " + e.Kind.String() + ": " + e.Detail }
 
 // Kind classifies a rejected request.
@@ -58,23 +59,12 @@ var kindNames = [...]string{"", "request line", "request target", "request targe
 	"content-length with transfer-encoding", "transfer-encoding in HTTP/1.0", "head too large", "version",
 	"expect", "chunk", "chunk extension", "truncated", "trailer", "empty host", "too many fields", "head memory"}
 
+// String names the kind.
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
 		return kindNames[k]
 	}
 	return "kind " + strconv.Itoa(int(k))
-}
-
-// Stricter reports whether net/http accepts what this kind rejects (RFC
-// 9112 tells or allows a server to reject it). KindExpect is stricter in
-// part: net/http refuses an Expect whose first line lacks 100-continue
-// too, but reads no further than that line's words.
-func (k Kind) Stricter() bool {
-	switch k {
-	case KindExpect, KindTargetForm, KindBareLineBreak, KindObsFold, KindDupLength, KindLengthAndChunked, KindHTTP10Chunked, KindChunkExt, KindTrailer, KindEmptyHost:
-		return true
-	}
-	return false
 }
 
 func bad(k Kind, detail string) *ParseError {

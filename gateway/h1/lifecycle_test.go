@@ -28,12 +28,7 @@ func TestExpectContinue(t *testing.T) {
 		"repeated as a field": "Expect: 100-continue\r\nExpect: 100-continue\r\n",
 	} {
 		t.Run(name, func(t *testing.T) {
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			c := dial(t, addr, 5*time.Second)
 			fmt.Fprint(c, "PUT /x HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n"+expect+"\r\n")
 			br := bufio.NewReader(c)
 			line, err := br.ReadString('\n')
@@ -141,12 +136,7 @@ func TestTimeouts(t *testing.T) {
 		"silent":               "",
 	} {
 		t.Run(name, func(t *testing.T) {
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			c := dial(t, addr, 5*time.Second)
 			io.WriteString(c, raw)
 			begin := time.Now()
 			out, err := io.ReadAll(c) // until the server closes

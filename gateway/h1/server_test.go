@@ -98,14 +98,22 @@ func TestChiThroughClient(t *testing.T) {
 
 // roundTrip writes raw bytes on a new connection and returns everything
 // the server sent until it closed (or a second passed).
-func roundTrip(t *testing.T, addr, raw string) string {
+// dial connects to addr; every read and write on the connection fails
+// after d. The test's end closes it.
+func dial(t *testing.T, addr string, d time.Duration) net.Conn {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(time.Second))
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(d))
+	return c
+}
+
+func roundTrip(t *testing.T, addr, raw string) string {
+	t.Helper()
+	c := dial(t, addr, time.Second)
 	if _, err := io.WriteString(c, raw); err != nil {
 		t.Fatal(err)
 	}

@@ -33,6 +33,8 @@ func FuzzDifferential(f *testing.F) {
 		"CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n",
 		"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET / HTTP/1.0\r\n\r\n",
 		"PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok",
+		"PUT / HTTP/1.1\r\nHost: h\r\nExpect: \r\nExpect: 100-Continue,\r\nContent-Length: 2\r\n\r\nok",
+		"PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue, magic\r\nContent-Length: 2\r\n\r\nok",
 		"GET /%41%2f?x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
 		// Smuggling shapes: each must be rejected.
 		"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: h\r\n\r\n",

@@ -57,7 +57,7 @@ test: tools vet
 	$(GO) test -count=1 -run 'Alloc' ./policy/ ./session/ ./gateway/  # allocation counts: without -race, which changes them
 	$(GO) test -race -count=1 -tags sockfault -run 'TestSockFault|FuzzRelayIntact' ./gateway/...  # bytes intact with faults under the sockets (sockio's sockfault build), on the committed seeds
 	$(GO) test -race -count=1 -tags sockfault ./gateway/forward/ ./gateway/h1/  # the byte paths' own suites with the same faults
-	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -run 'TestFaultSuite|TestHostileClientFaults|TestTwoRoutesOneCookie|TestUnpinWins|TestCookieless' -v ./integration/ | grep -v '^=== '
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -run 'TestFaultSuite|TestHostileClientFaults|TestHostileProcess|TestTwoRoutesOneCookie|TestUnpinWins|TestCookieless' -v ./integration/ | grep -v '^=== '
 	$(GO) test -count=1 -timeout 30m -run TestComposeSuite -v ./integration/ | grep -v '^=== '
 	$(MAKE) --no-print-directory fuzz FUZZTIME=3s
 

@@ -338,6 +338,7 @@ func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 	if g.conns != nil {
 		connContext, connState = g.conns.connContext, g.conns.connState
 	}
+	connContext = withBackendBudget(connContext, sc.MaxBackendConnectionsPerConnection.Get())
 	h1s := &h1.Server{Handler: g.Handler(), ReadHeaderTimeout: sc.ReadHeaderTimeout.Get(), ReadTimeout: sc.ReadTimeout,
 		WriteTimeout: sc.WriteTimeout, IdleTimeout: sc.IdleTimeout.Get(), MaxHeaderBytes: sc.MaxHeaderBytes.Get(),
 		MaxHeaderFields: sc.MaxHeaderFields.Get(), MaxHeadMemory: sc.MaxHeaderMemory.Get(), BaseContext: base, Log: g.log, ConnContext: connContext, ConnState: connState}

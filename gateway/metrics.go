@@ -178,6 +178,10 @@ func (m *Metrics) ClientError(route, cause string) {
 	m.clientErrors.WithLabelValues(route, cause).Inc()
 }
 
+// Refused counts a request refused before any backend was asked
+// (forward.Observer), in latch_requests_refused_total.
+func (m *Metrics) Refused(cause string) { m.reqRefused.WithLabelValues(cause).Inc() }
+
 func (m *Metrics) fallback(route, from, to string) {
 	m.fallbacks.WithLabelValues(route, from, to).Inc()
 }

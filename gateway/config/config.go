@@ -242,6 +242,15 @@ type Server struct {
 	// MaxConcurrentStreams caps the requests one HTTP/2 connection has open
 	// at once (default 100, as HAProxy and nginx's 128; Go's own is 250).
 	MaxConcurrentStreams Opt[int] `yaml:"max_concurrent_streams"`
+	// MaxBackendConnectionsPerConnection caps the backend connections one
+	// client connection holds at once (default 32; 0: no cap): on HTTP/2,
+	// its streams in flight to backends. A request over it waits for one
+	// to free at most transport.dial_timeout (as HAProxy's timeout queue
+	// defaults to its timeout connect), then gets 503. HAProxy and nginx
+	// give every stream its own (100 and 128 streams); 32 is five times
+	// the 6 connections a browser opens to a host over HTTP/1.1. Routes
+	// whose backends speak HTTP/2 share backend connections: not counted.
+	MaxBackendConnectionsPerConnection Opt[int] `yaml:"max_backend_connections_per_connection"`
 }
 
 // Transport tunes the connections to backends.

@@ -65,6 +65,9 @@ type Observer interface {
 	// ClientError counts a request whose body the client broke, by cause
 	// (CauseBodyFraming, …): not a failure of any backend.
 	ClientError(route, cause string)
+	// Refused counts a request refused before any backend was asked, by
+	// cause (CauseConnBackends).
+	Refused(cause string)
 }
 
 // Result is how a forwarded request ended.
@@ -220,6 +223,11 @@ func (f *Forwarder) Serve(w http.ResponseWriter, r *http.Request, spec *config.S
 				return Result{Status: x.status}
 			}
 		}
+	}
+	if b, ok := f.admitConn(ctx, w, r, x); !ok {
+		return Result{Status: x.status}
+	} else if b != nil {
+		defer b.give()
 	}
 	if !fast {
 		// ReverseProxy's hooks find the exchange in the request's context

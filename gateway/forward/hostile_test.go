@@ -204,6 +204,8 @@ func (o *countingObserver) ClientError(_, cause string) {
 	o.counts[cause]++
 }
 
+func (o *countingObserver) Refused(cause string) { o.ClientError("", cause) }
+
 // waitFor waits until n faults of cause were counted (the server handles
 // a reset connection after the client has gone), and that no other cause
 // was.

@@ -93,6 +93,7 @@ type nopObserver struct{}
 
 func (nopObserver) Retry(string)               {}
 func (nopObserver) ClientError(string, string) {}
+func (nopObserver) Refused(string)             {}
 
 type rigSession struct{ r *rig }
 

@@ -42,6 +42,7 @@ import (
 
 	"github.com/latchgw/latch/discovery"
 	"github.com/latchgw/latch/gateway/acme"
+	"github.com/latchgw/latch/gateway/affinity"
 	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/gateway/forward"
 	"github.com/latchgw/latch/gateway/h1"
@@ -106,21 +107,17 @@ type Gateway struct {
 	sampler      *statuspage.Sampler
 	conns        *connLimit // nil: no connection cap
 
-	table atomic.Pointer[table]
+	// routes are the routes, their services and sessions' decisions
+	// (gateway/affinity).
+	routes *affinity.Routes
 
 	reloadMu sync.Mutex                       // one reload at a time; guards load
 	load     func() (*config.Compiled, error) // SetConfigLoader's
 
-	mu         sync.Mutex // guards the fields below (state path only)
-	services   map[string]*service
-	fileRoutes []*route
-	tagRoutes  map[string][]*route // service → routes from its tags
-	conflicts  []string
-	lastTags   map[string][]string // the catalog's last answer
+	mu sync.Mutex // guards the fields below (state path only)
 	// pendingRestart: what the last reload changed that only a restart
 	// applies (reload.go).
 	pendingRestart []string
-	bg             context.Context // RunOn's background context: services a reload adds start with it
 
 	catalogSeen atomic.Bool // the catalog has answered once
 	wasReady    atomic.Bool // Ready has said yes once: it stays ready
@@ -163,14 +160,9 @@ func New(cfg *config.Compiled, deps Deps) (*Gateway, error) {
 		metrics:     deps.Metrics,
 		reopenLog:   deps.ReopenAccessLog,
 		accessLogOn: c.Log.Access.Get(),
-		services:    map[string]*service{},
-		tagRoutes:   map[string][]*route{},
 	}
 	if g.metrics == nil {
 		g.metrics = NewMetrics()
-	}
-	if err := g.metrics.reg.Register(newBackendCollector(g)); err != nil {
-		return nil, fmt.Errorf("gateway: Metrics already serve another gateway: %w", err)
 	}
 	g.conns = newConnLimit(c.Server.MaxConnections.Get(), c.Server.MaxConnectionsPerIP, g.metrics)
 	g.accessLogger = g.log
@@ -196,26 +188,17 @@ func New(cfg *config.Compiled, deps Deps) (*Gateway, error) {
 	if c.Server.ReadTimeout == 0 { // else the read timeout bounds the body as a whole
 		g.fwd.SetBodyTimeout(c.Server.BodyTimeout.Get())
 	}
+	env := affinity.Env{Log: g.log, Source: g.source, Sessions: g.affinity, Metrics: g.metrics, Trusted: g.trusted,
+		Transport: g.fwd.TransportFor, Scheme: g.fwd.Scheme, RetireTLS: g.fwd.RetireTLSPools}
+	if g.tracing != nil {
+		env.Tracer = g.tracing.Tracer()
+	}
+	g.routes = affinity.NewRoutes(cfg, env)
+	if err := g.metrics.reg.Register(g.routes.Collector()); err != nil {
+		return nil, fmt.Errorf("gateway: Metrics already serve another gateway: %w", err)
+	}
 	g.sampler = g.newStatusSampler()
-	for _, rc := range cfg.Routes() {
-		svc := g.serviceFor(rc.Service(), rc)
-		rt := newRoute(rc, svc)
-		svc.addRoute(rt)
-		g.fileRoutes = append(g.fileRoutes, rt)
-	}
-	g.table.Store(newTable(g.fileRoutes))
 	return g, nil
-}
-
-// serviceFor returns the service named name, creating it. Called with
-// g.mu held or before Run.
-func (g *Gateway) serviceFor(name string, spec *config.Spec) *service {
-	if svc, ok := g.services[name]; ok {
-		return svc
-	}
-	svc := g.newService(name, spec)
-	g.services[name] = svc
-	return svc
 }
 
 // Handler is the public handler: chi with its middleware around the proxy.
@@ -293,16 +276,11 @@ func (g *Gateway) RunOn(ctx context.Context, ls Listeners) error {
 			}
 		})
 	}
-	g.mu.Lock()
-	g.bg = bg
-	for _, svc := range g.services {
-		svc.start(bg)
-	}
-	g.mu.Unlock()
+	g.routes.Start(bg)
 	if g.catalog != nil && g.c.Consul.RoutesFromTags.Get() {
 		owner.Go(func() {
 			err := g.catalog.Watch(bg, func(services map[string][]string) {
-				g.applyTags(bg, services)
+				g.routes.ApplyTags(bg, services)
 				g.catalogSeen.Store(true)
 			})
 			if err != nil && !errors.Is(err, context.Canceled) {
@@ -315,12 +293,7 @@ func (g *Gateway) RunOn(ctx context.Context, ls Listeners) error {
 
 	stopBG()
 	owner.Wait()
-	g.mu.Lock()
-	g.bg = nil
-	for _, svc := range g.services {
-		svc.stop()
-	}
-	g.mu.Unlock()
+	g.routes.Stop()
 	g.fwd.CloseIdleConnections()
 	g.log.Info("stopped")
 	stopLog()

@@ -1,8 +1,9 @@
-package gateway
+package affinity
 
 import (
 	"context"
 	"errors"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,17 +15,17 @@ import (
 	"github.com/latchgw/latch/session"
 )
 
-// service is one watched Consul service: its backend registry (breakers and
+// Service is one watched Consul service: its backend registry (breakers and
 // load statistics survive snapshot changes) and the routes that use it.
 // Everything here runs on the state path; the request path only reads the
 // routeState pointers this publishes.
-type service struct {
+type Service struct {
 	name     string
 	registry *policy.Registry
-	g        *Gateway
+	env      *Env
 
 	mu     sync.Mutex // guards routes, snap and opts; held by the watch goroutine and route changes
-	routes []*route
+	routes []*Route
 	snap   *discovery.Snapshot
 	opts   registryOptions // the route's settings registry is configured from
 	// answered: a snapshot has had backends whose checks all answered
@@ -41,38 +42,65 @@ type service struct {
 	ttl      atomic.Int64 // session TTL (a time.Duration), for session counts; a reload sets it
 }
 
-func (g *Gateway) newService(name string, spec *config.Spec) *service {
+func newService(env *Env, name string, spec *config.Spec) *Service {
 	settings := spec.Route().RouteSettings
-	svc := &service{name: name, g: g, checkCfg: settings.HealthCheck, checkTLS: spec}
+	svc := &Service{name: name, env: env, checkCfg: settings.HealthCheck, checkTLS: spec}
 	svc.ttl.Store(int64(settings.Sticky.TTL.Get()))
-	svc.opts = svc.registryOptions(settings)
+	svc.opts = newRegistryOptions(settings)
 	svc.registry = policy.NewRegistry(name, svc.effective(svc.opts).Options(svc))
-	g.metrics.discoveryStart(name)
+	env.Metrics.DiscoveryStart(name)
 	return svc
 }
 
+// Name is the service's name in discovery.
+func (svc *Service) Name() string { return svc.name }
+
+// Set is the service's current backend set (nil before its first
+// snapshot).
+func (svc *Service) Set() *policy.Set { return svc.registry.Current() }
+
+// Drain drains (or undrains) backend id; it reports whether the service
+// has it.
+func (svc *Service) Drain(id string, drain bool) bool { return svc.registry.Drain(id, drain) }
+
+// SessionsCountedAt is when least_sessions' counts were last read from
+// the session store (zero: never).
+func (svc *Service) SessionsCountedAt() time.Time { return svc.registry.SessionsCountedAt() }
+
+// Updated is when the last snapshot arrived (zero: none yet).
+func (svc *Service) Updated() time.Time {
+	if ns := svc.updated.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
+// Ready reports whether the service's routes can serve (a snapshot
+// arrived).
+func (svc *Service) Ready() bool { return svc.ready.Load() }
+
 // start watches the service (and runs its active checks) until ctx ends
 // or stop is called. Called with g.mu held.
-func (svc *service) start(ctx context.Context) {
+func (svc *Service) start(ctx context.Context) {
 	ctx, svc.cancel = context.WithCancel(ctx)
 	if svc.checkCfg.Enabled() {
 		svc.mu.Lock()
-		svc.checks = newActiveChecks(svc.name, svc.checkCfg, svc.g.fwd.TransportFor(svc.checkTLS), svc.g.log)
+		svc.checks = newActiveChecks(svc.name, svc.checkCfg, svc.env.Transport(svc.checkTLS), svc.env.Log)
 		svc.checks.scheme = forward.BackendScheme(svc.checkTLS)
 		svc.mu.Unlock()
 		svc.running.Go(func() { svc.checks.run(ctx, svc.republish) })
 	}
 	svc.running.Go(func() { svc.runSessionCounts(ctx) })
 	svc.running.Go(func() {
-		err := svc.g.source.Watch(ctx, svc.name, svc.update)
+		err := svc.env.Source.Watch(ctx, svc.name, svc.update)
 		if err != nil && !errors.Is(err, context.Canceled) {
-			svc.g.log.Error("discovery stopped", "service", svc.name, "err", err)
+			svc.env.Log.Error("discovery stopped", "service", svc.name, "err", err)
 		}
 	})
 }
 
 // stop ends the watch and the active checks, and waits for both.
-func (svc *service) stop() {
+func (svc *Service) stop() {
 	if svc.cancel != nil {
 		svc.cancel()
 	}
@@ -80,25 +108,25 @@ func (svc *service) stop() {
 }
 
 // update is the Source's callback: one goroutine at a time.
-func (svc *service) update(s discovery.Snapshot) {
+func (svc *Service) update(s discovery.Snapshot) {
 	svc.mu.Lock()
 	prev := svc.snap
 	svc.snap = &s
 	svc.mu.Unlock()
-	svc.g.metrics.discoveryUpdate(svc.name, s, prev)
+	svc.env.Metrics.DiscoveryUpdate(svc.name, s, prev)
 	svc.updated.Store(time.Now().UnixNano())
 	svc.republish()
 	// Ready only once the routes can serve from this snapshot.
 	if !svc.ready.Swap(true) {
-		svc.g.log.Info("service discovered", "service", svc.name, "backends", len(s.Backends), "stale", s.Stale)
+		svc.env.Log.Info("service discovered", "service", svc.name, "backends", len(s.Backends), "stale", s.Stale)
 	} else {
-		svc.g.log.Debug("service changed", "service", svc.name, "backends", len(s.Backends), "stale", s.Stale)
+		svc.env.Log.Debug("service changed", "service", svc.name, "backends", len(s.Backends), "stale", s.Stale)
 	}
 }
 
 // republish rebuilds the set and every route's pickers from the last
 // snapshot (after a snapshot or an active health check changed).
-func (svc *service) republish() {
+func (svc *Service) republish() {
 	svc.mu.Lock()
 	defer svc.mu.Unlock()
 	if svc.snap == nil {
@@ -113,12 +141,12 @@ func (svc *service) republish() {
 	set := svc.registry.Update(s)
 	svc.forgetGone(prev, set)
 	if set.Panic && (prev == nil || !prev.Panic) {
-		svc.g.log.Warn("panic mode: too few backends look healthy to trust health checks; all but draining ones serve",
+		svc.env.Log.Warn("panic mode: too few backends look healthy to trust health checks; all but draining ones serve",
 			"service", svc.name, "backends", len(set.Backends))
 	} else if !set.Panic && prev != nil && prev.Panic {
-		svc.g.log.Info("panic mode over: health checks trusted again", "service", svc.name)
+		svc.env.Log.Info("panic mode over: health checks trusted again", "service", svc.name)
 	}
-	svc.g.metrics.panicMode(svc.name, set.Panic)
+	svc.env.Metrics.PanicMode(svc.name, set.Panic)
 	hints := svc.hints(set)
 	for _, rt := range svc.routes {
 		svc.publishRoute(rt, set, hints)
@@ -130,7 +158,7 @@ func (svc *service) republish() {
 // not run yet as critical, so at every start the first snapshot after the
 // backends registered looked like an outage and latch warned of panic mode
 // (issue 29). Called with mu held, before the registry takes s.
-func (svc *service) judgePanic(s discovery.Snapshot) {
+func (svc *Service) judgePanic(s discovery.Snapshot) {
 	if svc.answered || len(s.Backends) == 0 {
 		return
 	}
@@ -145,7 +173,7 @@ func (svc *service) judgePanic(s discovery.Snapshot) {
 
 // effective is o as the registry takes it now: no panic mode before the
 // backends' checks have answered.
-func (svc *service) effective(o registryOptions) registryOptions {
+func (svc *Service) effective(o registryOptions) registryOptions {
 	if !svc.answered {
 		o.panicThreshold = 0
 	}
@@ -154,7 +182,7 @@ func (svc *service) effective(o registryOptions) registryOptions {
 
 // forgetGone deletes the metric series of the backends in prev but not in
 // set. Called with mu held.
-func (svc *service) forgetGone(prev, set *policy.Set) {
+func (svc *Service) forgetGone(prev, set *policy.Set) {
 	if prev == nil {
 		return
 	}
@@ -168,7 +196,7 @@ func (svc *service) forgetGone(prev, set *policy.Set) {
 				routes = append(routes, rt.name)
 			}
 		}
-		svc.g.metrics.backendGone(svc.name, routes, b.ID)
+		svc.env.Metrics.BackendGone(svc.name, routes, b.ID)
 	}
 }
 
@@ -179,7 +207,7 @@ type hintMaps struct {
 	of     map[*policy.Backend]session.Hint
 }
 
-func (svc *service) hints(set *policy.Set) hintMaps {
+func (svc *Service) hints(set *policy.Set) hintMaps {
 	h := hintMaps{byHint: make(map[session.Hint]*policy.Backend, len(set.Backends)),
 		of: make(map[*policy.Backend]session.Hint, len(set.Backends))}
 	for _, b := range set.Backends {
@@ -190,28 +218,28 @@ func (svc *service) hints(set *policy.Set) hintMaps {
 }
 
 // publishRoute builds rt's policy chain over set. Called with mu held.
-func (svc *service) publishRoute(rt *route, set *policy.Set, hints hintMaps) {
+func (svc *Service) publishRoute(rt *Route, set *policy.Set, hints hintMaps) {
 	name, rc := rt.name, rt.spec.Route()
 	chain, err := policy.NewChain(rc.Policy.Get(), set, policy.BuildOptions{
 		HashHeader:     rc.Hash.Header.Get(),
 		HashCookie:     rc.Hash.Cookie.Get(),
-		TrustedProxies: svc.g.trusted,
+		TrustedProxies: svc.env.Trusted,
 	}, func(from, to string) {
-		svc.g.metrics.fallback(name, from, to)
-		svc.g.log.Debug("policy fallback", "route", name, "from", from, "to", to)
+		svc.env.Metrics.Fallback(name, from, to)
+		svc.env.Log.Debug("policy fallback", "route", name, "from", from, "to", to)
 	})
 	if err != nil {
 		// Policies are validated at start; this is a bug, not bad input.
-		svc.g.log.Error("building policy chain", "route", name, "err", err)
+		svc.env.Log.Error("building policy chain", "route", name, "err", err)
 		return
 	}
 	rt.state.Store(&routeState{set: set, chain: chain, hints: hints.byHint, hintOf: hints.of,
-		series: newRouteSeries(svc.g.metrics, name, set)})
+		series: newRouteSeries(svc.env.Metrics.Vectors(), name, set)})
 }
 
 // addRoute attaches rt and publishes its state at once when the service
 // is already known.
-func (svc *service) addRoute(rt *route) {
+func (svc *Service) addRoute(rt *Route) {
 	svc.mu.Lock()
 	svc.routes = append(svc.routes, rt)
 	var set *policy.Set
@@ -225,7 +253,7 @@ func (svc *service) addRoute(rt *route) {
 }
 
 // removeRoute detaches rt; it reports whether the service has no routes left.
-func (svc *service) removeRoute(rt *route) bool {
+func (svc *Service) removeRoute(rt *Route) bool {
 	svc.mu.Lock()
 	defer svc.mu.Unlock()
 	for i, r := range svc.routes {
@@ -237,9 +265,67 @@ func (svc *service) removeRoute(rt *route) bool {
 	return len(svc.routes) == 0
 }
 
-// snapshot returns the last snapshot (nil before the first).
-func (svc *service) snapshot() *discovery.Snapshot {
+// Snapshot returns the last snapshot (nil before the first).
+func (svc *Service) Snapshot() *discovery.Snapshot {
 	svc.mu.Lock()
 	defer svc.mu.Unlock()
 	return svc.snap
+}
+
+// reconfigure applies a reload's settings of the service's first route to
+// its registry (breakers, slow start, health verdicts). Called with g.mu
+// held.
+func (svc *Service) reconfigure(rs config.RouteSettings, needsRestart *[]string) (applied []string) {
+	svc.ttl.Store(int64(rs.Sticky.TTL.Get()))
+	opts := newRegistryOptions(rs)
+	if !reflect.DeepEqual(rs.HealthCheck, svc.checkCfg) {
+		*needsRestart = append(*needsRestart, "health_check of service "+svc.name)
+	} else if svc.checkCfg.Enabled() && rs.BackendProtocol.Get() != svc.checkTLS.BackendProtocol() {
+		// The running checks speak the protocol they started with.
+		*needsRestart = append(*needsRestart, "health_check of service "+svc.name+" (backend_protocol)")
+	}
+	svc.mu.Lock()
+	same := svc.opts == opts
+	svc.opts = opts
+	// Under mu, so a snapshot's judgePanic cannot come in between.
+	reset := !same && svc.registry.Reconfigure(svc.effective(opts).Options(svc))
+	svc.mu.Unlock()
+	if same {
+		return nil
+	}
+	if reset {
+		svc.env.Log.Info("circuit breakers replaced: their settings changed", "service", svc.name)
+		applied = append(applied, "service "+svc.name+": breaker settings (breakers start closed)")
+	}
+	applied = append(applied, "service "+svc.name+": registry settings")
+	svc.republish() // health verdicts under the new settings
+	return applied
+}
+
+// registryOptions is what a service's registry is built from: the
+// settings of its first route that apply per service, comparable so a
+// reload can tell whether they changed.
+type registryOptions struct {
+	breaker        policy.BreakerSettings
+	slowStart      time.Duration
+	warningUsable  bool
+	panicThreshold float64
+}
+
+func newRegistryOptions(rs config.RouteSettings) registryOptions {
+	return registryOptions{breaker: rs.Breaker.BreakerSettings(), slowStart: rs.SlowStart.Get(),
+		warningUsable: rs.WarningUsable.Get(), panicThreshold: max(rs.PanicThreshold.Get(), 0)}
+}
+
+// Options are the registry's options for these settings.
+func (o registryOptions) Options(svc *Service) policy.Options {
+	name, env := svc.name, svc.env
+	return policy.Options{
+		Breaker: o.breaker, SlowStart: o.slowStart, WarningUsable: o.warningUsable, PanicThreshold: o.panicThreshold,
+		OnBreakerChange: func(id string, from, to policy.BreakerState) {
+			// Runs under the breaker's mutex: log and count, nothing more.
+			env.Log.Warn("circuit breaker", "service", name, "backend", id, "from", from.String(), "to", to.String())
+			env.Metrics.BreakerChange(name, id, to)
+		},
+	}
 }

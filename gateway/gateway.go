@@ -1,23 +1,39 @@
-// Package gateway is latch's HTTP side and its lifecycle. A request runs:
+// Package gateway wires latch: the listeners, chi and its middleware,
+// and Run, which owns every goroutine. The concerns with rules of their
+// own live in packages under it: gateway/affinity (routes, backends,
+// sessions' decisions), gateway/forward (the forwarding pipeline),
+// gateway/h1 (the HTTP/1 server), gateway/config, gateway/tracing.
 //
-//  0. gateway/h1 parses it (strictly; conns.go caps the connections) and
-//     screen.go refuses what latch never forwards (CONNECT, TRACE, …);
-//  1. serve.go: the chi router hands it to ServeHTTP, which finds its route
-//     in the immutable table (routes.go) and the route's backends of the
-//     moment (a routeState, swapped per snapshot by service.go);
-//  2. affinity.go: session.Affinity.Resolve decides its session (keep,
-//     restore, re-pin or new);
-//  3. forward.Forwarder.Serve (gateway/forward) sends it: the session's
-//     backend first, else the policy chain's pick, retrying on another
-//     backend; session.Affinity.Commit sets the cookie when a backend
-//     answered;
-//  4. accesslog.go, metrics.go: the access line and the counters.
+// A sticky request's walk (cookie present, its backend alive) crosses
+// each package once on the way in and once on the way out, and nothing
+// calls up into gateway:
 //
-// The state path: service.go watches discovery and rebuilds each route's
-// pickers; tags.go turns Consul tags into routes; healthcheck.go adds
-// latch's own checks. admin.go serves the admin API. Run owns every
-// goroutine. Balancing lives in policy, affinity in session, backend lists
-// in discovery, configuration in gateway/config.
+//  1. gateway/h1 (or net/http) reads the request and calls the handler;
+//  2. gateway decides whether latch forwards it at all: chi's middleware
+//     (request id, screen.go, recover), then ServeHTTP (serve.go) finds
+//     its route in the table of the moment and starts its
+//     affinity.Session on the route's backends (Route.Begin);
+//  3. gateway/affinity decides where the session goes, in Resolve: the
+//     cookie (session.Codec), the pin from the local cache or the store
+//     (session.Affinity.Resolve, the one store call before forwarding),
+//     the decision (session.Decide: keep, restore from the cookie's
+//     signed hint, re-pin, or new), the backend looked up once, as a
+//     *policy.Backend;
+//  4. gateway/forward decides how the request gets there, in Serve with
+//     the Session as its Picker: Pick hands out the pinned backend (never
+//     blocking, never calling the store), then come the backend's breaker
+//     ticket (policy), the outbound head, a pooled connection, the
+//     attempt's outcome, a retry only where RFC 9110 allows it; Pick's
+//     done (affinity's) commits once the backend answered, before the
+//     response head goes out: a new or restored pin written (a kept
+//     one's TTL was slid in the background at Resolve), the cookie set
+//     when it must be reissued;
+//  5. gateway counts and logs it: metrics and the access line
+//     (accesslog.go); h1 writes the rest of the response.
+//
+// A session whose backend is unusable, or fails mid-loop, is re-pinned
+// between two passes of forward's loop (affinity.Session.Settle: the
+// store's compare-and-swap), never inside Pick; see gateway/affinity.
 package gateway
 
 import (

@@ -80,7 +80,7 @@ func (svc *Service) Updated() time.Time {
 func (svc *Service) Ready() bool { return svc.ready.Load() }
 
 // start watches the service (and runs its active checks) until ctx ends
-// or stop is called. Called with g.mu held.
+// or stop is called. Called with the Routes' mu held.
 func (svc *Service) start(ctx context.Context) {
 	ctx, svc.cancel = context.WithCancel(ctx)
 	if svc.checkCfg.Enabled() {
@@ -273,8 +273,8 @@ func (svc *Service) Snapshot() *discovery.Snapshot {
 }
 
 // reconfigure applies a reload's settings of the service's first route to
-// its registry (breakers, slow start, health verdicts). Called with g.mu
-// held.
+// its registry (breakers, slow start, health verdicts). Called with the
+// Routes' mu held.
 func (svc *Service) reconfigure(rs config.RouteSettings, needsRestart *[]string) (applied []string) {
 	svc.ttl.Store(int64(rs.Sticky.TTL.Get()))
 	opts := newRegistryOptions(rs)

@@ -84,13 +84,6 @@ func (s *blockingStore) Get(ctx context.Context, key string) (string, bool, erro
 	return s.MemoryStore.Get(ctx, key)
 }
 
-func (s *blockingStore) Set(ctx context.Context, key, backendID string, ttl time.Duration) error {
-	if err := s.called(ctx); err != nil {
-		return err
-	}
-	return s.MemoryStore.Set(ctx, key, backendID, ttl)
-}
-
 func (s *blockingStore) SetNX(ctx context.Context, key, backendID string, ttl time.Duration) (string, error) {
 	if err := s.called(ctx); err != nil {
 		return "", err

@@ -170,7 +170,9 @@ func (f *Forwarder) roundTrip(ctx context.Context, w http.ResponseWriter, r *htt
 
 	h := w.Header()
 	c.copyHeader(h)
-	x.session.Commit(h, r, x.backend)
+	if x.done != nil {
+		x.done(h, x.backend)
+	}
 	x.status = code
 	w.WriteHeader(code)
 

@@ -46,11 +46,13 @@ func (x *exchange) answered(r *http.Request, code int) (retry bool) {
 	}
 	skip := x.skip
 	skip.Add(x.backend)
-	next := x.session.Next(r, &skip)
-	if next == nil || !x.body.detach(x.gen) {
+	next, done := x.picker.Pick(r, &skip)
+	// A backend waiting on the picker's re-pin is there too: the loop
+	// settles it before its next pass.
+	if next == nil && !x.picker.Waiting() || !x.body.detach(x.gen) {
 		return false
 	}
-	x.next, x.resent, x.retryable, x.err = next, true, true, errRetryStatus
+	x.next, x.nextDone, x.resent, x.retryable, x.err = next, done, true, true, errRetryStatus
 	return true
 }
 

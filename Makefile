@@ -156,7 +156,7 @@ compose:
 # The images docker-compose.yml and the Dockerfile name, made locally when no
 # registry can be pulled from (cached; the compose suite runs this too).
 images: tools
-	@CONSUL_BIN=$(TOOLS_BIN)/consul bash integration/tools/images.sh
+	@CONSUL_BIN=$(TOOLS_BIN)/consul JAEGER_BIN=$(TOOLS_BIN)/jaeger bash integration/tools/images.sh
 
 clean:
 	rm -rf bin $(RELEASE_DIR) integration/results

@@ -213,12 +213,12 @@ type Server struct {
 	ShutdownTimeout Opt[time.Duration] `yaml:"shutdown_timeout"` // default 30s
 	// ReusePort opens the public listener with SO_REUSEPORT (default
 	// false), so a new latch can bind the same address while the old one
-	// drains: the zero-downtime upgrade (README). Linux and macOS only.
+	// drains: the zero-downtime upgrade (docs/operations.md). Linux and macOS only.
 	ReusePort bool `yaml:"reuse_port"`
 	// Implementation serves the public listener: "h1" (default; gateway/h1:
 	// RFC 9112 strict, pooled buffers, no background read; see its doc for
-	// what differs) or "net/http" (Go's server, more lenient: see the
-	// README for what latch cannot refuse on it).
+	// what differs) or "net/http" (Go's server, more lenient: see
+	// docs/behaviour.md for what latch cannot refuse on it).
 	Implementation string `yaml:"implementation"`
 	// AllowTrace forwards TRACE requests (default false: 405). A TRACE
 	// echoes the request, cookies and credentials a front proxy added

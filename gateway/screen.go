@@ -15,6 +15,7 @@ import (
 //   - TRACE: 405 unless server.allow_trace (it would echo to the client
 //     the cookies and credentials a front proxy added);
 //   - an Upgrade that is not a list of protocol tokens: 400 and close;
+//   - an Upgrade to h2c: dropped, the request served in HTTP/1.1;
 //   - on HTTP/2 and on net/http, more header fields than
 //     server.max_header_fields: 431 and close (gateway/h1 refuses them as
 //     it parses);
@@ -48,6 +49,7 @@ func (g *Gateway) screen(next http.Handler) http.Handler {
 				return
 			}
 		}
+		dropH2CUpgrade(r) // served in HTTP/1.1, never forwarded (h2c.go)
 		if up := r.Header["Upgrade"]; len(up) > 0 && !upgradeList(up) {
 			// ReverseProxy refuses it through its error handler, which
 			// would charge the backend (FuzzRequestPath found

@@ -186,6 +186,10 @@ func (s *h2cServer) Close() error {
 	return err
 }
 
+// h2cOff answers HTTP/2's preface on a plain listener without server.h2c
+// (net/http; gateway/h1 answers it 505 as it parses).
+const h2cOff = "latch: HTTP/2 without TLS (h2c) is off: see server.h2c\n"
+
 // h2cPreface is HTTP/2's client connection preface (RFC 9113 §3.4).
 const h2cPreface = http2.ClientPreface
 

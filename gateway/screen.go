@@ -42,6 +42,11 @@ func (g *Gateway) screen(next http.Handler) http.Handler {
 		case http.MethodConnect:
 			g.refuse(w, r, http.StatusNotImplemented, "connect", "latch: CONNECT is not supported\n")
 			return
+		case "PRI": // HTTP/2's preface; net/http passes it on when h2c is off
+			if r.ProtoMajor == 2 {
+				g.refuse(w, r, http.StatusHTTPVersionNotSupported, "", h2cOff)
+				return
+			}
 		case http.MethodTrace:
 			if !allowTrace {
 				w.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")

@@ -1,0 +1,525 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+
+	"github.com/latchgw/latch/gateway/config"
+)
+
+// HTTP/2's abuse cases over h2c (issue 27), each written frame by frame
+// with x/net/http2's Framer on one connection while the gateway serves
+// others: the server refuses it (a GOAWAY, a closed connection, a stream
+// reset or a 431), the gateway's goroutines and the backend's connections
+// stay bounded and come back, and a legitimate request on another
+// connection succeeds meanwhile. Each prints its figures (go test -v).
+func TestH2CAbuse(t *testing.T) {
+	const maxStreams = 100 // server.max_concurrent_streams's default
+	for _, impl := range implementations {
+		t.Run(impl, func(t *testing.T) {
+			be := newAbuseBackend(t)
+			tg := startGateway(t, func(c *config.Config) {
+				c.Server.Implementation = impl
+				c.Server.H2C = true
+			}, be.tb)
+			addr := strings.TrimPrefix(tg.url, "http://")
+			legit := h2cHTTPClient()
+			defer legit.CloseIdleConnections()
+			for _, ac := range abuseCases {
+				t.Run(ac.name, func(t *testing.T) {
+					be.reset()
+					base := settledGoroutines(t, 0)
+					s := startSampler()
+					a := dialAttacker(t, addr, !ac.flood)
+					start := time.Now()
+					what := ac.attack(t, a)
+					took := time.Since(start)
+					// Meanwhile, on another connection.
+					if err := h2cGet(legit, tg.url+"/"); err != nil {
+						t.Fatalf("a legitimate request during %s: %v", ac.name, err)
+					}
+					a.c.Close()
+					peakG, peakHeap := s.stop()
+					after := settledGoroutines(t, base)
+					t.Logf("%s: %s in %v; wrote %d bytes; gateway goroutines %d → peak %d → %d; heap in use +%.1f MiB at peak; backend: %d requests, %d connections (%d at once at most)",
+						ac.name, what, took.Round(time.Millisecond), a.written.Load(), base, peakG, after,
+						float64(peakHeap)/(1<<20), be.hits.Load(), be.conns.Load(), be.peakOpen.Load())
+					if peakG-base > 8*maxStreams {
+						t.Fatalf("%d goroutines over the %d before; want at most %d (8 per stream allowed)", peakG-base, base, 8*maxStreams)
+					}
+					// One more: the legitimate request's.
+					if n := be.peakOpen.Load(); n > maxStreams+1 {
+						t.Fatalf("%d backend connections at once; want at most %d (max_concurrent_streams, and one)", n, maxStreams+1)
+					}
+				})
+			}
+		})
+	}
+}
+
+// abuseCases are the attacks: each writes on a (whose reader runs) and
+// says what the server did, failing t if it did not refuse.
+var abuseCases = []struct {
+	name   string
+	flood  bool // the attacker reads nothing after SETTINGS
+	attack func(t *testing.T, a *attacker) string
+}{
+	{"rapid reset", false, func(t *testing.T, a *attacker) string {
+		// CVE-2023-44487: a stream opened and cancelled at once, again and
+		// again; each would start a request.
+		const n = 20000
+		sent := 0
+		for i := range n {
+			id := uint32(2*i + 1)
+			if a.headers(id, "/slow", true) != nil || a.fr.WriteRSTStream(id, http2.ErrCodeCancel) != nil {
+				break
+			}
+			sent++
+		}
+		a.waitEnd(2 * time.Second)
+		return fmt.Sprintf("%d of %d streams opened and reset; server: %s", sent, n, a.outcome())
+	}},
+	{"more streams than max_concurrent_streams", false, func(t *testing.T, a *attacker) string {
+		const n = 150
+		for i := range n {
+			if err := a.headers(uint32(2*i+1), "/slow", true); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Streams past the limit are reset at once; the first 100 wait on
+		// the backend.
+		deadline := time.Now().Add(5 * time.Second)
+		for a.rsts() < n-100 && time.Now().Before(deadline) && !a.ended() {
+			time.Sleep(time.Millisecond)
+		}
+		if r := a.rsts(); r < n-100 {
+			t.Fatalf("%d of %d streams reset; want the %d over the limit", r, n, n-100)
+		}
+		return fmt.Sprintf("%d streams opened at once; server: %s", n, a.outcome())
+	}},
+	{"CONTINUATION flood", false, func(t *testing.T, a *attacker) string {
+		// CVE-2023-45288: a header block that never ends, in CONTINUATION
+		// frames of 16 KiB of fields each.
+		block := a.block("/")
+		if err := a.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block, EndStream: true}); err != nil {
+			t.Fatal(err)
+		}
+		frag := literalFields(16 << 10)
+		const limit = 64 << 20
+		frames := 0
+		for a.written.Load() < limit && !a.ended() {
+			if a.fr.WriteContinuation(1, false, frag) != nil {
+				break
+			}
+			frames++
+		}
+		a.waitEnd(5 * time.Second)
+		if !a.ended() {
+			t.Fatalf("the connection still open after %d CONTINUATION frames (%d bytes)", frames, a.written.Load())
+		}
+		return fmt.Sprintf("%d CONTINUATION frames of 16 KiB written before the server closed; server: %s", frames, a.outcome())
+	}},
+	{"SETTINGS flood", true, func(t *testing.T, a *attacker) string {
+		return controlFlood(t, a, "SETTINGS", func() error { return a.fr.WriteSettings() })
+	}},
+	{"PING flood", true, func(t *testing.T, a *attacker) string {
+		var p [8]byte
+		return controlFlood(t, a, "PING", func() error { return a.fr.WritePing(false, p) })
+	}},
+	{"HPACK bomb", false, func(t *testing.T, a *attacker) string {
+		// One field of 4,000 bytes into the dynamic table, then 12,000
+		// one-byte references to it: a 16 KiB block that decodes to 48 MB.
+		var buf bytes.Buffer
+		enc := hpack.NewEncoder(&buf)
+		for _, f := range requestFields("/") {
+			_ = enc.WriteField(f)
+		}
+		_ = enc.WriteField(hpack.HeaderField{Name: "x-b", Value: strings.Repeat("a", 4000)})
+		buf.Write(bytes.Repeat([]byte{0x80 | 62}, 12000)) // indexed: the newest dynamic entry
+		if err := a.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: buf.Bytes(), EndStream: true, EndHeaders: true}); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for a.status(1) == "" && a.rsts() == 0 && !a.ended() && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		if st := a.status(1); st != "431" && a.rsts() == 0 && !a.ended() {
+			t.Fatalf("a 48 MB header list answered %q; want 431, a reset or the connection closed", st)
+		}
+		return fmt.Sprintf("a %d-byte header block decoding to 48 MB; server: %s", buf.Len(), a.outcome())
+	}},
+}
+
+// controlFlood writes control frames (write) until the server closes the
+// connection or stops reading it (no byte taken for 2s: its answers fill
+// the socket the attacker does not read), 2 million at most, and fails t
+// if the server took them all.
+func controlFlood(t *testing.T, a *attacker, kind string, write func() error) string {
+	const n = 2000000
+	sent := 0
+	var err error
+	for ; sent < n; sent++ {
+		if sent%1000 == 0 {
+			_ = a.c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		}
+		if err = write(); err != nil {
+			break
+		}
+	}
+	if sent == n {
+		t.Fatalf("%d %s frames taken, the answers never read, and the connection still open", n, kind)
+	}
+	how := "closed the connection"
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		how = "stopped reading (no byte taken for 2s)"
+	}
+	return fmt.Sprintf("%d %s frames written (answers unread) before the server %s", sent, kind, how)
+}
+
+// attacker is one raw HTTP/2 connection: the client preface and SETTINGS
+// written, its server's frames read in the background.
+type attacker struct {
+	c       net.Conn
+	fr      *http2.Framer // writes
+	enc     *hpack.Encoder
+	hbuf    bytes.Buffer
+	written atomic.Int64
+	done    chan struct{} // the reader saw the connection end
+
+	mu       sync.Mutex
+	goaway   string
+	rstCount int
+	statuses map[uint32]string
+	readErr  error
+}
+
+// countingWriter counts what the attacker writes.
+type countingWriter struct {
+	w net.Conn
+	n *atomic.Int64
+}
+
+func (c countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// dialAttacker connects to addr, exchanges SETTINGS and, with read,
+// keeps reading the server's frames; without, it reads nothing more (the
+// floods: what the server answers stays in the socket).
+func dialAttacker(t *testing.T, addr string, read bool) *attacker {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	// Small buffers: what the server refuses shows in bytes written, not
+	// in what the kernels hold.
+	tc := c.(*net.TCPConn)
+	_ = tc.SetWriteBuffer(16 << 10)
+	_ = tc.SetReadBuffer(16 << 10)
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	a := &attacker{c: c, done: make(chan struct{}), statuses: map[uint32]string{}}
+	a.fr = http2.NewFramer(countingWriter{c, &a.written}, nil)
+	a.enc = hpack.NewEncoder(&a.hbuf)
+	if _, err := io.WriteString(countingWriter{c, &a.written}, http2.ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	// The server's SETTINGS, ACKed: a server closes a connection that
+	// leaves them unacknowledged.
+	fr := http2.NewFramer(nil, c)
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sf, ok := f.(*http2.SettingsFrame); ok && !sf.IsAck() {
+			break
+		}
+	}
+	if err := a.fr.WriteSettingsAck(); err != nil {
+		t.Fatal(err)
+	}
+	if read {
+		go a.read(fr)
+	}
+	return a
+}
+
+// read reads the server's frames until the connection ends: it ACKs the
+// server's SETTINGS and notes GOAWAYs, resets and response statuses.
+func (a *attacker) read(fr *http2.Framer) {
+	defer close(a.done)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			a.mu.Lock()
+			a.readErr = err
+			a.mu.Unlock()
+			return
+		}
+		a.mu.Lock()
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				a.mu.Unlock()
+				_ = a.fr.WriteSettingsAck()
+				continue
+			}
+		case *http2.GoAwayFrame:
+			a.goaway = f.ErrCode.String()
+			if d := f.DebugData(); len(d) > 0 {
+				a.goaway += " " + string(d)
+			}
+		case *http2.RSTStreamFrame:
+			a.rstCount++
+		case *http2.MetaHeadersFrame:
+			a.statuses[f.StreamID] = f.PseudoValue("status")
+		}
+		a.mu.Unlock()
+	}
+}
+
+func (a *attacker) ended() bool {
+	select {
+	case <-a.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// waitEnd waits up to d for the server to end the connection.
+func (a *attacker) waitEnd(d time.Duration) {
+	select {
+	case <-a.done:
+	case <-time.After(d):
+	}
+}
+
+func (a *attacker) goAway() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.goaway
+}
+
+func (a *attacker) rsts() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.rstCount
+}
+
+func (a *attacker) status(id uint32) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.statuses[id]
+}
+
+// outcome says what the server sent and whether it closed.
+func (a *attacker) outcome() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	codes := map[string]int{}
+	for _, s := range a.statuses {
+		codes[s]++
+	}
+	s := fmt.Sprintf("%d streams reset, statuses %v", a.rstCount, codes)
+	if a.goaway != "" {
+		s += ", GOAWAY " + a.goaway
+	}
+	if a.ended() {
+		s += ", connection closed"
+	} else {
+		s += ", connection open"
+	}
+	return s
+}
+
+// requestFields are a GET's pseudo-header fields.
+func requestFields(path string) []hpack.HeaderField {
+	return []hpack.HeaderField{{Name: ":method", Value: "GET"}, {Name: ":scheme", Value: "http"},
+		{Name: ":authority", Value: "latch.test"}, {Name: ":path", Value: path}}
+}
+
+// block encodes a GET's header block (the connection's encoder).
+func (a *attacker) block(path string) []byte {
+	a.hbuf.Reset()
+	for _, f := range requestFields(path) {
+		_ = a.enc.WriteField(f)
+	}
+	return append([]byte(nil), a.hbuf.Bytes()...)
+}
+
+// headers opens stream id with a GET for path.
+func (a *attacker) headers(id uint32, path string, end bool) error {
+	return a.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: a.block(path), EndStream: end, EndHeaders: true})
+}
+
+// literalFields is n bytes of header block: fields "x-c: ccc…" as
+// literals never indexed, each 1,000 bytes long.
+func literalFields(n int) []byte {
+	var buf bytes.Buffer
+	enc := hpack.NewEncoder(&buf)
+	for buf.Len() < n-1100 {
+		_ = enc.WriteField(hpack.HeaderField{Name: "x-c", Value: strings.Repeat("c", 1000), Sensitive: true})
+	}
+	return buf.Bytes()
+}
+
+// abuseBackend counts requests and connections; /slow waits for its
+// client to leave (2s at most).
+type abuseBackend struct {
+	tb                *testBackend
+	hits, conns, open atomic.Int64
+	peakOpen          atomic.Int64
+}
+
+func newAbuseBackend(t *testing.T) *abuseBackend {
+	be := &abuseBackend{}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		be.hits.Add(1)
+		if r.URL.Path == "/slow" {
+			select {
+			case <-r.Context().Done():
+			case <-time.After(2 * time.Second):
+			}
+		}
+		_, _ = io.WriteString(w, "ok")
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			be.conns.Add(1)
+			peak(&be.peakOpen, be.open.Add(1))
+		case http.StateClosed, http.StateHijacked:
+			be.open.Add(-1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	be.tb = &testBackend{id: "a", srv: srv}
+	return be
+}
+
+func (be *abuseBackend) reset() {
+	be.hits.Store(0)
+	be.conns.Store(0)
+	be.peakOpen.Store(be.open.Load())
+}
+
+func peak(p *atomic.Int64, v int64) {
+	for {
+		old := p.Load()
+		if v <= old || p.CompareAndSwap(old, v) {
+			return
+		}
+	}
+}
+
+// sampler records the process's peak goroutines and heap in use (over
+// its start) every 2 ms: figures, not a wait.
+type sampler struct {
+	stopc chan struct{}
+	done  chan struct{}
+	peakG int
+	heap0 uint64
+	peakH uint64
+}
+
+func startSampler() *sampler {
+	s := &sampler{stopc: make(chan struct{}), done: make(chan struct{})}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	s.heap0 = ms.HeapInuse
+	go func() {
+		defer close(s.done)
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if g := runtime.NumGoroutine(); g > s.peakG {
+				s.peakG = g
+			}
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > s.heap0 && ms.HeapInuse-s.heap0 > s.peakH {
+				s.peakH = ms.HeapInuse - s.heap0
+			}
+			select {
+			case <-s.stopc:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return s
+}
+
+func (s *sampler) stop() (peakGoroutines int, peakHeap uint64) {
+	close(s.stopc)
+	<-s.done
+	return s.peakG, s.peakH
+}
+
+// settledGoroutines waits (10s at most) for the goroutine count to come
+// down to at most want+10 (want 0: for it to stop moving) and returns it.
+func settledGoroutines(t *testing.T, want int) int {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	last := runtime.NumGoroutine()
+	for time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		n := runtime.NumGoroutine()
+		if (want == 0 && n == last) || (want > 0 && n <= want+10) {
+			return n
+		}
+		last = n
+	}
+	if want > 0 {
+		t.Fatalf("goroutines %d, not back to %d (+10) after 10s", last, want)
+	}
+	return last
+}
+
+// h2cHTTPClient is an HTTP client speaking h2c with prior knowledge.
+func h2cHTTPClient() *http.Client {
+	tr := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}}
+	return &http.Client{Transport: tr, Timeout: 5 * time.Second}
+}
+
+// h2cGet GETs url over h2c and wants a 200 in HTTP/2.
+func h2cGet(c *http.Client, url string) error {
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 {
+		return errors.New("answered " + resp.Proto + " " + resp.Status)
+	}
+	return nil
+}

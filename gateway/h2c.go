@@ -1,14 +1,9 @@
 package gateway
 
 import (
-	"context"
 	"errors"
-	"log/slog"
-	"net"
 	"net/http"
 	"strings"
-	"sync"
-	"time"
 
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
@@ -23,7 +18,7 @@ import (
 // server.max_header_bytes as its header list limit and the server
 // timeouts), told to accept unencrypted HTTP/2 through net/http's
 // Protocols (Go 1.24). On server.implementation net/http that server
-// reads the preface itself; on h1, h2cServer sorts the connections.
+// reads the preface itself; on h1, splitServer sorts the connections.
 //
 // The HTTP/1.1 Upgrade to h2c (RFC 7540 §3.2) is not served: RFC 9113
 // §3.1 deprecated it, net/http's Protocols left it out, no gRPC client
@@ -35,8 +30,13 @@ import (
 // latch seeing it (h2c smuggling).
 
 // withH2C turns h2c on for srv, the plain public listener's server: std
-// accepts unencrypted HTTP/2 as well (implementation net/http), or an
-// h2cServer hands h1s the HTTP/1 connections and std the HTTP/2 ones.
+// accepts unencrypted HTTP/2 as well (implementation net/http), or a
+// splitServer without TLS hands h1s the HTTP/1 connections and std the
+// HTTP/2 ones, sorted by their first bytes (peekPreface, which reads
+// nothing: either server gets the socket itself, and h1 still parks idle
+// connections). There a connection counts against the caps from accept,
+// and one over a cap is closed at once (a 503 would need its first bytes
+// sorted).
 func (g *Gateway) withH2C(srv server, h1s *h1.Server, std *http.Server) server {
 	var p http.Protocols
 	p.SetUnencryptedHTTP2(true)
@@ -45,145 +45,12 @@ func (g *Gateway) withH2C(srv server, h1s *h1.Server, std *http.Server) server {
 		p.SetHTTP1(true)
 		return std
 	}
-	return &h2cServer{h1: h1s, h2: std, timeout: handshakeTimeout(g.c.Server.ReadHeaderTimeout.Get()), conns: g.conns}
-}
-
-// h2cServer serves a plain listener with h1 (HTTP/1.x) and net/http's
-// HTTP/2 server (connections that open with the client preface). It
-// sorts a connection by peeking at its first bytes (peekPreface, which
-// reads nothing), so either server gets the socket itself: h1 still
-// parks idle connections. A connection counts against the caps (conns)
-// from accept, while it is sorted; one over a cap is closed at once, as
-// splitServer does (a 503 would need its first bytes sorted).
-type h2cServer struct {
-	h1      *h1.Server
-	h2      *http.Server
-	timeout time.Duration // bounds the wait for the first bytes
-	conns   *connLimit    // nil: no cap
-
-	mu      sync.Mutex
-	closed  bool
-	outer   net.Listener
-	h1l     *connListener
-	h2l     *connListener
-	pending map[net.Conn]struct{} // being sorted
-	served  sync.WaitGroup        // the two servers' Serve, and sorting
-}
-
-var _ server = (*h2cServer)(nil)
-
-// Serve accepts on l until Shutdown or Close; it fails if l's
-// connections cannot be peeked at (not sockets, or not on unix).
-func (s *h2cServer) Serve(l net.Listener) error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return http.ErrServerClosed
-	}
-	s.outer, s.pending = l, map[net.Conn]struct{}{}
-	s.h1l, s.h2l = newConnListener(l.Addr()), newConnListener(l.Addr())
-	s.mu.Unlock()
 	if !peekSupported {
-		return errNoPeek
+		g.log.Error("server.h2c needs server.implementation net/http on this platform: serving HTTP/1 only")
+		return srv
 	}
-	s.served.Go(func() { _ = s.h1.Serve(s.h1l) })
-	s.served.Go(func() { _ = s.h2.Serve(s.h2l) })
-	log := s.h1.Log
-	if log == nil {
-		log = slog.Default()
-	}
-	return h1.AcceptLoop(l, s.isClosed, log, s.sort)
-}
-
-func (s *h2cServer) isClosed() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closed
-}
-
-// sort starts sorting c, accepted: counted in, then handed to the server
-// of its first bytes.
-func (s *h2cServer) sort(c net.Conn) bool {
-	if s.conns != nil && s.conns.admit(c) != "" {
-		c.Close()
-		return true
-	}
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		s.drop(c)
-		return false
-	}
-	s.pending[c] = struct{}{}
-	s.mu.Unlock()
-	go s.hand(c)
-	return true
-}
-
-// hand waits (server.read_header_timeout at most) for c's first bytes
-// and gives c to the server they are for.
-func (s *h2cServer) hand(c net.Conn) {
-	_ = c.SetReadDeadline(time.Now().Add(s.timeout))
-	h2, err := peekPreface(c)
-	_ = c.SetReadDeadline(time.Time{})
-	s.mu.Lock()
-	delete(s.pending, c)
-	closed := s.closed
-	s.mu.Unlock()
-	if err != nil || closed {
-		// Silent, gone or closed before it said anything latch can serve.
-		s.drop(c)
-		return
-	}
-	to := s.h1l
-	if h2 {
-		to = s.h2l
-	}
-	if !to.hand(c) {
-		s.drop(c)
-	}
-}
-
-// drop closes c, which no server got, and counts it out.
-func (s *h2cServer) drop(c net.Conn) {
-	c.Close()
-	if s.conns != nil {
-		s.conns.release(c)
-	}
-}
-
-// stop stops accepting and closes the connections being sorted.
-func (s *h2cServer) stop() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return
-	}
-	s.closed = true
-	if s.outer != nil {
-		s.outer.Close()
-		s.h1l.Close()
-		s.h2l.Close()
-	}
-	for c := range s.pending {
-		c.Close()
-	}
-}
-
-// Shutdown stops accepting and lets both servers finish their requests.
-func (s *h2cServer) Shutdown(ctx context.Context) error {
-	s.stop()
-	err := errors.Join(s.h1.Shutdown(ctx), s.h2.Shutdown(ctx))
-	s.served.Wait()
-	return err
-}
-
-// Close closes every connection at once.
-func (s *h2cServer) Close() error {
-	s.stop()
-	err := errors.Join(s.h1.Close(), s.h2.Close())
-	s.served.Wait()
-	return err
+	return &splitServer{h1: h1s, h2: std, timeout: handshakeTimeout(g.c.Server.ReadHeaderTimeout.Get()),
+		conns: g.conns, log: g.log.Warn}
 }
 
 // h2cOff answers HTTP/2's preface on a plain listener without server.h2c

@@ -107,11 +107,28 @@ func (s *Server) Serve(l net.Listener) error {
 		return ErrServerClosed
 	}
 	defer s.track(&l, false)
-	return AcceptLoop(l, s.closing.Load, s.log(), func(rwc net.Conn) bool {
+	var backoff time.Duration
+	for {
+		rwc, err := l.Accept()
+		if err != nil {
+			if s.closing.Load() {
+				return ErrServerClosed
+			}
+			if !retryAccept(err) {
+				return err
+			}
+			// As net/http does: 5 ms, doubling to a second, one log line
+			// per wait.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log().Warn("accept failed; retrying", "err", err, "in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
 		c := newConn(s, rwc)
 		if !s.trackConn(c, true) {
 			rwc.Close()
-			return false
+			return ErrServerClosed
 		}
 		ctx := base
 		if s.ConnContext != nil {
@@ -121,35 +138,6 @@ func (s *Server) Serve(l net.Listener) error {
 			s.ConnState(rwc, http.StateNew)
 		}
 		go c.serve(ctx)
-		return true
-	})
-}
-
-// AcceptLoop accepts on l and gives each connection to serve, which must
-// not block, until serve returns false or closing does (then it returns
-// ErrServerClosed) or l fails for good. Transient accept errors (out of
-// file descriptors, timeouts) are retried as net/http does: after 5 ms,
-// doubling to a second, one log line per wait.
-func AcceptLoop(l net.Listener, closing func() bool, log *slog.Logger, serve func(net.Conn) bool) error {
-	var backoff time.Duration
-	for {
-		rwc, err := l.Accept()
-		if err != nil {
-			if closing() {
-				return ErrServerClosed
-			}
-			if !retryAccept(err) {
-				return err
-			}
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			log.Warn("accept failed; retrying", "err", err, "in", backoff)
-			time.Sleep(backoff)
-			continue
-		}
-		backoff = 0
-		if !serve(rwc) {
-			return ErrServerClosed
-		}
 	}
 }
 

@@ -109,20 +109,7 @@ func TestH2COffRefused(t *testing.T) {
 			}
 
 			// What a client reading the answer sees.
-			c, err := net.Dial("tcp", strings.TrimPrefix(tg.url, "http://"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-			if _, err := io.WriteString(c, h2cPreface); err != nil {
-				t.Fatal(err)
-			}
-			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
+			resp, body := rawRoundTrip(t, tg, h2cPreface)
 			if resp.StatusCode != http.StatusHTTPVersionNotSupported || !resp.Close {
 				t.Fatalf("answer to the preface: %s %q (close %t); want 505 and close", resp.Status, body, resp.Close)
 			}
@@ -152,22 +139,9 @@ func TestH2CUpgradeNotForwarded(t *testing.T) {
 					c.Server.Implementation = impl
 					c.Server.H2C = h2c
 				}, b)
-				c, err := net.Dial("tcp", strings.TrimPrefix(tg.url, "http://"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 				const req = "POST /up HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n" +
 					"HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nContent-Length: 5\r\n\r\nhello"
-				if _, err := io.WriteString(c, req); err != nil {
-					t.Fatal(err)
-				}
-				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				got, _ := io.ReadAll(resp.Body)
+				resp, got := rawRoundTrip(t, tg, req)
 				if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 1 || string(got) != "ok" {
 					t.Fatalf("answer %s %s %q; want 200 in HTTP/1.1", resp.Proto, resp.Status, got)
 				}
@@ -177,4 +151,25 @@ func TestH2CUpgradeNotForwarded(t *testing.T) {
 			})
 		}
 	}
+}
+
+// rawRoundTrip writes data on a new connection to tg and reads one
+// response, and its body.
+func rawRoundTrip(t *testing.T, tg *testGateway, data string) (*http.Response, []byte) {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(tg.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, data); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	return resp, body
 }

@@ -69,11 +69,11 @@ unit:
 # those of the packages over latch's sockets again, built with faults under
 # the sockets (-tags sockfault: gateway/internal/sockio/fault.go).
 fuzz:
-	@set -e; fuzz() { tags=$$1; shift; for pkg in "$$@"; do \
+	@set -e; log=$$(mktemp); trap 'rm -f $$log' EXIT; fuzz() { tags=$$1; shift; for pkg in "$$@"; do \
 		for t in $$($(GO) test -tags "$$tags" -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz' || true); do \
 			echo "fuzz $$pkg $$t $${tags:+-tags $$tags }($(FUZZTIME))"; \
-			$(GO) test -tags "$$tags" -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null || \
-				{ echo "fuzz $$t failed: rerun: go test $${tags:+-tags $$tags }-run '^$$' -fuzz '^$$t$$' $$pkg"; exit 1; }; \
+			$(GO) test -tags "$$tags" -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg >$$log 2>&1 || \
+				{ tail -n 60 $$log; echo "fuzz $$t failed (the input is above, and in $$pkg's testdata/fuzz/$$t): rerun: go test $${tags:+-tags $$tags }-run '^$$' -fuzz '^$$t$$' $$pkg"; exit 1; }; \
 		done; \
 	done; }; \
 	fuzz "" $$($(GO) list ./...); \

@@ -270,7 +270,7 @@ func (g *Gateway) adminSession(w http.ResponseWriter, r *http.Request) {
 		if fromStore {
 			b, found, err = g.affinity.LookupStore(r.Context(), svc, id)
 		} else {
-			b, _, found, err = g.affinity.Lookup(r.Context(), svc, id)
+			b, found, err = g.affinity.Lookup(r.Context(), svc, id)
 		}
 		if errors.Is(err, session.ErrUnpinned) {
 			continue

@@ -68,7 +68,7 @@ func halfOpenKeepsSessions(t *testing.T, path string) {
 		if !ok {
 			t.Fatalf("cookie %q does not decode", cookie)
 		}
-		id, _, _, err := aff.Lookup(context.Background(), "web", ck.ID)
+		id, _, err := aff.Lookup(context.Background(), "web", ck.ID)
 		if err != nil {
 			t.Fatalf("lookup: %v", err)
 		}

@@ -21,6 +21,7 @@ const (
 	KindDetoured             // pinned backend recovering and busy with its probes: served elsewhere once, pin kept
 )
 
+// String names the decision (the access log, traces).
 func (k Kind) String() string {
 	switch k {
 	case KindNew:
@@ -232,7 +233,7 @@ func (a *Affinity) Resolve(ctx context.Context, req Request, bs Backends) Decisi
 		}
 		id = in.Cookie.ID
 	}
-	in.Stored, _, in.Found, in.StoreErr = a.Lookup(ctx, req.Service, id)
+	in.Stored, in.Found, in.StoreErr = a.Lookup(ctx, req.Service, id)
 	if in.StoreErr == ErrUnpinned {
 		in.StoreErr, in.Unpinned = nil, true
 	}

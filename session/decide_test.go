@@ -208,7 +208,7 @@ func TestPickedDetoursRecovering(t *testing.T) {
 			in := Input{Request: req, Valid: true, Now: now, NewID: NewID,
 				Cookie: Cookie{ID: id, Hint: HintFor("web", "a"), Issued: uint32(now.Add(-tt.age).Unix())}}
 			if tt.stored {
-				if err := store.Set(ctx, storeKey("web", id), "a", ttl); err != nil {
+				if _, err := store.SetNX(ctx, storeKey("web", id), "a", ttl); err != nil {
 					t.Fatal(err)
 				}
 				in.Stored, in.Found = "a", true

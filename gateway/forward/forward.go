@@ -114,10 +114,6 @@ func New(t config.Transport, trusted []netip.Prefix, log *slog.Logger, obs Obser
 	return f
 }
 
-// Transport is the http.Transport to backends (active health checks
-// share it).
-func (f *Forwarder) Transport() http.RoundTripper { return f.pool.std }
-
 // SetDial replaces how the fast path dials backends (benchmarks dial
 // in-memory pipes). Call it before serving.
 func (f *Forwarder) SetDial(dial func(ctx context.Context, network, addr string) (net.Conn, error)) {

@@ -92,6 +92,10 @@ func (f *Forwarder) failed(ctx context.Context, w http.ResponseWriter, r *http.R
 	f.writeError(w, x, err)
 }
 
+// timeout reports whether err is a timeout: a context's deadline or a
+// connection's (a net.Error that says Timeout). The one classification of
+// timeouts: a timed-out request is not resent, the client gets 504, and a
+// slow backend is told from a stale connection by it.
 func timeout(err error) bool {
 	var ne net.Error
 	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())

@@ -73,7 +73,7 @@ func TestPanicFinishesTicket(t *testing.T) {
 			for {
 				tk, err := b0.Acquire()
 				if err == nil {
-					tk.Done(policy.Ignored)
+					tk.Finish(policy.Ignored, 0)
 					break
 				}
 				if time.Now().After(deadline) {

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/latchgw/latch/gateway/internal/httpgrammar"
 	"github.com/latchgw/latch/gateway/internal/sockio"
 )
 
@@ -391,7 +392,7 @@ func tooLarge(head []byte) *ParseError {
 	if bytes.Contains(head, crlf) {
 		return &ParseError{Kind: KindTooLarge, Status: http.StatusRequestHeaderFieldsTooLarge, Detail: "request head too large"}
 	}
-	if sp := bytes.IndexByte(head, ' '); sp > 0 && isToken(string(head[:sp])) {
+	if sp := bytes.IndexByte(head, ' '); sp > 0 && httpgrammar.IsToken(string(head[:sp])) {
 		return &ParseError{Kind: KindTarget, Status: http.StatusRequestURITooLong, Detail: "request target too long"}
 	}
 	return bad(KindRequestLine, "request line too long")

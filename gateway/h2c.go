@@ -5,10 +5,10 @@ import (
 	"net/http"
 	"strings"
 
-	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
 
 	"github.com/latchgw/latch/gateway/h1"
+	"github.com/latchgw/latch/gateway/internal/httpgrammar"
 )
 
 // h2c on the public listener (server.h2c, issue 27): HTTP/2 without TLS,
@@ -79,13 +79,13 @@ func prefaceSoFar(got []byte) (h2, done bool) {
 // Upgrade left empty is removed, so the request takes the plain path.
 func dropH2CUpgrade(r *http.Request) {
 	up := r.Header["Upgrade"]
-	if len(up) == 0 || !httpguts.HeaderValuesContainsToken(up, "h2c") {
+	if len(up) == 0 || !httpgrammar.ListHas(up, "h2c") {
 		return
 	}
 	var keep []string
 	for _, v := range up {
 		for p := range strings.SplitSeq(v, ",") {
-			if p = strings.TrimSpace(p); p != "" && !strings.EqualFold(p, "h2c") {
+			if p = httpgrammar.TrimOWS(p); p != "" && !strings.EqualFold(p, "h2c") {
 				keep = append(keep, p)
 			}
 		}

@@ -54,7 +54,6 @@ func (g *Gateway) screen(next http.Handler) http.Handler {
 				return
 			}
 		}
-		dropH2CUpgrade(r) // served in HTTP/1.1, never forwarded (h2c.go)
 		if up := r.Header["Upgrade"]; len(up) > 0 && !upgradeList(up) {
 			// ReverseProxy refuses it through its error handler, which
 			// would charge the backend (FuzzRequestPath found
@@ -62,6 +61,7 @@ func (g *Gateway) screen(next http.Handler) http.Handler {
 			g.refuse(w, r, http.StatusBadRequest, "upgrade", "latch: malformed Upgrade\n")
 			return
 		}
+		dropH2CUpgrade(r) // served in HTTP/1.1, never forwarded (h2c.go)
 		if (lenient || r.ProtoMajor == 2) && fieldCount(r.Header) > maxFields {
 			g.refuse(w, r, http.StatusRequestHeaderFieldsTooLarge, "fields", "latch: too many header fields\n")
 			return

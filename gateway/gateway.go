@@ -358,6 +358,9 @@ func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 		srv = &splitServer{conf: g.tlsConfig(), h1: h1s, h2: std, timeout: handshakeTimeout(sc.ReadHeaderTimeout.Get()),
 			conns: g.conns, log: g.log.Warn}
 	}
+	if sc.H2C { // validated: not with TLS
+		srv = g.withH2C(srv, h1s, std)
+	}
 	type served struct {
 		name string
 		s    server

@@ -23,6 +23,13 @@ import (
 func TestGRPCCallKinds(t *testing.T) {
 	a := newGRPCBackend(t, "a")
 	_, client := startGRPCGateway(t, nil, a)
+	checkGRPCCallKinds(t, client)
+}
+
+// checkGRPCCallKinds makes each kind of call through client, to a
+// gateway whose one backend is "a".
+func checkGRPCCallKinds(t *testing.T, client testgrpc.TestServiceClient) {
+	t.Helper()
 	for _, c := range []struct {
 		name string
 		call func(ctx context.Context) error

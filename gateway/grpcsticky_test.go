@@ -19,9 +19,15 @@ import (
 // the session's backend stops, the next call re-pins it once and the
 // calls after stay on the new backend.
 func TestGRPCStickyOnHeader(t *testing.T) {
+	checkGRPCSticky(t, startGRPCGateway)
+}
+
+// checkGRPCSticky is TestGRPCStickyOnHeader through a gateway start runs.
+func checkGRPCSticky(t *testing.T, start func(testing.TB, func(*config.Config), ...*grpcBackend) (*testGateway, testgrpc.TestServiceClient)) {
+	t.Helper()
 	a, b, c := newGRPCBackend(t, "a"), newGRPCBackend(t, "b"), newGRPCBackend(t, "c")
 	byID := map[string]*grpcBackend{"a": a, "b": b, "c": c}
-	_, client := startGRPCGateway(t, func(cfg *config.Config) {
+	_, client := start(t, func(cfg *config.Config) {
 		cfg.Routes[0].Policy = config.Set(config.List{"round_robin"})
 		cfg.Routes[0].Sticky.Header = config.Set("x-session-id")
 	}, a, b, c)

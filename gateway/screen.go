@@ -15,6 +15,7 @@ import (
 //   - TRACE: 405 unless server.allow_trace (it would echo to the client
 //     the cookies and credentials a front proxy added);
 //   - an Upgrade that is not a list of protocol tokens: 400 and close;
+//   - an Upgrade to h2c: dropped, the request served in HTTP/1.1;
 //   - on HTTP/2 and on net/http, more header fields than
 //     server.max_header_fields: 431 and close (gateway/h1 refuses them as
 //     it parses);
@@ -41,6 +42,11 @@ func (g *Gateway) screen(next http.Handler) http.Handler {
 		case http.MethodConnect:
 			g.refuse(w, r, http.StatusNotImplemented, "connect", "latch: CONNECT is not supported\n")
 			return
+		case "PRI": // HTTP/2's preface; net/http passes it on when h2c is off
+			if r.ProtoMajor == 2 {
+				g.refuse(w, r, http.StatusHTTPVersionNotSupported, "", h2cOff)
+				return
+			}
 		case http.MethodTrace:
 			if !allowTrace {
 				w.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
@@ -55,6 +61,7 @@ func (g *Gateway) screen(next http.Handler) http.Handler {
 			g.refuse(w, r, http.StatusBadRequest, "upgrade", "latch: malformed Upgrade\n")
 			return
 		}
+		dropH2CUpgrade(r) // served in HTTP/1.1, never forwarded (h2c.go)
 		if (lenient || r.ProtoMajor == 2) && fieldCount(r.Header) > maxFields {
 			g.refuse(w, r, http.StatusRequestHeaderFieldsTooLarge, "fields", "latch: too many header fields\n")
 			return

@@ -125,10 +125,11 @@ type tlsHTTP struct{ *http.Server }
 func (s tlsHTTP) Serve(l net.Listener) error { return s.ServeTLS(l, "", "") }
 
 // splitServer serves TLS connections with h1 (HTTP/1.x) and net/http's
-// HTTP/2 server (ALPN h2). A connection counts against the caps (conns)
+// HTTP/2 server (ALPN h2); without conf, plain ones, sorted by their
+// first bytes (h2c.go). A connection counts against the caps (conns)
 // from accept: through its handshake, then in the server it goes to.
 type splitServer struct {
-	conf    *tls.Config
+	conf    *tls.Config // nil: h2c
 	h1      *h1.Server
 	h2      *http.Server
 	timeout time.Duration // bounds a handshake (handshakeTimeout)
@@ -177,7 +178,7 @@ func (s *splitServer) Serve(l net.Listener) error {
 		backoff = 0
 		// The servers see tc: counted in as tc, it is counted out when
 		// they are done with it.
-		tc := tls.Server(c, s.conf)
+		tc := s.open(c)
 		if s.conns != nil && s.conns.admit(tc) != "" {
 			c.Close()
 			continue
@@ -195,13 +196,29 @@ func (s *splitServer) Serve(l net.Listener) error {
 	}
 }
 
-// handshake completes tc's TLS handshake over c and hands it to the
-// server of its protocol.
-func (s *splitServer) handshake(c net.Conn, tc *tls.Conn) {
+// open is the connection the servers get for c: c in TLS, or c itself
+// (h2c).
+func (s *splitServer) open(c net.Conn) net.Conn {
+	if s.conf == nil {
+		return c
+	}
+	return tls.Server(c, s.conf)
+}
+
+// handshake completes tc's TLS handshake over c (or, h2c, waits for its
+// first bytes) and hands it to the server of its protocol.
+func (s *splitServer) handshake(c, tc net.Conn) {
 	if s.timeout > 0 {
 		_ = c.SetDeadline(time.Now().Add(s.timeout))
 	}
-	err := tc.Handshake()
+	var h2 bool
+	var err error
+	if t, ok := tc.(*tls.Conn); ok {
+		err = t.Handshake()
+		h2 = err == nil && t.ConnectionState().NegotiatedProtocol == "h2"
+	} else {
+		h2, err = peekPreface(tc)
+	}
 	_ = c.SetDeadline(time.Time{})
 	s.mu.Lock()
 	delete(s.pending, c)
@@ -213,7 +230,7 @@ func (s *splitServer) handshake(c net.Conn, tc *tls.Conn) {
 		return
 	}
 	to := s.h1l
-	if tc.ConnectionState().NegotiatedProtocol == "h2" {
+	if h2 {
 		to = s.h2l
 	}
 	if !to.hand(tc) {
@@ -223,7 +240,7 @@ func (s *splitServer) handshake(c net.Conn, tc *tls.Conn) {
 }
 
 // release counts out a connection no server got.
-func (s *splitServer) release(tc *tls.Conn) {
+func (s *splitServer) release(tc net.Conn) {
 	if s.conns != nil {
 		s.conns.release(tc)
 	}

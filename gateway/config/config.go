@@ -226,8 +226,9 @@ type Server struct {
 	AllowTrace bool `yaml:"allow_trace"`
 	// MaxConnections caps the public listener's open connections (default
 	// 10000; 0: no cap), handshaking ones included. A connection over the
-	// cap is answered 503 with Connection: close and closed; with TLS on
-	// h1, closed before its handshake.
+	// cap is answered 503 with Connection: close and closed; with TLS or
+	// h2c on h1, closed at once (before its handshake, or before its first
+	// bytes are read).
 	MaxConnections Opt[int] `yaml:"max_connections"`
 	// MaxConnectionsPerIP caps one client address's open connections
 	// (default 0: no cap), refused as over MaxConnections. Behind a
@@ -251,6 +252,14 @@ type Server struct {
 	// the 6 connections a browser opens to a host over HTTP/1.1. Routes
 	// whose backends speak HTTP/2 share backend connections: not counted.
 	MaxBackendConnectionsPerConnection Opt[int] `yaml:"max_backend_connections_per_connection"`
+	// H2C serves HTTP/2 without TLS on the public listener (default
+	// false): a connection that opens with HTTP/2's client preface (prior
+	// knowledge, RFC 9113 §3.3, as gRPC clients send it) is served as
+	// HTTP/2 under the same limits as HTTP/2 over TLS. Not with tls (there
+	// HTTP/2 comes by ALPN). A request asking to upgrade to h2c (Upgrade:
+	// h2c, RFC 7540 §3.2, deprecated by RFC 9113) is served in HTTP/1.1
+	// with or without it, its Upgrade never forwarded.
+	H2C bool `yaml:"h2c"`
 }
 
 // Transport tunes the connections to backends.

@@ -99,6 +99,8 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"acme redis storage", "tls:\n  acme:\n    route_hosts: true\n    storage: redis\n" + route, "tls.acme.storage: redis needs redis.url"},
 		{"acme challenge", "tls:\n  acme:\n    domains: [example.com]\n    challenges: [dns-01]\n" + route, `tls.acme.challenges[0]: "dns-01" is not http-01 or tls-alpn-01`},
 		{"acme no challenge", "tls:\n  acme:\n    domains: [example.com]\n    challenges: []\n" + route, "tls.acme.challenges: must name"},
+		{"h2c over tls", "server:\n  h2c: true\ntls:\n  acme:\n    domains: [example.com]\n" + route, "server.h2c: is HTTP/2 without TLS"},
+		{"h2c not bool", "server:\n  h2c: yes please\n" + route, `server.h2c: "yes please" is not true or false`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -142,6 +142,9 @@ func (c *Config) validate(p *problems) {
 	if n := c.Server.MaxBackendConnectionsPerConnection.Get(); n < 0 || n > 1<<20 {
 		p.add("server.max_backend_connections_per_connection", "must be in [0, 1048576]")
 	}
+	if c.Server.H2C && c.TLS.Enabled() {
+		p.add("server.h2c", "is HTTP/2 without TLS, but the public listener speaks TLS (tls.certificates or tls.acme), where HTTP/2 comes by ALPN: set one or the other")
+	}
 	if c.Transport.MaxResponseHeaderBytes.Get() < 1024 {
 		p.add("transport.max_response_header_bytes", "must be at least 1024")
 	}

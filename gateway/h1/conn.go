@@ -330,6 +330,9 @@ func (c *conn) reject(err error) {
 	if !errors.As(err, &pe) {
 		return // the client left or timed out: nothing to say
 	}
+	if h := c.srv.Rejected; h != nil {
+		h(pe.Kind)
+	}
 	text := http.StatusText(pe.Status)
 	proto := "HTTP/1.1 "
 	if pe.Kind == KindExpect && c.req.ProtoMinor == 0 {

@@ -73,6 +73,10 @@ type Server struct {
 	// ConnContext, when set, derives each connection's context from the
 	// base one, as http.Server's hook of that name does.
 	ConnContext func(ctx context.Context, c net.Conn) context.Context
+	// Rejected, when set, is told the kind of each request refused before
+	// the handler (answered 400, 408, 413, 417, 431, 503 or 505 and the
+	// connection closed), so the refusals can be counted by cause.
+	Rejected func(Kind)
 
 	mu        sync.Mutex
 	listeners map[*net.Listener]struct{}

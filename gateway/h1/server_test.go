@@ -8,7 +8,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -147,7 +149,10 @@ func TestPipelinedAndFraming(t *testing.T) {
 
 func TestRejects(t *testing.T) {
 	var handled atomic.Int32
-	srv := &Server{MaxHeaderBytes: 4096, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handled.Add(1) })}
+	var mu sync.Mutex
+	var kinds []Kind // what Rejected was told, in order
+	srv := &Server{MaxHeaderBytes: 4096, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handled.Add(1) }),
+		Rejected: func(k Kind) { mu.Lock(); kinds = append(kinds, k); mu.Unlock() }}
 	addr := start(t, srv)
 	for _, tc := range []struct {
 		name, raw string
@@ -204,6 +209,15 @@ func TestRejects(t *testing.T) {
 			out := roundTrip(t, addr, tc.raw)
 			if want := fmt.Sprintf("HTTP/1.1 %d ", tc.status); !strings.HasPrefix(out, want) || !strings.Contains(out, "Connection: close") {
 				t.Errorf("got %q, want %q and a close", out, want)
+			}
+			// Rejected ran before the answer was written: one kind a refusal.
+			mu.Lock()
+			got := slices.Clone(kinds)
+			kinds = kinds[:0]
+			mu.Unlock()
+			want := map[int]Kind{417: KindExpect, 431: KindTooLarge}[tc.status]
+			if len(got) != 1 || got[0] == 0 || (want != 0 && got[0] != want) {
+				t.Errorf("Rejected was told %v; want one kind (%v where the status names it)", got, want)
 			}
 		})
 	}

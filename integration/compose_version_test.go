@@ -2,6 +2,7 @@ package integration
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,16 +16,20 @@ import (
 // before `up`, and what its latch says to -version.
 type olderLatch struct{ commit, version string }
 
-// buildOlderLatch builds the Dockerfile's latch target from the commit
-// before HEAD (git archive: that commit's own Dockerfile and sources) and
-// tags it latch:local, as a checkout left it before a git pull.
+// buildOlderLatch builds latch:local from the commit before HEAD, with that
+// commit's own compose file, Dockerfile and sources (git archive), as a
+// checkout left it before a git pull. (docker compose builds it: the
+// docker CLI here builds with BuildKit only through buildx, which compose
+// does not need.)
 func (r *composeRig) buildOlderLatch(t *testing.T) olderLatch {
 	t.Helper()
 	commit := strings.TrimSpace(r.run(t, time.Minute, "git", "rev-parse", "HEAD~1"))
+	dir := t.TempDir()
 	start := time.Now()
-	r.run(t, 15*time.Minute, "bash", "-c",
-		"git archive --format=tar "+commit+" | DOCKER_BUILDKIT=1 docker build -q --target latch -t latch:local -")
-	version := strings.TrimSpace(r.run(t, time.Minute, "docker", "run", "--rm", "latch:local", "-version"))
+	r.run(t, time.Minute, "bash", "-c", "git archive --format=tar "+commit+" | tar -x -C "+dir)
+	r.run(t, 15*time.Minute, "docker", "compose", "-p", composeProject+"-older", "--project-directory", dir,
+		"-f", filepath.Join(dir, "docker-compose.yml"), "build", "latch")
+	version := strings.TrimSpace(r.run(t, time.Minute, "docker", "run", "--rm", "--name", composeProject+"-older-version", "latch:local", "-version"))
 	t.Logf("latch:local from %.12s (%v): %s", commit, time.Since(start).Round(time.Second), version)
 	return olderLatch{commit: commit, version: version}
 }

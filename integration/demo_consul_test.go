@@ -1,14 +1,12 @@
 package integration
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -84,44 +82,11 @@ func TestDemoOwnConsul(t *testing.T) {
 	for k, v := range ports {
 		env = append(env, "LATCH_DEMO_"+k+"="+strconv.Itoa(v))
 	}
-	cmd := exec.Command("make", "--no-print-directory", "demo")
-	logPath := filepath.Join(t.TempDir(), "demo.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	printed := func() string { b, _ := os.ReadFile(logPath); return string(b) }
-	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = root, env, logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("make demo printed:\n%s", printed())
-		}
-	})
-	harness.WaitFor(t, 5*time.Minute, "make demo to say it is up", func() bool {
-		select {
-		case err := <-done:
-			stopped = true
-			t.Fatalf("make demo exited before it was up: %v", err)
-		default:
-		}
-		return strings.Contains(printed(), "latch demo is up")
-	})
-	if !strings.Contains(printed(), "demo: consul agent at "+c.HTTPAddr+" (v1.") {
+	d := startDemo(t, root, env)
+	if !strings.Contains(d.printed(), "demo: consul agent at "+c.HTTPAddr+" (v1.") {
 		t.Errorf("make demo does not say it uses the agent at %s with its version", c.HTTPAddr)
 	}
-	if strings.Contains(printed(), "demo: consul /") {
+	if strings.Contains(d.printed(), "demo: consul /") {
 		t.Errorf("make demo started a Consul of its own")
 	}
 	client := c.Client(t)
@@ -131,18 +96,7 @@ func TestDemoOwnConsul(t *testing.T) {
 	})
 	seenAll(t, fmt.Sprintf("http://127.0.0.1:%d/", ports["HTTP"]), 30*time.Second, "web-1", "web-2", "web-3")
 
-	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-done:
-		stopped = true
-	case <-time.After(60 * time.Second):
-		t.Fatal("make demo did not stop within 60s of Ctrl-C")
-	}
-	harness.WaitFor(t, 20*time.Second, "every process of make demo to end", func() bool {
-		return errors.Is(syscall.Kill(-cmd.Process.Pid, 0), syscall.ESRCH)
-	})
+	d.interrupt(t)
 	services, _, err := client.Catalog().Service("web", "", nil)
 	if err != nil || len(services) != 0 {
 		t.Errorf("after Ctrl-C, the user's agent: %d instances of web (%v); want the demo's deregistered", len(services), err)

@@ -181,7 +181,7 @@ down:
 # built from its Go module into .tools/compat (cached like the pinned one;
 # about 8 minutes once, too long for `make test`, which runs the pinned,
 # newest one).
-CONSUL_OLDEST ?= 1.20.0
+CONSUL_OLDEST ?= 1.20.1
 COMPAT_BIN    ?= $(CURDIR)/.tools/compat
 compat: redis build
 	@CONSUL_VERSION=$(CONSUL_OLDEST) bash integration/tools/install-consul.sh $(COMPAT_BIN)

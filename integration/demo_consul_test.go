@@ -36,7 +36,7 @@ func TestDemoWhichConsul(t *testing.T) {
 	if _, err := os.Stat(pinned); err != nil {
 		t.Fatalf("%s: run `make consul`: %v", pinned, err)
 	}
-	supported, old, tooNew := fakeConsul(t, "1.21.3"), fakeConsul(t, "1.19.9"), fakeConsul(t, "1.23.0")
+	supported, old, tooNew := fakeConsul(t, "1.21.3"), fakeConsul(t, "1.20.0"), fakeConsul(t, "1.23.0")
 	path := os.Getenv("PATH")
 	for _, tt := range []struct {
 		name string
@@ -47,13 +47,13 @@ func TestDemoWhichConsul(t *testing.T) {
 		{"a supported consul on PATH", []string{"PATH=" + supported + ":" + path},
 			true, "demo: consul " + supported + "/consul (v1.21.3)"},
 		{"an older consul on PATH: the pinned one", []string{"PATH=" + old + ":" + path},
-			true, "demo: skipping " + old + "/consul (Consul 1.19.9): supported: v1.20.0 up to (not including) v1.23.0\ndemo: consul " + pinned + " (v1.22.0)"},
+			true, "demo: skipping " + old + "/consul (Consul 1.20.0): supported: v1.20.1 up to (not including) v1.23.0\ndemo: consul " + pinned + " (v1.22.0)"},
 		{"a newer consul on PATH: the pinned one", []string{"PATH=" + tooNew + ":" + path},
 			true, "demo: skipping " + tooNew + "/consul (Consul 1.23.0)"},
 		{"CONSUL_BIN supported, over PATH's", []string{"CONSUL_BIN=" + supported + "/consul", "PATH=" + old + ":" + path},
 			true, "demo: consul " + supported + "/consul (v1.21.3)"},
 		{"CONSUL_BIN too old: refused", []string{"CONSUL_BIN=" + old + "/consul"},
-			false, "demo: CONSUL_BIN=" + old + "/consul is Consul 1.19.9; supported: v1.20.0 up to (not including) v1.23.0"},
+			false, "demo: CONSUL_BIN=" + old + "/consul is Consul 1.20.0; supported: v1.20.1 up to (not including) v1.23.0"},
 		{"an agent already running", []string{"LATCH_DEMO_CONSUL_ADDR=127.0.0.1:18500", "CONSUL_BIN=" + old + "/consul"},
 			true, "demo: consul agent at 127.0.0.1:18500 (LATCH_DEMO_CONSUL_ADDR)"},
 	} {

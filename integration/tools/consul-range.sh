@@ -3,7 +3,7 @@
 # versions"), in one place. The newest is the pinned one `make consul`
 # builds (install-consul.sh) and `make test` runs; the oldest is the one
 # `make compat` builds and runs (Makefile: CONSUL_OLDEST).
-CONSUL_SUPPORTED_MIN=1.20.0   # oldest supported
+CONSUL_SUPPORTED_MIN=1.20.1   # oldest supported (1.20.0 does not build from its module: it requires consul/troubleshoot v0.7.2, which the Go module proxy does not serve)
 CONSUL_SUPPORTED_BELOW=1.23.0 # first unsupported
 
 # consul_version BIN: prints BIN's version ("1.22.0"), or nothing.

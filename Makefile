@@ -57,7 +57,7 @@ test: tools vet
 	$(GO) test -count=1 -run 'Alloc' ./policy/ ./session/ ./gateway/  # allocation counts: without -race, which changes them
 	$(GO) test -race -count=1 -tags sockfault -run 'TestSockFault|FuzzRelayIntact' ./gateway/...  # bytes intact with faults under the sockets (sockio's sockfault build), on the committed seeds
 	$(GO) test -race -count=1 -tags sockfault ./gateway/forward/ ./gateway/h1/  # the byte paths' own suites with the same faults
-	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -run 'TestFaultSuite|TestHostileClientFaults|TestTwoRoutesOneCookie|TestUnpinWins|TestCookieless' -v ./integration/ | grep -v '^=== '
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -run 'TestFaultSuite|TestHostileClientFaults|TestHostileProcess|TestTwoRoutesOneCookie|TestUnpinWins|TestCookieless' -v ./integration/ | grep -v '^=== '
 	$(GO) test -count=1 -timeout 30m -run TestComposeSuite -v ./integration/ | grep -v '^=== '
 	$(MAKE) --no-print-directory fuzz FUZZTIME=3s
 
@@ -69,11 +69,11 @@ unit:
 # those of the packages over latch's sockets again, built with faults under
 # the sockets (-tags sockfault: gateway/internal/sockio/fault.go).
 fuzz:
-	@set -e; fuzz() { tags=$$1; shift; for pkg in "$$@"; do \
+	@set -e; log=$$(mktemp); trap 'rm -f $$log' EXIT; fuzz() { tags=$$1; shift; for pkg in "$$@"; do \
 		for t in $$($(GO) test -tags "$$tags" -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz' || true); do \
 			echo "fuzz $$pkg $$t $${tags:+-tags $$tags }($(FUZZTIME))"; \
-			$(GO) test -tags "$$tags" -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null || \
-				{ echo "fuzz $$t failed: rerun: go test $${tags:+-tags $$tags }-run '^$$' -fuzz '^$$t$$' $$pkg"; exit 1; }; \
+			$(GO) test -tags "$$tags" -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg >$$log 2>&1 || \
+				{ tail -n 60 $$log; echo "fuzz $$t failed (the input is above, and in $$pkg's testdata/fuzz/$$t): rerun: go test $${tags:+-tags $$tags }-run '^$$' -fuzz '^$$t$$' $$pkg"; exit 1; }; \
 		done; \
 	done; }; \
 	fuzz "" $$($(GO) list ./...); \
@@ -158,9 +158,10 @@ compose:
 
 # The images docker-compose.yml and the Dockerfile name, made locally when no
 # registry can be pulled from (cached; the compose suite runs this too):
-# from Consul, Redis and Go only (compose runs no pebble, no Jaeger).
-images: redis consul compose
-	@CONSUL_BIN=$(TOOLS_BIN)/consul bash integration/tools/images.sh
+# from Consul, Redis, Go and Jaeger (the tracing profile) only, not pebble
+# or Chromium, which compose does not use.
+images: redis consul jaeger compose
+	@CONSUL_BIN=$(TOOLS_BIN)/consul JAEGER_BIN=$(TOOLS_BIN)/jaeger bash integration/tools/images.sh
 
 # The compose demo, built from this checkout and stamped with its version
 # (`docker compose exec latch /latch -version`): docker compose up -d --wait

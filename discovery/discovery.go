@@ -26,6 +26,7 @@ const (
 	Passing
 )
 
+// String names the health state as logs and the admin API show it.
 func (h Health) String() string {
 	switch h {
 	case Passing:

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/latchgw/latch/gateway/affinity"
 	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/gateway/forward"
 )
@@ -20,13 +21,13 @@ import (
 // accessLog writes one line per request and counts it. The session id is
 // never logged raw: a truncated SHA-256 lets an operator follow one session
 // through the logs without being able to replay its cookie.
-func (g *Gateway) accessLog(r *http.Request, rt *route, st *reqState, res forward.Result, start time.Time) {
+func (g *Gateway) accessLog(r *http.Request, rt *affinity.Route, s *affinity.Session, res forward.Result, start time.Time) {
 	now := time.Now()
 	d := now.Sub(start)
 	status := res.Status
 	routeName, backend := "", ""
 	if rt != nil {
-		routeName = rt.name
+		routeName = rt.Name()
 	}
 	if res.Backend != nil {
 		backend = res.Backend.ID
@@ -35,10 +36,10 @@ func (g *Gateway) accessLog(r *http.Request, rt *route, st *reqState, res forwar
 	if g.tracing != nil {
 		ex = exemplar(r.Context())
 	}
-	if st != nil {
-		st.rs.series.request(res.Backend, status, d, ex)
+	if s != nil {
+		s.Answered(res.Backend, status, d, ex)
 	} else if rt != nil {
-		g.metrics.request(routeName, backend, status, d, ex)
+		g.metrics.Vectors().Request(routeName, backend, status, d, ex)
 	}
 	if !g.accessLogOn || !g.accessLogger.Enabled(r.Context(), slog.LevelInfo) {
 		return
@@ -55,9 +56,9 @@ func (g *Gateway) accessLog(r *http.Request, rt *route, st *reqState, res forwar
 		status:    status,
 		duration:  d,
 	}
-	if st != nil {
-		e.session = st.sess.Kind.String()
-		e.hashed, e.id = st.sess.HasID, st.sess.ID
+	if s != nil {
+		e.session = s.Kind().String()
+		e.id, e.hashed = s.ID()
 	}
 	if g.accessBatch != nil {
 		g.accessBatch.writeAccess(&e, g.accessJSON)

@@ -13,7 +13,7 @@ import (
 // KnowsHost reports whether a route of the moment (from the file or from
 // Consul tags) names host: tls.acme.route_hosts obtains certificates for
 // exactly those.
-func (g *Gateway) KnowsHost(host string) bool { return g.table.Load().knowsHost(host) }
+func (g *Gateway) KnowsHost(host string) bool { return g.routes.Table().KnowsHost(host) }
 
 // newACME builds tls.acme's certificate manager: its storage in Redis
 // (rdb) or a directory, its on-demand decisions asked of the gateway g

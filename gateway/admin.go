@@ -5,10 +5,8 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
-	"maps"
 	"net/http"
 	"net/http/pprof"
-	"slices"
 	"strings"
 	"time"
 
@@ -121,33 +119,27 @@ func (g *Gateway) adminBackends(w http.ResponseWriter, r *http.Request) {
 // behind /admin/backends (and any status page). Session counts come from
 // the store, bounded by a second per service (-1: unknown).
 func (g *Gateway) Services(ctx context.Context) []ServiceStatus {
-	g.mu.Lock()
-	services := make([]*service, 0, len(g.services))
-	for _, svc := range g.services {
-		services = append(services, svc)
-	}
-	g.mu.Unlock()
-	slices.SortFunc(services, func(a, b *service) int { return strings.Compare(a.name, b.name) })
+	services := g.routes.Services()
 
 	out := make([]ServiceStatus, 0, len(services))
 	for _, svc := range services {
-		as := ServiceStatus{Service: svc.name, Backends: []BackendStatus{}}
-		if snap := svc.snapshot(); snap != nil {
+		as := ServiceStatus{Service: svc.Name(), Backends: []BackendStatus{}}
+		if snap := svc.Snapshot(); snap != nil {
 			as.Stale, as.Index = snap.Stale, snap.Index
 		}
-		if ns := svc.updated.Load(); ns != 0 {
-			t := time.Unix(0, ns).UTC()
+		if t := svc.Updated(); !t.IsZero() {
+			t = t.UTC()
 			as.Updated = &t
 		}
 		cctx, cancel := context.WithTimeout(ctx, time.Second)
-		set := svc.registry.Current()
+		set := svc.Set()
 		var ids []string
 		if set != nil {
 			for _, b := range set.Backends {
 				ids = append(ids, b.ID)
 			}
 		}
-		counts, err := g.affinity.Sessions(cctx, svc.name, ids)
+		counts, err := g.affinity.Sessions(cctx, svc.Name(), ids)
 		cancel()
 		if set != nil {
 			for _, b := range set.Backends {
@@ -174,14 +166,12 @@ func (g *Gateway) Services(ctx context.Context) []ServiceStatus {
 func (g *Gateway) adminDrain(drain bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id := chi.URLParam(r, "id")
-		g.mu.Lock()
 		found := false
-		for _, svc := range g.services {
-			if svc.registry.Drain(id, drain) {
+		for _, svc := range g.routes.Services() {
+			if svc.Drain(id, drain) {
 				found = true
 			}
 		}
-		g.mu.Unlock()
 		if !found {
 			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no backend with id " + id})
 			return
@@ -206,22 +196,13 @@ type RouteStatus struct {
 // Consul tags) and the tag routes ignored for a conflict: the data behind
 // /admin/routes.
 func (g *Gateway) Routes() (routes []RouteStatus, conflicts []string) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	add := func(rt *route) {
-		rc := rt.spec.Route()
-		routes = append(routes, RouteStatus{Name: rt.name, Host: rc.Host, PathPrefix: rc.PathPrefix,
-			Service: rt.service.name, Policy: rc.Policy.Get(), Sticky: rt.sticky, FromTags: rt.spec.FromTags()})
+	all, conflicts := g.routes.All()
+	for _, rt := range all {
+		rc := rt.Spec().Route()
+		routes = append(routes, RouteStatus{Name: rt.Name(), Host: rc.Host, PathPrefix: rc.PathPrefix,
+			Service: rt.Service(), Policy: rc.Policy.Get(), Sticky: rt.Sticky(), FromTags: rt.Spec().FromTags()})
 	}
-	for _, rt := range g.fileRoutes {
-		add(rt)
-	}
-	for _, name := range slices.Sorted(maps.Keys(g.tagRoutes)) {
-		for _, rt := range g.tagRoutes[name] {
-			add(rt)
-		}
-	}
-	return routes, slices.Clone(g.conflicts)
+	return routes, conflicts
 }
 
 func (g *Gateway) adminRoutes(w http.ResponseWriter, _ *http.Request) {
@@ -244,13 +225,10 @@ func (g *Gateway) sessionServices(r *http.Request) []string {
 	if s := r.URL.Query().Get("service"); s != "" {
 		return []string{s}
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
 	var out []string
-	for name := range g.services {
-		out = append(out, name)
+	for _, svc := range g.routes.Services() {
+		out = append(out, svc.Name())
 	}
-	slices.Sort(out)
 	return out
 }
 
@@ -270,7 +248,7 @@ func (g *Gateway) adminSession(w http.ResponseWriter, r *http.Request) {
 		if fromStore {
 			b, found, err = g.affinity.LookupStore(r.Context(), svc, id)
 		} else {
-			b, _, found, err = g.affinity.Lookup(r.Context(), svc, id)
+			b, found, err = g.affinity.Lookup(r.Context(), svc, id)
 		}
 		if errors.Is(err, session.ErrUnpinned) {
 			continue
@@ -288,30 +266,6 @@ func (g *Gateway) adminSession(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"session": id.String(), "pins": pins})
 }
 
-// sessionTTL is the longest session TTL of service's routes: how long an
-// unpin's tombstone lives, outliving any cookie hint of the session.
-func (g *Gateway) sessionTTL(service string) time.Duration {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	var ttl time.Duration
-	if svc := g.services[service]; svc != nil {
-		ttl = time.Duration(svc.ttl.Load())
-	}
-	for _, rt := range g.fileRoutes {
-		if rt.service.name == service {
-			ttl = max(ttl, rt.cookie.ttl)
-		}
-	}
-	for _, rts := range g.tagRoutes {
-		for _, rt := range rts {
-			if rt.service.name == service {
-				ttl = max(ttl, rt.cookie.ttl)
-			}
-		}
-	}
-	return max(ttl, time.Second)
-}
-
 func (g *Gateway) adminUnpin(w http.ResponseWriter, r *http.Request) {
 	id, ok := g.sessionParam(r)
 	if !ok {
@@ -319,7 +273,7 @@ func (g *Gateway) adminUnpin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for _, svc := range g.sessionServices(r) {
-		if err := g.affinity.Unpin(r.Context(), svc, id, g.sessionTTL(svc)); err != nil {
+		if err := g.affinity.Unpin(r.Context(), svc, id, g.routes.SessionTTL(svc)); err != nil {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "session store: " + err.Error()})
 			return
 		}

@@ -110,7 +110,7 @@ func benchScale(b *testing.B, nBackends, nSessions, used int) {
 	})
 
 	codec := tg.g.affinity.Codec()
-	ttl := tg.g.fileRoutes[0].cookie.ttl
+	ttl := firstRoute(tg.g).Spec().Route().Sticky.TTL.Get()
 	cookies := make([]string, nSessions)
 	now := uint32(time.Now().Unix())
 	for i := range cookies {

@@ -123,7 +123,7 @@ func (m *Metrics) registerServer() {
 		Name: "latch_connections_refused_total", Help: "Client connections refused (503 and closed; with TLS on h1, closed before the handshake) by a cap: total (server.max_connections) or per_ip (server.max_connections_per_ip).",
 	}, []string{"limit"})
 	m.reqRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "latch_requests_refused_total", Help: "Requests refused before routing, by reason: connect (501), trace (405), upgrade (400, malformed Upgrade), host (400, empty Host), target (400, non-ASCII target).",
+		Name: "latch_requests_refused_total", Help: "Requests refused before routing, by reason: connect (501), trace (405), upgrade (400, malformed Upgrade), host (400, empty Host), target (400, non-ASCII target), conn_backends (503, its client connection held server.max_backend_connections_per_connection past the queue wait).",
 	}, []string{"reason"})
 	m.reg.MustRegister(m.connsOpen, m.connsRefused, m.reqRefused)
 }

@@ -121,8 +121,8 @@ func startRawGateway(t *testing.T, b *rawBackend, mutate func(*config.Config)) *
 	}, newBackend(t, "placeholder"))
 	tg.static.Set("web", []discovery.Backend{b.backend()})
 	waitUntil(t, "raw backend in rotation", func() bool {
-		rs := tg.g.fileRoutes[0].state.Load()
-		return rs != nil && len(rs.set.Backends) == 1 && rs.set.Backends[0].ID == "raw"
+		set := firstRoute(tg.g).Set()
+		return set != nil && len(set.Backends) == 1 && set.Backends[0].ID == "raw"
 	})
 	return tg
 }

@@ -1,23 +1,39 @@
-// Package gateway is latch's HTTP side and its lifecycle. A request runs:
+// Package gateway wires latch: the listeners, chi and its middleware,
+// and Run, which owns every goroutine. The concerns with rules of their
+// own live in packages under it: gateway/affinity (routes, backends,
+// sessions' decisions), gateway/forward (the forwarding pipeline),
+// gateway/h1 (the HTTP/1 server), gateway/config, gateway/tracing.
 //
-//  0. gateway/h1 parses it (strictly; conns.go caps the connections) and
-//     screen.go refuses what latch never forwards (CONNECT, TRACE, …);
-//  1. serve.go: the chi router hands it to ServeHTTP, which finds its route
-//     in the immutable table (routes.go) and the route's backends of the
-//     moment (a routeState, swapped per snapshot by service.go);
-//  2. affinity.go: session.Affinity.Resolve decides its session (keep,
-//     restore, re-pin or new);
-//  3. forward.Forwarder.Serve (gateway/forward) sends it: the session's
-//     backend first, else the policy chain's pick, retrying on another
-//     backend; session.Affinity.Commit sets the cookie when a backend
-//     answered;
-//  4. accesslog.go, metrics.go: the access line and the counters.
+// A sticky request's walk (cookie present, its backend alive) crosses
+// each package once on the way in and once on the way out, and nothing
+// calls up into gateway:
 //
-// The state path: service.go watches discovery and rebuilds each route's
-// pickers; tags.go turns Consul tags into routes; healthcheck.go adds
-// latch's own checks. admin.go serves the admin API. Run owns every
-// goroutine. Balancing lives in policy, affinity in session, backend lists
-// in discovery, configuration in gateway/config.
+//  1. gateway/h1 (or net/http) reads the request and calls the handler;
+//  2. gateway decides whether latch forwards it at all: chi's middleware
+//     (request id, screen.go, recover), then ServeHTTP (serve.go) finds
+//     its route in the table of the moment and starts its
+//     affinity.Session on the route's backends (Route.Begin);
+//  3. gateway/affinity decides where the session goes, in Resolve: the
+//     cookie (session.Codec), the pin from the local cache or the store
+//     (session.Affinity.Resolve, the one store call before forwarding),
+//     the decision (session.Decide: keep, restore from the cookie's
+//     signed hint, re-pin, or new), the backend looked up once, as a
+//     *policy.Backend;
+//  4. gateway/forward decides how the request gets there, in Serve with
+//     the Session as its Picker: Pick hands out the pinned backend (never
+//     blocking, never calling the store), then come the backend's breaker
+//     ticket (policy), the outbound head, a pooled connection, the
+//     attempt's outcome, a retry only where RFC 9110 allows it; Pick's
+//     done (affinity's) commits once the backend answered, before the
+//     response head goes out: a new or restored pin written (a kept
+//     one's TTL was slid in the background at Resolve), the cookie set
+//     when it must be reissued;
+//  5. gateway counts and logs it: metrics and the access line
+//     (accesslog.go); h1 writes the rest of the response.
+//
+// A session whose backend is unusable, or fails mid-loop, is re-pinned
+// between two passes of forward's loop (affinity.Session.Settle: the
+// store's compare-and-swap), never inside Pick; see gateway/affinity.
 package gateway
 
 import (
@@ -42,6 +58,7 @@ import (
 
 	"github.com/latchgw/latch/discovery"
 	"github.com/latchgw/latch/gateway/acme"
+	"github.com/latchgw/latch/gateway/affinity"
 	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/gateway/forward"
 	"github.com/latchgw/latch/gateway/h1"
@@ -106,21 +123,17 @@ type Gateway struct {
 	sampler      *statuspage.Sampler
 	conns        *connLimit // nil: no connection cap
 
-	table atomic.Pointer[table]
+	// routes are the routes, their services and sessions' decisions
+	// (gateway/affinity).
+	routes *affinity.Routes
 
 	reloadMu sync.Mutex                       // one reload at a time; guards load
 	load     func() (*config.Compiled, error) // SetConfigLoader's
 
-	mu         sync.Mutex // guards the fields below (state path only)
-	services   map[string]*service
-	fileRoutes []*route
-	tagRoutes  map[string][]*route // service → routes from its tags
-	conflicts  []string
-	lastTags   map[string][]string // the catalog's last answer
+	mu sync.Mutex // guards the fields below (state path only)
 	// pendingRestart: what the last reload changed that only a restart
 	// applies (reload.go).
 	pendingRestart []string
-	bg             context.Context // RunOn's background context: services a reload adds start with it
 
 	catalogSeen atomic.Bool // the catalog has answered once
 	wasReady    atomic.Bool // Ready has said yes once: it stays ready
@@ -163,14 +176,9 @@ func New(cfg *config.Compiled, deps Deps) (*Gateway, error) {
 		metrics:     deps.Metrics,
 		reopenLog:   deps.ReopenAccessLog,
 		accessLogOn: c.Log.Access.Get(),
-		services:    map[string]*service{},
-		tagRoutes:   map[string][]*route{},
 	}
 	if g.metrics == nil {
 		g.metrics = NewMetrics()
-	}
-	if err := g.metrics.reg.Register(newBackendCollector(g)); err != nil {
-		return nil, fmt.Errorf("gateway: Metrics already serve another gateway: %w", err)
 	}
 	g.conns = newConnLimit(c.Server.MaxConnections.Get(), c.Server.MaxConnectionsPerIP, g.metrics)
 	g.accessLogger = g.log
@@ -196,26 +204,17 @@ func New(cfg *config.Compiled, deps Deps) (*Gateway, error) {
 	if c.Server.ReadTimeout == 0 { // else the read timeout bounds the body as a whole
 		g.fwd.SetBodyTimeout(c.Server.BodyTimeout.Get())
 	}
+	env := affinity.Env{Log: g.log, Source: g.source, Sessions: g.affinity, Metrics: g.metrics, Trusted: g.trusted,
+		Transport: g.fwd.TransportFor, Scheme: g.fwd.Scheme, RetireTLS: g.fwd.RetireTLSPools}
+	if g.tracing != nil {
+		env.Tracer = g.tracing.Tracer()
+	}
+	g.routes = affinity.NewRoutes(cfg, env)
+	if err := g.metrics.reg.Register(g.routes.Collector()); err != nil {
+		return nil, fmt.Errorf("gateway: Metrics already serve another gateway: %w", err)
+	}
 	g.sampler = g.newStatusSampler()
-	for _, rc := range cfg.Routes() {
-		svc := g.serviceFor(rc.Service(), rc)
-		rt := newRoute(rc, svc)
-		svc.addRoute(rt)
-		g.fileRoutes = append(g.fileRoutes, rt)
-	}
-	g.table.Store(newTable(g.fileRoutes))
 	return g, nil
-}
-
-// serviceFor returns the service named name, creating it. Called with
-// g.mu held or before Run.
-func (g *Gateway) serviceFor(name string, spec *config.Spec) *service {
-	if svc, ok := g.services[name]; ok {
-		return svc
-	}
-	svc := g.newService(name, spec)
-	g.services[name] = svc
-	return svc
 }
 
 // Handler is the public handler: chi with its middleware around the proxy.
@@ -293,16 +292,11 @@ func (g *Gateway) RunOn(ctx context.Context, ls Listeners) error {
 			}
 		})
 	}
-	g.mu.Lock()
-	g.bg = bg
-	for _, svc := range g.services {
-		svc.start(bg)
-	}
-	g.mu.Unlock()
+	g.routes.Start(bg)
 	if g.catalog != nil && g.c.Consul.RoutesFromTags.Get() {
 		owner.Go(func() {
 			err := g.catalog.Watch(bg, func(services map[string][]string) {
-				g.applyTags(bg, services)
+				g.routes.ApplyTags(bg, services)
 				g.catalogSeen.Store(true)
 			})
 			if err != nil && !errors.Is(err, context.Canceled) {
@@ -315,12 +309,7 @@ func (g *Gateway) RunOn(ctx context.Context, ls Listeners) error {
 
 	stopBG()
 	owner.Wait()
-	g.mu.Lock()
-	g.bg = nil
-	for _, svc := range g.services {
-		svc.stop()
-	}
-	g.mu.Unlock()
+	g.routes.Stop()
 	g.fwd.CloseIdleConnections()
 	g.log.Info("stopped")
 	stopLog()
@@ -338,6 +327,7 @@ func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 	if g.conns != nil {
 		connContext, connState = g.conns.connContext, g.conns.connState
 	}
+	connContext = withBackendBudget(connContext, sc.MaxBackendConnectionsPerConnection.Get())
 	h1s := &h1.Server{Handler: g.Handler(), ReadHeaderTimeout: sc.ReadHeaderTimeout.Get(), ReadTimeout: sc.ReadTimeout,
 		WriteTimeout: sc.WriteTimeout, IdleTimeout: sc.IdleTimeout.Get(), MaxHeaderBytes: sc.MaxHeaderBytes.Get(),
 		MaxHeaderFields: sc.MaxHeaderFields.Get(), MaxHeadMemory: sc.MaxHeaderMemory.Get(), BaseContext: base, Log: g.log, ConnContext: connContext, ConnState: connState}

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/latchgw/latch/discovery"
+	"github.com/latchgw/latch/gateway/affinity"
 	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/session"
 )
@@ -192,6 +193,12 @@ func testCodec(t testing.TB) *session.Codec {
 	return codec
 }
 
+// firstRoute is g's first route (the config's first).
+func firstRoute(g *Gateway) *affinity.Route {
+	routes, _ := g.routes.All()
+	return routes[0]
+}
+
 func waitUntil(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
@@ -313,8 +320,8 @@ func TestNoBackend503(t *testing.T) {
 	tg := startGateway(t, nil, a)
 	tg.static.Set("web", nil)
 	waitUntil(t, "empty snapshot", func() bool {
-		rs := tg.g.fileRoutes[0].state.Load()
-		return rs != nil && len(rs.set.Backends) == 0
+		set := firstRoute(tg.g).Set()
+		return set != nil && len(set.Backends) == 0
 	})
 	_, status, _ := tg.get(t, "/", "")
 	if status != http.StatusServiceUnavailable {

@@ -62,13 +62,13 @@ func halfOpenKeepsSessions(t *testing.T, path string) {
 		c.Defaults.Breaker.ConsecutiveFailures = config.Set[uint32](1)
 		c.Defaults.Breaker.OpenTimeout = config.Set(50 * time.Millisecond)
 	}, aff, list)
-	backendA := func() *policy.Backend { return tg.g.fileRoutes[0].state.Load().set.Lookup("a") }
+	backendA := func() *policy.Backend { return firstRoute(tg.g).Set().Lookup("a") }
 	pinOf := func(cookie string) string {
 		ck, ok := codec.Decode(strings.TrimPrefix(cookie, "latch="))
 		if !ok {
 			t.Fatalf("cookie %q does not decode", cookie)
 		}
-		id, _, _, err := aff.Lookup(context.Background(), "web", ck.ID)
+		id, _, err := aff.Lookup(context.Background(), "web", ck.ID)
 		if err != nil {
 			t.Fatalf("lookup: %v", err)
 		}

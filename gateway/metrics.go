@@ -7,8 +7,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/latchgw/latch/discovery"
+	"github.com/latchgw/latch/gateway/affinity"
 	"github.com/latchgw/latch/policy"
-	"github.com/latchgw/latch/session"
 )
 
 // Metrics are latch's Prometheus series. Names follow the Prometheus
@@ -16,19 +16,19 @@ import (
 type Metrics struct {
 	reg *prometheus.Registry
 
-	requests       *prometheus.CounterVec   // route, backend, code (1xx..5xx)
-	duration       *prometheus.HistogramVec // route
-	upstreamDur    *prometheus.HistogramVec // route, backend
-	retries        *prometheus.CounterVec   // route
-	clientErrors   *prometheus.CounterVec   // route, cause
-	fallbacks      *prometheus.CounterVec   // route, from, to
-	breakerTrans   *prometheus.CounterVec   // service, backend, to
-	sessions       *prometheus.CounterVec   // route, backend, outcome
-	storeErrors    *prometheus.CounterVec   // op
-	storeDuration  *prometheus.HistogramVec // op
-	cache          *prometheus.CounterVec   // result (hit, miss)
-	cacheHit       lazy[prometheus.Counter] // cache's series, resolved on first use
-	cacheMiss      lazy[prometheus.Counter]
+	requests       *prometheus.CounterVec            // route, backend, code (1xx..5xx)
+	duration       *prometheus.HistogramVec          // route
+	upstreamDur    *prometheus.HistogramVec          // route, backend
+	retries        *prometheus.CounterVec            // route
+	clientErrors   *prometheus.CounterVec            // route, cause
+	fallbacks      *prometheus.CounterVec            // route, from, to
+	breakerTrans   *prometheus.CounterVec            // service, backend, to
+	sessions       *prometheus.CounterVec            // route, backend, outcome
+	storeErrors    *prometheus.CounterVec            // op
+	storeDuration  *prometheus.HistogramVec          // op
+	cache          *prometheus.CounterVec            // result (hit, miss)
+	cacheHit       affinity.Lazy[prometheus.Counter] // cache's series, resolved on first use
+	cacheMiss      affinity.Lazy[prometheus.Counter]
 	expired        prometheus.Counter
 	reissued       prometheus.Counter
 	discUpdates    *prometheus.CounterVec // service
@@ -38,7 +38,7 @@ type Metrics struct {
 	discHeld       *prometheus.CounterVec // service: empty answers held back
 	tagConflicts   prometheus.Gauge
 	panic          *prometheus.GaugeVec   // service
-	countsAge      *prometheus.GaugeVec   // service (sessioncounts.go)
+	countsAge      *prometheus.GaugeVec   // service (affinity's session counts)
 	reloads        *prometheus.CounterVec // result (ok, error)
 	reloadedAt     prometheus.Gauge       // unix time of the last applied reload
 	restartPending *prometheus.GaugeVec   // section: 1 while a reload left it waiting for a restart
@@ -46,8 +46,6 @@ type Metrics struct {
 	connsRefused   *prometheus.CounterVec // limit
 	reqRefused     *prometheus.CounterVec // reason
 }
-
-var codeClasses = [6]string{"other", "1xx", "2xx", "3xx", "4xx", "5xx"}
 
 // NewMetrics registers latch's series in a registry of their own. It also
 // implements the session layer's observer: pass it as session.Options.Metrics.
@@ -137,32 +135,15 @@ func NewMetrics() *Metrics {
 	return m
 }
 
-// codeClass is the index in codeClasses of a status code's class.
-func codeClass(code int) int {
-	if c := code / 100; c >= 1 && c <= 5 {
-		return c
-	}
-	return 0
+var _ affinity.Metrics = (*Metrics)(nil)
+
+// Vectors are the request path's series (affinity.Metrics).
+func (m *Metrics) Vectors() affinity.Vectors {
+	return affinity.Vectors{Requests: m.requests, Duration: m.duration, Upstream: m.upstreamDur, Sessions: m.sessions}
 }
 
-func (m *Metrics) request(route, backend string, code int, d time.Duration, ex prometheus.Labels) {
-	m.requests.WithLabelValues(route, backend, codeClasses[codeClass(code)]).Inc()
-	observe(m.duration.WithLabelValues(route), d.Seconds(), ex)
-}
-
-// observe adds v to o, with exemplar ex when set (a sampled request's
-// trace id: tracing on; OpenMetrics scrapes show it).
-func observe(o prometheus.Observer, v float64, ex prometheus.Labels) {
-	if ex != nil {
-		if eo, ok := o.(prometheus.ExemplarObserver); ok {
-			eo.ObserveWithExemplar(v, ex)
-			return
-		}
-	}
-	o.Observe(v)
-}
-
-func (m *Metrics) panicMode(service string, on bool) {
+// PanicMode records whether service is in panic mode (affinity.Metrics).
+func (m *Metrics) PanicMode(service string, on bool) {
 	v := 0.0
 	if on {
 		v = 1
@@ -178,35 +159,24 @@ func (m *Metrics) ClientError(route, cause string) {
 	m.clientErrors.WithLabelValues(route, cause).Inc()
 }
 
-func (m *Metrics) fallback(route, from, to string) {
+// Refused counts a request refused before any backend was asked
+// (forward.Observer), in latch_requests_refused_total.
+func (m *Metrics) Refused(cause string) { m.reqRefused.WithLabelValues(cause).Inc() }
+
+// Fallback counts a pick handed on along route's chain (affinity.Metrics).
+func (m *Metrics) Fallback(route, from, to string) {
 	m.fallbacks.WithLabelValues(route, from, to).Inc()
 }
 
-// breakerChange counts a transition; latch_breaker_state itself is read
-// at scrape time (backendCollector).
-func (m *Metrics) breakerChange(service, backend string, to policy.BreakerState) {
+// BreakerChange counts a transition; latch_breaker_state itself is read
+// at scrape time (affinity's collector) (affinity.Metrics).
+func (m *Metrics) BreakerChange(service, backend string, to policy.BreakerState) {
 	m.breakerTrans.WithLabelValues(service, backend, to.String()).Inc()
 }
 
-func breakerGauge(s policy.BreakerState) float64 {
-	switch s {
-	case policy.HalfOpen:
-		return 1
-	case policy.Open:
-		return 2
-	}
-	return 0
-}
-
-func (m *Metrics) session(route, backend string, k session.Kind) {
-	if k != session.KindNone {
-		m.sessions.WithLabelValues(route, backend, k.String()).Inc()
-	}
-}
-
-// backendGone deletes the series of a backend that left service, so
-// backends that come and go do not pile up series.
-func (m *Metrics) backendGone(service string, routes []string, backend string) {
+// BackendGone deletes the series of a backend that left service, so
+// backends that come and go do not pile up series (affinity.Metrics).
+func (m *Metrics) BackendGone(service string, routes []string, backend string) {
 	for _, r := range routes {
 		m.requests.DeletePartialMatch(prometheus.Labels{"route": r, "backend": backend})
 		m.upstreamDur.DeletePartialMatch(prometheus.Labels{"route": r, "backend": backend})
@@ -215,17 +185,18 @@ func (m *Metrics) backendGone(service string, routes []string, backend string) {
 	m.breakerTrans.DeletePartialMatch(prometheus.Labels{"service": service, "backend": backend})
 }
 
-// discoveryStart creates a service's discovery series before its first
+// DiscoveryStart creates a service's discovery series before its first
 // snapshot: stale until Consul has answered, never fresh, so an alert on
-// them fires when Consul is down at start.
-func (m *Metrics) discoveryStart(service string) {
+// them fires when Consul is down at start (affinity.Metrics).
+func (m *Metrics) DiscoveryStart(service string) {
 	m.discStale.WithLabelValues(service).Set(1)
 	m.discLastOK.WithLabelValues(service).Set(0)
 	m.discHeld.WithLabelValues(service)
 }
 
-// discoveryUpdate records a snapshot; prev is the one before (nil at first).
-func (m *Metrics) discoveryUpdate(service string, s discovery.Snapshot, prev *discovery.Snapshot) {
+// DiscoveryUpdate records a snapshot; prev is the one before (nil at
+// first) (affinity.Metrics).
+func (m *Metrics) DiscoveryUpdate(service string, s discovery.Snapshot, prev *discovery.Snapshot) {
 	m.discUpdates.WithLabelValues(service).Inc()
 	if s.Held && (prev == nil || !prev.Held) {
 		m.discHeld.WithLabelValues(service).Inc()
@@ -251,10 +222,27 @@ func (m *Metrics) StoreLatency(op string, d time.Duration) {
 	m.storeDuration.WithLabelValues(op).Observe(d.Seconds())
 }
 func (m *Metrics) CacheHit() {
-	m.cacheHit.get(func() prometheus.Counter { return m.cache.WithLabelValues("hit") }).Inc()
+	m.cacheHit.Get(func() prometheus.Counter { return m.cache.WithLabelValues("hit") }).Inc()
 }
 func (m *Metrics) CacheMiss() {
-	m.cacheMiss.get(func() prometheus.Counter { return m.cache.WithLabelValues("miss") }).Inc()
+	m.cacheMiss.Get(func() prometheus.Counter { return m.cache.WithLabelValues("miss") }).Inc()
 }
 func (m *Metrics) Expired()  { m.expired.Inc() }
 func (m *Metrics) Resigned() { m.reissued.Inc() }
+
+// registerSessionCounts adds the refresh's staleness gauge to m.
+func (m *Metrics) registerSessionCounts() {
+	m.countsAge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "latch_session_counts_age_seconds", Help: "Age of the live-session counts least_sessions works from (time since the last successful read from the session store), by service; it grows while the store is unreachable.",
+	}, []string{"service"})
+	m.reg.MustRegister(m.countsAge)
+}
+
+// TagConflicts records how many tag routes are ignored (affinity.Metrics).
+func (m *Metrics) TagConflicts(n int) { m.tagConflicts.Set(float64(n)) }
+
+// SessionCountsAge records how old least_sessions' counts of service are
+// (affinity.Metrics).
+func (m *Metrics) SessionCountsAge(service string, age time.Duration) {
+	m.countsAge.WithLabelValues(service).Set(age.Seconds())
+}

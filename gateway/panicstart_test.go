@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/latchgw/latch/discovery"
+	"github.com/latchgw/latch/gateway/affinity"
 )
 
 // Panic mode is judged only once the backends' checks have answered:
@@ -31,11 +32,7 @@ func TestNoPanicModeBeforeChecksAnswer(t *testing.T) {
 		}
 		return false
 	}
-	svc := func() *service {
-		tg.g.mu.Lock()
-		defer tg.g.mu.Unlock()
-		return tg.g.services["web"]
-	}
+	svc := func() *affinity.Service { return tg.g.routes.Service("web") }
 	// set waits until the service's backends read as given (and the gauge
 	// agrees with the set), and reports whether it is in panic mode.
 	set := func(backends ...discovery.Backend) bool {
@@ -48,10 +45,10 @@ func TestNoPanicModeBeforeChecksAnswer(t *testing.T) {
 		var panicking bool
 		waitUntil(t, "the snapshot applied", func() bool {
 			s := svc()
-			if s == nil || s.registry.Current() == nil {
+			if s == nil || s.Set() == nil {
 				return false
 			}
-			cur := s.registry.Current()
+			cur := s.Set()
 			for _, want := range backends {
 				got := cur.Lookup(want.ID)
 				if got == nil || got.Health != want.Health || got.Unchecked != want.Unchecked {

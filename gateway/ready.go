@@ -2,8 +2,6 @@ package gateway
 
 import (
 	"context"
-	"maps"
-	"slices"
 	"time"
 )
 
@@ -24,13 +22,11 @@ func (g *Gateway) Waiting() []string {
 	if g.catalog != nil && g.c.Consul.RoutesFromTags.Get() && !g.catalogSeen.Load() {
 		waiting = append(waiting, "the Consul catalog (routes from tags)")
 	}
-	g.mu.Lock()
-	for _, name := range slices.Sorted(maps.Keys(g.services)) {
-		if !g.services[name].ready.Load() {
-			waiting = append(waiting, "service "+name)
+	for _, svc := range g.routes.Services() {
+		if !svc.Ready() {
+			waiting = append(waiting, "service "+svc.Name())
 		}
 	}
-	g.mu.Unlock()
 	if len(waiting) == 0 {
 		g.wasReady.Store(true)
 	}

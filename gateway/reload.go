@@ -10,7 +10,6 @@ import (
 
 	"github.com/latchgw/latch/discovery"
 	"github.com/latchgw/latch/gateway/config"
-	"github.com/latchgw/latch/policy"
 	"github.com/latchgw/latch/session"
 )
 
@@ -168,125 +167,15 @@ func (g *Gateway) apply(cc *config.Compiled) (ReloadResult, error) {
 	for _, name := range slices.Sorted(maps.Keys(staticBackends)) {
 		static.Set(name, staticBackends[name])
 	}
-	res.Applied = append(res.Applied, g.swapRoutes(cc, &res)...)
+	g.mu.Lock()
+	g.cfg = cc
+	g.mu.Unlock()
+	res.Applied = append(res.Applied, g.routes.Swap(cc, &res.NeedsRestart)...)
 	if len(staticBackends) > 0 {
 		res.Applied = append(res.Applied, "backends")
 	}
-	g.mu.Lock()
-	tags := g.lastTags
-	bg := g.bg
-	g.mu.Unlock()
-	if tags != nil && bg != nil {
-		// Tag routes take the new defaults, and yield to new file routes.
-		g.applyTags(bg, tags)
-	}
 	slices.Sort(res.NeedsRestart)
 	return res, nil
-}
-
-// swapRoutes replaces the file routes with cc's, reconfigures the services
-// they keep and starts those they add; services left without routes stop.
-// Per-backend state lives in each service's registry, which is kept.
-func (g *Gateway) swapRoutes(cc *config.Compiled, res *ReloadResult) (applied []string) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	old := g.fileRoutes
-	oldSpecs := make([]config.Route, len(old))
-	for i, rt := range old {
-		oldSpecs[i] = rt.spec.Route()
-	}
-	var routes []*route
-	var started []*service
-	reconfigured := map[string]bool{}
-	for _, rc := range cc.Routes() {
-		svc, existed := g.services[rc.Service()]
-		if !existed {
-			svc = g.serviceFor(rc.Service(), rc)
-			started = append(started, svc)
-		} else if !reconfigured[svc.name] {
-			reconfigured[svc.name] = true
-			applied = append(applied, svc.reconfigure(rc.Route().RouteSettings, res)...)
-		}
-		rt := newRoute(rc, svc)
-		svc.addRoute(rt) // publishes its state from the service's current backends
-		routes = append(routes, rt)
-	}
-	g.fileRoutes = routes
-	g.cfg = cc
-	g.storeTable()
-	for _, rt := range old {
-		if rt.service.removeRoute(rt) {
-			rt.service.stop()
-			delete(g.services, rt.service.name)
-			g.log.Info("service no longer routed", "service", rt.service.name)
-		}
-	}
-	if g.bg != nil {
-		for _, svc := range started {
-			svc.start(g.bg)
-		}
-	}
-	g.retireTLSPools()
-	newSpecs := make([]config.Route, len(routes))
-	for i, rt := range routes {
-		newSpecs[i] = rt.spec.Route()
-	}
-	if !reflect.DeepEqual(oldSpecs, newSpecs) {
-		applied = append(applied, "routes")
-	}
-	return applied
-}
-
-// retireTLSPools has the forwarder close the backend TLS pools that no
-// route uses any more, nor any service's active checks (they keep the
-// transport of their service's first route). Called with g.mu held, after
-// the routes changed.
-func (g *Gateway) retireTLSPools() {
-	var inUse []*config.Spec
-	for _, rt := range g.fileRoutes {
-		inUse = append(inUse, rt.spec)
-	}
-	for _, routes := range g.tagRoutes {
-		for _, rt := range routes {
-			inUse = append(inUse, rt.spec)
-		}
-	}
-	for _, svc := range g.services {
-		if svc.checkCfg.Enabled() { // it runs active checks (start)
-			inUse = append(inUse, svc.checkTLS)
-		}
-	}
-	g.fwd.RetireTLSPools(inUse)
-}
-
-// reconfigure applies a reload's settings of the service's first route to
-// its registry (breakers, slow start, health verdicts). Called with g.mu
-// held.
-func (svc *service) reconfigure(rs config.RouteSettings, res *ReloadResult) (applied []string) {
-	svc.ttl.Store(int64(rs.Sticky.TTL.Get()))
-	opts := svc.registryOptions(rs)
-	if !reflect.DeepEqual(rs.HealthCheck, svc.checkCfg) {
-		res.NeedsRestart = append(res.NeedsRestart, "health_check of service "+svc.name)
-	} else if svc.checkCfg.Enabled() && rs.BackendProtocol.Get() != svc.checkTLS.BackendProtocol() {
-		// The running checks speak the protocol they started with.
-		res.NeedsRestart = append(res.NeedsRestart, "health_check of service "+svc.name+" (backend_protocol)")
-	}
-	svc.mu.Lock()
-	same := svc.opts == opts
-	svc.opts = opts
-	// Under mu, so a snapshot's judgePanic cannot come in between.
-	reset := !same && svc.registry.Reconfigure(svc.effective(opts).Options(svc))
-	svc.mu.Unlock()
-	if same {
-		return nil
-	}
-	if reset {
-		svc.g.log.Info("circuit breakers replaced: their settings changed", "service", svc.name)
-		applied = append(applied, "service "+svc.name+": breaker settings (breakers start closed)")
-	}
-	applied = append(applied, "service "+svc.name+": registry settings")
-	svc.republish() // health verdicts under the new settings
-	return applied
 }
 
 // needsRestart lists the fields that differ between running (the config
@@ -338,32 +227,4 @@ func secretBytes(secrets config.List) [][]byte {
 		out = append(out, []byte(s))
 	}
 	return out
-}
-
-// registryOptions is what a service's registry is built from: the
-// settings of its first route that apply per service, comparable so a
-// reload can tell whether they changed.
-type registryOptions struct {
-	breaker        policy.BreakerSettings
-	slowStart      time.Duration
-	warningUsable  bool
-	panicThreshold float64
-}
-
-func (svc *service) registryOptions(rs config.RouteSettings) registryOptions {
-	return registryOptions{breaker: rs.Breaker.BreakerSettings(), slowStart: rs.SlowStart.Get(),
-		warningUsable: rs.WarningUsable.Get(), panicThreshold: max(rs.PanicThreshold.Get(), 0)}
-}
-
-// Options are the registry's options for these settings.
-func (o registryOptions) Options(svc *service) policy.Options {
-	name, g := svc.name, svc.g
-	return policy.Options{
-		Breaker: o.breaker, SlowStart: o.slowStart, WarningUsable: o.warningUsable, PanicThreshold: o.panicThreshold,
-		OnBreakerChange: func(id string, from, to policy.BreakerState) {
-			// Runs under the breaker's mutex: log and count, nothing more.
-			g.log.Warn("circuit breaker", "service", name, "backend", id, "from", from.String(), "to", to.String())
-			g.metrics.breakerChange(name, id, to)
-		},
-	}
 }

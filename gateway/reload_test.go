@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/latchgw/latch/discovery"
+	"github.com/latchgw/latch/gateway/affinity"
 	"github.com/latchgw/latch/gateway/config"
 )
 
@@ -67,10 +68,8 @@ func startReloadableLog(t *testing.T, base func(*config.Config), log *slog.Logge
 }
 
 // service is the running service name (nil: none).
-func (rl *reloadable) service(t *testing.T, name string) *service {
-	rl.g.mu.Lock()
-	defer rl.g.mu.Unlock()
-	return rl.g.services[name]
+func (rl *reloadable) service(t *testing.T, name string) *affinity.Service {
+	return rl.g.routes.Service(name)
 }
 
 // reload applies mutate over the base config through the admin API.
@@ -117,10 +116,10 @@ func TestReload(t *testing.T) {
 		cookies[id] = ck
 	}
 	svc := rl.service(t, "web")
-	if !svc.registry.Drain("a", true) {
+	if !svc.Drain("a", true) {
 		t.Fatal("no backend a")
 	}
-	if svc.registry.Current().Lookup("b").Latency() == 0 {
+	if svc.Set().Lookup("b").Latency() == 0 {
 		t.Fatal("b has no latency sample before the reload")
 	}
 
@@ -166,13 +165,13 @@ func TestReload(t *testing.T) {
 	if rl.service(t, "web") != svc {
 		t.Fatal("service web was rebuilt by the reload")
 	}
-	if !svc.registry.Current().Lookup("a").Drained() {
+	if !svc.Set().Lookup("a").Drained() {
 		t.Error("a's drain was lost in the reload")
 	}
-	if svc.registry.Current().Lookup("b").Latency() == 0 {
+	if svc.Set().Lookup("b").Latency() == 0 {
 		t.Error("b's latency was lost in the reload")
 	}
-	if n := rl.g.table.Load().match("", "/").attempts; n != 1 {
+	if n := rl.g.routes.Table().Match("", "/").Spec().Attempts(); n != 1 {
 		t.Errorf("retry.attempts %d after the reload; want 1", n)
 	}
 	// A new session's cookie is signed with the rotated secret.
@@ -225,7 +224,7 @@ func TestReload(t *testing.T) {
 	if !slices.ContainsFunc(res.Applied, func(s string) bool { return strings.Contains(s, "breaker settings") }) {
 		t.Errorf("applied %q; want the breaker settings", res.Applied)
 	}
-	if !svc.registry.Current().Lookup("a").Drained() {
+	if !svc.Set().Lookup("a").Drained() {
 		t.Error("a's drain was lost when the breakers were replaced")
 	}
 	if seriesValue(t, rl.g, "latch_config_last_reload_success_timestamp_seconds", nil) <= 0 {

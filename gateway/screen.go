@@ -2,10 +2,10 @@ package gateway
 
 import (
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/latchgw/latch/gateway/forward"
+	"github.com/latchgw/latch/gateway/internal/httpgrammar"
 )
 
 // screen refuses, before routing, what latch does not forward:
@@ -64,7 +64,7 @@ func (g *Gateway) screen(next http.Handler) http.Handler {
 				g.refuse(w, r, http.StatusBadRequest, "host", "latch: empty Host\n")
 				return
 			}
-			if !visibleASCII(r.RequestURI) {
+			if !httpgrammar.VisibleASCII(r.RequestURI) {
 				g.refuse(w, r, http.StatusBadRequest, "target", "latch: request target not visible ASCII\n")
 				return
 			}
@@ -94,26 +94,9 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, code int, reaso
 func upgradeList(vv []string) bool {
 	for _, v := range vv {
 		for i := 0; i < len(v); i++ {
-			if c := v[i]; c != '/' && c != ',' && c != ' ' && c != '\t' && !tokenChar[c] {
+			if c := v[i]; c != '/' && c != ',' && c != ' ' && c != '\t' && !httpgrammar.IsTokenChar(c) {
 				return false
 			}
-		}
-	}
-	return true
-}
-
-var tokenChar = func() (t [256]bool) {
-	for c := 0; c < 256; c++ {
-		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
-			strings.IndexByte("!#$%&'*+-.^_`|~", byte(c)) >= 0
-	}
-	return t
-}()
-
-func visibleASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c <= ' ' || c >= 0x7f {
-			return false
 		}
 	}
 	return true

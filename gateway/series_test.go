@@ -89,9 +89,9 @@ func TestSeriesCachedPerSnapshot(t *testing.T) {
 		t.Errorf("request durations: %v, want %v", total, want)
 	}
 
-	rt := tg.g.fileRoutes[0]
+	rt := firstRoute(tg.g)
 	tg.static.Set("web", []discovery.Backend{a.backend()})
-	waitUntil(t, "b to leave the route", func() bool { return rt.state.Load().set.Lookup("b") == nil })
+	waitUntil(t, "b to leave the route", func() bool { return rt.Set().Lookup("b") == nil })
 	for _, name := range []string{"latch_requests_total", "latch_sessions_total", "latch_upstream_duration_seconds"} {
 		if got := seriesValue(t, tg.g, name, map[string]string{"backend": "b"}); got != -1 {
 			t.Errorf("%s of the departed backend b still exported (%v)", name, got)
@@ -105,7 +105,7 @@ func TestSeriesCachedPerSnapshot(t *testing.T) {
 	}
 
 	tg.static.Set("web", []discovery.Backend{a.backend(), b.backend()})
-	waitUntil(t, "b to come back", func() bool { return rt.state.Load().set.Lookup("b") != nil })
+	waitUntil(t, "b to come back", func() bool { return rt.Set().Lookup("b") != nil })
 	if got, _, _ := tg.get(t, "/", cookieOf["b"]); got != "b" {
 		t.Fatalf("request with b's cookie went to %q, want b", got)
 	}

@@ -19,7 +19,7 @@ func TestLeastSessionsCountsWired(t *testing.T) {
 	tg := startGateway(t, func(c *config.Config) {
 		c.Routes[0].Policy = config.Set(config.List{"least_sessions"})
 	}, a, b)
-	set := tg.g.services["web"].registry.Current()
+	set := tg.g.routes.Service("web").Set()
 	known := func() int64 { return set.Lookup("a").Sessions() + set.Lookup("b").Sessions() }
 
 	const n = 12
@@ -37,7 +37,7 @@ func TestLeastSessionsCountsWired(t *testing.T) {
 	// The refresh (once a second) replaces the local figures with the
 	// store's: the sessions that never came back are no load.
 	deadline := time.Now().Add(10 * time.Second)
-	for known() != n/2 || tg.g.services["web"].registry.SessionsCountedAt().IsZero() {
+	for known() != n/2 || tg.g.routes.Service("web").SessionsCountedAt().IsZero() {
 		if time.Now().After(deadline) {
 			t.Fatalf("sessions known %d; want the %d stored after a refresh", known(), n/2)
 		}

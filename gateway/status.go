@@ -2,12 +2,11 @@ package gateway
 
 import (
 	"context"
-	"slices"
-	"strings"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/latchgw/latch/gateway/affinity"
 	"github.com/latchgw/latch/gateway/statuspage"
 )
 
@@ -36,16 +35,10 @@ func (g *Gateway) statusPage() *statuspage.Page {
 
 // routeServices maps route names to their service names.
 func (g *Gateway) routeServices() map[string]string {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	out := make(map[string]string, len(g.fileRoutes))
-	for _, rt := range g.fileRoutes {
-		out[rt.name] = rt.service.name
-	}
-	for _, rts := range g.tagRoutes {
-		for _, rt := range rts {
-			out[rt.name] = rt.service.name
-		}
+	routes, _ := g.routes.All()
+	out := make(map[string]string, len(routes))
+	for _, rt := range routes {
+		out[rt.Name()] = rt.Service()
 	}
 	return out
 }
@@ -108,19 +101,12 @@ func (g *Gateway) status(ctx context.Context) statuspage.Status {
 		st.Store.CacheHitRatio = hit / (hit + miss)
 	}
 
+	services := g.routes.Services()
+	routes, conflicts := g.routes.All()
+	st.Conflicts = conflicts
 	g.mu.Lock()
-	services := make([]*service, 0, len(g.services))
-	for _, svc := range g.services {
-		services = append(services, svc)
-	}
-	routes := slices.Clone(g.fileRoutes)
-	for _, rts := range g.tagRoutes {
-		routes = append(routes, rts...)
-	}
-	st.Conflicts = slices.Clone(g.conflicts)
 	st.NeedsRestart = append(st.NeedsRestart, g.pendingRestart...)
 	g.mu.Unlock()
-	slices.SortFunc(services, func(a, b *service) int { return strings.Compare(a.name, b.name) })
 
 	for _, svc := range services {
 		s, ok := g.serviceStatus(ctx, svc, now)
@@ -128,16 +114,12 @@ func (g *Gateway) status(ctx context.Context) statuspage.Status {
 		st.Services = append(st.Services, s)
 	}
 	for _, rt := range routes {
-		rc := rt.spec.Route()
-		r := statuspage.Route{Name: rt.name, Host: rc.Host, PathPrefix: rc.PathPrefix,
-			Service: rt.service.name, Sticky: rt.sticky, FromTags: rt.spec.FromTags()}
-		names := []string(rc.Policy.Get())
-		if rs := rt.state.Load(); rs != nil {
-			names = rs.chain.Names()
-		}
-		for _, p := range names {
+		rc := rt.Spec().Route()
+		r := statuspage.Route{Name: rt.Name(), Host: rc.Host, PathPrefix: rc.PathPrefix,
+			Service: rt.Service(), Sticky: rt.Sticky(), FromTags: rt.Spec().FromTags()}
+		for _, p := range rt.Policies() {
 			r.Chain = append(r.Chain, statuspage.Step{Policy: p,
-				HandedOn: g.sampler.Latest(sampleKey("fallback", rt.name, p))})
+				HandedOn: g.sampler.Latest(sampleKey("fallback", rt.Name(), p))})
 		}
 		st.Routes = append(st.Routes, r)
 	}
@@ -146,19 +128,20 @@ func (g *Gateway) status(ctx context.Context) statuspage.Status {
 
 // serviceStatus is svc's part of the status; ok is false when the session
 // store could not count its sessions.
-func (g *Gateway) serviceStatus(ctx context.Context, svc *service, now time.Time) (statuspage.Service, bool) {
-	s := statuspage.Service{Name: svc.name, Backends: []statuspage.Backend{}, UpdatedAgeS: -1, FreshAgeS: -1,
+func (g *Gateway) serviceStatus(ctx context.Context, svc *affinity.Service, now time.Time) (statuspage.Service, bool) {
+	name := svc.Name()
+	s := statuspage.Service{Name: name, Backends: []statuspage.Backend{}, UpdatedAgeS: -1, FreshAgeS: -1,
 		StepS: g.sampler.Step().Seconds(), WindowS: g.sampler.Window().Seconds()}
-	if snap := svc.snapshot(); snap != nil {
+	if snap := svc.Snapshot(); snap != nil {
 		s.Stale = snap.Stale
 	}
-	if ns := svc.updated.Load(); ns != 0 {
-		s.UpdatedAgeS = now.Sub(time.Unix(0, ns)).Seconds()
+	if t := svc.Updated(); !t.IsZero() {
+		s.UpdatedAgeS = now.Sub(t).Seconds()
 	}
-	if ts := g.sampler.Latest(sampleKey("fresh", svc.name, "")); ts > 0 {
+	if ts := g.sampler.Latest(sampleKey("fresh", name, "")); ts > 0 {
 		s.FreshAgeS = now.Sub(time.Unix(0, int64(ts*1e9))).Seconds()
 	}
-	set := svc.registry.Current()
+	set := svc.Set()
 	if set == nil {
 		return s, true
 	}
@@ -168,7 +151,7 @@ func (g *Gateway) serviceStatus(ctx context.Context, svc *service, now time.Time
 		ids = append(ids, b.ID)
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	counts, err := g.affinity.Sessions(ctx, svc.name, ids)
+	counts, err := g.affinity.Sessions(ctx, name, ids)
 	cancel()
 	for _, b := range set.Backends {
 		if err == nil {
@@ -179,18 +162,18 @@ func (g *Gateway) serviceStatus(ctx context.Context, svc *service, now time.Time
 		s.Sessions = -1
 	}
 	for _, b := range set.Backends {
-		state := backendState(b)
+		state := affinity.BackendState(b)
 		row := statuspage.Backend{ID: b.ID, Address: b.Addr, Health: b.Health.String(), Drained: b.Drained(),
 			State: state, AcceptsNew: b.CanTake(), Weight: b.Weight,
 			Breaker: b.Breaker().String(), BreakerSince: b.BreakerSince().UTC(),
 			InFlight: b.InFlight(), EWMAMS: float64(b.Latency().Microseconds()) / 1000,
-			ReqRate:   g.sampler.Rate(sampleKey("req", svc.name, b.ID), rateWindow),
-			ErrRate:   g.sampler.Rate(sampleKey("err", svc.name, b.ID), rateWindow),
+			ReqRate:   g.sampler.Rate(sampleKey("req", name, b.ID), rateWindow),
+			ErrRate:   g.sampler.Rate(sampleKey("err", name, b.ID), rateWindow),
 			Sessions:  -1,
 			SlowStart: b.SlowStart(),
 			Target:    set.Share(b),
-			Requests:  g.sampler.Series(sampleKey("req", svc.name, b.ID)),
-			Repins:    g.sampler.Series(sampleKey("repin", svc.name, b.ID)),
+			Requests:  g.sampler.Series(sampleKey("req", name, b.ID)),
+			Repins:    g.sampler.Series(sampleKey("repin", name, b.ID)),
 		}
 		if err == nil {
 			row.Sessions = counts[b.ID]

@@ -36,7 +36,11 @@ func TestComposeFile(t *testing.T) {
 	consulVars := []string{api.HTTPAddrEnvName, api.HTTPTokenEnvName, api.HTTPTokenFileEnvName, api.HTTPCAFile,
 		api.HTTPCAPath, api.HTTPClientCert, api.HTTPClientKey, api.HTTPTLSServerName, api.HTTPSSLEnvName,
 		api.HTTPSSLVerifyEnvName, api.HTTPAuthEnvName, api.HTTPNamespaceEnvName, api.HTTPPartitionEnvName}
-	latchVars, demoVars := append(config.EnvVars(), consulVars...), append(demo.EnvVars(), consulVars...)
+	// The tracing profile sets the standard OpenTelemetry variable latch reads.
+	otelVars := []string{config.EnvOTLPEndpoint, config.EnvOTLPProtocol, config.EnvServiceName,
+		config.EnvTracesSampler, config.EnvTracesSamplerArg, config.EnvResourceAttributes}
+	latchVars := slices.Concat(config.EnvVars(), consulVars, otelVars)
+	demoVars := append(demo.EnvVars(), consulVars...)
 	want := map[string][]string{"latch": latchVars, "latch-replica": latchVars,
 		"web-1": demoVars, "web-2": demoVars, "web-3": demoVars, "web-4": demoVars}
 	for _, name := range []string{"consul", "redis", "latch", "latch-replica", "web-1", "web-2", "web-3", "web-4"} {
@@ -126,6 +130,20 @@ func TestComposeFile(t *testing.T) {
 	}
 	if redis := project.Services["redis"]; len(redis.Ports) != 0 || len(redis.Networks) != 1 {
 		t.Errorf("redis: ports %v, networks %v; want none published, on its own network", redis.Ports, redis.Networks)
+	}
+	// Tracing: off unless LATCH_OTLP_ENDPOINT names a collector; Jaeger only
+	// in the tracing profile, its UI on the host's loopback.
+	for _, name := range []string{"latch", "latch-replica"} {
+		if got := project.Services[name].Environment[config.EnvOTLPEndpoint]; got == nil || *got != "" {
+			t.Errorf("%s's %s is %v without LATCH_OTLP_ENDPOINT; want empty (tracing off)", name, config.EnvOTLPEndpoint, got)
+		}
+	}
+	jaeger := project.Services["jaeger"]
+	if !slices.Equal(jaeger.Profiles, []string{"tracing"}) {
+		t.Errorf("jaeger's profiles %v; want [tracing]", jaeger.Profiles)
+	}
+	if p := jaeger.Ports; len(p) != 1 || p[0].Target != 16686 || p[0].HostIP != "127.0.0.1" || p[0].Published != "16686" {
+		t.Errorf("jaeger's UI: %+v; want 16686 on 127.0.0.1 only", p)
 	}
 }
 

@@ -67,7 +67,7 @@ func BenchmarkInvalidation(b *testing.B) {
 		if _, err := a.Pin(ctx, "web", id, "web-1", time.Minute); err != nil {
 			b.Fatal(err)
 		}
-		if got, _, _, _ := c.Lookup(ctx, "web", id); got != "web-1" { // cached in c now
+		if got, _, _ := c.Lookup(ctx, "web", id); got != "web-1" { // cached in c now
 			b.Fatalf("replica c sees %q", got)
 		}
 		start := time.Now()
@@ -75,7 +75,7 @@ func BenchmarkInvalidation(b *testing.B) {
 			b.Fatal(err)
 		}
 		for {
-			if got, _, _, _ := c.Lookup(ctx, "web", id); got == "web-2" {
+			if got, _, _ := c.Lookup(ctx, "web", id); got == "web-2" {
 				break
 			}
 			if time.Since(start) > 5*time.Second {

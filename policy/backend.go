@@ -14,7 +14,7 @@ import (
 // for it. The embedded Backend and the health verdicts are fixed for the
 // Set it belongs to; the state is shared by every Set of the backend's ID
 // and read and written with typed atomics only, so every method is safe
-// for concurrent use and none locks (except Acquire and Ticket.Done, which
+// for concurrent use and none locks (except Acquire and Ticket.Finish, which
 // go through gobreaker's mutex).
 type Backend struct {
 	discovery.Backend
@@ -61,7 +61,7 @@ type state struct {
 }
 
 // InFlight is the number of requests being served by b (Acquired and not
-// yet Done).
+// yet Finished).
 func (b *Backend) InFlight() int64 { return b.st.inflight.Load() }
 
 // Latency is the EWMA of b's response times; 0 means no data yet.

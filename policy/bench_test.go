@@ -73,7 +73,7 @@ func BenchmarkAcquireDone(b *testing.B) {
 				b.Error(err)
 				return
 			}
-			tk.Done(Success)
+			tk.Finish(Success, 0)
 			i++
 		}
 	})

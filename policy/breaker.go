@@ -21,6 +21,7 @@ const (
 	Open
 )
 
+// String names the breaker state (closed, half-open, open).
 func (s BreakerState) String() string {
 	switch s {
 	case Closed:

@@ -105,7 +105,7 @@ func TestBreakerRecovers(t *testing.T) {
 	if _, err := b.Acquire(); err != ErrBreakerOpen {
 		t.Fatalf("second request while half-open: %v; want ErrBreakerOpen", err)
 	}
-	probe.Done(Success)
+	probe.Finish(Success, 0)
 	if b.Breaker() != Closed || b.Recovering() {
 		t.Fatalf("after a good probe: %v, Recovering %v; want closed, recovered", b.Breaker(), b.Recovering())
 	}
@@ -134,8 +134,8 @@ func TestBreakerFailedProbeReopens(t *testing.T) {
 	if err != nil {
 		t.Fatalf("second of two probes refused: %v", err)
 	}
-	p1.Done(Success)
-	p2.Done(Failure)
+	p1.Finish(Success, 0)
+	p2.Finish(Failure, 0)
 	if b.Breaker() != Open { // (not CanTake: 20ms may already have passed)
 		t.Fatalf("failed probe: %v; want open again", b.Breaker())
 	}

@@ -65,6 +65,19 @@ func parseHost(s string) (netip.Addr, bool) {
 	return a.Unmap().WithZone(""), true
 }
 
+// TrustedPeer reports whether r's peer (its RemoteAddr) is in trusted:
+// a proxy whose X-Forwarded-For, -Proto and -Host latch believes. The
+// address is read as ClientIP reads it (unmapped, zone dropped, port
+// optional). The one trusted-peer rule: ClientIP's hash keys and the
+// forwarder's outbound X-Forwarded-* both ask it. It does not allocate.
+func TrustedPeer(r *http.Request, trusted []netip.Prefix) bool {
+	if len(trusted) == 0 {
+		return false
+	}
+	a, ok := parseHost(r.RemoteAddr)
+	return ok && isTrusted(a, trusted)
+}
+
 func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
 	for _, p := range trusted {
 		if p.Contains(a) {

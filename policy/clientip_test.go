@@ -53,3 +53,29 @@ func TestClientIP(t *testing.T) {
 		})
 	}
 }
+
+func TestTrustedPeer(t *testing.T) {
+	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fe80::/10")}
+	for _, tt := range []struct {
+		remote  string
+		trusted []netip.Prefix
+		want    bool
+	}{
+		{"10.0.0.1:5", trusted, true},
+		{"10.0.0.1:5", nil, false},
+		{"203.0.113.1:5", trusted, false},
+		{"[::ffff:10.0.0.1]:5", trusted, true},
+		{"[fe80::1%eth0]:5", trusted, true},
+		{"10.0.0.1", trusted, true},
+		{"pipe", trusted, false},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.RemoteAddr = tt.remote
+		if got := TrustedPeer(r, tt.trusted); got != tt.want {
+			t.Errorf("TrustedPeer(%q, %v) = %v; want %v", tt.remote, tt.trusted, got, tt.want)
+		}
+		if got, client := TrustedPeer(r, tt.trusted), ClientIP(r, tt.trusted); got && client != netip.MustParseAddr("10.0.0.1") && client != netip.MustParseAddr("fe80::1") {
+			t.Errorf("%q: trusted, but ClientIP gave %v without an X-Forwarded-For", tt.remote, client)
+		}
+	}
+}

@@ -59,7 +59,7 @@ func TestDistribution(t *testing.T) {
 				for _, b := range set.Backends { // the same latency everywhere
 					tk, _ := b.Acquire()
 					clk.Add(10 * time.Millisecond)
-					tk.Done(Success)
+					tk.Finish(Success, 0)
 				}
 			}
 			p := Builders[tt.name](set, BuildOptions{Rand: seeded(1), HashHeader: "X-User", HashCookie: "uid"})
@@ -166,7 +166,7 @@ func TestLeastConnectionsUnderLoad(t *testing.T) {
 						return
 					}
 					local[b.ID]++
-					tk.Done(Success)
+					tk.Finish(Success, 0)
 				}
 				mu.Lock()
 				for id, n := range local {
@@ -219,7 +219,7 @@ func TestLeastResponseTime(t *testing.T) {
 	sample := func(b *Backend, d time.Duration) {
 		tk, _ := b.Acquire()
 		clk.Add(d)
-		tk.Done(Success)
+		tk.Finish(Success, 0)
 	}
 	// shares checks each backend's share of n picks against the inverse of
 	// its expected wait (latency × (in flight + 1)), within 1.5 points:
@@ -254,7 +254,7 @@ func TestLeastResponseTime(t *testing.T) {
 	}
 	shares("during b02's trial", map[string]float64{"b00": 5, "b01": 50, "b02": math.Inf(1)})
 	clk.Add(200 * time.Millisecond)
-	tk.Done(Success)
+	tk.Finish(Success, 0)
 	// Load counts: b00's expected wait is 5ms × (in flight + 1). With 8 in
 	// flight (45ms) it still leads b01 (50ms); with 10 (55ms) b01 leads.
 	defer hold(t, set.Backends[0], 8)()
@@ -281,7 +281,7 @@ func TestLeastResponseTimeDoesNotHerd(t *testing.T) {
 	for i, d := range []time.Duration{300, 310, 330, 200_000} { // µs; b03 is 200ms slower
 		tk, _ := set.Backends[i].Acquire()
 		clk.Add(d * time.Microsecond)
-		tk.Done(Success)
+		tk.Finish(Success, 0)
 	}
 	counts := pickN(t, p, 10_000)
 	for _, id := range []string{"b00", "b01", "b02"} {

@@ -115,7 +115,7 @@ func hold(t testing.TB, b *Backend, n int) (done func()) {
 	}
 	return func() {
 		for _, tk := range tickets {
-			tk.Done(Success)
+			tk.Finish(Success, 0)
 		}
 	}
 }
@@ -127,7 +127,7 @@ func request(t testing.TB, b *Backend, o Outcome) {
 	if err != nil {
 		t.Fatalf("%s: Acquire: %v", b.ID, err)
 	}
-	tk.Done(o)
+	tk.Finish(o, 0)
 }
 
 // eventually polls cond until it holds or the deadline passes.

@@ -8,7 +8,7 @@ import "net/http"
 // rather than the first backend flooded.
 //
 // O(n): the exact minimum needs every counter, and the counters change on
-// every Acquire and Done without a lock; an index over them (a heap) would
+// every Acquire and Finish without a lock; an index over them (a heap) would
 // need one. p2c is the O(1) alternative and the default.
 type leastConnections struct {
 	set  *Set

@@ -169,7 +169,7 @@ func TestLatencyEWMA(t *testing.T) {
 	sample := func(d time.Duration, o Outcome) {
 		tk, _ := b.Acquire()
 		clk.Add(d)
-		tk.Done(o)
+		tk.Finish(o, 0)
 	}
 	sample(100*time.Millisecond, Success)
 	if b.Latency() != 100*time.Millisecond {
@@ -187,7 +187,7 @@ func TestLatencyEWMA(t *testing.T) {
 		t.Fatal("an ignored request fed the EWMA")
 	}
 	var zero Ticket
-	zero.Done(Success) // no-op
+	zero.Finish(Success, 0) // no-op
 	if b.InFlight() != 0 {
 		t.Fatalf("in flight %d", b.InFlight())
 	}

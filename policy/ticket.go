@@ -19,6 +19,7 @@ const (
 	Ignored
 )
 
+// String names the outcome.
 func (o Outcome) String() string {
 	switch o {
 	case Success:
@@ -34,8 +35,8 @@ var (
 	errIgnored = errors.New("request ignored")
 )
 
-// Ticket is one request's reservation on a backend. Finish it with Done
-// exactly once; the zero Ticket's Done does nothing.
+// Ticket is one request's reservation on a backend. End it with Finish
+// exactly once; the zero Ticket's Finish does nothing.
 type Ticket struct {
 	b     *Backend
 	done  func(error)
@@ -55,15 +56,12 @@ func (b *Backend) Acquire() (Ticket, error) {
 	return Ticket{b: b, done: done, start: b.st.reg.now()}, nil
 }
 
-// Done ends the request: it decrements the in-flight count, feeds the
-// latency EWMA with the time since Acquire (Success and Failure only) and
-// tells the breaker the outcome (Ignored is excluded from its counts).
-func (t Ticket) Done(o Outcome) { t.Finish(o, 0) }
-
-// Finish is Done with the latency the EWMA gets: the time to the
-// response's head, so that a long download, a stream or a WebSocket does
-// not make a fast backend look slow. 0 (no head came) means the time
-// since Acquire.
+// Finish ends the request: it decrements the in-flight count, feeds the
+// latency EWMA (Success and Failure only) and tells the breaker the
+// outcome (Ignored is excluded from its counts). latency is what the EWMA
+// gets: the time to the response's head, so that a long download, a
+// stream or a WebSocket does not make a fast backend look slow; 0 (no head
+// came) means the time since Acquire.
 func (t Ticket) Finish(o Outcome, latency time.Duration) {
 	if t.b == nil {
 		return

@@ -11,15 +11,6 @@ import (
 	"github.com/sony/gobreaker/v2"
 )
 
-// Source says where Lookup found a pin.
-type Source uint8
-
-const (
-	SourceNone  Source = iota
-	SourceCache        // the local cache (or a pin waiting to be replayed)
-	SourceStore        // the Store (Redis)
-)
-
 // ErrStoreDown is returned while the store's breaker is open.
 var ErrStoreDown = errors.New("session store unreachable")
 
@@ -59,7 +50,11 @@ type Options struct {
 	// [60s]. Re-pins and unpins by other replicas arrive sooner through
 	// pub/sub; CacheTTL bounds staleness only while pub/sub is down.
 	CacheTTL time.Duration
-	// StoreTimeout bounds each Store call on the request path [25ms].
+	// StoreTimeout bounds each Store call, on the request path and in the
+	// background [25ms], but for the calls that settle a re-pin between
+	// replicas (its compare-and-swap, the replay of one, a lookup of a
+	// session whose re-pin is in doubt): they wait max(4×StoreTimeout,
+	// 100ms) (issue 12).
 	StoreTimeout time.Duration
 	// MaxPending bounds the pins kept for replay while the Store is down [100,000].
 	MaxPending int
@@ -73,8 +68,11 @@ type Options struct {
 // breaker around the Store so a dead Redis costs a request nothing, and a
 // replay queue so pins made while it was down reach it when it is back.
 //
-// Every method is safe for concurrent use and bounded by StoreTimeout.
-// Run owns the background goroutines.
+// Every method is safe for concurrent use. Each Store call is bounded by
+// StoreTimeout, or by the longer settle timeout when it settles a re-pin
+// (Options.StoreTimeout), so Repin and a Lookup of a session whose re-pin
+// is in doubt may wait longer than StoreTimeout. Run owns the background
+// goroutines.
 type Affinity struct {
 	opts    Options
 	cache   *cache
@@ -171,15 +169,15 @@ func (a *Affinity) now() int64 { return a.opts.Now().UnixNano() }
 // Lookup returns the backend pinned to (service, id). ok=false with a nil
 // error means the session is not pinned; with an error, the store could not
 // be asked and the caller should fall back on the cookie's hint.
-func (a *Affinity) Lookup(ctx context.Context, service string, id ID) (backendID string, src Source, ok bool, err error) {
+func (a *Affinity) Lookup(ctx context.Context, service string, id ID) (backendID string, ok bool, err error) {
 	now := a.now()
 	k := cacheKey{service, id}
 	if e, hit := a.cache.get(k, now); hit {
 		a.opts.Metrics.CacheHit()
 		if e.backend == tombstone {
-			return "", SourceCache, false, ErrUnpinned
+			return "", false, ErrUnpinned
 		}
-		return e.backend, SourceCache, true, nil
+		return e.backend, true, nil
 	}
 	a.opts.Metrics.CacheMiss()
 	key := storeKey(service, id)
@@ -200,22 +198,22 @@ func (a *Affinity) Lookup(ctx context.Context, service string, id ID) (backendID
 		// while the store cannot answer, never over the store's answer:
 		// a re-pin that timed out may have lost its race (issue 12).
 		if waiting {
-			return p.backend, SourceCache, true, nil
+			return p.backend, true, nil
 		}
-		return "", SourceNone, false, err
+		return "", false, err
 	}
 	if !found {
-		return "", SourceNone, false, nil
+		return "", false, nil
 	}
 	if backendID == tombstone {
 		a.cache.put(k, cacheEntry{backend: tombstone, expires: now + int64(a.opts.CacheTTL)})
-		return "", SourceStore, false, ErrUnpinned
+		return "", false, ErrUnpinned
 	}
 	// Keep the refresh time of an expired entry of this session, so a cache
 	// refresh does not cost a TTL refresh too; a session new to this
 	// replica (0) gets its TTL refreshed on the first Touch.
 	a.cache.put(k, cacheEntry{backend: backendID, expires: now + int64(a.opts.CacheTTL), refreshed: a.cache.lastRefresh(k)})
-	return backendID, SourceStore, true, nil
+	return backendID, true, nil
 }
 
 // LookupStore asks the Store only, bypassing the cache (admin API).

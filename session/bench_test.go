@@ -71,7 +71,7 @@ func BenchmarkLookupCached(b *testing.B) {
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		if _, _, ok, _ := a.Lookup(ctx, "web", ids[i%len(ids)]); !ok {
+		if _, ok, _ := a.Lookup(ctx, "web", ids[i%len(ids)]); !ok {
 			b.Fatal("pin not found")
 		}
 		i++

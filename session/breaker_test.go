@@ -67,11 +67,11 @@ func TestStoreBreakerIgnoresCanceledProbe(t *testing.T) {
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	ctx := context.Background()
 	for range storeTrip {
-		if _, _, _, err := a.Lookup(ctx, "web", NewID()); err == nil || errors.Is(err, ErrStoreDown) {
+		if _, _, err := a.Lookup(ctx, "web", NewID()); err == nil || errors.Is(err, ErrStoreDown) {
 			t.Fatalf("err %v; want the store's failure", err)
 		}
 	}
-	if _, _, _, err := a.Lookup(ctx, "web", NewID()); !errors.Is(err, ErrStoreDown) {
+	if _, _, err := a.Lookup(ctx, "web", NewID()); !errors.Is(err, ErrStoreDown) {
 		t.Fatalf("err %v after %d failures; want ErrStoreDown", err, storeTrip)
 	}
 	// The probe: its client leaves while the store hangs.
@@ -80,7 +80,7 @@ func TestStoreBreakerIgnoresCanceledProbe(t *testing.T) {
 	for {
 		pctx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
-		go func() { _, _, _, err := a.Lookup(pctx, "web", NewID()); done <- err }()
+		go func() { _, _, err := a.Lookup(pctx, "web", NewID()); done <- err }()
 		select {
 		case <-store.started:
 			cancel()
@@ -105,7 +105,7 @@ func TestStoreBreakerIgnoresCanceledProbe(t *testing.T) {
 	store.set(true, false)
 	before := store.count()
 	for range storeTrip {
-		_, _, _, _ = a.Lookup(ctx, "web", NewID())
+		_, _, _ = a.Lookup(ctx, "web", NewID())
 	}
 	if n := store.count() - before; n != 1 {
 		t.Fatalf("%d calls reached the failing store after the cancelled probe; want 1 (the next probe)", n)
@@ -227,7 +227,7 @@ func TestSettleFailsFastWhileStoreDown(t *testing.T) {
 			return a.Repin(context.Background(), "web", id, "web-1", "web-3", time.Minute)
 		}},
 		{"lookup of a re-pin in doubt", func(a *Affinity, id ID) (string, error) {
-			b, _, _, err := a.Lookup(context.Background(), "web", id)
+			b, _, err := a.Lookup(context.Background(), "web", id)
 			return b, err
 		}},
 	} {
@@ -272,4 +272,11 @@ func TestSettleFailsFastWhileStoreDown(t *testing.T) {
 			}
 		})
 	}
+}
+
+// len is the number of keys e remembers.
+func (e *expiries) len() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.set)
 }

@@ -118,14 +118,3 @@ func (c *cache) flush() {
 		s.mu.Unlock()
 	}
 }
-
-func (c *cache) len() int {
-	n := 0
-	for i := range c.shards {
-		s := &c.shards[i]
-		s.mu.Lock()
-		n += len(s.m)
-		s.mu.Unlock()
-	}
-	return n
-}

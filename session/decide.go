@@ -21,6 +21,7 @@ const (
 	KindDetoured             // pinned backend recovering and busy with its probes: served elsewhere once, pin kept
 )
 
+// String names the decision (the access log, traces).
 func (k Kind) String() string {
 	switch k {
 	case KindNew:
@@ -232,7 +233,7 @@ func (a *Affinity) Resolve(ctx context.Context, req Request, bs Backends) Decisi
 		}
 		id = in.Cookie.ID
 	}
-	in.Stored, _, in.Found, in.StoreErr = a.Lookup(ctx, req.Service, id)
+	in.Stored, in.Found, in.StoreErr = a.Lookup(ctx, req.Service, id)
 	if in.StoreErr == ErrUnpinned {
 		in.StoreErr, in.Unpinned = nil, true
 	}
@@ -250,16 +251,15 @@ func (a *Affinity) Resolve(ctx context.Context, req Request, bs Backends) Decisi
 }
 
 // Picked is called when the policy chose backend b for a session that d
-// did not keep, or whose kept backend did not take the request. A session
-// that was pinned elsewhere is re-pinned now, before the request goes out,
-// with compare-and-swap: two replicas racing on one session agree on the
-// winner, which is returned (b, or the other replica's choice; the caller
-// sends the request there when it can). A session kept on a backend that
-// is recovering (bs.Recovering) is detoured instead: b serves this request
-// and the pin stays.
-func (a *Affinity) Picked(ctx context.Context, req Request, d *Decision, bs Backends, b string) string {
+// did not keep, or whose kept backend did not take the request. It never
+// blocks and does no I/O (a picker's Pick calls it): it reports whether
+// the session must be re-pinned to b before the request goes out (Repick
+// does that, outside the forwarding loop). A session kept on a backend
+// that is recovering (bs.Recovering) is detoured instead: b serves this
+// request and the pin stays.
+func (d *Decision) Picked(bs Backends, b string) (repin bool) {
 	if !d.HasID || d.Pinned == "" || d.Pinned == b {
-		return b
+		return false
 	}
 	if d.Kind == KindDetoured || (d.Kind == KindSticky || d.Kind == KindRestored) && bs.Recovering(d.Pinned) {
 		// Issue 22: a half-open breaker lets one probe through and turns
@@ -268,8 +268,18 @@ func (a *Affinity) Picked(ctx context.Context, req Request, d *Decision, bs Back
 		// it recovered; kept, they are back once the breaker closes (and
 		// re-pinned by their next request if the probe reopens it).
 		d.Kind = KindDetoured
-		return b
+		return false
 	}
+	return true
+}
+
+// Repick re-pins d's session to b, the policy's pick, after Picked said
+// so: with compare-and-swap, so two replicas racing on one session agree
+// on the winner, which is returned (b, or the other replica's choice; the
+// caller sends the request there when it can). It may block, bounded by
+// the store's settle timeout: call it between forwarding passes, never
+// from a picker's Pick.
+func (a *Affinity) Repick(ctx context.Context, req Request, d *Decision, b string) string {
 	winner, err := a.Repin(ctx, req.Service, d.ID, d.Pinned, b, req.TTL)
 	d.Kind, d.SetCookie, d.Store = KindRepinned, !d.learn, false
 	if err == ErrUnpinned && !d.learn {

@@ -173,6 +173,15 @@ func TestCookieHintsPerService(t *testing.T) {
 // backend, and a reissued cookie names it. A backend that is not
 // recovering (a failed attempt) moves the session as before, and so does
 // a pick after a re-pin.
+// picked is what a request's picker and its settling do with the
+// policy's pick b: Picked, and Repick when it asks for a re-pin.
+func picked(ctx context.Context, a *Affinity, req Request, d *Decision, bs Backends, b string) string {
+	if d.Picked(bs, b) {
+		return a.Repick(ctx, req, d, b)
+	}
+	return b
+}
+
 func TestPickedDetoursRecovering(t *testing.T) {
 	now := time.Now()
 	ttl := time.Hour
@@ -208,7 +217,7 @@ func TestPickedDetoursRecovering(t *testing.T) {
 			in := Input{Request: req, Valid: true, Now: now, NewID: NewID,
 				Cookie: Cookie{ID: id, Hint: HintFor("web", "a"), Issued: uint32(now.Add(-tt.age).Unix())}}
 			if tt.stored {
-				if err := store.Set(ctx, storeKey("web", id), "a", ttl); err != nil {
+				if _, err := store.SetNX(ctx, storeKey("web", id), "a", ttl); err != nil {
 					t.Fatal(err)
 				}
 				in.Stored, in.Found = "a", true
@@ -220,7 +229,7 @@ func TestPickedDetoursRecovering(t *testing.T) {
 			// a turned the request away: the policy picks b, then c (b
 			// failed; a re-pinned session moves on from b).
 			for _, b := range []string{"b", "c"} {
-				if got := a.Picked(ctx, req, &d, bs, b); got != b || d.Kind != tt.wantKind {
+				if got := picked(ctx, a, req, &d, bs, b); got != b || d.Kind != tt.wantKind {
 					t.Fatalf("Picked(%s) = %s, kind %v; want %s, %v", b, got, d.Kind, b, tt.wantKind)
 				}
 			}

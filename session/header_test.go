@@ -35,7 +35,7 @@ func TestHeaderSession(t *testing.T) {
 	if d.Kind != KindRepinned || d.Backend != "" || d.Pinned != "a" {
 		t.Fatalf("a down: %+v; want a re-pin from a", d)
 	}
-	if w := a.Picked(ctx, req, &d, bs, "b"); w != "b" {
+	if w := picked(ctx, a, req, &d, bs, "b"); w != "b" {
 		t.Fatalf("re-pin went to %q; want b", w)
 	}
 	if _, set := a.Commit(ctx, req, &d, bs, "b", ""); set {

@@ -118,6 +118,7 @@ func redacted(err error) error {
 	return errors.New(msg)
 }
 
+// Get is one GET: the backend pinned to key, ok=false when none is.
 func (s *RedisStore) Get(ctx context.Context, key string) (string, bool, error) {
 	v, err := s.c.Get(ctx, key).Result()
 	if errors.Is(err, redis.Nil) {
@@ -127,10 +128,6 @@ func (s *RedisStore) Get(ctx context.Context, key string) (string, bool, error) 
 		return "", false, err
 	}
 	return v, true, nil
-}
-
-func (s *RedisStore) Set(ctx context.Context, key, backend string, ttl time.Duration) error {
-	return s.c.Set(ctx, key, backend, ttl).Err()
 }
 
 // SetNX is one SET key value NX PX ttl when the key is free, as it is for
@@ -174,10 +171,15 @@ return cur`)
 // InvalidationChannel carries the keys whose pins changed.
 const InvalidationChannel = "latch:invalidate"
 
+// CompareAndSwap swaps key's pin from old ("" = absent) to new in one
+// script (casScript), which also publishes an invalidation on
+// InvalidationChannel; it returns the value now stored.
 func (s *RedisStore) CompareAndSwap(ctx context.Context, key, old, new string, ttl time.Duration) (string, error) {
 	return casScript.Run(ctx, s.c, []string{key}, old, new, ttl.Milliseconds(), InvalidationChannel).Text()
 }
 
+// Touch is one PEXPIRE: key's pin lives ttl from now (nothing when the
+// key is gone).
 func (s *RedisStore) Touch(ctx context.Context, key string, ttl time.Duration) error {
 	return s.c.PExpire(ctx, key, ttl).Err()
 }

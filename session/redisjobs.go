@@ -72,12 +72,6 @@ func (e *expiries) forget(keys []string) {
 	}
 }
 
-func (e *expiries) len() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return len(e.set)
-}
-
 // Batch runs jobs in one pipelined round trip: pins SET NX, refreshes
 // PEXPIRE, one ZADD per backend counted (and its EXPIRE once per period),
 // and for sessions that moved one ZREM from their old backend's set.

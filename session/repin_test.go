@@ -30,8 +30,8 @@ func apart(t *testing.T, a, b *Affinity, ids []ID) int {
 	t.Helper()
 	n := 0
 	for _, id := range ids {
-		x, _, _, errA := a.Lookup(context.Background(), "web", id)
-		y, _, _, errB := b.Lookup(context.Background(), "web", id)
+		x, _, errA := a.Lookup(context.Background(), "web", id)
+		y, _, errB := b.Lookup(context.Background(), "web", id)
 		if errA != nil || errB != nil {
 			t.Fatalf("lookup: %v %v", errA, errB)
 		}
@@ -100,7 +100,7 @@ func TestRepinRaceOneBackend(t *testing.T) {
 			if !tc.separate {
 				for _, id := range ids {
 					v, _, _ := shared.Get(ctx, storeKey("web", id))
-					if x, _, _, _ := a.Lookup(ctx, "web", id); x != v {
+					if x, _, _ := a.Lookup(ctx, "web", id); x != v {
 						t.Fatalf("store holds %q, the replicas send the session to %q", v, x)
 					}
 				}

@@ -3,7 +3,11 @@
 // checked (cookie.go), the pin looked up in the local cache (cache.go) or
 // the Store, and Decide says keep, restore from the cookie's hint, re-pin
 // or new), and Affinity.Commit once a backend answered (the pin written in
-// the background, batched; the cookie returned). affinity.go holds the
+// the background, batched; the cookie returned). In between, a policy's
+// pick for a session not kept goes through Decision.Picked (pure: a
+// detour, or a re-pin needed), and a re-pin through Affinity.Repick (the
+// store's compare-and-swap), which gateway/affinity runs between two
+// passes of the forwarding loop, never from a picker. affinity.go holds the
 // cache, the store's breaker (breaker.go) and the replay of pins made while
 // the store was down; store.go the Store interface, its optional powers
 // and the memory store; redis.go and redisjobs.go the Redis store, where

@@ -10,7 +10,6 @@ import (
 // concurrent use. ttl is the sliding lifetime of a key.
 type Store interface {
 	Get(ctx context.Context, key string) (backendID string, ok bool, err error)
-	Set(ctx context.Context, key, backendID string, ttl time.Duration) error
 	// SetNX stores backendID only when key is absent and returns the value
 	// now stored.
 	SetNX(ctx context.Context, key, backendID string, ttl time.Duration) (current string, err error)
@@ -136,6 +135,7 @@ func (m *MemoryStore) evict() {
 	delete(m.entries, victim)
 }
 
+// Get returns the backend pinned to key, unless its TTL has run out.
 func (m *MemoryStore) Get(_ context.Context, key string) (string, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -143,13 +143,8 @@ func (m *MemoryStore) Get(_ context.Context, key string) (string, bool, error) {
 	return e.backend, ok, nil
 }
 
-func (m *MemoryStore) Set(_ context.Context, key, backend string, ttl time.Duration) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.put(key, backend, ttl)
-	return nil
-}
-
+// SetNX pins key to backend unless a live pin holds it; it returns the
+// pin now held.
 func (m *MemoryStore) SetNX(_ context.Context, key, backend string, ttl time.Duration) (string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -160,6 +155,9 @@ func (m *MemoryStore) SetNX(_ context.Context, key, backend string, ttl time.Dur
 	return backend, nil
 }
 
+// CompareAndSwap pins key to new when it holds old ("" = absent or
+// expired) and returns new; otherwise it returns the value held ("" when
+// none).
 func (m *MemoryStore) CompareAndSwap(_ context.Context, key, old, new string, ttl time.Duration) (string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -174,6 +172,8 @@ func (m *MemoryStore) CompareAndSwap(_ context.Context, key, old, new string, tt
 	return e.backend, nil
 }
 
+// Touch makes a live pin of key last ttl from now; an absent or expired
+// one stays gone.
 func (m *MemoryStore) Touch(_ context.Context, key string, ttl time.Duration) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -184,6 +184,8 @@ func (m *MemoryStore) Touch(_ context.Context, key string, ttl time.Duration) er
 	return nil
 }
 
+// Tombstone replaces key's pin by the tombstone for ttl. (One process:
+// there are no other replicas to tell.)
 func (m *MemoryStore) Tombstone(_ context.Context, key string, ttl time.Duration) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()

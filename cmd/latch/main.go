@@ -2,8 +2,8 @@
 // backends exist, Redis remembers which client is pinned to which backend.
 //
 // It only parses configuration and wires the packages together
-// (gateway.Assemble); see the README for flags, environment variables and
-// the config file.
+// (gateway.Assemble); see docs/configuration.md for flags, environment
+// variables and the config file.
 package main
 
 import (

@@ -213,12 +213,12 @@ type Server struct {
 	ShutdownTimeout Opt[time.Duration] `yaml:"shutdown_timeout"` // default 30s
 	// ReusePort opens the public listener with SO_REUSEPORT (default
 	// false), so a new latch can bind the same address while the old one
-	// drains: the zero-downtime upgrade (README). Linux and macOS only.
+	// drains: the zero-downtime upgrade (docs/operations.md). Linux and macOS only.
 	ReusePort bool `yaml:"reuse_port"`
 	// Implementation serves the public listener: "h1" (default; gateway/h1:
 	// RFC 9112 strict, pooled buffers, no background read; see its doc for
-	// what differs) or "net/http" (Go's server, more lenient: see the
-	// README for what latch cannot refuse on it).
+	// what differs) or "net/http" (Go's server, more lenient: see
+	// docs/behaviour.md for what latch cannot refuse on it).
 	Implementation string `yaml:"implementation"`
 	// AllowTrace forwards TRACE requests (default false: 405). A TRACE
 	// echoes the request, cookies and credentials a front proxy added
@@ -242,6 +242,15 @@ type Server struct {
 	// MaxConcurrentStreams caps the requests one HTTP/2 connection has open
 	// at once (default 100, as HAProxy and nginx's 128; Go's own is 250).
 	MaxConcurrentStreams Opt[int] `yaml:"max_concurrent_streams"`
+	// MaxBackendConnectionsPerConnection caps the backend connections one
+	// client connection holds at once (default 32; 0: no cap): on HTTP/2,
+	// its streams in flight to backends. A request over it waits for one
+	// to free at most transport.dial_timeout (as HAProxy's timeout queue
+	// defaults to its timeout connect), then gets 503. HAProxy and nginx
+	// give every stream its own (100 and 128 streams); 32 is five times
+	// the 6 connections a browser opens to a host over HTTP/1.1. Routes
+	// whose backends speak HTTP/2 share backend connections: not counted.
+	MaxBackendConnectionsPerConnection Opt[int] `yaml:"max_backend_connections_per_connection"`
 }
 
 // Transport tunes the connections to backends.

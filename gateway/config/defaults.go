@@ -65,6 +65,7 @@ func (c Config) withDefaults() Config {
 	s.MaxHeaderMemory = s.MaxHeaderMemory.orValue(64 << 20)
 	s.BodyTimeout = s.BodyTimeout.orValue(60 * time.Second)
 	s.MaxConcurrentStreams = s.MaxConcurrentStreams.orValue(100)
+	s.MaxBackendConnectionsPerConnection = s.MaxBackendConnectionsPerConnection.orValue(32)
 	s.ShutdownTimeout = s.ShutdownTimeout.orValue(30 * time.Second)
 	a := &c.TLS.ACME
 	if a.Enabled() {

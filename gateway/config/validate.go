@@ -139,6 +139,9 @@ func (c *Config) validate(p *problems) {
 	if n := c.Server.MaxConcurrentStreams.Get(); n < 1 || n > 1<<20 {
 		p.add("server.max_concurrent_streams", "must be in [1, 1048576]")
 	}
+	if n := c.Server.MaxBackendConnectionsPerConnection.Get(); n < 0 || n > 1<<20 {
+		p.add("server.max_backend_connections_per_connection", "must be in [0, 1048576]")
+	}
 	if c.Transport.MaxResponseHeaderBytes.Get() < 1024 {
 		p.add("transport.max_response_header_bytes", "must be at least 1024")
 	}

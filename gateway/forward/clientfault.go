@@ -37,9 +37,8 @@ const (
 
 // cause names what went wrong with the client's body.
 func (e *clientFault) cause() string {
-	var ne net.Error
 	switch {
-	case errors.As(e.err, &ne) && ne.Timeout():
+	case timeout(e.err):
 		return CauseBodyTimeout
 	case errors.Is(e.err, io.ErrUnexpectedEOF), errors.Is(e.err, io.EOF):
 		return CauseBodyTruncated

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/latchgw/latch/gateway/internal/httpgrammar"
 	"github.com/latchgw/latch/policy"
 )
 
@@ -32,7 +33,7 @@ import (
 // fastPath reports whether r can take the fast path: anything but a
 // request to upgrade the connection.
 func fastPath(r *http.Request) bool {
-	return r.Header["Upgrade"] == nil || !listedIn(r.Header["Connection"], "upgrade")
+	return r.Header["Upgrade"] == nil || !httpgrammar.ListHas(r.Header["Connection"], "upgrade")
 }
 
 // cleanQuery reports whether a query has nothing ReverseProxy would drop:
@@ -169,7 +170,9 @@ func (f *Forwarder) roundTrip(ctx context.Context, w http.ResponseWriter, r *htt
 
 	h := w.Header()
 	c.copyHeader(h)
-	x.session.Commit(h, r, x.backend)
+	if x.done != nil {
+		x.done(h, x.backend)
+	}
 	x.status = code
 	w.WriteHeader(code)
 

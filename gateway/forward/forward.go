@@ -2,7 +2,7 @@
 // gateway knows a request's route and session to the last byte of the
 // response. In the order a request runs it:
 //
-//  1. Serve asks the Session for a backend (its pin, else a pick), takes
+//  1. Serve asks the Picker for a backend (its pin, else a pick), takes
 //     the backend's breaker ticket (a refusal costs no attempt) and sends
 //     one attempt;
 //  2. the attempt goes by the fast path (fast.go: every request but an
@@ -15,7 +15,9 @@
 //     failure, retry on another backend or not, the status the client gets;
 //     a request body the client broke is the client's fault, no backend's
 //     (clientfault.go);
-//  4. before the response head goes out the Session commits (the cookie);
+//  4. before the response head goes out the pick's done commits (the
+//     cookie); when the picker must re-pin before another backend is
+//     tried, the pass ends and Settle does it (Redis) before the next one;
 //  5. the ticket is finished with the time to the response head, and the
 //     loop retries on another backend while nothing reached the client.
 //
@@ -43,18 +45,29 @@ import (
 	"github.com/latchgw/latch/policy"
 )
 
-// Session is a request's affinity as the pipeline sees it. The gateway's
-// per-request state implements it; both methods run on the request's
-// goroutine.
-type Session interface {
-	// Next returns the backend for the next attempt (nil: none left).
-	// skip holds the backends tried or refused so far.
-	Next(r *http.Request, skip *policy.Skip) *policy.Backend
-	// Commit runs once b answered, before the response head goes to the
-	// client; it may add fields (Set-Cookie) to h.
-	Commit(h http.Header, r *http.Request, b *policy.Backend)
+// Picker chooses a request's backends, as a picker does in grpc-go's
+// balancer: the gateway's affinity layer hands one to Serve per request.
+// Every method runs on the request's goroutine.
+type Picker interface {
+	// Pick returns the backend for the next attempt; skip holds the
+	// backends tried or refused so far. It never blocks and does no I/O.
+	// A nil backend means none now: none left, or one waiting on I/O that
+	// Settle does (Waiting says which). done, when not nil, is called with
+	// b once b answered, before the response head goes to the client; it
+	// may add fields (Set-Cookie) to h, and may do I/O bounded by its own
+	// timeout: no other attempt follows it. (b is passed back so that a
+	// picker can hand out one func for all its picks, allocating nothing.)
+	Pick(r *http.Request, skip *policy.Skip) (b *policy.Backend, done func(h http.Header, b *policy.Backend))
+	// Waiting reports whether the last Pick's nil stands for a backend
+	// that waits on Settle (a re-pin's compare-and-swap), not for none.
+	Waiting() bool
+	// Settle runs when Pick returned nil, after one pass of the loop and
+	// before the next, never during an attempt: it may block (bounded by
+	// its own timeout) and reports whether another pass should start
+	// (Pick has a backend again).
+	Settle(r *http.Request, skip *policy.Skip) bool
 	// Upstream observes backend b's time to its response head (metrics:
-	// the session knows the route's series of the moment).
+	// the picker knows the route's series of the moment).
 	Upstream(b *policy.Backend, toHeaders time.Duration)
 }
 
@@ -65,6 +78,9 @@ type Observer interface {
 	// ClientError counts a request whose body the client broke, by cause
 	// (CauseBodyFraming, …): not a failure of any backend.
 	ClientError(route, cause string)
+	// Refused counts a request refused before any backend was asked, by
+	// cause (CauseConnBackends).
+	Refused(cause string)
 }
 
 // Result is how a forwarded request ended.
@@ -114,10 +130,6 @@ func New(t config.Transport, trusted []netip.Prefix, log *slog.Logger, obs Obser
 	return f
 }
 
-// Transport is the http.Transport to backends (active health checks
-// share it).
-func (f *Forwarder) Transport() http.RoundTripper { return f.pool.std }
-
 // SetDial replaces how the fast path dials backends (benchmarks dial
 // in-memory pipes). Call it before serving.
 func (f *Forwarder) SetDial(dial func(ctx context.Context, network, addr string) (net.Conn, error)) {
@@ -140,8 +152,9 @@ func (f *Forwarder) CloseIdleConnections() {
 // ReverseProxy hooks through the request context. Pooled.
 type exchange struct {
 	spec    *config.Spec
-	session Session
+	picker  Picker
 	backend *policy.Backend
+	done    func(http.Header, *policy.Backend) // Pick's for backend: commits its answer
 	skip    policy.Skip
 
 	// per attempt
@@ -157,8 +170,9 @@ type exchange struct {
 	// next is the backend a retry on status goes to, picked before the
 	// answer was dropped. resent: the one retry of a request that reached
 	// a backend (on status, or on a failure before the answer) was spent.
-	next   *policy.Backend
-	resent bool
+	next     *policy.Backend
+	nextDone func(http.Header, *policy.Backend)
+	resent   bool
 
 	status int  // written to the client (0: nothing yet)
 	abort  bool // the response was cut: close the client's connection
@@ -179,12 +193,12 @@ func exchangeOf(ctx context.Context) *exchange {
 	return x
 }
 
-// Serve forwards r on spec's route, trying backends from s until one
+// Serve forwards r on spec's route, trying backends from p until one
 // answers or spec's attempts are spent, and answers the client itself when
 // none does (502/504 after a failure, 503 without a usable backend).
-func (f *Forwarder) Serve(w http.ResponseWriter, r *http.Request, spec *config.Spec, s Session) Result {
+func (f *Forwarder) Serve(w http.ResponseWriter, r *http.Request, spec *config.Spec, p Picker) Result {
 	x := exchanges.Get().(*exchange)
-	*x = exchange{spec: spec, session: s}
+	*x = exchange{spec: spec, picker: p}
 	defer exchanges.Put(x)
 	fast := !f.slowOnly && !spec.HTTP2() && fastPath(r)
 	ctx := r.Context()
@@ -225,6 +239,11 @@ func (f *Forwarder) Serve(w http.ResponseWriter, r *http.Request, spec *config.S
 			}
 		}
 	}
+	if b, ok := f.admitConn(ctx, w, r, x); !ok {
+		return Result{Status: x.status}
+	} else if b != nil {
+		defer b.give()
+	}
 	if !fast {
 		// ReverseProxy's hooks find the exchange in the request's context
 		// (on this copy of r).
@@ -233,13 +252,19 @@ func (f *Forwarder) Serve(w http.ResponseWriter, r *http.Request, spec *config.S
 	attempts := 0
 	// Each backend considered is remembered in skip: a breaker that
 	// refuses moves the request on without using an attempt (nothing was
-	// sent), and the loop ends when skip is full.
+	// sent), and the loop ends when skip is full. When Pick has nothing
+	// now but a backend waits on the picker's I/O (a re-pin), this pass
+	// ends there, before any other backend is tried: Settle does the I/O
+	// between two passes, and the next pass starts with its backend.
 	for considered := 0; attempts < spec.Attempts() && considered < policy.MaxSkip; considered++ {
-		b := x.next
-		if x.next = nil; b == nil {
-			b = s.Next(r, &x.skip)
+		b, done := x.next, x.nextDone
+		if x.next, x.nextDone = nil, nil; b == nil {
+			b, done = p.Pick(r, &x.skip)
 		}
 		if b == nil {
+			if p.Waiting() && p.Settle(r, &x.skip) {
+				continue
+			}
 			break
 		}
 		ticket, err := b.Acquire()
@@ -255,7 +280,7 @@ func (f *Forwarder) Serve(w http.ResponseWriter, r *http.Request, spec *config.S
 			f.obs.Retry(spec.Name())
 		}
 		attempts++
-		x.backend, x.outcome, x.retryable, x.replied, x.toHeaders = b, policy.Success, false, false, 0
+		x.backend, x.done, x.outcome, x.retryable, x.replied, x.toHeaders = b, done, policy.Success, false, false, 0
 		x.canRetry = attempts < spec.Attempts()
 		if f.tracer != nil {
 			f.startAttempt(ctx, x, attempts)
@@ -302,7 +327,7 @@ func (f *Forwarder) attempt(ctx context.Context, w http.ResponseWriter, r *http.
 		// speed.
 		t.Finish(x.outcome, x.toHeaders)
 		if x.toHeaders > 0 {
-			x.session.Upstream(x.backend, x.toHeaders)
+			x.picker.Upstream(x.backend, x.toHeaders)
 		}
 		if x.span != nil {
 			x.endAttempt()

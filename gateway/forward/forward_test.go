@@ -159,7 +159,7 @@ func TestBreakerRefusalCostsNoAttempt(t *testing.T) {
 	for _, p := range paths {
 		t.Run(p.name, func(t *testing.T) {
 			r, probe := halfOpenB0(t, p.slow)
-			defer probe.Done(policy.Ignored)
+			defer probe.Finish(policy.Ignored, 0)
 			w, res := r.do(get("/", nil))
 			if w.Code != 200 || res.Backend == nil || res.Backend.ID != "b1" {
 				t.Fatalf("status %d from %v; want 200 from b1", w.Code, res.Backend)

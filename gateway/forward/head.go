@@ -4,11 +4,12 @@ import (
 	"bufio"
 	"fmt"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"strings"
 
 	"github.com/latchgw/latch/gateway/config"
+	"github.com/latchgw/latch/gateway/internal/httpgrammar"
+	"github.com/latchgw/latch/policy"
 )
 
 // The outbound request head, the one rule set of both paths: writeHead
@@ -86,22 +87,22 @@ func (f *Forwarder) writeHead(h *head, r *http.Request, x *exchange) error {
 				continue
 			}
 		case "Te":
-			trailers = listedIn(vv, "trailers")
+			trailers = httpgrammar.ListHas(vv, "trailers")
 			continue
 		case "Upgrade":
-			if listedIn(connection, "upgrade") && len(vv) > 0 {
+			if httpgrammar.ListHas(connection, "upgrade") && len(vv) > 0 {
 				upgrade = vv[0]
 			}
 			continue
 		}
-		if hopByHop(k) || (listedIn(connection, k) && k != "X-Request-Id") {
+		if hopByHop(k) || (httpgrammar.ListHas(connection, k) && k != "X-Request-Id") {
 			continue
 		}
 		if underscoreAlias(k) || clientAddrField(k) && !f.trustedPeer(r) {
 			continue
 		}
 		for _, v := range vv {
-			if !validFieldValue(v) {
+			if !httpgrammar.SafeFieldValue(v) {
 				return fmt.Errorf("request header %s: invalid value", k)
 			}
 			h.field(k, v)
@@ -110,7 +111,7 @@ func (f *Forwarder) writeHead(h *head, r *http.Request, x *exchange) error {
 	if trailers {
 		h.field("Te", "trailers")
 	}
-	if upgrade != "" && validFieldValue(upgrade) {
+	if upgrade != "" && httpgrammar.SafeFieldValue(upgrade) {
 		h.field("Connection", "Upgrade")
 		h.field("Upgrade", upgrade)
 	}
@@ -118,12 +119,12 @@ func (f *Forwarder) writeHead(h *head, r *http.Request, x *exchange) error {
 	h.begin("X-Forwarded-For")
 	if f.trustedPeer(r) {
 		for _, prior := range r.Header["X-Forwarded-For"] {
-			if validFieldValue(prior) {
+			if httpgrammar.SafeFieldValue(prior) {
 				h.add(prior)
 				h.add(", ")
 			}
 		}
-		if v := r.Header.Get("X-Forwarded-Host"); v != "" && validFieldValue(v) {
+		if v := r.Header.Get("X-Forwarded-Host"); v != "" && httpgrammar.SafeFieldValue(v) {
 			host = v
 		}
 	}
@@ -157,23 +158,9 @@ func (f *Forwarder) scheme(r *http.Request) string {
 	return "http"
 }
 
-// trustedPeer reports whether r came from a configured trusted proxy.
-func (f *Forwarder) trustedPeer(r *http.Request) bool {
-	if len(f.trusted) == 0 {
-		return false
-	}
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return false
-	}
-	a := ap.Addr().Unmap()
-	for _, p := range f.trusted {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
+// trustedPeer reports whether r came from a configured trusted proxy
+// (policy.TrustedPeer: the rule ClientIP follows too).
+func (f *Forwarder) trustedPeer(r *http.Request) bool { return policy.TrustedPeer(r, f.trusted) }
 
 // underscoreAlias reports whether k spells with underscores for hyphens a
 // field latch writes, reads or strips: CGI, WSGI, PHP-FPM and many
@@ -244,49 +231,4 @@ func hopByHop(k string) bool {
 		return true
 	}
 	return false
-}
-
-// listedIn reports whether a comma-separated header (Connection, Te) lists
-// tok, case-insensitively.
-func listedIn(values []string, tok string) bool {
-	for _, v := range values {
-		for v != "" {
-			var t string
-			t, v, _ = strings.Cut(v, ",")
-			if strings.EqualFold(strings.TrimSpace(t), tok) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func validFieldName(k string) bool {
-	if k == "" {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		if !isTokenChar(k[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-func isTokenChar(b byte) bool {
-	switch {
-	case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9':
-		return true
-	}
-	return strings.IndexByte("!#$%&'*+-.^_`|~", b) >= 0
-}
-
-// validFieldValue rejects the bytes that could end or corrupt a header line.
-func validFieldValue(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if b := v[i]; b == '\r' || b == '\n' || b == 0 {
-			return false
-		}
-	}
-	return true
 }

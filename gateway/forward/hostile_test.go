@@ -179,17 +179,19 @@ func (h *hostileRig) checkUntouched(t *testing.T) {
 // others in order.
 type pinnedSession struct{ r *rig }
 
-func (s pinnedSession) Next(req *http.Request, skip *policy.Skip) *policy.Backend {
+func (s pinnedSession) Pick(req *http.Request, skip *policy.Skip) (*policy.Backend, func(http.Header, *policy.Backend)) {
 	for _, b := range s.r.set.Backends {
 		if b.ID == req.Header.Get("X-Backend") && !skip.Has(b) {
-			return b
+			return b, nil
 		}
 	}
-	return rigSession(s).Next(req, skip)
+	b, _ := rigSession(s).Pick(req, skip)
+	return b, nil
 }
 
-func (pinnedSession) Upstream(*policy.Backend, time.Duration)            {}
-func (pinnedSession) Commit(http.Header, *http.Request, *policy.Backend) {}
+func (pinnedSession) Waiting() bool                           { return false }
+func (pinnedSession) Settle(*http.Request, *policy.Skip) bool { return false }
+func (pinnedSession) Upstream(*policy.Backend, time.Duration) {}
 
 type countingObserver struct {
 	mu     sync.Mutex
@@ -203,6 +205,8 @@ func (o *countingObserver) ClientError(_, cause string) {
 	defer o.mu.Unlock()
 	o.counts[cause]++
 }
+
+func (o *countingObserver) Refused(cause string) { o.ClientError("", cause) }
 
 // waitFor waits until n faults of cause were counted (the server handles
 // a reset connection after the client has gone), and that no other cause

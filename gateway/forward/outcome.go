@@ -46,11 +46,13 @@ func (x *exchange) answered(r *http.Request, code int) (retry bool) {
 	}
 	skip := x.skip
 	skip.Add(x.backend)
-	next := x.session.Next(r, &skip)
-	if next == nil || !x.body.detach(x.gen) {
+	next, done := x.picker.Pick(r, &skip)
+	// A backend waiting on the picker's re-pin is there too: the loop
+	// settles it before its next pass.
+	if next == nil && !x.picker.Waiting() || !x.body.detach(x.gen) {
 		return false
 	}
-	x.next, x.resent, x.retryable, x.err = next, true, true, errRetryStatus
+	x.next, x.nextDone, x.resent, x.retryable, x.err = next, done, true, true, errRetryStatus
 	return true
 }
 
@@ -92,6 +94,10 @@ func (f *Forwarder) failed(ctx context.Context, w http.ResponseWriter, r *http.R
 	f.writeError(w, x, err)
 }
 
+// timeout reports whether err is a timeout: a context's deadline or a
+// connection's (a net.Error that says Timeout). The one classification of
+// timeouts: a timed-out request is not resent, the client gets 504, and a
+// slow backend is told from a stale connection by it.
 func timeout(err error) bool {
 	var ne net.Error
 	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())

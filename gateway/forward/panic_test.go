@@ -13,13 +13,16 @@ import (
 	"github.com/latchgw/latch/policy"
 )
 
-// panicSession is rigSession whose Commit panics: a bug anywhere in the
+// panicSession is rigSession whose done panics: a bug anywhere in the
 // attempt, after the ticket was taken.
 type panicSession struct{ rigSession }
 
 var errCommitPanic = errors.New("commit panicked")
 
-func (panicSession) Commit(http.Header, *http.Request, *policy.Backend) { panic(errCommitPanic) }
+func (s panicSession) Pick(r *http.Request, skip *policy.Skip) (*policy.Backend, func(http.Header, *policy.Backend)) {
+	b, _ := s.rigSession.Pick(r, skip)
+	return b, func(http.Header, *policy.Backend) { panic(errCommitPanic) }
+}
 
 // Issue 22: attempt re-raised a panic (other than http.ErrAbortHandler)
 // before finishing the ticket: the in-flight count leaked, and a
@@ -73,7 +76,7 @@ func TestPanicFinishesTicket(t *testing.T) {
 			for {
 				tk, err := b0.Acquire()
 				if err == nil {
-					tk.Done(policy.Ignored)
+					tk.Finish(policy.Ignored, 0)
 					break
 				}
 				if time.Now().After(deadline) {

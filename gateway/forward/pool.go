@@ -369,7 +369,7 @@ func (c *upConn) send() error {
 // request must not be sent again), anything else stale (the backend closed
 // the connection before answering: see forwardFast).
 func unsent(err error) error {
-	if isTimeout(err) {
+	if timeout(err) {
 		return err
 	}
 	return staleError{err}

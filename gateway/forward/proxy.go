@@ -127,7 +127,9 @@ func (f *Forwarder) modifyResponse(resp *http.Response) error {
 	if x.answered(resp.Request, code) {
 		return errRetryStatus
 	}
-	x.session.Commit(resp.Header, resp.Request, x.backend)
+	if x.done != nil {
+		x.done(resp.Header, x.backend)
+	}
 	x.status = resp.StatusCode
 	return nil
 }

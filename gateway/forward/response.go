@@ -6,12 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/textproto"
 	"strconv"
 	"strings"
+
+	"github.com/latchgw/latch/gateway/internal/httpgrammar"
 )
 
 // The fast path's response side: the backend's head parsed into the
@@ -28,7 +29,7 @@ func (c *upConn) readHead(method string) (int, error) {
 		return code, c.frame(method, code)
 	}
 	if _, err := c.br.Peek(1); err != nil {
-		if isTimeout(err) {
+		if timeout(err) {
 			return 0, err // slow, not stale: the request must not be sent again
 		}
 		return 0, staleError{err} // closed (or reset) before answering
@@ -109,13 +110,13 @@ func (c *upConn) parseHead(head string) (int, error) {
 			return code, nil
 		}
 		k, v, ok := strings.Cut(line, ":")
-		if !ok || !validFieldName(k) {
+		if !ok || !httpgrammar.IsToken(k) {
 			// Covers obsolete line folding too (a line starting with
 			// whitespace), which RFC 9112 lets a proxy reject.
 			return 0, fmt.Errorf("%w: header line %q", errBadResponse, truncate(line))
 		}
 		v = strings.Trim(v, " \t")
-		if !validFieldValue(v) {
+		if !httpgrammar.SafeFieldValue(v) {
 			return 0, fmt.Errorf("%w: header %s has an invalid value", errBadResponse, truncate(k))
 		}
 		c.fields = append(c.fields, field{canonicalKey(k), v})
@@ -141,8 +142,8 @@ func (c *upConn) frame(method string, code int) error {
 	for _, f := range c.fields {
 		switch f.key {
 		case "Connection":
-			closing = closing || listedIn([]string{f.value}, "close")
-			keepAlive = keepAlive || listedIn([]string{f.value}, "keep-alive")
+			closing = closing || httpgrammar.ListHas([]string{f.value}, "close")
+			keepAlive = keepAlive || httpgrammar.ListHas([]string{f.value}, "keep-alive")
 		case "Transfer-Encoding":
 			if te != "" {
 				te += ","
@@ -197,7 +198,7 @@ func (c *upConn) copyHeader(h http.Header) {
 		switch {
 		case f.key == "Trailer" && c.kind == bodyChunked:
 			// Announced trailers stay announced: they follow the body.
-		case hopByHop(f.key), listedIn(connection, f.key):
+		case hopByHop(f.key), httpgrammar.ListHas(connection, f.key):
 			continue
 		case f.key == "Content-Length" && (c.kind != bodyLength && c.kind != bodyNone || h[f.key] != nil):
 			// Not the framing of this body; or a repeat of the one value
@@ -286,11 +287,11 @@ func (c *upConn) readTrailers(h http.Header) error {
 			return nil
 		}
 		k, v, ok := strings.Cut(s, ":")
-		if !ok || !validFieldName(k) {
+		if !ok || !httpgrammar.IsToken(k) {
 			return fmt.Errorf("%w: trailer line %q", errBadResponse, truncate(s))
 		}
 		v = strings.Trim(v, " \t")
-		if k = canonicalKey(k); !validFieldValue(v) || hopByHop(k) {
+		if k = canonicalKey(k); !httpgrammar.SafeFieldValue(v) || hopByHop(k) {
 			continue
 		}
 		h.Add(http.TrailerPrefix+k, v)
@@ -303,15 +304,10 @@ func (c *upConn) headError(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	if isTimeout(err) {
+	if timeout(err) {
 		return fmt.Errorf("%w: %w", errHeaderTimeout, err)
 	}
 	return err
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }
 
 func nextLine(s string) (line, rest string) {

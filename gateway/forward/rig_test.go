@@ -93,24 +93,27 @@ type nopObserver struct{}
 
 func (nopObserver) Retry(string)               {}
 func (nopObserver) ClientError(string, string) {}
+func (nopObserver) Refused(string)             {}
 
 type rigSession struct{ r *rig }
 
-func (s rigSession) Next(_ *http.Request, skip *policy.Skip) *policy.Backend {
+// Pick offers the rig's backends in order, each with a done that marks
+// the answer.
+func (s rigSession) Pick(_ *http.Request, skip *policy.Skip) (*policy.Backend, func(http.Header, *policy.Backend)) {
 	for _, b := range s.r.set.Backends {
 		if !skip.Has(b) {
-			return b
+			return b, func(h http.Header, b *policy.Backend) {
+				s.r.commits.Add(1)
+				h.Set("X-Committed", b.ID)
+			}
 		}
 	}
-	return nil
+	return nil, nil
 }
 
+func (rigSession) Waiting() bool                           { return false }
+func (rigSession) Settle(*http.Request, *policy.Skip) bool { return false }
 func (rigSession) Upstream(*policy.Backend, time.Duration) {}
-
-func (s rigSession) Commit(h http.Header, _ *http.Request, b *policy.Backend) {
-	s.r.commits.Add(1)
-	h.Set("X-Committed", b.ID)
-}
 
 // do serves one request and returns the recorded response and result.
 func (r *rig) do(req *http.Request) (*httptest.ResponseRecorder, Result) {

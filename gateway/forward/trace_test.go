@@ -19,7 +19,7 @@ func TestTracedBreakerRefusal(t *testing.T) {
 	for _, p := range paths {
 		t.Run(p.name, func(t *testing.T) {
 			r, probe := halfOpenB0(t, p.slow)
-			defer probe.Done(policy.Ignored)
+			defer probe.Finish(policy.Ignored, 0)
 			rec := tracetest.NewSpanRecorder()
 			tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 			defer func() { _ = tp.Shutdown(t.Context()) }()

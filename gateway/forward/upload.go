@@ -7,8 +7,9 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
+
+	"github.com/latchgw/latch/gateway/internal/httpgrammar"
 )
 
 // The fast path's request body: streamed from the client to the backend
@@ -28,13 +29,12 @@ const expectTimeout = time.Second
 // another request.
 var errBodyUnsent = errors.New("backend answered before the request body was sent")
 
+// expectsContinue reports whether r's client asked for 100 Continue
+// (httpgrammar.Expect: the reading gateway/h1 answers it by). The backend
+// is asked the same: the field goes on as the client sent it.
 func expectsContinue(r *http.Request) bool {
-	for _, v := range r.Header["Expect"] {
-		if strings.EqualFold(strings.TrimSpace(v), "100-continue") {
-			return true
-		}
-	}
-	return false
+	continues, _ := httpgrammar.Expect(r.Header["Expect"])
+	return continues
 }
 
 // sendBody sends r's body after its head (writeRequest). sent is a failure
@@ -111,9 +111,9 @@ func (c *upConn) awaitContinue(ctx context.Context, d time.Duration) (final bool
 	c.replied = err == nil
 	switch {
 	case err == nil:
-	case isTimeout(err) && ctx.Err() == nil:
+	case timeout(err) && ctx.Err() == nil:
 		return false, nil
-	case isTimeout(err):
+	case timeout(err):
 		return false, err
 	default:
 		return false, staleError{err} // closed before answering: nothing of the body was read

@@ -5,6 +5,8 @@ import (
 	"io"
 	"net/http"
 	"sync/atomic"
+
+	"github.com/latchgw/latch/gateway/internal/httpgrammar"
 )
 
 // maxDiscard is how much of a body the handler left unread is read and
@@ -219,7 +221,7 @@ func validChunkExt(ext []byte) bool {
 	}
 	token := func() bool {
 		start := i
-		for i < len(ext) && tokenByte[ext[i]] {
+		for i < len(ext) && httpgrammar.IsTokenChar(ext[i]) {
 			i++
 		}
 		return i > start
@@ -324,10 +326,10 @@ func (c *conn) skipTrailers() error {
 			return bad(KindTrailer, "trailer line folded")
 		}
 		name, value, ok := cutByte(line, ':')
-		if !ok || len(name) == 0 || !isToken(string(name)) {
+		if !ok || !httpgrammar.IsToken(string(name)) {
 			return errChunk
 		}
-		if !validValue(string(value)) {
+		if !httpgrammar.ValidFieldValue(string(value)) {
 			return bad(KindTrailer, "control byte in trailer value")
 		}
 	}

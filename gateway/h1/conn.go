@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/latchgw/latch/gateway/internal/httpgrammar"
 	"github.com/latchgw/latch/gateway/internal/sockio"
 )
 
@@ -81,7 +82,7 @@ type conn struct {
 	resumed   bool      // run was started by the watcher: keep idleUntil
 	idleUntil time.Time // when the idle wait times out (zero: never)
 	slot      wheelSlot // where the watcher keeps it while parked
-	grown     int       // bytes buf grew past bufSize by, reserved in srv.headMem
+	grown     int       // bytes reserved in srv.headMem: what buf grew past bufSize by, or what it had when shrink gave it up
 }
 
 func newConn(s *Server, rwc net.Conn) *conn {
@@ -249,6 +250,7 @@ func (c *conn) serveOne(start time.Time) bool {
 		c.reject(err)
 		return false
 	}
+	c.shrink()
 	c.resetRequest()
 	f, err := parseHead(head, &c.req, &c.strs, c.srv.maxHeaderFields())
 	if err != nil {
@@ -391,7 +393,7 @@ func tooLarge(head []byte) *ParseError {
 	if bytes.Contains(head, crlf) {
 		return &ParseError{Kind: KindTooLarge, Status: http.StatusRequestHeaderFieldsTooLarge, Detail: "request head too large"}
 	}
-	if sp := bytes.IndexByte(head, ' '); sp > 0 && isToken(string(head[:sp])) {
+	if sp := bytes.IndexByte(head, ' '); sp > 0 && httpgrammar.IsToken(string(head[:sp])) {
 		return &ParseError{Kind: KindTarget, Status: http.StatusRequestURITooLong, Detail: "request target too long"}
 	}
 	return bad(KindRequestLine, "request line too long")
@@ -414,10 +416,14 @@ func (c *conn) fill(limit int) error {
 			c.r, c.w = 0, n
 		} else if len(c.buf) < limit+bufSize {
 			nb := make([]byte, min(2*len(c.buf), limit+bufSize))
-			if !c.srv.reserveHead(len(nb) - len(c.buf)) {
-				return errHeadMemory
+			// Reserve what nb needs beyond what the connection holds
+			// reserved already (for a head whose buffer shrink gave up).
+			if need := len(nb) - bufSize - c.grown; need > 0 {
+				if !c.srv.reserveHead(need) {
+					return errHeadMemory
+				}
+				c.grown += need
 			}
-			c.grown += len(nb) - len(c.buf)
 			copy(nb, c.buf[:c.w])
 			putBuf(c.buf)
 			c.buf = nb

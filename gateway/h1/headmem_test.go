@@ -88,3 +88,72 @@ func TestMaxHeadMemory(t *testing.T) {
 	d.Close()
 	waitFor("every reservation returned", func() bool { return srv.headMem.Load() == 0 })
 }
+
+// Issue 23, heads held once: once a big head is read, its grown buffer is
+// given up (the head lives on as the request's one string), while its
+// reservation stays until the request ends, and the next head on the
+// connection, read into a small buffer again, reserves only beyond it.
+func TestBigHeadBufferGivenUp(t *testing.T) {
+	const limit = 64 << 10
+	type seen struct{ buf, reserved int }
+	seenc := make(chan seen, 2)
+	srv := &Server{MaxHeaderBytes: limit, MaxHeadMemory: 1 << 20, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The handler runs on its connection's goroutine: its buffer can
+		// be read here.
+		srv.mu.Lock()
+		var n int
+		for c := range srv.conns {
+			n = len(c.buf)
+		}
+		srv.mu.Unlock()
+		seenc <- seen{n, int(srv.headMem.Load())}
+		_, _ = io.WriteString(w, "ok")
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close(); <-served })
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	big := "GET / HTTP/1.1\r\nHost: h\r\nX-Big: " + strings.Repeat("b", 60<<10) + "\r\n\r\n"
+	answer := func() {
+		t.Helper()
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d; want 200", resp.StatusCode)
+		}
+	}
+	// The first head, and the start of the second read with it.
+	if _, err := io.WriteString(c, big+big[:100]); err != nil {
+		t.Fatal(err)
+	}
+	first := <-seenc
+	answer()
+	if _, err := io.WriteString(c, big[100:]); err != nil {
+		t.Fatal(err)
+	}
+	second := <-seenc
+	answer()
+	for i, s := range []seen{first, second} {
+		if s.buf != bufSize {
+			t.Errorf("head %d: the handler runs with a read buffer of %d bytes; want the pooled %d (the grown one given up)", i+1, s.buf, bufSize)
+		}
+		if s.reserved < 60<<10 || s.reserved > limit {
+			t.Errorf("head %d: %d bytes of head memory reserved while its request runs; want the head's (%d..%d)", i+1, s.reserved, 60<<10, limit)
+		}
+	}
+}

@@ -14,31 +14,40 @@ import (
 	"time"
 )
 
+// An Expect that lists 100-continue gets a 100 Continue before the body is
+// read, however the list is spelt: Expect is one list over all its lines
+// (RFC 9110 §10.1.1, §5.6.1), as forward reads it (issue 24: h1 read the
+// first line only, forward each line whole, and they disagreed).
 func TestExpectContinue(t *testing.T) {
 	addr := start(t, &Server{Handler: http.HandlerFunc(echo)})
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	fmt.Fprint(c, "PUT /x HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
-	br := bufio.NewReader(c)
-	line, err := br.ReadString('\n')
-	if err != nil || line != "HTTP/1.1 100 Continue\r\n" {
-		t.Fatalf("first line %q, %v: want 100 Continue before the body is sent", line, err)
-	}
-	if blank, _ := br.ReadString('\n'); blank != "\r\n" {
-		t.Fatalf("after 100 Continue: %q", blank)
-	}
-	fmt.Fprint(c, "data")
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	if string(body) != "body=data" {
-		t.Fatalf("body %q", body)
+	for name, expect := range map[string]string{
+		"plain":               "Expect: 100-continue\r\n",
+		"case and list":       "Expect: 100-Continue, \r\n",
+		"member on line two":  "Expect: \r\nExpect: 100-continue\r\n",
+		"repeated as a list":  "Expect: 100-continue,100-continue\r\n",
+		"repeated as a field": "Expect: 100-continue\r\nExpect: 100-continue\r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := dial(t, addr, 5*time.Second)
+			fmt.Fprint(c, "PUT /x HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n"+expect+"\r\n")
+			br := bufio.NewReader(c)
+			line, err := br.ReadString('\n')
+			if err != nil || line != "HTTP/1.1 100 Continue\r\n" {
+				t.Fatalf("first line %q, %v: want 100 Continue before the body is sent", line, err)
+			}
+			if blank, _ := br.ReadString('\n'); blank != "\r\n" {
+				t.Fatalf("after 100 Continue: %q", blank)
+			}
+			fmt.Fprint(c, "data")
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			if string(body) != "body=data" {
+				t.Fatalf("body %q", body)
+			}
+		})
 	}
 }
 
@@ -127,12 +136,7 @@ func TestTimeouts(t *testing.T) {
 		"silent":               "",
 	} {
 		t.Run(name, func(t *testing.T) {
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			c := dial(t, addr, 5*time.Second)
 			io.WriteString(c, raw)
 			begin := time.Now()
 			out, err := io.ReadAll(c) // until the server closes

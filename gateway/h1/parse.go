@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/latchgw/latch/gateway/internal/httpgrammar"
 )
 
 // ParseError is a request rejected before the handler ran. Kind says why;
@@ -18,6 +20,7 @@ type ParseError struct {
 	Detail string
 }
 
+// Error says why the request was rejected, with the kind's name.
 func (e *ParseError) Error() string { return "h1: " + e.Kind.String() + ": " + e.Detail }
 
 // Kind classifies a rejected request.
@@ -41,7 +44,7 @@ const (
 	KindHTTP10Chunked                    // stricter: Transfer-Encoding in an HTTP/1.0 request
 	KindTooLarge                         // the head exceeds MaxHeaderBytes
 	KindVersion                          // a major version other than 1
-	KindExpect                           // an Expect other than 100-continue
+	KindExpect                           // partly stricter: an Expect with a member other than 100-continue
 	KindChunk                            // a malformed chunk (a body error the handler sees)
 	KindChunkExt                         // stricter: control bytes in a chunk extension
 	KindTruncated                        // the client ended its stream inside a head
@@ -56,21 +59,12 @@ var kindNames = [...]string{"", "request line", "request target", "request targe
 	"content-length with transfer-encoding", "transfer-encoding in HTTP/1.0", "head too large", "version",
 	"expect", "chunk", "chunk extension", "truncated", "trailer", "empty host", "too many fields", "head memory"}
 
+// String names the kind.
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
 		return kindNames[k]
 	}
 	return "kind " + strconv.Itoa(int(k))
-}
-
-// Stricter reports whether net/http accepts what this kind rejects (RFC
-// 9112 tells or allows a server to reject it).
-func (k Kind) Stricter() bool {
-	switch k {
-	case KindTargetForm, KindBareLineBreak, KindObsFold, KindDupLength, KindLengthAndChunked, KindHTTP10Chunked, KindChunkExt, KindTrailer, KindEmptyHost:
-		return true
-	}
-	return false
 }
 
 func bad(k Kind, detail string) *ParseError {
@@ -122,7 +116,7 @@ func parseHead(head string, req *http.Request, strsp *[]string, maxFields int) (
 	line, rest, _ := strings.Cut(head, "\r\n")
 	method, rest1, ok1 := strings.Cut(line, " ")
 	target, proto, ok2 := strings.Cut(rest1, " ")
-	if !ok1 || !ok2 || method == "" || !isToken(method) {
+	if !ok1 || !ok2 || !httpgrammar.IsToken(method) {
 		return f, bad(KindRequestLine, "malformed request line")
 	}
 	major, minor, ok := parseVersion(proto)
@@ -158,11 +152,11 @@ func parseHead(head string, req *http.Request, strsp *[]string, maxFields int) (
 			return f, bad(KindObsFold, "header line folded (obs-fold)")
 		}
 		name, value, ok := strings.Cut(line, ":")
-		if !ok || name == "" || !isToken(name) {
+		if !ok || !httpgrammar.IsToken(name) {
 			return f, bad(KindHeaderLine, "malformed header line")
 		}
-		value = strings.Trim(value, " \t")
-		if !validValue(value) {
+		value = httpgrammar.TrimOWS(value)
+		if !httpgrammar.ValidFieldValue(value) {
 			return f, bad(KindHeaderLine, "invalid header value")
 		}
 		key := name
@@ -237,13 +231,14 @@ func parseHead(head string, req *http.Request, strsp *[]string, maxFields int) (
 		f.length = n
 	}
 
-	// Expect (RFC 9110 §10.1.1): 100-continue only; net/http's rules
-	// (its first value, as a token list).
-	if ev := h["Expect"]; len(ev) > 0 && ev[0] != "" {
-		if !hasToken(ev[0], "100-continue") {
+	// Expect (RFC 9110 §10.1.1): 100-continue only, read as one list over
+	// all its lines (httpgrammar.Expect), as forward reads it.
+	if ev := h["Expect"]; len(ev) > 0 {
+		continues, unmet := httpgrammar.Expect(ev)
+		if unmet {
 			return f, &ParseError{Kind: KindExpect, Status: http.StatusExpectationFailed, Detail: "unsupported Expect"}
 		}
-		f.expect = minor >= 1 && f.length != 0
+		f.expect = continues && minor >= 1 && f.length != 0
 	}
 	// Connection (RFC 9112 §9.3): HTTP/1.1 persists unless "close";
 	// HTTP/1.0 closes unless "keep-alive". As net/http: Request.Close
@@ -254,9 +249,9 @@ func parseHead(head string, req *http.Request, strsp *[]string, maxFields int) (
 	if len(conn) > 0 {
 		first = conn[0]
 	}
-	req.Close = headerHasToken(conn, "close")
+	req.Close = httpgrammar.ListHas(conn, "close")
 	if minor == 0 {
-		req.Close = req.Close || !headerHasToken(conn, "keep-alive")
+		req.Close = req.Close || !httpgrammar.ListHas(conn, "keep-alive")
 		f.close = !hasToken(first, "keep-alive")
 	} else {
 		f.close = req.Close || hasToken(first, "close")
@@ -294,10 +289,8 @@ func parseTarget(method, target string, u *url.URL) error {
 		}
 		return errTarget
 	}
-	for i := 0; i < len(target); i++ {
-		if c := target[i]; c <= ' ' || c >= 0x7f {
-			return bad(KindTargetForm, "request target not visible ASCII")
-		}
+	if !httpgrammar.VisibleASCII(target) {
+		return bad(KindTargetForm, "request target not visible ASCII")
 	}
 	switch {
 	case target[0] == '/':
@@ -398,49 +391,6 @@ func hasToken(v, token string) bool {
 		}
 	}
 	return false
-}
-
-// headerHasToken reports whether a comma-separated list in any of vv
-// holds token (case-insensitive), as httpguts.HeaderValuesContainsToken.
-func headerHasToken(vv []string, token string) bool {
-	for _, v := range vv {
-		for v != "" {
-			var t string
-			t, v, _ = strings.Cut(v, ",")
-			if strings.EqualFold(strings.Trim(t, " \t"), token) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// tokenByte marks tchar (RFC 9110 §5.6.2).
-var tokenByte = func() (t [256]bool) {
-	for c := 0; c < 256; c++ {
-		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
-			strings.IndexByte("!#$%&'*+-.^_`|~", byte(c)) >= 0
-	}
-	return t
-}()
-
-func isToken(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if !tokenByte[s[i]] {
-			return false
-		}
-	}
-	return true
-}
-
-// validValue: no control bytes but HTAB (obs-text allowed), as net/http.
-func validValue(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < ' ' && c != '\t' || c == 0x7f {
-			return false
-		}
-	}
-	return true
 }
 
 // isCanonical reports whether name is already in canonical form (upper

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/latchgw/latch/gateway/internal/httpgrammar"
 )
 
 // response is the connection's http.ResponseWriter, reused per request.
@@ -266,7 +268,7 @@ func (w *response) commit(next []byte) {
 			w.closeAfter = true
 		}
 	}
-	if headerHasToken(h["Connection"], "close") {
+	if httpgrammar.ListHas(h["Connection"], "close") {
 		w.closeAfter = true
 	}
 	if w.c.srv.closing.Load() {
@@ -308,7 +310,7 @@ func (w *response) commit(next []byte) {
 	}
 	if req.ProtoMinor == 0 && !w.closeAfter {
 		h.Set("Connection", "keep-alive")
-	} else if w.closeAfter && !headerHasToken(h["Connection"], "close") {
+	} else if w.closeAfter && !httpgrammar.ListHas(h["Connection"], "close") {
 		h.Set("Connection", "close")
 	}
 	if _, ok := h["Date"]; !ok {
@@ -384,7 +386,7 @@ func appendHead(b []byte, is11 bool, status int, h http.Header, extra []string) 
 	}
 	trailers := h["Trailer"]
 	for k, vv := range h {
-		if !isToken(k) || strings.HasPrefix(k, http.TrailerPrefix) || len(trailers) > 0 && k != "Trailer" && headerHasToken(trailers, k) {
+		if !httpgrammar.IsToken(k) || strings.HasPrefix(k, http.TrailerPrefix) || len(trailers) > 0 && k != "Trailer" && httpgrammar.ListHas(trailers, k) {
 			continue
 		}
 		for _, v := range vv {
@@ -415,7 +417,7 @@ func appendField(b []byte, k, v string) []byte {
 func appendTrailers(b []byte, h http.Header) []byte {
 	for k, vv := range h {
 		name, prefixed := strings.CutPrefix(k, http.TrailerPrefix)
-		if !prefixed && (k == "Trailer" || !headerHasToken(h["Trailer"], k)) || !isToken(name) {
+		if !prefixed && (k == "Trailer" || !httpgrammar.ListHas(h["Trailer"], k)) || !httpgrammar.IsToken(name) {
 			continue
 		}
 		for _, v := range vv {

@@ -98,14 +98,22 @@ func TestChiThroughClient(t *testing.T) {
 
 // roundTrip writes raw bytes on a new connection and returns everything
 // the server sent until it closed (or a second passed).
-func roundTrip(t *testing.T, addr, raw string) string {
+// dial connects to addr; every read and write on the connection fails
+// after d. The test's end closes it.
+func dial(t *testing.T, addr string, d time.Duration) net.Conn {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(time.Second))
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(d))
+	return c
+}
+
+func roundTrip(t *testing.T, addr, raw string) string {
+	t.Helper()
+	c := dial(t, addr, time.Second)
 	if _, err := io.WriteString(c, raw); err != nil {
 		t.Fatal(err)
 	}
@@ -186,6 +194,10 @@ func TestRejects(t *testing.T) {
 		{"asterisk GET", "GET * HTTP/1.1\r\nHost: h\r\n\r\n", 400},
 		{"ftp absolute-form", "GET ftp://h/ HTTP/1.1\r\nHost: h\r\n\r\n", 400},
 		{"Expect other", "GET / HTTP/1.1\r\nHost: h\r\nExpect: magic\r\n\r\n", 417},
+		{"Expect other after 100-continue", "PUT / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nExpect: 100-continue, magic\r\n\r\n", 417},
+		{"Expect other on a later line", "PUT / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nExpect: 100-continue\r\nExpect: magic\r\n\r\n", 417},
+		{"Expect with a parameter", "PUT / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nExpect: 100-continue;x=1\r\n\r\n", 417},
+		{"Expect of bare commas", "GET / HTTP/1.1\r\nHost: h\r\nExpect: ,\r\n\r\n", 417},
 		{"head too large", "GET / HTTP/1.1\r\nHost: h\r\nX: " + strings.Repeat("a", 5000) + "\r\n\r\n", 431},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -57,6 +57,8 @@ type Result struct {
 	P999     time.Duration `json:"p999_ns"`
 }
 
+// String is the result on one line: throughput, latency percentiles,
+// errors.
 func (r Result) String() string {
 	return fmt.Sprintf("%8.0f req/s  p50 %7s  p99 %7s  p99.9 %7s  errors %d/%d",
 		r.RPS, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.P999.Round(time.Microsecond), r.Errors, r.Requests)

@@ -26,8 +26,8 @@
 # would otherwise also take 8600 and 8502-8503). LATCH_DEMO_CHECK_INTERVAL
 # (2s) is the backends' Consul check interval.
 #
-# LATCH_CONFIG=file.yaml: latch reads that config file (README, "Config
-# file"), which then says what to route: the demo passes no -service, and
+# LATCH_CONFIG=file.yaml: latch reads that config file (docs/configuration.md,
+# "The configuration file"), which then says what to route: the demo passes no -service, and
 # its backends are the Consul service `web`. The demo's own flags (listen
 # addresses, Redis, cookie secret) win over the file. The file is checked
 # (latch -check-config) before anything starts.

@@ -10,6 +10,8 @@
 #                                          as /bin/sh and friends, its CA certificates, and go.sum's
 #                                          modules as a file proxy tried before the network
 #   gcr.io/distroless/static-debian12:nonroot   /etc/passwd with nonroot (65532), CA certificates, tzdata
+#   jaegertracing/jaeger:2.12.0            Jaeger v2 built from its Go module v1.75.0 (make tools), FROM
+#                                          scratch, `jaeger` as its entrypoint (the tracing profile)
 #
 # An image of that name without the label (a real one, pulled) is left alone.
 # One whose label matches the recipe is kept, so a second run costs seconds.
@@ -19,6 +21,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "$0")/../.." && pwd)"
 LABEL=org.latchgw.standin
 CONSUL_BIN="${CONSUL_BIN:-$REPO/.tools/bin/consul}"
+JAEGER_BIN="${JAEGER_BIN:-$REPO/.tools/bin/jaeger}"
 GOROOT_DIR="$(go env GOROOT)"
 GO_VERSION="$(go env GOVERSION)"
 work="$(mktemp -d)"
@@ -57,6 +60,16 @@ consul_image() {
 	cp "$CONSUL_BIN" "$root/bin/consul"
 	import_dir "$root" "$1" "$2" 'ENV PATH=/bin' 'ENTRYPOINT ["/bin/consul"]' \
 		'CMD ["agent", "-dev", "-client", "0.0.0.0"]' 'EXPOSE 8300 8301 8500 8600'
+}
+
+# Jaeger is a static Go binary; its in-memory storage needs no file system
+# but /tmp.
+jaeger_image() {
+	local root="$work/jaeger"
+	mkdir -p "$root/tmp"
+	chmod 1777 "$root/tmp"
+	cp "$JAEGER_BIN" "$root/jaeger"
+	import_dir "$root" "$1" "$2" 'USER 10001' 'ENTRYPOINT ["/jaeger"]' 'EXPOSE 4317 4318 16686'
 }
 
 redis_image() {
@@ -123,6 +136,8 @@ distroless_image() {
 }
 
 [ -x "$CONSUL_BIN" ] || { echo "images: no consul at $CONSUL_BIN (make tools builds it)" >&2; exit 1; }
+[ -x "$JAEGER_BIN" ] || { echo "images: no jaeger at $JAEGER_BIN (make tools builds it)" >&2; exit 1; }
+jaeger_version="$(sha256sum "$JAEGER_BIN" | cut -c1-12)"
 consul_version="$("$CONSUL_BIN" version | sed -n '1s/^Consul v//p')"
 redis_version="$(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')"
 
@@ -130,3 +145,4 @@ ensure hashicorp/consul:1.22 "consul-$consul_version-scratch-v1" consul_image
 ensure redis:7-alpine "debian-redis-$redis_version-v1" redis_image
 ensure golang:1.26-bookworm "busybox-$GO_VERSION-modproxy-$(sha256sum "$REPO/go.sum" | cut -c1-12)-v1" golang_image
 ensure gcr.io/distroless/static-debian12:nonroot "scratch-passwd-certs-tzdata-v1" distroless_image
+ensure jaegertracing/jaeger:2.12.0 "jaeger-$jaeger_version-scratch-v1" jaeger_image

@@ -110,6 +110,7 @@ func (e *Echo) Twice() []string {
 	return twice
 }
 
+// ServeHTTP answers one request of the echo backend.
 func (e *Echo) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	pc, _ := r.Context().Value(pacedKey{}).(*PacedConn)
 	if pc != nil {

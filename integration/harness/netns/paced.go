@@ -75,6 +75,7 @@ func Paced(c net.Conn, read, write Pace) *PacedConn {
 	return &PacedConn{Conn: c, rd: pacer{Pace: read}, wr: pacer{Pace: write}}
 }
 
+// Read reads at the connection's read pace.
 func (c *PacedConn) Read(b []byte) (int, error) {
 	if c.rd.zero() || len(b) == 0 {
 		return c.Conn.Read(b)
@@ -84,6 +85,7 @@ func (c *PacedConn) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// Write writes at the connection's write pace.
 func (c *PacedConn) Write(b []byte) (int, error) {
 	if c.wr.zero() {
 		return c.Conn.Write(b)
@@ -113,6 +115,7 @@ type PacedListener struct {
 	Read, Write Pace
 }
 
+// Accept returns the next connection, paced as the listener says.
 func (l *PacedListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {

@@ -1,4 +1,4 @@
-package gateway
+package affinity
 
 import (
 	"net"
@@ -13,15 +13,15 @@ import (
 	"github.com/latchgw/latch/session"
 )
 
-// route is one route being served: its compiled config and the service it
+// Route is one route being served: its compiled config and the service it
 // sends to. Its routeState is swapped whenever its service's snapshot
-// changes; the request path only loads it.
-type route struct {
+// changes; the request path only loads it (Begin).
+type Route struct {
 	spec    *config.Spec
 	name    string
 	host    string // lower case, no port; "" = any
 	prefix  string // "/" or "/api" (no trailing slash)
-	service *service
+	service *Service
 	sticky  bool
 	learn   string // sticky.learn_cookie ("" = latch's own cookie)
 	header  string // sticky.header, canonical ("" = a cookie)
@@ -51,30 +51,60 @@ type cookieAttrs struct {
 	ttl    time.Duration
 }
 
-func newRoute(spec *config.Spec, svc *service) *route {
+func newRoute(spec *config.Spec, svc *Service) *Route {
 	cfg := spec.Route()
 	st := cfg.Sticky
-	return &route{
+	return &Route{
 		spec: spec, name: spec.Name(), host: spec.Host(), prefix: spec.Prefix(), service: svc,
 		sticky: st.Enabled.Get(), learn: st.Learn.Get(), header: http.CanonicalHeaderKey(st.Header.Get()), timeout: cfg.Timeout.Get(), attempts: cfg.Retry.Attempts.Get(),
 		cookie: cookieAttrs{name: st.CookieName.Get(), suffix: spec.CookieSuffix(), secure: st.Secure.Get(), ttl: st.TTL.Get()},
 	}
 }
 
-// matches reports whether path is under the route's prefix.
-func (rt *route) matches(path string) bool { return rt.spec.Matches(path) }
+// Name is the route's name.
+func (rt *Route) Name() string { return rt.name }
 
-// stripPrefix removes the route prefix from path when the route says so.
-func (rt *route) stripPrefix(path string) string { return rt.spec.StripPrefix(path) }
+// Spec is the route's compiled config.
+func (rt *Route) Spec() *config.Spec { return rt.spec }
 
-// table is an immutable routing table.
-type table struct {
-	byHost map[string][]*route // longest prefix first
-	any    []*route            // routes without host, longest prefix first
+// Service is the name of the service the route sends to.
+func (rt *Route) Service() string { return rt.service.name }
+
+// Sticky reports whether the route keeps sessions on their backends.
+func (rt *Route) Sticky() bool { return rt.sticky }
+
+// Set is the backend set the route serves now (nil before its service's
+// first snapshot).
+func (rt *Route) Set() *policy.Set {
+	if rs := rt.state.Load(); rs != nil {
+		return rs.set
+	}
+	return nil
 }
 
-func newTable(routes []*route) *table {
-	t := &table{byHost: map[string][]*route{}}
+// Policies are the names of the route's policy chain as built for its
+// current backends (the config's before the first snapshot).
+func (rt *Route) Policies() []string {
+	if rs := rt.state.Load(); rs != nil {
+		return rs.chain.Names()
+	}
+	return rt.spec.Route().Policy.Get()
+}
+
+// matches reports whether path is under the route's prefix.
+func (rt *Route) matches(path string) bool { return rt.spec.Matches(path) }
+
+// stripPrefix removes the route prefix from path when the route says so.
+func (rt *Route) stripPrefix(path string) string { return rt.spec.StripPrefix(path) }
+
+// Table is an immutable routing table.
+type Table struct {
+	byHost map[string][]*Route // longest prefix first
+	any    []*Route            // routes without host, longest prefix first
+}
+
+func newTable(routes []*Route) *Table {
+	t := &Table{byHost: map[string][]*Route{}}
 	for _, rt := range routes {
 		if rt.host == "" {
 			t.any = append(t.any, rt)
@@ -82,7 +112,7 @@ func newTable(routes []*route) *table {
 			t.byHost[rt.host] = append(t.byHost[rt.host], rt)
 		}
 	}
-	byLen := func(rs []*route) {
+	byLen := func(rs []*Route) {
 		sort.SliceStable(rs, func(i, j int) bool { return len(rs[i].prefix) > len(rs[j].prefix) })
 	}
 	for _, rs := range t.byHost {
@@ -92,9 +122,9 @@ func newTable(routes []*route) *table {
 	return t
 }
 
-// match finds the route of a request: routes naming the host first, then
-// routes for any host; within each, the longest prefix.
-func (t *table) match(host, path string) *route {
+// Match finds the route of a request: routes naming the host first, then
+// routes for any host; within each, the longest prefix (nil: none).
+func (t *Table) Match(host, path string) *Route {
 	if len(t.byHost) > 0 {
 		h := hostOnly(host)
 		rs, ok := t.byHost[h]
@@ -115,9 +145,9 @@ func (t *table) match(host, path string) *route {
 	return nil
 }
 
-// knowsHost reports whether some route names host (for absolute-form
+// KnowsHost reports whether some route names host (for absolute-form
 // request URIs: latch is not an open proxy).
-func (t *table) knowsHost(host string) bool {
+func (t *Table) KnowsHost(host string) bool {
 	_, ok := t.byHost[strings.ToLower(hostOnly(host))]
 	return ok
 }

@@ -1,4 +1,4 @@
-package gateway
+package affinity
 
 import (
 	"testing"
@@ -7,7 +7,7 @@ import (
 )
 
 // testRoute compiles a lone route under the built-in defaults.
-func testRoute(t testing.TB, r config.Route) *route {
+func testRoute(t testing.TB, r config.Route) *Route {
 	t.Helper()
 	c, err := config.Config{Routes: []config.Route{r}}.Compile()
 	if err != nil {
@@ -17,14 +17,14 @@ func testRoute(t testing.TB, r config.Route) *route {
 }
 
 func TestRouteMatching(t *testing.T) {
-	mk := func(host, prefix string) *route {
+	mk := func(host, prefix string) *Route {
 		return testRoute(t, config.Route{Service: host + prefix, Host: host, PathPrefix: prefix})
 	}
 	root, api, apiV2, shop, shopAPI := mk("", "/"), mk("", "/api"), mk("", "/api/v2/"), mk("shop.example.com", "/"), mk("shop.example.com", "/api")
-	tbl := newTable([]*route{root, api, apiV2, shop, shopAPI})
+	tbl := newTable([]*Route{root, api, apiV2, shop, shopAPI})
 	tests := []struct {
 		host, path string
-		want       *route
+		want       *Route
 	}{
 		{"x", "/", root},
 		{"x", "/apix", root},
@@ -38,11 +38,11 @@ func TestRouteMatching(t *testing.T) {
 		{"[::1]:80", "/api", api},
 	}
 	for _, tt := range tests {
-		if got := tbl.match(tt.host, tt.path); got != tt.want {
+		if got := tbl.Match(tt.host, tt.path); got != tt.want {
 			t.Errorf("match(%q, %q) = %v; want %v", tt.host, tt.path, got.name, tt.want.name)
 		}
 	}
-	if got := newTable([]*route{api}).match("x", "/other"); got != nil {
+	if got := newTable([]*Route{api}).Match("x", "/other"); got != nil {
 		t.Errorf("match outside every prefix = %v; want nil", got.name)
 	}
 	strip := testRoute(t, config.Route{Service: "strip", PathPrefix: "/api", StripPrefix: true})

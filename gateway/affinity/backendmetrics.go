@@ -1,4 +1,4 @@
-package gateway
+package affinity
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
@@ -12,7 +12,7 @@ import (
 // present from a backend's first appearance, and gone with the backend
 // (the set no longer lists it).
 type backendCollector struct {
-	g                                   *Gateway
+	rs                                  *Routes
 	up, health, inFlight, drained, brkr *prometheus.Desc
 }
 
@@ -23,9 +23,12 @@ var healthStates = []string{
 	discovery.Critical.String(), discovery.Draining.String(),
 }
 
-func newBackendCollector(g *Gateway) *backendCollector {
+// Collector exports the state of rs's backends at scrape time
+// (latch_backend_up, _health, _in_flight, _drained, latch_breaker_state):
+// register it in the gateway's registry.
+func (rs *Routes) Collector() prometheus.Collector {
 	sb := []string{"service", "backend"}
-	return &backendCollector{g: g,
+	return &backendCollector{rs: rs,
 		up: prometheus.NewDesc("latch_backend_up",
 			"1 while the backend can take new requests (health, or panic mode, lets it; breaker not open; not drained), else 0.", sb, nil),
 		health: prometheus.NewDesc("latch_backend_health",
@@ -38,19 +41,16 @@ func newBackendCollector(g *Gateway) *backendCollector {
 	}
 }
 
+// Describe sends the collector's descriptions (prometheus.Collector).
 func (c *backendCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.up, c.health, c.inFlight, c.drained, c.brkr} {
 		ch <- d
 	}
 }
 
+// Collect sends every live backend's series (prometheus.Collector).
 func (c *backendCollector) Collect(ch chan<- prometheus.Metric) {
-	c.g.mu.Lock()
-	services := make([]*service, 0, len(c.g.services))
-	for _, svc := range c.g.services {
-		services = append(services, svc)
-	}
-	c.g.mu.Unlock()
+	services := c.rs.Services()
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
@@ -61,7 +61,7 @@ func (c *backendCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		for _, b := range set.Backends {
 			gauge(c.up, boolGauge(b.CanTake()), svc.name, b.ID)
-			state := backendState(b)
+			state := BackendState(b)
 			for _, s := range healthStates {
 				gauge(c.health, boolGauge(s == state), svc.name, b.ID, s)
 			}
@@ -72,9 +72,9 @@ func (c *backendCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// backendState is b's state as the status page and latch_backend_health
+// BackendState is b's state as the status page and latch_backend_health
 // name it: its health, or draining when drained through the admin API.
-func backendState(b *policy.Backend) string {
+func BackendState(b *policy.Backend) string {
 	if b.Drained() {
 		return discovery.Draining.String()
 	}
@@ -84,6 +84,16 @@ func backendState(b *policy.Backend) string {
 func boolGauge(on bool) float64 {
 	if on {
 		return 1
+	}
+	return 0
+}
+
+func breakerGauge(s policy.BreakerState) float64 {
+	switch s {
+	case policy.HalfOpen:
+		return 1
+	case policy.Open:
+		return 2
 	}
 	return 0
 }

@@ -1,11 +1,9 @@
-package gateway
+package affinity
 
 import (
 	"context"
 	"slices"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/latchgw/latch/policy"
 	"github.com/latchgw/latch/session"
@@ -22,16 +20,8 @@ import (
 // backend per second each.
 const sessionCountEvery = time.Second
 
-// registerSessionCounts adds the refresh's staleness gauge to m.
-func (m *Metrics) registerSessionCounts() {
-	m.countsAge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "latch_session_counts_age_seconds", Help: "Age of the live-session counts least_sessions works from (time since the last successful read from the session store), by service; it grows while the store is unreachable.",
-	}, []string{"service"})
-	m.reg.MustRegister(m.countsAge)
-}
-
 // countsSessions reports whether a sticky route of svc uses least_sessions.
-func (svc *service) countsSessions() bool {
+func (svc *Service) countsSessions() bool {
 	svc.mu.Lock()
 	defer svc.mu.Unlock()
 	for _, rt := range svc.routes {
@@ -46,7 +36,7 @@ func (svc *service) countsSessions() bool {
 // sessionCountEvery until ctx ends, while a route needs them. A failed
 // read keeps the last counts (the replica's own new sessions keep adding
 // to them) and lets the age gauge grow.
-func (svc *service) runSessionCounts(ctx context.Context) {
+func (svc *Service) runSessionCounts(ctx context.Context) {
 	t := time.NewTicker(sessionCountEvery)
 	defer t.Stop()
 	for {
@@ -61,16 +51,16 @@ func (svc *service) runSessionCounts(ctx context.Context) {
 		c := svc.registry.BeginSessionCount()
 		if len(c.IDs) > 0 {
 			cctx, cancel := context.WithTimeout(ctx, sessionCountEvery)
-			counts, err := svc.g.affinity.Sessions(cctx, svc.name, c.IDs)
+			counts, err := svc.env.Sessions.Sessions(cctx, svc.name, c.IDs)
 			cancel()
 			if err == nil {
 				c.Apply(counts, time.Now())
 			} else {
-				svc.g.log.Debug("counting sessions", "service", svc.name, "err", err)
+				svc.env.Log.Debug("counting sessions", "service", svc.name, "err", err)
 			}
 		}
 		if at := svc.registry.SessionsCountedAt(); !at.IsZero() {
-			svc.g.metrics.countsAge.WithLabelValues(svc.name).Set(time.Since(at).Seconds())
+			svc.env.Metrics.SessionCountsAge(svc.name, time.Since(at))
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package gateway
+package affinity
 
 import (
 	"sync/atomic"
@@ -16,14 +16,14 @@ import (
 // lock (WithLabelValues). Each series is resolved on its first use, so
 // /metrics shows the series it showed before: those that counted.
 //
-// A backend that leaves has its series deleted (Metrics.backendGone) once
+// A backend that leaves has its series deleted (Metrics.BackendGone) once
 // the next routeState, without it, is published; a request still on the old
 // state then counts into a handle no longer exported, which re-creates no
 // series. A backend that comes back gets fresh handles with the new state.
 type routeSeries struct {
-	m        *Metrics
+	v        Vectors
 	route    string
-	duration lazy[prometheus.Observer]
+	duration Lazy[prometheus.Observer]
 	backends map[*policy.Backend]*backendSeries // read-only once built
 	none     backendSeries                      // no backend answered
 }
@@ -31,16 +31,18 @@ type routeSeries struct {
 // backendSeries are the series of one route and backend.
 type backendSeries struct {
 	id       string
-	requests [len(codeClasses)]lazy[prometheus.Counter]
-	upstream lazy[prometheus.Observer]
-	sessions [session.KindDetoured + 1]lazy[prometheus.Counter]
+	requests [len(CodeClasses)]Lazy[prometheus.Counter]
+	upstream Lazy[prometheus.Observer]
+	sessions [session.KindDetoured + 1]Lazy[prometheus.Counter]
 }
 
-// lazy holds a series handle resolved on first use. Two requests may both
-// resolve it: the vector hands both the same series.
-type lazy[T any] struct{ p atomic.Pointer[T] }
+// Lazy holds a series handle resolved on first use. Two requests may both
+// resolve it: the vector hands both the same series. The zero value is
+// ready for use.
+type Lazy[T any] struct{ p atomic.Pointer[T] }
 
-func (l *lazy[T]) get(resolve func() T) T {
+// Get returns the handle, resolving it on the first call.
+func (l *Lazy[T]) Get(resolve func() T) T {
 	if p := l.p.Load(); p != nil {
 		return *p
 	}
@@ -49,8 +51,8 @@ func (l *lazy[T]) get(resolve func() T) T {
 	return v
 }
 
-func newRouteSeries(m *Metrics, route string, set *policy.Set) *routeSeries {
-	rs := &routeSeries{m: m, route: route, backends: make(map[*policy.Backend]*backendSeries, len(set.Backends))}
+func newRouteSeries(v Vectors, route string, set *policy.Set) *routeSeries {
+	rs := &routeSeries{v: v, route: route, backends: make(map[*policy.Backend]*backendSeries, len(set.Backends))}
 	for _, b := range set.Backends {
 		rs.backends[b] = &backendSeries{id: b.ID}
 	}
@@ -70,15 +72,15 @@ func (rs *routeSeries) backend(b *policy.Backend) *backendSeries {
 func (rs *routeSeries) request(b *policy.Backend, code int, d time.Duration, ex prometheus.Labels) {
 	bs := rs.backend(b)
 	if bs == nil {
-		rs.m.request(rs.route, b.ID, code, d, ex)
+		rs.v.Request(rs.route, b.ID, code, d, ex)
 		return
 	}
-	class := codeClass(code)
-	bs.requests[class].get(func() prometheus.Counter {
-		return rs.m.requests.WithLabelValues(rs.route, bs.id, codeClasses[class])
+	class := CodeClass(code)
+	bs.requests[class].Get(func() prometheus.Counter {
+		return rs.v.Requests.WithLabelValues(rs.route, bs.id, CodeClasses[class])
 	}).Inc()
-	observe(rs.duration.get(func() prometheus.Observer {
-		return rs.m.duration.WithLabelValues(rs.route)
+	Observe(rs.duration.Get(func() prometheus.Observer {
+		return rs.v.Duration.WithLabelValues(rs.route)
 	}), d.Seconds(), ex)
 }
 
@@ -86,25 +88,25 @@ func (rs *routeSeries) request(b *policy.Backend, code int, d time.Duration, ex 
 func (rs *routeSeries) upstream(b *policy.Backend, d time.Duration) {
 	bs := rs.backend(b)
 	if bs == nil {
-		rs.m.upstreamDur.WithLabelValues(rs.route, b.ID).Observe(d.Seconds())
+		rs.v.Upstream.WithLabelValues(rs.route, b.ID).Observe(d.Seconds())
 		return
 	}
-	bs.upstream.get(func() prometheus.Observer {
-		return rs.m.upstreamDur.WithLabelValues(rs.route, bs.id)
+	bs.upstream.Get(func() prometheus.Observer {
+		return rs.v.Upstream.WithLabelValues(rs.route, bs.id)
 	}).Observe(d.Seconds())
 }
 
 // session counts what happened to a request's session on backend b.
 func (rs *routeSeries) session(b *policy.Backend, k session.Kind) {
 	bs := rs.backend(b)
-	if bs == nil || int(k) >= len(bs.sessions) {
-		rs.m.session(rs.route, b.ID, k)
-		return
-	}
 	if k == session.KindNone {
 		return
 	}
-	bs.sessions[k].get(func() prometheus.Counter {
-		return rs.m.sessions.WithLabelValues(rs.route, bs.id, k.String())
+	if bs == nil || int(k) >= len(bs.sessions) {
+		rs.v.Sessions.WithLabelValues(rs.route, b.ID, k.String()).Inc()
+		return
+	}
+	bs.sessions[k].Get(func() prometheus.Counter {
+		return rs.v.Sessions.WithLabelValues(rs.route, bs.id, k.String())
 	}).Inc()
 }

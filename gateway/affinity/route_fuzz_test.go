@@ -1,4 +1,4 @@
-package gateway
+package affinity
 
 import (
 	"strings"
@@ -14,12 +14,12 @@ func FuzzRouteMatch(f *testing.F) {
 	f.Add("SHOP.EXAMPLE.COM:443", "/apix")
 	f.Add("[::1]:80", "/")
 	f.Add("", "")
-	mk := func(host, prefix string) *route {
+	mk := func(host, prefix string) *Route {
 		return testRoute(f, config.Route{Service: "s" + prefix, Host: host, PathPrefix: prefix, StripPrefix: true})
 	}
-	tbl := newTable([]*route{mk("", "/"), mk("", "/api"), mk("", "/api/v1/"), mk("shop.example.com", "/api")})
+	tbl := newTable([]*Route{mk("", "/"), mk("", "/api"), mk("", "/api/v1/"), mk("shop.example.com", "/api")})
 	f.Fuzz(func(t *testing.T, host, path string) {
-		rt := tbl.match(host, path)
+		rt := tbl.Match(host, path)
 		if rt == nil {
 			t.Fatalf("no route for %q %q despite a catch-all", host, path)
 		}

@@ -1,4 +1,4 @@
-package gateway
+package affinity
 
 import (
 	"context"
@@ -10,22 +10,22 @@ import (
 	"github.com/latchgw/latch/gateway/config"
 )
 
-// applyTags is the catalog watch's callback: it routes the services whose
+// ApplyTags is the catalog watch's callback: it routes the services whose
 // tags ask for it and un-routes those that left. Config routes win over tag
 // routes with the same host and prefix; conflicts are logged, counted and
 // listed by the admin API.
-func (g *Gateway) applyTags(ctx context.Context, services map[string][]string) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.lastTags = services
+func (rs *Routes) ApplyTags(ctx context.Context, services map[string][]string) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	rs.lastTags = services
 	taken := map[string]string{} // host+prefix → who has it
-	for _, rt := range g.fileRoutes {
+	for _, rt := range rs.fileRoutes {
 		taken[rt.host+rt.prefix] = "config route " + rt.name
 	}
 	var conflicts []string
 	want := map[string][]*config.Spec{}
 	for _, name := range slices.Sorted(maps.Keys(services)) {
-		routes, err := g.cfg.RoutesFromTags(name, services[name])
+		routes, err := rs.cfg.RoutesFromTags(name, services[name])
 		if err != nil {
 			conflicts = append(conflicts, fmt.Sprintf("service %s: %v", name, err))
 			continue
@@ -41,16 +41,16 @@ func (g *Gateway) applyTags(ctx context.Context, services map[string][]string) {
 			want[name] = append(want[name], r)
 		}
 	}
-	if !slices.Equal(conflicts, g.conflicts) {
+	if !slices.Equal(conflicts, rs.conflicts) {
 		for _, c := range conflicts {
-			g.log.Warn("route conflict", "conflict", c)
+			rs.env.Log.Warn("route conflict", "conflict", c)
 		}
 	}
-	g.conflicts = conflicts
-	g.metrics.tagConflicts.Set(float64(len(conflicts)))
+	rs.conflicts = conflicts
+	rs.env.Metrics.TagConflicts(len(conflicts))
 
 	// Drop routes of services that left or changed; add the new ones.
-	for name, old := range g.tagRoutes {
+	for name, old := range rs.tagRoutes {
 		if sameRoutes(old, want[name]) {
 			delete(want, name)
 			continue
@@ -58,45 +58,35 @@ func (g *Gateway) applyTags(ctx context.Context, services map[string][]string) {
 		for _, rt := range old {
 			// A service whose tag routes changed keeps running (and its
 			// backends' state) when new routes replace the old ones.
-			if rt.service.removeRoute(rt) && !g.isFileService(name) && len(want[name]) == 0 {
+			if rt.service.removeRoute(rt) && !rs.isFileService(name) && len(want[name]) == 0 {
 				rt.service.stop()
-				delete(g.services, name)
+				delete(rs.services, name)
 			}
 		}
-		delete(g.tagRoutes, name)
-		g.log.Info("tag routes removed", "service", name)
+		delete(rs.tagRoutes, name)
+		rs.env.Log.Info("tag routes removed", "service", name)
 	}
 	for name, routes := range want {
-		svc, existed := g.services[name]
+		svc, existed := rs.services[name]
 		if !existed {
-			svc = g.serviceFor(name, routes[0])
+			svc = rs.serviceFor(name, routes[0])
 		}
 		for _, rc := range routes {
 			rt := newRoute(rc, svc)
 			svc.addRoute(rt)
-			g.tagRoutes[name] = append(g.tagRoutes[name], rt)
-			g.log.Info("tag route added", "service", name, "host", rc.Route().Host, "path_prefix", rc.Route().PathPrefix)
+			rs.tagRoutes[name] = append(rs.tagRoutes[name], rt)
+			rs.env.Log.Info("tag route added", "service", name, "host", rc.Route().Host, "path_prefix", rc.Route().PathPrefix)
 		}
 		if !existed {
 			svc.start(ctx)
 		}
 	}
-	g.storeTable()
-	g.retireTLSPools()
+	rs.storeTable()
+	rs.retireTLSPools()
 }
 
-// storeTable publishes the table of the file routes and the tag routes.
-// Called with g.mu held.
-func (g *Gateway) storeTable() {
-	all := slices.Clone(g.fileRoutes)
-	for _, name := range slices.Sorted(maps.Keys(g.tagRoutes)) {
-		all = append(all, g.tagRoutes[name]...)
-	}
-	g.table.Store(newTable(all))
-}
-
-func (g *Gateway) isFileService(name string) bool {
-	for _, rt := range g.fileRoutes {
+func (rs *Routes) isFileService(name string) bool {
+	for _, rt := range rs.fileRoutes {
 		if rt.service.name == name {
 			return true
 		}
@@ -105,7 +95,7 @@ func (g *Gateway) isFileService(name string) bool {
 }
 
 // sameRoutes reports whether running routes match wanted configs.
-func sameRoutes(have []*route, want []*config.Spec) bool {
+func sameRoutes(have []*Route, want []*config.Spec) bool {
 	if len(have) != len(want) {
 		return false
 	}

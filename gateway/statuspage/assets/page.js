@@ -291,7 +291,7 @@
       legend.append(el('span', { class: 'key' }, sw, b.id));
     });
     const yaxis = el('div', { class: 'yaxis', 'aria-hidden': 'true' },
-      ...ticks.map((v) => el('span', { class: 'tick', 'data-value': String(v), text: num(v) + '/s' })));
+      ...ticks.map((v) => el('span', { class: 'tick', 'data-value': String(v), text: String(+v.toPrecision(3)) + '/s' })));
     const minutes = (len * svc.step_s) / 60;
     return el('figure', { class: 'chart' },
       el('figcaption', {}, el('span', { text: title }), el('span', { class: 'muted', text: ' · peak ' + num(peak) + '/s' +

@@ -24,7 +24,7 @@ BIN_DIR      ?= bin
 RELEASE_DIR  ?= dist
 PLATFORMS    ?= linux/amd64 linux/arm64 darwin/arm64
 
-.PHONY: all build release test unit vet fuzz demo bench bench-tools tools redis consul pebble jaeger chromium compose netns images clean
+.PHONY: all build release test unit vet fuzz demo bench bench-tools tools redis consul pebble jaeger chromium compose netns images up down compat clean
 
 all: build
 
@@ -79,7 +79,10 @@ fuzz:
 	fuzz "" $$($(GO) list ./...); \
 	fuzz sockfault $$($(GO) list -tags sockfault -f '{{.ImportPath}}{{range .Deps}} {{.}}{{end}}' ./... | grep 'internal/sockio' | cut -d' ' -f1)
 
-demo: redis consul build
+# The demo's Consul: LATCH_DEMO_CONSUL_ADDR (an agent already running),
+# else CONSUL_BIN or a `consul` on PATH of a supported version, else the
+# pinned one `make consul` builds (demo.sh decides, and says which).
+demo: redis build
 	bash integration/tools/demo.sh
 
 # Micro-benchmarks, Redis figures, then the end-to-end load run (real
@@ -154,9 +157,36 @@ compose:
 	else echo "docker compose: no Docker daemon here, not installed"; fi
 
 # The images docker-compose.yml and the Dockerfile name, made locally when no
-# registry can be pulled from (cached; the compose suite runs this too).
-images: tools
+# registry can be pulled from (cached; the compose suite runs this too):
+# from Consul, Redis, Go and Jaeger (the tracing profile) only, not pebble
+# or Chromium, which compose does not use.
+images: redis consul jaeger compose
 	@CONSUL_BIN=$(TOOLS_BIN)/consul JAEGER_BIN=$(TOOLS_BIN)/jaeger bash integration/tools/images.sh
+
+# The compose demo, built from this checkout and stamped with its version
+# (`docker compose exec latch /latch -version`): docker compose up -d --wait
+# with LATCH_VERSION and LATCH_REVISION, which docker-compose.yml passes to
+# the Dockerfile. UP_FLAGS adds flags (the compose suite: --wait-timeout).
+up:
+	LATCH_VERSION=$(VERSION) LATCH_REVISION=$(REVISION) docker compose up -d --wait $(UP_FLAGS)
+
+# The compose demo's teardown: every profile's containers (replica, extra
+# included), its networks and volumes (sessions, Consul's state, the cookie
+# secret). The README's command, as a target.
+down:
+	docker compose --profile '*' down -v
+
+# The oldest supported Consul (CONSUL_OLDEST; integration/tools/consul-range.sh
+# says the range) under latch's Consul tests (discovery, health, ACLs, TLS)
+# and the demo (make demo and one joining a running agent), first on PATH:
+# built from its Go module into .tools/compat (cached like the pinned one;
+# about 8 minutes once, too long for `make test`, which runs the pinned,
+# newest one).
+CONSUL_OLDEST ?= 1.20.1
+COMPAT_BIN    ?= $(CURDIR)/.tools/compat
+compat: redis build
+	@CONSUL_VERSION=$(CONSUL_OLDEST) bash integration/tools/install-consul.sh $(COMPAT_BIN)
+	PATH=$(COMPAT_BIN):$$PATH $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -run '^(TestConsul|TestMakeDemo$$|TestDemoOwnConsul$$)' -v ./integration/ | grep -v '^=== '
 
 clean:
 	rm -rf bin $(RELEASE_DIR) integration/results

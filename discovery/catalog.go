@@ -56,6 +56,7 @@ func (c *Catalog) Watch(ctx context.Context, update func(map[string][]string)) e
 	wg.Go(func() { probe.run(ctx, c.client, &c.opts) })
 	var settleUntil time.Time // until then, answers do not remove services nor tags
 	reconnected := false
+	acl := aclFilter{catalog: true}
 	return blockingLoop(ctx, c.opts, "catalog",
 		func(ctx context.Context, idx uint64) (uint64, error) {
 			held, left := hold.holding(c.opts.Now())
@@ -75,6 +76,7 @@ func (c *Catalog) Watch(ctx context.Context, update func(map[string][]string)) e
 			if idx == 0 {
 				probe.noteLeader(&c.opts, "catalog", meta.KnownLeader)
 			}
+			acl.note(c.opts.Logger, "catalog", meta.ResultsFilteredByACLs)
 			if reconnected {
 				reconnected = false
 				settleUntil = c.opts.Now().Add(c.opts.ReconnectSettle)

@@ -173,6 +173,7 @@ func (c *Consul) Watch(ctx context.Context, service string, update func(Snapshot
 	wg.Go(func() { probe.run(ctx, c.client, &c.opts) })
 	var settleUntil time.Time // until then, answers do not lower health nor remove backends
 	reconnected := false
+	var acl aclFilter
 	publish := func(s Snapshot) {
 		if last != nil && last.Equal(s) {
 			last.Index = s.Index
@@ -206,6 +207,7 @@ func (c *Consul) Watch(ctx context.Context, service string, update func(Snapshot
 			if idx == 0 {
 				probe.noteLeader(&c.opts, what, meta.KnownLeader)
 			}
+			acl.note(c.opts.Logger, what, meta.ResultsFilteredByACLs)
 			if reconnected {
 				reconnected = false
 				settleUntil = c.opts.Now().Add(c.opts.ReconnectSettle)
@@ -321,7 +323,12 @@ func blockingLoop(ctx context.Context, opts ConsulOptions, what string,
 			continue
 		}
 		if err != nil {
-			if failures == 0 {
+			switch {
+			case failures > 0:
+			case denied(err):
+				opts.Logger.Error("consul refused latch's ACL token: serving the last known state",
+					"watch", what, "err", err, "fix", ACLPolicyHint)
+			default:
 				opts.Logger.Warn("consul unreachable: serving the last known state", "watch", what, "err", err)
 			}
 			onError()

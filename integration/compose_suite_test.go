@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -34,20 +35,36 @@ const (
   "Check": {"HTTP": "http://web-4:8081/health", "Interval": "2s", "DeregisterCriticalServiceAfter": "1m"}
 }'`
 	readmeDeregister = `curl -X PUT localhost:8500/v1/agent/service/deregister/web-4`
-	readmeUp         = `docker compose up -d --wait`
+	readmeUp         = `make up`
 	readmeReplica    = `docker compose --profile replica up -d --wait latch-replica`
+	readmeDown       = `docker compose --profile '*' down -v`
 )
 
+// TestComposeReadme: the README (or a page of the handbook under docs/)
+// carries each command the compose suite runs, word for word.
 func TestComposeReadme(t *testing.T) {
-	data, err := os.ReadFile(harness.RepoRoot() + "/README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, cmd := range []string{readmeUp, readmeStartWeb4, readmeRegister, readmeDeregister, readmeReplica} {
-		if !strings.Contains(string(data), cmd) {
-			t.Errorf("README.md lacks the command the compose suite runs:\n%s", cmd)
+	docs := readDocs(t)
+	for _, cmd := range []string{readmeUp, readmeStartWeb4, readmeRegister, readmeDeregister, readmeReplica, readmeDown} {
+		if !strings.Contains(docs, cmd) {
+			t.Errorf("neither README.md nor docs/*.md has the command the compose suite runs:\n%s", cmd)
 		}
 	}
+}
+
+// readDocs is README.md and every docs/*.md, one after the other.
+func readDocs(t *testing.T) string {
+	t.Helper()
+	root := harness.RepoRoot()
+	files, _ := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	var all strings.Builder
+	for _, f := range append([]string{filepath.Join(root, "README.md")}, files...) {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all.Write(data)
+	}
+	return all.String()
 }
 
 func TestComposeSuite(t *testing.T) {
@@ -61,7 +78,8 @@ func TestComposeSuite(t *testing.T) {
 	suiteStart := time.Now()
 	r := newComposeRig(t)
 	prepareImages(t, r)
-	r.down(t) // what an interrupted run left
+	r.down(t)                   // what an interrupted run left
+	old := r.buildOlderLatch(t) // latch:local from an older commit, as after a git pull
 	var rows []faultRow
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -77,9 +95,10 @@ func TestComposeSuite(t *testing.T) {
 		t.Logf("compose suite: %v in all", time.Since(suiteStart).Round(time.Second))
 	})
 
-	// The README: docker compose up -d --wait, every service healthy.
+	// The README: make up (docker compose up -d --wait, stamped), every
+	// service healthy, running this checkout and not the older latch:local.
 	start := time.Now()
-	r.run(t, 15*time.Minute, "bash", "-c", readmeUp+" --build --wait-timeout 240")
+	r.run(t, 15*time.Minute, "bash", "-c", readmeUp+" UP_FLAGS='--wait-timeout 240'")
 	bad, n := r.unhealthy(t)
 	if len(bad) > 0 || n != 6 {
 		t.Fatalf("after up --wait: %d services, unhealthy: %v", n, bad)
@@ -89,6 +108,7 @@ func TestComposeSuite(t *testing.T) {
 	}
 	rows = append(rows, faultRow{name: "up: every service healthy",
 		note: fmt.Sprintf("%d services in %v, image builds included", n, time.Since(start).Round(time.Second))})
+	rows = append(rows, composeVersion(t, r, old))
 
 	t.Run("cookie and stickiness", func(t *testing.T) { rows = append(rows, composeSticky(t, r)) })
 	t.Run("admin on loopback", func(t *testing.T) { rows = append(rows, composeAdmin(t, r)) })
@@ -97,6 +117,7 @@ func TestComposeSuite(t *testing.T) {
 	t.Run("restart consul", func(t *testing.T) { rows = append(rows, composeConsulRestart(t, r)) })
 	t.Run("two replicas", func(t *testing.T) { rows = append(rows, composeReplicas(t, r)) })
 	t.Run("latch cut off from redis", func(t *testing.T) { rows = append(rows, composeRedisCut(t, r)) })
+	t.Run("README teardown", func(t *testing.T) { rows = append(rows, composeTeardown(t, r)) })
 }
 
 // composeSticky: a cookie from localhost:8080 and the same backend 20 times.

@@ -65,6 +65,20 @@ func TestComposeFile(t *testing.T) {
 		if latch.Build == nil || latch.Build.Target != "latch" {
 			t.Errorf("%s is not built from the Dockerfile's latch target: %+v", name, latch.Build)
 		}
+	}
+	// Built from the checkout on every up (issue 29: an older latch:local
+	// ran after a git pull), stamped with the version make up passes.
+	for _, name := range []string{"latch", "latch-replica", "web-1", "web-2", "web-3", "web-4"} {
+		svc := project.Services[name]
+		if svc.PullPolicy != types.PullPolicyBuild {
+			t.Errorf("%s: pull_policy %q; want build, so up rebuilds it from the checkout", name, svc.PullPolicy)
+		}
+		if svc.Build == nil || svc.Build.Args["VERSION"] == nil || svc.Build.Args["REVISION"] == nil {
+			t.Errorf("%s: no VERSION and REVISION build args: %+v", name, svc.Build)
+		}
+	}
+	for _, name := range []string{"latch", "latch-replica"} {
+		latch := project.Services[name]
 		for _, dep := range []string{"consul", "redis"} {
 			if d, ok := latch.DependsOn[dep]; !ok || d.Condition != types.ServiceConditionHealthy {
 				t.Errorf("%s must wait for %s to be healthy: %+v", name, dep, latch.DependsOn)

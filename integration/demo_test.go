@@ -14,7 +14,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -56,43 +55,12 @@ func TestMakeDemo(t *testing.T) {
 		t.Logf("demo on its default ports %v", ports)
 	}
 
-	cmd := exec.Command("make", "--no-print-directory", "demo")
-	cmd.Dir, cmd.Env = root, env
-	logPath := filepath.Join(t.TempDir(), "demo.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
+	d := startDemo(t, root, env)
+	for _, line := range strings.Split(d.printed(), "\n") {
+		if strings.HasPrefix(line, "demo: consul") {
+			t.Log(line) // which Consul ran (make compat: the oldest supported)
+		}
 	}
-	defer logf.Close()
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // a terminal's foreground group
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // the group this test started
-			<-done
-		}
-		if data, _ := os.ReadFile(logPath); t.Failed() {
-			t.Logf("make demo printed:\n%s", data)
-		}
-	})
-
-	// make tools and make build come first: minutes on a cold machine.
-	harness.WaitFor(t, 5*time.Minute, "make demo to say it is up (log "+logPath+")", func() bool {
-		select {
-		case err := <-done:
-			stopped = true
-			t.Fatalf("make demo exited before it was up: %v", err)
-		default:
-		}
-		data, _ := os.ReadFile(logPath)
-		return bytes.Contains(data, []byte("latch demo is up"))
-	})
 	admin := fmt.Sprintf("http://127.0.0.1:%d", ports["ADMIN"])
 	waitPassing(t, admin, "web", 3)
 
@@ -125,19 +93,7 @@ func TestMakeDemo(t *testing.T) {
 		return demoAdminOK(t, curl(t, backends), first)
 	})
 
-	// Ctrl-C.
-	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-done: // make reports the interrupt with a non-zero status, as in a terminal
-		stopped = true
-	case <-time.After(60 * time.Second):
-		t.Fatal("make demo did not stop within 60s of Ctrl-C")
-	}
-	harness.WaitFor(t, 20*time.Second, "every process of make demo to end", func() bool {
-		return errors.Is(syscall.Kill(-cmd.Process.Pid, 0), syscall.ESRCH)
-	})
+	d.interrupt(t)
 	if busy, ok := demoPortsBusy(t, root, env); !ok {
 		t.Fatalf("after Ctrl-C, ports still held:\n%s", busy)
 	}

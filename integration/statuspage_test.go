@@ -258,6 +258,29 @@ func TestStatusPageInBrowser(t *testing.T) {
 	if n := b.eval(`document.querySelectorAll('.chart polyline').length`); n != "6" {
 		t.Errorf("%s chart lines drawn; want 6 (2 charts, 3 backends)", n)
 	}
+	// Each chart has a y axis: 0, half and a round top at or above its
+	// peak, each point of its lines within it.
+	axes := b.eval(`JSON.stringify([...document.querySelectorAll('.chart')].map((c) => ({
+		ticks: [...c.querySelectorAll('.yaxis .tick')].map((e) => [Number(e.dataset.value), e.textContent]),
+		peak: Math.max(0, ...[...c.querySelectorAll('polyline')].flatMap((l) => l.getAttribute('points').split(' ').map((p) => 86 - Number(p.split(',')[1])))),
+	})))`)
+	var charts []struct {
+		Ticks [][2]any
+		Peak  float64 // the highest point drawn, in the SVG's units above the x axis (82 = the top tick)
+	}
+	if err := json.Unmarshal([]byte(axes), &charts); err != nil || len(charts) != 2 {
+		t.Fatalf("charts' y axes: %v: %s", err, axes)
+	}
+	for i, c := range charts {
+		if len(c.Ticks) != 3 || c.Ticks[2][0].(float64) != 0 || c.Ticks[0][0].(float64) != 2*c.Ticks[1][0].(float64) ||
+			!strings.HasSuffix(c.Ticks[0][1].(string), "/s") {
+			t.Errorf("chart %d: y axis ticks %v; want top, half, 0, in /s", i, c.Ticks)
+		}
+		if c.Peak > 82.01 {
+			t.Errorf("chart %d: a line reaches %.1f units up, above the axis's top (82)", i, c.Peak)
+		}
+	}
+	t.Logf("y axes: %s", axes)
 	screenshots(t, b)
 
 	// Look up the last client's session by its cookie and unpin it.

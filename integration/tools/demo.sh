@@ -1,7 +1,18 @@
 #!/usr/bin/env bash
 # `make demo`: a Consul dev agent, Redis, three demo backends and latch on
 # this machine, no Docker. Ctrl-C (or SIGTERM) stops everything it started.
-# `demo.sh --check-ports` only checks that its ports are free.
+# `demo.sh --check-ports` only checks that its ports are free;
+# `demo.sh --which-consul` only says which Consul it would use.
+#
+# Its Consul (README, "Your own Consul"), the first of:
+#   LATCH_DEMO_CONSUL_ADDR=host:port  an agent already running (yours): the
+#                          demo starts none, registers its backends there
+#                          and deregisters them when it stops; a token, if
+#                          the agent has ACLs on: CONSUL_HTTP_TOKEN
+#   CONSUL_BIN=/path       that binary; refused outside the supported range
+#   a `consul` on PATH     when its version is supported (else skipped, saying so)
+#   .tools/bin/consul      the pinned one, built by `make consul` when missing
+# Supported versions: integration/tools/consul-range.sh.
 #
 # Ports, and the variables that move them (all on 127.0.0.1 but latch's
 # public listener, which is on every address, as latch's default is):
@@ -35,21 +46,62 @@ REDIS_PORT="${LATCH_DEMO_REDIS:-6380}"
 BASE="${LATCH_DEMO_BACKEND_BASE:-8080}"
 BIN="${LATCH_BIN:-./bin}" # where `make build` put latch and demo-backend
 TOOLS="$PWD/.tools/bin"   # where `make tools` put consul
+# The user's PATH, without .tools/bin (the Makefile puts it first), to find
+# their own consul before the pinned one.
+USER_PATH="$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF "$TOOLS" | paste -sd: -)"
 PATH="$TOOLS:$PATH"
+CONSUL_ADDR="${LATCH_DEMO_CONSUL_ADDR:-}"
+# shellcheck source=consul-range.sh
+. integration/tools/consul-range.sh
+
+# pick_consul: sets CONSUL to the binary to run (README, "Your own Consul").
+pick_consul() {
+	local v own
+	if [ -n "${CONSUL_BIN:-}" ]; then
+		v="$(consul_version "$CONSUL_BIN")"
+		if ! version_supported "$v"; then
+			echo "demo: CONSUL_BIN=$CONSUL_BIN is Consul ${v:-of unknown version}; supported: v$CONSUL_SUPPORTED_MIN up to (not including) v$CONSUL_SUPPORTED_BELOW" >&2
+			return 1
+		fi
+		CONSUL="$CONSUL_BIN"
+	elif own="$(PATH="$USER_PATH" command -v consul)" && v="$(consul_version "$own")" && version_supported "$v"; then
+		CONSUL="$own"
+	else
+		if [ -n "$own" ]; then
+			echo "demo: skipping $own (Consul ${v:-of unknown version}): supported: v$CONSUL_SUPPORTED_MIN up to (not including) v$CONSUL_SUPPORTED_BELOW" >&2
+		fi
+		bash integration/tools/install-consul.sh "$TOOLS" >&2
+		CONSUL="$TOOLS/consul"
+		v="$(consul_version "$CONSUL")"
+	fi
+	echo "demo: consul $CONSUL (v$v)" >&2
+}
+if [ "${1:-}" = "--which-consul" ]; then
+	if [ -n "$CONSUL_ADDR" ]; then
+		echo "demo: consul agent at $CONSUL_ADDR (LATCH_DEMO_CONSUL_ADDR)" >&2
+		exit 0
+	fi
+	pick_consul
+	exit 0
+fi
 
 # Every port the demo binds, as portcheck takes them: checked before
 # anything starts.
 ports=(
 	"tcp :$HTTP_PORT LATCH_DEMO_HTTP latch (public)"
 	"tcp 127.0.0.1:$ADMIN_PORT LATCH_DEMO_ADMIN latch admin API"
-	"tcp 127.0.0.1:$CONSUL_PORT LATCH_DEMO_CONSUL Consul HTTP"
-	"tcp 127.0.0.1:$((CONSUL_PORT + 1)) LATCH_DEMO_CONSUL Consul serf LAN"
-	"udp 127.0.0.1:$((CONSUL_PORT + 1)) LATCH_DEMO_CONSUL Consul serf LAN"
-	"tcp 127.0.0.1:$((CONSUL_PORT + 2)) LATCH_DEMO_CONSUL Consul serf WAN"
-	"udp 127.0.0.1:$((CONSUL_PORT + 2)) LATCH_DEMO_CONSUL Consul serf WAN"
-	"tcp 127.0.0.1:$((CONSUL_PORT + 3)) LATCH_DEMO_CONSUL Consul server RPC"
 	"tcp 127.0.0.1:$REDIS_PORT LATCH_DEMO_REDIS Redis"
 )
+if [ -z "$CONSUL_ADDR" ]; then # else: the user's agent, already running
+	ports+=(
+		"tcp 127.0.0.1:$CONSUL_PORT LATCH_DEMO_CONSUL Consul HTTP"
+		"tcp 127.0.0.1:$((CONSUL_PORT + 1)) LATCH_DEMO_CONSUL Consul serf LAN"
+		"udp 127.0.0.1:$((CONSUL_PORT + 1)) LATCH_DEMO_CONSUL Consul serf LAN"
+		"tcp 127.0.0.1:$((CONSUL_PORT + 2)) LATCH_DEMO_CONSUL Consul serf WAN"
+		"udp 127.0.0.1:$((CONSUL_PORT + 2)) LATCH_DEMO_CONSUL Consul serf WAN"
+		"tcp 127.0.0.1:$((CONSUL_PORT + 3)) LATCH_DEMO_CONSUL Consul server RPC"
+	)
+fi
 for i in 1 2 3; do
 	ports+=("tcp 127.0.0.1:$((BASE + i)) LATCH_DEMO_BACKEND_BASE demo backend web-$i")
 done
@@ -66,6 +118,10 @@ fi
 dir="$(mktemp -d -t latch-demo.XXXXXX)"
 go build -o "$dir/portcheck" ./integration/tools/portcheck
 if ! "$dir/portcheck" "${ports[@]}" >&2; then
+	if [ -z "$CONSUL_ADDR" ] && curl -sf -m 2 "http://127.0.0.1:$CONSUL_PORT/v1/status/leader" >/dev/null 2>&1; then
+		echo "demo: a Consul agent already answers on 127.0.0.1:$CONSUL_PORT; to use it instead of starting one:" >&2
+		echo "  LATCH_DEMO_CONSUL_ADDR=127.0.0.1:$CONSUL_PORT make demo" >&2
+	fi
 	echo "demo: nothing was started" >&2
 	rm -rf "$dir"
 	exit 1
@@ -107,13 +163,36 @@ wait_for() {
 	exit 1
 }
 
-consul agent -dev -bind 127.0.0.1 -client 127.0.0.1 -http-port "$CONSUL_PORT" -https-port -1 \
-	-grpc-port -1 -grpc-tls-port -1 -dns-port -1 \
-	-serf-lan-port $((CONSUL_PORT + 1)) -serf-wan-port $((CONSUL_PORT + 2)) \
-	-server-port $((CONSUL_PORT + 3)) -data-dir "$dir/consul" >"$dir/consul.log" 2>&1 &
-pids+=($!)
-export CONSUL_HTTP_ADDR="127.0.0.1:$CONSUL_PORT"
-wait_for consul "$dir/consul.log" "${pids[-1]}" consul members
+if [ -n "$CONSUL_ADDR" ]; then
+	# The user's agent: it must answer with a leader; its version is said
+	# (agent:read allowing), as a binary's would be.
+	export CONSUL_HTTP_ADDR="$CONSUL_ADDR"
+	hdr=()
+	[ -z "${CONSUL_HTTP_TOKEN:-}" ] || hdr=(-H "X-Consul-Token: $CONSUL_HTTP_TOKEN")
+	if ! leader="$(curl -sf -m 5 "${hdr[@]}" "http://$CONSUL_ADDR/v1/status/leader")" || [ "$leader" = '""' ]; then
+		echo "demo: no Consul agent with a leader answers at $CONSUL_ADDR (LATCH_DEMO_CONSUL_ADDR); nothing was started" >&2
+		exit 1
+	fi
+	v="$(curl -sf -m 5 "${hdr[@]}" "http://$CONSUL_ADDR/v1/agent/self" | sed -n 's/.*"Version":"\([0-9][0-9.]*\)".*/\1/p' | head -n1)"
+	if [ -z "$v" ]; then
+		echo "demo: consul agent at $CONSUL_ADDR (version unknown: the token may lack agent:read)" >&2
+	elif ! version_supported "$v"; then
+		echo "demo: warning: the agent at $CONSUL_ADDR is Consul v$v; supported: v$CONSUL_SUPPORTED_MIN up to (not including) v$CONSUL_SUPPORTED_BELOW" >&2
+	else
+		echo "demo: consul agent at $CONSUL_ADDR (v$v)" >&2
+	fi
+	consul_ui="http://$CONSUL_ADDR/ui"
+else
+	pick_consul
+	"$CONSUL" agent -dev -bind 127.0.0.1 -client 127.0.0.1 -http-port "$CONSUL_PORT" -https-port -1 \
+		-grpc-port -1 -grpc-tls-port -1 -dns-port -1 \
+		-serf-lan-port $((CONSUL_PORT + 1)) -serf-wan-port $((CONSUL_PORT + 2)) \
+		-server-port $((CONSUL_PORT + 3)) -data-dir "$dir/consul" >"$dir/consul.log" 2>&1 &
+	pids+=($!)
+	export CONSUL_HTTP_ADDR="127.0.0.1:$CONSUL_PORT"
+	wait_for consul "$dir/consul.log" "${pids[-1]}" "$CONSUL" members
+	consul_ui="http://localhost:$CONSUL_PORT/ui"
+fi
 
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" >"$dir/redis.log" 2>&1 &
 pids+=($!)
@@ -139,9 +218,9 @@ latch demo is up (logs of the other parts in $dir). In another terminal:
   curl -i localhost:$HTTP_PORT/                                        # a new session: balanced, cookie set
   curl -b /tmp/jar -c /tmp/jar localhost:$HTTP_PORT/                   # sticky: the same backend every time
   curl localhost:$ADMIN_PORT/admin/backends                             # health, weight, breaker, load, sessions
-  Consul UI: http://localhost:$CONSUL_PORT/ui
+  Consul UI: $consul_ui
   Consul CLI (README, "Registering a backend"):
-    export PATH="$TOOLS:\$PATH" CONSUL_HTTP_ADDR=127.0.0.1:$CONSUL_PORT
+    export PATH="$TOOLS:\$PATH" CONSUL_HTTP_ADDR=$CONSUL_HTTP_ADDR
 Ctrl-C stops everything it started.
 
 MSG

@@ -48,7 +48,7 @@ func format(name, stamped, stampedRevision string, info *debug.BuildInfo) string
 	if stampedRevision != "" && stampedRevision != revision {
 		revision, when, dirty = stampedRevision, "", false // the go tool's record is of another tree
 	}
-	vcs := "revision unknown: built without VCS stamping (make build stamps it)"
+	vcs := "revision unknown: built without VCS stamping (make build, make up and make release stamp it)"
 	if revision != "" {
 		vcs = "revision " + revision
 		if dirty {

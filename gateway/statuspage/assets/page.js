@@ -236,7 +236,17 @@
       chart('Re-pins/s per backend (sessions moved to it)', svc, 'repins'));
   }
 
-  // chart draws one line per backend as inline SVG.
+  // niceCeil is the smallest of 1, 2, 2.5, 5 times a power of ten that is
+  // at least v: the top of a chart's y axis, so its ticks are round.
+  function niceCeil(v) {
+    if (!(v > 0)) return 1;
+    const p = Math.pow(10, Math.floor(Math.log10(v)));
+    for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v * (1 - 1e-9)) return m * p;
+    return 10 * p;
+  }
+
+  // chart draws one line per backend as inline SVG, against a y axis in
+  // units per second (0, half and the top, with grid lines) beside it.
   function chart(title, svc, field) {
     const NS = 'http://www.w3.org/2000/svg';
     const W = 320, H = 90, P = 4;
@@ -246,15 +256,20 @@
       for (const v of b[field] || []) peak = Math.max(peak, v);
       len = Math.max(len, (b[field] || []).length);
     }
+    const top = niceCeil(peak);
+    const ticks = [top, top / 2, 0];
     const svg = document.createElementNS(NS, 'svg');
     svg.setAttribute('viewBox', '0 0 ' + W + ' ' + H);
     svg.setAttribute('preserveAspectRatio', 'none');
     svg.setAttribute('role', 'img');
-    svg.setAttribute('aria-label', title);
-    const axis = document.createElementNS(NS, 'line');
-    for (const [k, v] of [['x1', 0], ['y1', H - P], ['x2', W], ['y2', H - P]]) axis.setAttribute(k, v);
-    axis.setAttribute('class', 'axis');
-    svg.append(axis);
+    svg.setAttribute('aria-label', title + ', y axis 0 to ' + num(top) + '/s');
+    ticks.forEach((v) => {
+      const y = H - P - (v / top) * (H - 2 * P);
+      const line = document.createElementNS(NS, 'line');
+      for (const [k, a] of [['x1', 0], ['y1', y], ['x2', W], ['y2', y]]) line.setAttribute(k, a);
+      line.setAttribute('class', v === 0 ? 'axis' : 'grid');
+      svg.append(line);
+    });
     const legend = el('div', { class: 'legend' });
     svc.backends.forEach((b, i) => {
       const color = COLORS[i % COLORS.length];
@@ -262,7 +277,7 @@
       if (vals.length > 1) {
         const pts = vals.map((v, j) => {
           const x = W - ((vals.length - 1 - j) / (slots - 1)) * W;
-          const y = H - P - (peak > 0 ? (v / peak) * (H - 2 * P) : 0);
+          const y = H - P - (v / top) * (H - 2 * P);
           return x.toFixed(1) + ',' + y.toFixed(1);
         });
         const line = document.createElementNS(NS, 'polyline');
@@ -275,11 +290,13 @@
       sw.style.background = color;
       legend.append(el('span', { class: 'key' }, sw, b.id));
     });
+    const yaxis = el('div', { class: 'yaxis', 'aria-hidden': 'true' },
+      ...ticks.map((v) => el('span', { class: 'tick', 'data-value': String(v), text: String(+v.toPrecision(3)) + '/s' })));
     const minutes = (len * svc.step_s) / 60;
     return el('figure', { class: 'chart' },
       el('figcaption', {}, el('span', { text: title }), el('span', { class: 'muted', text: ' · peak ' + num(peak) + '/s' +
         (len + 1 < slots ? ' · ' + num(minutes, 1) + ' of ' + num(svc.window_s / 60, 0) + ' min collected' : '') })),
-      svg, legend);
+      el('div', { class: 'plot' }, yaxis, svg), legend);
   }
 
   function renderRoutes(routes, conflicts) {

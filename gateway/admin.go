@@ -16,6 +16,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/latchgw/latch/gateway/accesslog"
 	"github.com/latchgw/latch/session"
 )
 
@@ -324,7 +325,7 @@ func (g *Gateway) adminUnpin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	g.log.Info("admin unpin", "session_hash", hashID(id[:]))
+	g.log.Info("admin unpin", "session_hash", accesslog.HashID(id[:]))
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/latchgw/latch/discovery"
+	"github.com/latchgw/latch/gateway/accesslog"
 	"github.com/latchgw/latch/gateway/acme"
 	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/gateway/tracing"
@@ -35,7 +36,7 @@ func Assemble(cc *config.Compiled, log *slog.Logger, accessLog io.Writer, reopen
 		}
 	}
 	if cfg.Log.AccessFile != "" && cfg.Log.Access.Get() {
-		f, err := OpenAccessFile(cfg.Log.AccessFile)
+		f, err := accesslog.OpenFile(cfg.Log.AccessFile)
 		if err != nil {
 			return nil, close, fmt.Errorf("log.access_file: %w", err)
 		}

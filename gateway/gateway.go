@@ -11,7 +11,8 @@
 //     backend first, else the policy chain's pick, retrying on another
 //     backend; session.Affinity.Commit sets the cookie when a backend
 //     answered;
-//  4. accesslog.go, metrics.go: the access line and the counters.
+//  4. accesslog.go (gateway/accesslog), metrics.go: the access line and
+//     the counters.
 //
 // The state path: service.go watches discovery and rebuilds each route's
 // pickers; tags.go turns Consul tags into routes; healthcheck.go adds
@@ -41,6 +42,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/latchgw/latch/discovery"
+	"github.com/latchgw/latch/gateway/accesslog"
 	"github.com/latchgw/latch/gateway/acme"
 	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/gateway/forward"
@@ -65,10 +67,10 @@ type Deps struct {
 	// the session layer's observer); nil makes a new one.
 	Metrics *Metrics
 	// AccessLog, when set, receives the access log in batches (see
-	// batchWriter); nil writes access lines through Logger, one by one.
-	// An *AccessFile is also reopened when renamed or removed.
+	// accesslog.New); nil writes access lines through Logger, one by one.
+	// An *accesslog.File is also reopened when renamed or removed.
 	AccessLog io.Writer
-	// ReopenAccessLog, when set, reopens an *AccessFile AccessLog on each
+	// ReopenAccessLog, when set, reopens an *accesslog.File AccessLog on each
 	// value (cmd/latch relays SIGUSR1); Run's log writer reads it.
 	ReopenAccessLog <-chan os.Signal
 	// GetCertificate, when set, is asked first for the public listener's
@@ -88,23 +90,20 @@ type Deps struct {
 
 // Gateway is a running latch. Build it with New, run it with Run.
 type Gateway struct {
-	cfg          *config.Compiled // the config applied last (guarded by mu once running)
-	c            config.Config    // the config at start: settings a reload cannot change
-	trusted      []netip.Prefix   // cfg's trusted proxies
-	log          *slog.Logger
-	source       discovery.Source
-	catalog      *discovery.Catalog
-	affinity     *session.Affinity
-	metrics      *Metrics
-	fwd          *forward.Forwarder
-	tracing      *tracing.Tracing // nil: off
-	accessLogOn  bool
-	accessLogger *slog.Logger
-	accessBatch  *batchWriter // nil: access lines go straight to accessLogger's writer
-	accessJSON   bool         // log.format json: accessBatch gets JSON lines
-	reopenLog    <-chan os.Signal
-	sampler      *statuspage.Sampler
-	conns        *connLimit // nil: no connection cap
+	cfg       *config.Compiled // the config applied last (guarded by mu once running)
+	c         config.Config    // the config at start: settings a reload cannot change
+	trusted   []netip.Prefix   // cfg's trusted proxies
+	log       *slog.Logger
+	source    discovery.Source
+	catalog   *discovery.Catalog
+	affinity  *session.Affinity
+	metrics   *Metrics
+	fwd       *forward.Forwarder
+	tracing   *tracing.Tracing // nil: off
+	access    *accesslog.Log
+	reopenLog <-chan os.Signal
+	sampler   *statuspage.Sampler
+	conns     *connLimit // nil: no connection cap
 
 	table atomic.Pointer[table]
 
@@ -153,18 +152,18 @@ func New(cfg *config.Compiled, deps Deps) (*Gateway, error) {
 	}
 	c := cfg.Config()
 	g := &Gateway{
-		cfg:         cfg,
-		c:           c,
-		trusted:     cfg.Trusted(),
-		log:         deps.Logger,
-		source:      deps.Source,
-		catalog:     deps.Catalog,
-		affinity:    deps.Affinity,
-		metrics:     deps.Metrics,
-		reopenLog:   deps.ReopenAccessLog,
-		accessLogOn: c.Log.Access.Get(),
-		services:    map[string]*service{},
-		tagRoutes:   map[string][]*route{},
+		cfg:       cfg,
+		c:         c,
+		trusted:   cfg.Trusted(),
+		log:       deps.Logger,
+		source:    deps.Source,
+		catalog:   deps.Catalog,
+		affinity:  deps.Affinity,
+		metrics:   deps.Metrics,
+		reopenLog: deps.ReopenAccessLog,
+		access:    accesslog.New(c.Log, deps.AccessLog, deps.Logger),
+		services:  map[string]*service{},
+		tagRoutes: map[string][]*route{},
 	}
 	if g.metrics == nil {
 		g.metrics = NewMetrics()
@@ -173,12 +172,6 @@ func New(cfg *config.Compiled, deps Deps) (*Gateway, error) {
 		return nil, fmt.Errorf("gateway: Metrics already serve another gateway: %w", err)
 	}
 	g.conns = newConnLimit(c.Server.MaxConnections.Get(), c.Server.MaxConnectionsPerIP, g.metrics)
-	g.accessLogger = g.log
-	if deps.AccessLog != nil {
-		g.accessBatch = &batchWriter{out: deps.AccessLog}
-		g.accessJSON = c.Log.Format == "json"
-		g.accessLogger = NewLogger(c.Log, g.accessBatch)
-	}
 	var p [6]byte
 	_, _ = rand.Read(p[:])
 	g.reqPrefix = hex.EncodeToString(p[:]) + "-"
@@ -267,9 +260,7 @@ func (g *Gateway) RunOn(ctx context.Context, ls Listeners) error {
 	var logWriter, owner sync.WaitGroup
 	logCtx, stopLog := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopLog()
-	if g.accessBatch != nil {
-		logWriter.Go(func() { g.accessBatch.run(logCtx, g.reopenLog, g.log) })
-	}
+	logWriter.Go(func() { g.access.Run(logCtx, g.reopenLog, g.log) })
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()
 	owner.Go(func() {
@@ -351,7 +342,7 @@ func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 		// Issue 23: 250 streams (Go's default) each waiting for a body held
 		// a backend connection apiece.
 		HTTP2:       &http.HTTP2Config{MaxConcurrentStreams: sc.MaxConcurrentStreams.Get()},
-		ErrorLog:    slogErrorLog(g.log),
+		ErrorLog:    accesslog.ErrorLog(g.log),
 		BaseContext: base,
 		ConnContext: connContext,
 		ConnState:   connState,
@@ -378,19 +369,19 @@ func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 		servers = append(servers, served{"redirecting to HTTPS", &http.Server{
 			Handler:           redirectHandler(listenerPort(ls.Public), g.challenge),
 			ReadHeaderTimeout: sc.ReadHeaderTimeout.Get(), IdleTimeout: sc.IdleTimeout.Get(),
-			MaxHeaderBytes: sc.MaxHeaderBytes.Get(), ErrorLog: slogErrorLog(g.log),
+			MaxHeaderBytes: sc.MaxHeaderBytes.Get(), ErrorLog: accesslog.ErrorLog(g.log),
 		}, ls.Redirect})
 	}
 	if ls.Admin != nil {
 		servers = append(servers, served{"admin listening", &http.Server{
 			Handler: g.AdminHandler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: sc.IdleTimeout.Get(),
-			ErrorLog: slogErrorLog(g.log),
+			ErrorLog: accesslog.ErrorLog(g.log),
 		}, ls.Admin})
 	}
 	if ls.Metrics != nil {
 		servers = append(servers, served{"metrics listening", &http.Server{
 			Handler: g.MetricsHandler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: sc.IdleTimeout.Get(),
-			ErrorLog: slogErrorLog(g.log),
+			ErrorLog: accesslog.ErrorLog(g.log),
 		}, ls.Metrics})
 	}
 	var wg sync.WaitGroup

@@ -14,6 +14,7 @@ import (
 	"github.com/latchgw/latch/gateway/accesslog"
 	"github.com/latchgw/latch/gateway/acme"
 	"github.com/latchgw/latch/gateway/config"
+	"github.com/latchgw/latch/gateway/tlsserve"
 	"github.com/latchgw/latch/gateway/tracing"
 	"github.com/latchgw/latch/session"
 )
@@ -109,7 +110,8 @@ func Assemble(cc *config.Compiled, log *slog.Logger, accessLog io.Writer, reopen
 	})
 	var m *acme.Manager
 	if cfg.TLS.ACME.Enabled() {
-		if m, err = newACME(cfg, rdb, log, deps.Metrics, func() *Gateway { return g }); err != nil {
+		// g is built after the manager, before any handshake.
+		if m, err = tlsserve.NewACME(cfg, rdb, log, deps.Metrics.reg, func(host string) bool { return g.KnowsHost(host) }); err != nil {
 			return nil, close, err
 		}
 		deps.GetCertificate, deps.NextProtos = m.GetCertificate, []string{acme.NextProto}
@@ -135,3 +137,8 @@ func Assemble(cc *config.Compiled, log *slog.Logger, accessLog io.Writer, reopen
 	g.acme = m
 	return g, close, nil
 }
+
+// KnowsHost reports whether a route of the moment (from the file or from
+// Consul tags) names host: tls.acme.route_hosts obtains certificates for
+// exactly those.
+func (g *Gateway) KnowsHost(host string) bool { return g.table.Load().knowsHost(host) }

@@ -48,6 +48,7 @@ import (
 	"github.com/latchgw/latch/gateway/forward"
 	"github.com/latchgw/latch/gateway/h1"
 	"github.com/latchgw/latch/gateway/statuspage"
+	"github.com/latchgw/latch/gateway/tlsserve"
 	"github.com/latchgw/latch/gateway/tracing"
 	"github.com/latchgw/latch/session"
 )
@@ -127,11 +128,11 @@ type Gateway struct {
 	reqPrefix string
 	reqSeq    atomic.Uint64
 
-	// TLS on the public listener (certs.go, tlsserve.go); certs is nil
+	// TLS on the public listener (gateway/tlsserve); certs is nil
 	// without tls.certificates, acme without tls.acme (Assemble builds it
 	// and plugs it in through Deps' GetCertificate, NextProtos and
 	// Challenge; RunOn runs it).
-	certs          *certStore
+	certs          *tlsserve.Certs
 	acme           *acme.Manager
 	getCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 	nextProtos     []string
@@ -177,7 +178,7 @@ func New(cfg *config.Compiled, deps Deps) (*Gateway, error) {
 	g.reqPrefix = hex.EncodeToString(p[:]) + "-"
 	if len(c.TLS.Certificates) > 0 {
 		var err error
-		if g.certs, err = newCertStore(c.TLS.Certificates, g.log, g.metrics.reg); err != nil {
+		if g.certs, err = tlsserve.NewCerts(c.TLS.Certificates, g.log, g.metrics.reg); err != nil {
 			return nil, err
 		}
 	}
@@ -220,7 +221,7 @@ func (g *Gateway) Handler() http.Handler {
 	r := chi.NewRouter()
 	r.Use(g.requestID, g.screen, middleware.Recoverer)
 	if g.c.TLS.HSTS.MaxAge > 0 {
-		r.Use(g.hsts)
+		r.Use(tlsserve.HSTS(g.c.TLS.HSTS))
 	}
 	r.Handle("/", g)
 	r.NotFound(g.ServeHTTP)
@@ -270,7 +271,7 @@ func (g *Gateway) RunOn(ctx context.Context, ls Listeners) error {
 	})
 	owner.Go(func() { g.sampler.Run(bg) })
 	if g.certs != nil {
-		owner.Go(func() { g.certs.run(bg, g.c.TLS.PollInterval.Get()) })
+		owner.Go(func() { g.certs.Run(bg, g.c.TLS.PollInterval.Get()) })
 	}
 	if g.acme != nil {
 		var plain net.Addr
@@ -352,12 +353,16 @@ func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 		srv = std
 		if g.c.TLS.Enabled() {
 			std.TLSConfig = g.tlsConfig()
-			srv = tlsHTTP{std}
+			srv = tlsserve.HTTP{Server: std}
 		}
 	} else if g.c.TLS.Enabled() {
 		std.TLSConfig = g.tlsConfig() // HTTP/2 connections only
-		srv = &splitServer{conf: g.tlsConfig(), h1: h1s, h2: std, timeout: handshakeTimeout(sc.ReadHeaderTimeout.Get()),
-			conns: g.conns, log: g.log.Warn}
+		split := &tlsserve.SplitServer{Config: g.tlsConfig(), H1: h1s, H2: std, Timeout: tlsserve.HandshakeTimeout(sc.ReadHeaderTimeout.Get()),
+			Log: g.log.Warn}
+		if g.conns != nil {
+			split.Caps = g.conns
+		}
+		srv = split
 	}
 	type served struct {
 		name string
@@ -367,7 +372,7 @@ func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 	servers := []served{{"latch listening", srv, ls.Public}}
 	if ls.Redirect != nil {
 		servers = append(servers, served{"redirecting to HTTPS", &http.Server{
-			Handler:           redirectHandler(listenerPort(ls.Public), g.challenge),
+			Handler:           tlsserve.RedirectHandler(tlsserve.ListenerPort(ls.Public), g.challenge),
 			ReadHeaderTimeout: sc.ReadHeaderTimeout.Get(), IdleTimeout: sc.IdleTimeout.Get(),
 			MaxHeaderBytes: sc.MaxHeaderBytes.Get(), ErrorLog: accesslog.ErrorLog(g.log),
 		}, ls.Redirect})
@@ -427,9 +432,16 @@ func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 }
 
 // server is what Run needs of its listeners' servers:
-// *http.Server or *h1.Server.
+// *http.Server, *h1.Server or *tlsserve.SplitServer.
 type server interface {
 	Serve(net.Listener) error
 	Shutdown(context.Context) error
 	Close() error
+}
+
+var _ server = (*tlsserve.SplitServer)(nil)
+
+// tlsConfig is the public listener's TLS config.
+func (g *Gateway) tlsConfig() *tls.Config {
+	return tlsserve.Config(g.c.TLS.MinVersion, tlsserve.Certificate(g.getCertificate, g.certs), g.nextProtos)
 }

@@ -158,7 +158,7 @@ func (g *Gateway) apply(cc *config.Compiled) (ReloadResult, error) {
 	if certsChanged {
 		res.Applied = append(res.Applied, "tls.certificates")
 	} else if g.certs != nil {
-		_ = g.certs.reload(true) // logged and counted per pair
+		_ = g.certs.Reload() // logged and counted per pair
 		res.Applied = append(res.Applied, "tls.certificates (re-read)")
 	}
 	if codec != nil {
@@ -366,4 +366,14 @@ func (o registryOptions) Options(svc *service) policy.Options {
 			g.metrics.breakerChange(name, id, to)
 		},
 	}
+}
+
+// ReloadCertificates re-reads every tls.certificates pair now (SIGHUP,
+// POST /admin/reload): tlsserve.Certs.Reload, whose pairs given become the
+// list instead, all or nothing. Without TLS it does nothing.
+func (g *Gateway) ReloadCertificates(pairs ...config.Certificate) error {
+	if g.certs == nil {
+		return nil
+	}
+	return g.certs.Reload(pairs...)
 }

@@ -245,16 +245,31 @@ func (m *Metrics) discoveryUpdate(service string, s discovery.Snapshot, prev *di
 	}
 }
 
-// The session layer's observer (session.Observer).
+// The session layer's observer (session.Observer): NewMetrics' result is
+// passed as session.Options.Metrics.
+var _ session.Observer = (*Metrics)(nil)
+
+// StoreError counts a failed session store call, by operation.
 func (m *Metrics) StoreError(op string) { m.storeErrors.WithLabelValues(op).Inc() }
+
+// StoreLatency observes a session store call's latency, by operation.
 func (m *Metrics) StoreLatency(op string, d time.Duration) {
 	m.storeDuration.WithLabelValues(op).Observe(d.Seconds())
 }
+
+// CacheHit counts a local session cache lookup that found its session.
 func (m *Metrics) CacheHit() {
 	m.cacheHit.get(func() prometheus.Counter { return m.cache.WithLabelValues("hit") }).Inc()
 }
+
+// CacheMiss counts a local session cache lookup that did not.
 func (m *Metrics) CacheMiss() {
 	m.cacheMiss.get(func() prometheus.Counter { return m.cache.WithLabelValues("miss") }).Inc()
 }
-func (m *Metrics) Expired()  { m.expired.Inc() }
+
+// Expired counts a session whose pin had expired when its client came back.
+func (m *Metrics) Expired() { m.expired.Inc() }
+
+// Resigned counts a cookie signed with an old secret, reissued under the
+// first.
 func (m *Metrics) Resigned() { m.reissued.Inc() }

@@ -11,14 +11,16 @@
 //     backend first, else the policy chain's pick, retrying on another
 //     backend; session.Affinity.Commit sets the cookie when a backend
 //     answered;
-//  4. accesslog.go (gateway/accesslog), metrics.go: the access line and
+//  4. access.go (gateway/accesslog), metrics.go: the access line and
 //     the counters.
 //
 // The state path: service.go watches discovery and rebuilds each route's
 // pickers; tags.go turns Consul tags into routes; healthcheck.go adds
-// latch's own checks. admin.go serves the admin API. Run owns every
-// goroutine. Balancing lives in policy, affinity in session, backend lists
-// in discovery, configuration in gateway/config.
+// latch's own checks. gateway/admin serves the admin API over
+// adminstate.go's view of the gateway; gateway/tlsserve owns TLS on the
+// public listener. Run owns every goroutine. Balancing lives in policy,
+// affinity in session, backend lists in discovery, configuration in
+// gateway/config.
 package gateway
 
 import (
@@ -44,6 +46,7 @@ import (
 	"github.com/latchgw/latch/discovery"
 	"github.com/latchgw/latch/gateway/accesslog"
 	"github.com/latchgw/latch/gateway/acme"
+	"github.com/latchgw/latch/gateway/admin"
 	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/gateway/forward"
 	"github.com/latchgw/latch/gateway/h1"
@@ -104,6 +107,7 @@ type Gateway struct {
 	access    *accesslog.Log
 	reopenLog <-chan os.Signal
 	sampler   *statuspage.Sampler
+	admin     *admin.API
 	conns     *connLimit // nil: no connection cap
 
 	table atomic.Pointer[table]
@@ -190,7 +194,13 @@ func New(cfg *config.Compiled, deps Deps) (*Gateway, error) {
 	if c.Server.ReadTimeout == 0 { // else the read timeout bounds the body as a whole
 		g.fwd.SetBodyTimeout(c.Server.BodyTimeout.Get())
 	}
-	g.sampler = g.newStatusSampler()
+	g.sampler = admin.NewSampler(g.metrics.reg, adminState{g}, g.log)
+	storeKind := "memory"
+	if c.Redis.URL != "" {
+		storeKind = "redis"
+	}
+	g.admin = admin.New(admin.Options{State: adminState{g}, Affinity: g.affinity, Metrics: g.metrics.reg, OpenMetrics: g.tracing != nil,
+		Sampler: g.sampler, Config: c.Admin, StoreKind: storeKind, BackendState: backendState, Logger: g.log})
 	for _, rc := range cfg.Routes() {
 		svc := g.serviceFor(rc.Service(), rc)
 		rt := newRoute(rc, svc)

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"errors"
 	"fmt"
 	"maps"
 	"reflect"
@@ -9,6 +8,7 @@ import (
 	"time"
 
 	"github.com/latchgw/latch/discovery"
+	"github.com/latchgw/latch/gateway/admin"
 	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/policy"
 	"github.com/latchgw/latch/session"
@@ -25,7 +25,7 @@ import (
 // reported as needing a restart, and the rest applies.
 
 // ErrReloadUnavailable is returned by ReloadConfig before SetConfigLoader.
-var ErrReloadUnavailable = errors.New("configuration reload is not available (no config loader)")
+var ErrReloadUnavailable = admin.ErrReloadUnavailable
 
 // SetConfigLoader sets how ReloadConfig reads the configuration: as at
 // start, from the file, the environment and the flags (cmd/latch passes

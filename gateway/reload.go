@@ -110,7 +110,7 @@ func (g *Gateway) apply(cc *config.Compiled) (ReloadResult, error) {
 	g.mu.Lock()
 	prev := g.cfg.Config()
 	g.mu.Unlock()
-	res := ReloadResult{Applied: []string{}, NeedsRestart: needsRestart(g.c, next)}
+	res := ReloadResult{Applied: []string{}, NeedsRestart: g.c.NeedsRestart(next)}
 
 	var codec *session.Codec
 	if len(next.Cookie.Secrets) == 0 && len(g.c.Cookie.Secrets) > 0 {
@@ -287,48 +287,6 @@ func (svc *service) reconfigure(rs config.RouteSettings, res *ReloadResult) (app
 	applied = append(applied, "service "+svc.name+": registry settings")
 	svc.republish() // health verdicts under the new settings
 	return applied
-}
-
-// needsRestart lists the fields that differ between running (the config
-// at start) and next and that a running latch cannot change.
-func needsRestart(running, next config.Config) []string {
-	out := []string{}
-	for _, f := range []struct {
-		name          string
-		running, next any
-	}{
-		{"listen", running.Listen, next.Listen},
-		{"admin", running.Admin, next.Admin},
-		{"metrics.listen", running.Metrics, next.Metrics},
-		{"consul", running.Consul, next.Consul},
-		{"discovery", running.Discovery, next.Discovery},
-		{"redis", running.Redis, next.Redis},
-		{"cookie.secret_file", running.Cookie.SecretFile, next.Cookie.SecretFile},
-		{"cookie.ephemeral", running.Cookie.Ephemeral, next.Cookie.Ephemeral},
-		{"log", running.Log, next.Log},
-		{"server", running.Server, next.Server},
-		{"transport", running.Transport, next.Transport},
-		{"trusted_proxies", running.TrustedProxies, next.TrustedProxies},
-		{"tracing", running.Tracing, next.Tracing}, // the tracer provider is built once
-		// Certificates reload live; giving some or none (with tls.acme off:
-		// turning TLS on or off), tls.acme (its manager is built once), and
-		// the rest of tls (the listener's TLS config, the redirect listener)
-		// do not.
-		{"tls.certificates (TLS on or off)", len(running.TLS.Certificates) > 0, len(next.TLS.Certificates) > 0},
-		{"tls.acme", running.TLS.ACME, next.TLS.ACME},
-		{"tls", tlsSettings(running.TLS), tlsSettings(next.TLS)},
-	} {
-		if !reflect.DeepEqual(f.running, f.next) {
-			out = append(out, f.name)
-		}
-	}
-	return out
-}
-
-// tlsSettings is t without its certificates and tls.acme (reported apart).
-func tlsSettings(t config.TLS) config.TLS {
-	t.Certificates, t.ACME = nil, config.ACME{}
-	return t
 }
 
 // secretBytes is the cookie secrets as the codec takes them.

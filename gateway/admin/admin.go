@@ -58,6 +58,7 @@ var ErrReloadUnavailable = errors.New("configuration reload is not available (no
 
 // Service is one watched service as State reports it.
 type Service struct {
+	// Name is the service's name in Consul.
 	Name string
 	// Snapshot is discovery's last answer (nil before the first).
 	Snapshot *discovery.Snapshot
@@ -72,10 +73,13 @@ type Service struct {
 
 // Route is one route as State reports it.
 type Route struct {
+	// Name, Host and PathPrefix are the route's (its name, and what it
+	// matches); Service is the service it sends to.
 	Name, Host, PathPrefix, Service string
 	// Policy is the configured policy chain; Chain the one in use (its
 	// names; empty before the route's first backends).
-	Policy, Chain    []string
+	Policy, Chain []string
+	// Sticky: the route pins sessions; FromTags: it came from Consul tags.
 	Sticky, FromTags bool
 	// TTL is the route's session (cookie) TTL.
 	TTL time.Duration
@@ -83,6 +87,7 @@ type Route struct {
 
 // Options are what New needs besides State.
 type Options struct {
+	// State is the gateway's state (required).
 	State State
 	// Affinity is the session layer: session lookups, unpins and counts.
 	Affinity *session.Affinity
@@ -100,7 +105,8 @@ type Options struct {
 	// BackendState is a backend's state as the status page names it (its
 	// health, or draining).
 	BackendState func(*policy.Backend) string
-	Logger       *slog.Logger
+	// Logger gets a line per drain and unpin.
+	Logger *slog.Logger
 }
 
 // API is the admin API. Build it with New; it is safe for concurrent use.

@@ -54,7 +54,7 @@ test: tools vet
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -skip 'TestFaultSuite|TestComposeSuite|TestHostile|TestResponseFraming|TestTwoRoutesOneCookie|TestUnpinWins|TestCookieless' ./...
 	LATCH_TEST_SERVER=net/http $(GO) test -race -count=1 -skip TestHostileInput ./gateway/  # the gateway suite again, served by net/http
 	$(GO) test -race -count=1 -run 'TestHostileInput|TestResponseFraming' -v ./gateway/ ./gateway/forward/ | grep -v '^=== '  # the hostile-input tables
-	$(GO) test -count=1 -run 'Alloc' ./policy/ ./session/ ./gateway/  # allocation counts: without -race, which changes them
+	$(GO) test -count=1 -run 'Alloc' ./policy/ ./session/ ./gateway/ ./gateway/accesslog/  # allocation counts: without -race, which changes them
 	$(GO) test -race -count=1 -tags sockfault -run 'TestSockFault|FuzzRelayIntact' ./gateway/...  # bytes intact with faults under the sockets (sockio's sockfault build), on the committed seeds
 	$(GO) test -race -count=1 -tags sockfault ./gateway/forward/ ./gateway/h1/  # the byte paths' own suites with the same faults
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -run 'TestFaultSuite|TestHostileClientFaults|TestHostileProcess|TestTwoRoutesOneCookie|TestUnpinWins|TestCookieless' -v ./integration/ | grep -v '^=== '
@@ -89,7 +89,7 @@ demo: redis build
 # Consul, Redis, 4 backends, a latch process, HAProxy and nginx as bars,
 # wrk as the load tool; a few minutes).
 bench: tools bench-tools
-	$(GO) test -run '^$$' -bench . -benchmem ./policy/ ./session/ ./gateway/ ./gateway/h1/
+	$(GO) test -run '^$$' -bench . -benchmem ./policy/ ./session/ ./gateway/ ./gateway/accesslog/ ./gateway/h1/
 	$(GO) test -run '^$$' -bench 'BenchmarkRedisMemoryPerSession' -benchtime 1x ./integration/
 	$(GO) test -run '^$$' -bench 'BenchmarkCookielessRedis' -benchtime 1000000x -timeout 30m ./integration/
 	$(GO) test -run '^$$' -bench 'BenchmarkInvalidation' -benchtime 200x ./integration/

@@ -4,8 +4,20 @@ import (
 	"net/http"
 	"testing"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/latchgw/latch/gateway/config"
 )
+
+// labels are m's labels by name (for the tests that read latch's series
+// back; the status page's sampler has its own in gateway/admin).
+func labels(m *dto.Metric) map[string]string {
+	out := make(map[string]string, len(m.GetLabel()))
+	for _, lp := range m.GetLabel() {
+		out[lp.GetName()] = lp.GetValue()
+	}
+	return out
+}
 
 func TestAdminTokenAndDrain(t *testing.T) {
 	a, b := newBackend(t, "a"), newBackend(t, "b")
@@ -126,7 +138,7 @@ func TestAdminRefusesBrowsers(t *testing.T) {
 			if resp.StatusCode != tc.want {
 				t.Fatalf("%s %s: %d; want %d", tc.method, path, resp.StatusCode, tc.want)
 			}
-			drained := tg.g.Services(t.Context())[0].Backends[0].Drained
+			drained := tg.g.admin.Services(t.Context())[0].Backends[0].Drained
 			if drained != (tc.method == "POST" && tc.want == 200) {
 				t.Fatalf("backend drained: %t after a %d", drained, resp.StatusCode)
 			}

@@ -11,8 +11,10 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/latchgw/latch/discovery"
+	"github.com/latchgw/latch/gateway/accesslog"
 	"github.com/latchgw/latch/gateway/acme"
 	"github.com/latchgw/latch/gateway/config"
+	"github.com/latchgw/latch/gateway/tlsserve"
 	"github.com/latchgw/latch/gateway/tracing"
 	"github.com/latchgw/latch/session"
 )
@@ -35,7 +37,7 @@ func Assemble(cc *config.Compiled, log *slog.Logger, accessLog io.Writer, reopen
 		}
 	}
 	if cfg.Log.AccessFile != "" && cfg.Log.Access.Get() {
-		f, err := OpenAccessFile(cfg.Log.AccessFile)
+		f, err := accesslog.OpenFile(cfg.Log.AccessFile)
 		if err != nil {
 			return nil, close, fmt.Errorf("log.access_file: %w", err)
 		}
@@ -108,7 +110,8 @@ func Assemble(cc *config.Compiled, log *slog.Logger, accessLog io.Writer, reopen
 	})
 	var m *acme.Manager
 	if cfg.TLS.ACME.Enabled() {
-		if m, err = newACME(cfg, rdb, log, deps.Metrics, func() *Gateway { return g }); err != nil {
+		// g is built after the manager, before any handshake.
+		if m, err = tlsserve.NewACME(cfg, rdb, log, deps.Metrics.reg, func(host string) bool { return g.KnowsHost(host) }); err != nil {
 			return nil, close, err
 		}
 		deps.GetCertificate, deps.NextProtos = m.GetCertificate, []string{acme.NextProto}
@@ -134,3 +137,8 @@ func Assemble(cc *config.Compiled, log *slog.Logger, accessLog io.Writer, reopen
 	g.acme = m
 	return g, close, nil
 }
+
+// KnowsHost reports whether a route of the moment (from the file or from
+// Consul tags) names host: tls.acme.route_hosts obtains certificates for
+// exactly those.
+func (g *Gateway) KnowsHost(host string) bool { return g.routes.Table().KnowsHost(host) }

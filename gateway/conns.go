@@ -16,10 +16,13 @@ import (
 // them, and the connections keep their types: a TLS connection stays a
 // *tls.Conn). A connection over a cap is not served: its first request is
 // answered 503 with Connection: close (screen), then it closes; one that
-// sends nothing closes at server.read_header_timeout. Connections handed
-// over by an upgrade (WebSocket) leave the count.
+// sends nothing closes at server.read_header_timeout. A connection handed
+// over by an upgrade (WebSocket) leaves the count at its StateHijacked:
+// net/http reports it at the hijack, so the tunnel runs uncounted; h1
+// reports it when the handler, which runs the tunnel, returns, so there
+// the connection counts until the tunnel ends.
 //
-// With TLS on h1 (splitServer) a connection counts from accept, through
+// With TLS on h1 (tlsserve.SplitServer) a connection counts from accept, through
 // its handshake: handshakes in progress were counted by nothing, and 6,000
 // of them held 155 MB under max_connections: 200 (issue 23). One over a
 // cap there is closed at once: answering it 503 would take the handshake
@@ -46,17 +49,17 @@ func newConnLimit(max, perIP int, m *Metrics) *connLimit {
 }
 
 // connContext admits c, or marks its context refused. A connection
-// admitted already (at accept, by splitServer) passes.
+// admitted already (at accept, by tlsserve.SplitServer) passes.
 func (l *connLimit) connContext(ctx context.Context, c net.Conn) context.Context {
-	if why := l.admit(c); why != "" {
+	if why := l.Admit(c); why != "" {
 		return context.WithValue(ctx, refusedConn{}, why)
 	}
 	return ctx
 }
 
-// admit counts c in and returns "", or returns the cap that refuses it
+// Admit counts c in and returns "", or returns the cap that refuses it
 // ("total" or "per_ip"), counted as refused. It admits a connection once.
-func (l *connLimit) admit(c net.Conn) (why string) {
+func (l *connLimit) Admit(c net.Conn) (why string) {
 	var addr netip.Addr
 	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
 		addr = ap.Addr().Unmap()
@@ -90,12 +93,12 @@ func (l *connLimit) admit(c net.Conn) (why string) {
 // connState counts an admitted connection out when it ends.
 func (l *connLimit) connState(c net.Conn, st http.ConnState) {
 	if st == http.StateClosed || st == http.StateHijacked {
-		l.release(c)
+		l.Release(c)
 	}
 }
 
-// release counts c out, if it was admitted.
-func (l *connLimit) release(c net.Conn) {
+// Release counts c out, if it was admitted.
+func (l *connLimit) Release(c net.Conn) {
 	l.mu.Lock()
 	addr, ok := l.admitted[c]
 	if ok {

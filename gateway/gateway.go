@@ -2,7 +2,8 @@
 // and Run, which owns every goroutine. The concerns with rules of their
 // own live in packages under it: gateway/affinity (routes, backends,
 // sessions' decisions), gateway/forward (the forwarding pipeline),
-// gateway/h1 (the HTTP/1 server), gateway/config, gateway/tracing.
+// gateway/h1 (the HTTP/1 server), gateway/admin, gateway/tlsserve,
+// gateway/accesslog, gateway/config, gateway/tracing.
 //
 // A sticky request's walk (cookie present, its backend alive) crosses
 // each package once on the way in and once on the way out, and nothing
@@ -29,11 +30,16 @@
 //     one's TTL was slid in the background at Resolve), the cookie set
 //     when it must be reissued;
 //  5. gateway counts and logs it: metrics and the access line
-//     (accesslog.go); h1 writes the rest of the response.
+//     (access.go, written by gateway/accesslog); h1 writes the rest of
+//     the response.
 //
 // A session whose backend is unusable, or fails mid-loop, is re-pinned
 // between two passes of forward's loop (affinity.Session.Settle: the
 // store's compare-and-swap), never inside Pick; see gateway/affinity.
+//
+// Beside the request path: gateway/admin serves the admin API over
+// adminstate.go's view of the gateway; gateway/tlsserve owns TLS on the
+// public listener; gateway/accesslog writes the access log.
 package gateway
 
 import (
@@ -57,12 +63,15 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/latchgw/latch/discovery"
+	"github.com/latchgw/latch/gateway/accesslog"
 	"github.com/latchgw/latch/gateway/acme"
+	"github.com/latchgw/latch/gateway/admin"
 	"github.com/latchgw/latch/gateway/affinity"
 	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/gateway/forward"
 	"github.com/latchgw/latch/gateway/h1"
 	"github.com/latchgw/latch/gateway/statuspage"
+	"github.com/latchgw/latch/gateway/tlsserve"
 	"github.com/latchgw/latch/gateway/tracing"
 	"github.com/latchgw/latch/session"
 )
@@ -82,10 +91,10 @@ type Deps struct {
 	// the session layer's observer); nil makes a new one.
 	Metrics *Metrics
 	// AccessLog, when set, receives the access log in batches (see
-	// batchWriter); nil writes access lines through Logger, one by one.
-	// An *AccessFile is also reopened when renamed or removed.
+	// accesslog.New); nil writes access lines through Logger, one by one.
+	// An *accesslog.File is also reopened when renamed or removed.
 	AccessLog io.Writer
-	// ReopenAccessLog, when set, reopens an *AccessFile AccessLog on each
+	// ReopenAccessLog, when set, reopens an *accesslog.File AccessLog on each
 	// value (cmd/latch relays SIGUSR1); Run's log writer reads it.
 	ReopenAccessLog <-chan os.Signal
 	// GetCertificate, when set, is asked first for the public listener's
@@ -105,23 +114,21 @@ type Deps struct {
 
 // Gateway is a running latch. Build it with New, run it with Run.
 type Gateway struct {
-	cfg          *config.Compiled // the config applied last (guarded by mu once running)
-	c            config.Config    // the config at start: settings a reload cannot change
-	trusted      []netip.Prefix   // cfg's trusted proxies
-	log          *slog.Logger
-	source       discovery.Source
-	catalog      *discovery.Catalog
-	affinity     *session.Affinity
-	metrics      *Metrics
-	fwd          *forward.Forwarder
-	tracing      *tracing.Tracing // nil: off
-	accessLogOn  bool
-	accessLogger *slog.Logger
-	accessBatch  *batchWriter // nil: access lines go straight to accessLogger's writer
-	accessJSON   bool         // log.format json: accessBatch gets JSON lines
-	reopenLog    <-chan os.Signal
-	sampler      *statuspage.Sampler
-	conns        *connLimit // nil: no connection cap
+	cfg       *config.Compiled // the config applied last (guarded by mu once running)
+	c         config.Config    // the config at start: settings a reload cannot change
+	trusted   []netip.Prefix   // cfg's trusted proxies
+	log       *slog.Logger
+	source    discovery.Source
+	catalog   *discovery.Catalog
+	affinity  *session.Affinity
+	metrics   *Metrics
+	fwd       *forward.Forwarder
+	tracing   *tracing.Tracing // nil: off
+	access    *accesslog.Log
+	reopenLog <-chan os.Signal
+	sampler   *statuspage.Sampler
+	admin     *admin.API
+	conns     *connLimit // nil: no connection cap
 
 	// routes are the routes, their services and sessions' decisions
 	// (gateway/affinity).
@@ -141,11 +148,11 @@ type Gateway struct {
 	reqPrefix string
 	reqSeq    atomic.Uint64
 
-	// TLS on the public listener (certs.go, tlsserve.go); certs is nil
+	// TLS on the public listener (gateway/tlsserve); certs is nil
 	// without tls.certificates, acme without tls.acme (Assemble builds it
 	// and plugs it in through Deps' GetCertificate, NextProtos and
 	// Challenge; RunOn runs it).
-	certs          *certStore
+	certs          *tlsserve.Certs
 	acme           *acme.Manager
 	getCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 	nextProtos     []string
@@ -166,33 +173,27 @@ func New(cfg *config.Compiled, deps Deps) (*Gateway, error) {
 	}
 	c := cfg.Config()
 	g := &Gateway{
-		cfg:         cfg,
-		c:           c,
-		trusted:     cfg.Trusted(),
-		log:         deps.Logger,
-		source:      deps.Source,
-		catalog:     deps.Catalog,
-		affinity:    deps.Affinity,
-		metrics:     deps.Metrics,
-		reopenLog:   deps.ReopenAccessLog,
-		accessLogOn: c.Log.Access.Get(),
+		cfg:       cfg,
+		c:         c,
+		trusted:   cfg.Trusted(),
+		log:       deps.Logger,
+		source:    deps.Source,
+		catalog:   deps.Catalog,
+		affinity:  deps.Affinity,
+		metrics:   deps.Metrics,
+		reopenLog: deps.ReopenAccessLog,
+		access:    accesslog.New(c.Log, deps.AccessLog, deps.Logger),
 	}
 	if g.metrics == nil {
 		g.metrics = NewMetrics()
 	}
 	g.conns = newConnLimit(c.Server.MaxConnections.Get(), c.Server.MaxConnectionsPerIP, g.metrics)
-	g.accessLogger = g.log
-	if deps.AccessLog != nil {
-		g.accessBatch = &batchWriter{out: deps.AccessLog}
-		g.accessJSON = c.Log.Format == "json"
-		g.accessLogger = NewLogger(c.Log, g.accessBatch)
-	}
 	var p [6]byte
 	_, _ = rand.Read(p[:])
 	g.reqPrefix = hex.EncodeToString(p[:]) + "-"
 	if len(c.TLS.Certificates) > 0 {
 		var err error
-		if g.certs, err = newCertStore(c.TLS.Certificates, g.log, g.metrics.reg); err != nil {
+		if g.certs, err = tlsserve.NewCerts(c.TLS.Certificates, g.log, g.metrics.reg); err != nil {
 			return nil, err
 		}
 	}
@@ -213,7 +214,13 @@ func New(cfg *config.Compiled, deps Deps) (*Gateway, error) {
 	if err := g.metrics.reg.Register(g.routes.Collector()); err != nil {
 		return nil, fmt.Errorf("gateway: Metrics already serve another gateway: %w", err)
 	}
-	g.sampler = g.newStatusSampler()
+	g.sampler = admin.NewSampler(g.metrics.reg, adminState{g}, g.log)
+	storeKind := "memory"
+	if c.Redis.URL != "" {
+		storeKind = "redis"
+	}
+	g.admin = admin.New(admin.Options{State: adminState{g}, Affinity: g.affinity, Metrics: g.metrics.reg, OpenMetrics: g.tracing != nil,
+		Sampler: g.sampler, Config: c.Admin, StoreKind: storeKind, BackendState: affinity.BackendState, Logger: g.log})
 	return g, nil
 }
 
@@ -226,7 +233,7 @@ func (g *Gateway) Handler() http.Handler {
 	r := chi.NewRouter()
 	r.Use(g.requestID, g.screen, middleware.Recoverer)
 	if g.c.TLS.HSTS.MaxAge > 0 {
-		r.Use(g.hsts)
+		r.Use(tlsserve.HSTS(g.c.TLS.HSTS))
 	}
 	r.Handle("/", g)
 	r.NotFound(g.ServeHTTP)
@@ -266,9 +273,7 @@ func (g *Gateway) RunOn(ctx context.Context, ls Listeners) error {
 	var logWriter, owner sync.WaitGroup
 	logCtx, stopLog := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopLog()
-	if g.accessBatch != nil {
-		logWriter.Go(func() { g.accessBatch.run(logCtx, g.reopenLog, g.log) })
-	}
+	logWriter.Go(func() { g.access.Run(logCtx, g.reopenLog, g.log) })
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()
 	owner.Go(func() {
@@ -278,7 +283,7 @@ func (g *Gateway) RunOn(ctx context.Context, ls Listeners) error {
 	})
 	owner.Go(func() { g.sampler.Run(bg) })
 	if g.certs != nil {
-		owner.Go(func() { g.certs.run(bg, g.c.TLS.PollInterval.Get()) })
+		owner.Go(func() { g.certs.Run(bg, g.c.TLS.PollInterval.Get()) })
 	}
 	if g.acme != nil {
 		var plain net.Addr
@@ -341,7 +346,7 @@ func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 		// Issue 23: 250 streams (Go's default) each waiting for a body held
 		// a backend connection apiece.
 		HTTP2:       &http.HTTP2Config{MaxConcurrentStreams: sc.MaxConcurrentStreams.Get()},
-		ErrorLog:    slogErrorLog(g.log),
+		ErrorLog:    accesslog.ErrorLog(g.log),
 		BaseContext: base,
 		ConnContext: connContext,
 		ConnState:   connState,
@@ -351,12 +356,16 @@ func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 		srv = std
 		if g.c.TLS.Enabled() {
 			std.TLSConfig = g.tlsConfig()
-			srv = tlsHTTP{std}
+			srv = tlsserve.HTTP{Server: std}
 		}
 	} else if g.c.TLS.Enabled() {
 		std.TLSConfig = g.tlsConfig() // HTTP/2 connections only
-		srv = &splitServer{conf: g.tlsConfig(), h1: h1s, h2: std, timeout: handshakeTimeout(sc.ReadHeaderTimeout.Get()),
-			conns: g.conns, log: g.log.Warn}
+		split := &tlsserve.SplitServer{Config: g.tlsConfig(), H1: h1s, H2: std, Timeout: tlsserve.HandshakeTimeout(sc.ReadHeaderTimeout.Get()),
+			Log: g.log.Warn}
+		if g.conns != nil {
+			split.Caps = g.conns
+		}
+		srv = split
 	}
 	if sc.H2C { // validated: not with TLS
 		srv = g.withH2C(srv, h1s, std)
@@ -369,21 +378,21 @@ func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 	servers := []served{{"latch listening", srv, ls.Public}}
 	if ls.Redirect != nil {
 		servers = append(servers, served{"redirecting to HTTPS", &http.Server{
-			Handler:           redirectHandler(listenerPort(ls.Public), g.challenge),
+			Handler:           tlsserve.RedirectHandler(tlsserve.ListenerPort(ls.Public), g.challenge),
 			ReadHeaderTimeout: sc.ReadHeaderTimeout.Get(), IdleTimeout: sc.IdleTimeout.Get(),
-			MaxHeaderBytes: sc.MaxHeaderBytes.Get(), ErrorLog: slogErrorLog(g.log),
+			MaxHeaderBytes: sc.MaxHeaderBytes.Get(), ErrorLog: accesslog.ErrorLog(g.log),
 		}, ls.Redirect})
 	}
 	if ls.Admin != nil {
 		servers = append(servers, served{"admin listening", &http.Server{
 			Handler: g.AdminHandler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: sc.IdleTimeout.Get(),
-			ErrorLog: slogErrorLog(g.log),
+			ErrorLog: accesslog.ErrorLog(g.log),
 		}, ls.Admin})
 	}
 	if ls.Metrics != nil {
 		servers = append(servers, served{"metrics listening", &http.Server{
 			Handler: g.MetricsHandler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: sc.IdleTimeout.Get(),
-			ErrorLog: slogErrorLog(g.log),
+			ErrorLog: accesslog.ErrorLog(g.log),
 		}, ls.Metrics})
 	}
 	var wg sync.WaitGroup
@@ -429,9 +438,16 @@ func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 }
 
 // server is what Run needs of its listeners' servers:
-// *http.Server or *h1.Server.
+// *http.Server, *h1.Server or *tlsserve.SplitServer.
 type server interface {
 	Serve(net.Listener) error
 	Shutdown(context.Context) error
 	Close() error
+}
+
+var _ server = (*tlsserve.SplitServer)(nil)
+
+// tlsConfig is the public listener's TLS config.
+func (g *Gateway) tlsConfig() *tls.Config {
+	return tlsserve.Config(g.c.TLS.MinVersion, tlsserve.Certificate(g.getCertificate, g.certs), g.nextProtos)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/latchgw/latch/gateway/h1"
 	"github.com/latchgw/latch/gateway/internal/httpgrammar"
+	"github.com/latchgw/latch/gateway/tlsserve"
 )
 
 // h2c on the public listener (server.h2c, issue 27): HTTP/2 without TLS,
@@ -18,7 +19,7 @@ import (
 // server.max_header_bytes as its header list limit and the server
 // timeouts), told to accept unencrypted HTTP/2 through net/http's
 // Protocols (Go 1.24). On server.implementation net/http that server
-// reads the preface itself; on h1, splitServer sorts the connections.
+// reads the preface itself; on h1, tlsserve.SplitServer sorts the connections.
 //
 // The HTTP/1.1 Upgrade to h2c (RFC 7540 §3.2) is not served: RFC 9113
 // §3.1 deprecated it, net/http's Protocols left it out, no gRPC client
@@ -31,7 +32,7 @@ import (
 
 // withH2C turns h2c on for srv, the plain public listener's server: std
 // accepts unencrypted HTTP/2 as well (implementation net/http), or a
-// splitServer without TLS hands h1s the HTTP/1 connections and std the
+// tlsserve.SplitServer without TLS hands h1s the HTTP/1 connections and std the
 // HTTP/2 ones, sorted by their first bytes (peekPreface, which reads
 // nothing: either server gets the socket itself, and h1 still parks idle
 // connections). There a connection counts against the caps from accept,
@@ -49,8 +50,8 @@ func (g *Gateway) withH2C(srv server, h1s *h1.Server, std *http.Server) server {
 		g.log.Error("server.h2c needs server.implementation net/http on this platform: serving HTTP/1 only")
 		return srv
 	}
-	return &splitServer{h1: h1s, h2: std, timeout: handshakeTimeout(g.c.Server.ReadHeaderTimeout.Get()),
-		conns: g.conns, log: g.log.Warn}
+	return &tlsserve.SplitServer{H1: h1s, H2: std, Peek: peekPreface,
+		Timeout: tlsserve.HandshakeTimeout(g.c.Server.ReadHeaderTimeout.Get()), Caps: g.conns, Log: g.log.Warn}
 }
 
 // h2cOff answers HTTP/2's preface on a plain listener without server.h2c

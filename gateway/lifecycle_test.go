@@ -13,6 +13,7 @@ import (
 
 	"github.com/latchgw/latch/discovery"
 	"github.com/latchgw/latch/gateway/config"
+	"github.com/latchgw/latch/gateway/internal/recorder"
 	"github.com/latchgw/latch/session"
 )
 
@@ -37,7 +38,7 @@ func TestAccessLogKeepsShutdownRequests(t *testing.T) {
 	static.Set("web", []discovery.Backend{{ID: "a", Service: "web", Addr: strings.TrimPrefix(be.URL, "http://"),
 		Weight: 1, Health: discovery.Passing}})
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	out := &recorder{}
+	out := &recorder.Writes{}
 	g, err := New(cc, Deps{Logger: log, Source: static, AccessLog: out,
 		Affinity: session.NewAffinity(session.Options{Store: session.NewMemoryStore(100, nil), Codec: testCodec(t), Logger: log})})
 	if err != nil {
@@ -77,7 +78,7 @@ func TestAccessLogKeepsShutdownRequests(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if all := strings.Join(out.all(), ""); !strings.Contains(all, "/inflight") {
+	if all := strings.Join(out.All(), ""); !strings.Contains(all, "/inflight") {
 		t.Fatalf("access log after shutdown:\n%s\nwant the in-flight request's line", all)
 	}
 }

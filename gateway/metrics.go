@@ -9,6 +9,7 @@ import (
 	"github.com/latchgw/latch/discovery"
 	"github.com/latchgw/latch/gateway/affinity"
 	"github.com/latchgw/latch/policy"
+	"github.com/latchgw/latch/session"
 )
 
 // Metrics are latch's Prometheus series. Names follow the Prometheus
@@ -216,18 +217,33 @@ func (m *Metrics) DiscoveryUpdate(service string, s discovery.Snapshot, prev *di
 	}
 }
 
-// The session layer's observer (session.Observer).
+// The session layer's observer (session.Observer): NewMetrics' result is
+// passed as session.Options.Metrics.
+var _ session.Observer = (*Metrics)(nil)
+
+// StoreError counts a failed session store call, by operation.
 func (m *Metrics) StoreError(op string) { m.storeErrors.WithLabelValues(op).Inc() }
+
+// StoreLatency observes a session store call's latency, by operation.
 func (m *Metrics) StoreLatency(op string, d time.Duration) {
 	m.storeDuration.WithLabelValues(op).Observe(d.Seconds())
 }
+
+// CacheHit counts a local session cache lookup that found its session.
 func (m *Metrics) CacheHit() {
 	m.cacheHit.Get(func() prometheus.Counter { return m.cache.WithLabelValues("hit") }).Inc()
 }
+
+// CacheMiss counts a local session cache lookup that did not.
 func (m *Metrics) CacheMiss() {
 	m.cacheMiss.Get(func() prometheus.Counter { return m.cache.WithLabelValues("miss") }).Inc()
 }
-func (m *Metrics) Expired()  { m.expired.Inc() }
+
+// Expired counts a session whose pin had expired when its client came back.
+func (m *Metrics) Expired() { m.expired.Inc() }
+
+// Resigned counts a cookie signed with an old secret, reissued under the
+// first.
 func (m *Metrics) Resigned() { m.reissued.Inc() }
 
 // registerSessionCounts adds the refresh's staleness gauge to m.

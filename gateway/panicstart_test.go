@@ -7,6 +7,7 @@ import (
 
 	"github.com/latchgw/latch/discovery"
 	"github.com/latchgw/latch/gateway/affinity"
+	"github.com/latchgw/latch/gateway/internal/recorder"
 )
 
 // Panic mode is judged only once the backends' checks have answered:
@@ -21,11 +22,11 @@ func TestNoPanicModeBeforeChecksAnswer(t *testing.T) {
 		d.Health, d.Unchecked = h, unchecked
 		return d
 	}
-	logs := &recorder{}
+	logs := &recorder.Writes{}
 	tg := startGatewayLog(t, nil, slog.New(slog.NewTextHandler(logs, nil)),
 		[]discovery.Backend{with(a, discovery.Critical, true), with(b, discovery.Critical, true)})
 	panicLogged := func() bool {
-		for _, w := range logs.all() {
+		for _, w := range logs.All() {
 			if strings.Contains(w, "panic mode:") {
 				return true
 			}
@@ -80,7 +81,7 @@ func TestNoPanicModeBeforeChecksAnswer(t *testing.T) {
 			t.Fatalf("step %d (%s): panic mode %v; want %v", i, st.name, got, st.wantPanic)
 		}
 		if i < 3 && panicLogged() {
-			t.Fatalf("step %d (%s): panic mode logged before the checks answered:\n%s", i, st.name, strings.Join(logs.all(), ""))
+			t.Fatalf("step %d (%s): panic mode logged before the checks answered:\n%s", i, st.name, strings.Join(logs.All(), ""))
 		}
 	}
 	if !panicLogged() {

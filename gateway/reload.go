@@ -1,14 +1,13 @@
 package gateway
 
 import (
-	"errors"
 	"fmt"
 	"maps"
-	"reflect"
 	"slices"
 	"time"
 
 	"github.com/latchgw/latch/discovery"
+	"github.com/latchgw/latch/gateway/admin"
 	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/session"
 )
@@ -24,7 +23,7 @@ import (
 // reported as needing a restart, and the rest applies.
 
 // ErrReloadUnavailable is returned by ReloadConfig before SetConfigLoader.
-var ErrReloadUnavailable = errors.New("configuration reload is not available (no config loader)")
+var ErrReloadUnavailable = admin.ErrReloadUnavailable
 
 // SetConfigLoader sets how ReloadConfig reads the configuration: as at
 // start, from the file, the environment and the flags (cmd/latch passes
@@ -109,7 +108,7 @@ func (g *Gateway) apply(cc *config.Compiled) (ReloadResult, error) {
 	g.mu.Lock()
 	prev := g.cfg.Config()
 	g.mu.Unlock()
-	res := ReloadResult{Applied: []string{}, NeedsRestart: needsRestart(g.c, next)}
+	res := ReloadResult{Applied: []string{}, NeedsRestart: g.c.NeedsRestart(next)}
 
 	var codec *session.Codec
 	if len(next.Cookie.Secrets) == 0 && len(g.c.Cookie.Secrets) > 0 {
@@ -157,7 +156,7 @@ func (g *Gateway) apply(cc *config.Compiled) (ReloadResult, error) {
 	if certsChanged {
 		res.Applied = append(res.Applied, "tls.certificates")
 	} else if g.certs != nil {
-		_ = g.certs.reload(true) // logged and counted per pair
+		_ = g.certs.Reload() // logged and counted per pair
 		res.Applied = append(res.Applied, "tls.certificates (re-read)")
 	}
 	if codec != nil {
@@ -178,48 +177,6 @@ func (g *Gateway) apply(cc *config.Compiled) (ReloadResult, error) {
 	return res, nil
 }
 
-// needsRestart lists the fields that differ between running (the config
-// at start) and next and that a running latch cannot change.
-func needsRestart(running, next config.Config) []string {
-	out := []string{}
-	for _, f := range []struct {
-		name          string
-		running, next any
-	}{
-		{"listen", running.Listen, next.Listen},
-		{"admin", running.Admin, next.Admin},
-		{"metrics.listen", running.Metrics, next.Metrics},
-		{"consul", running.Consul, next.Consul},
-		{"discovery", running.Discovery, next.Discovery},
-		{"redis", running.Redis, next.Redis},
-		{"cookie.secret_file", running.Cookie.SecretFile, next.Cookie.SecretFile},
-		{"cookie.ephemeral", running.Cookie.Ephemeral, next.Cookie.Ephemeral},
-		{"log", running.Log, next.Log},
-		{"server", running.Server, next.Server},
-		{"transport", running.Transport, next.Transport},
-		{"trusted_proxies", running.TrustedProxies, next.TrustedProxies},
-		{"tracing", running.Tracing, next.Tracing}, // the tracer provider is built once
-		// Certificates reload live; giving some or none (with tls.acme off:
-		// turning TLS on or off), tls.acme (its manager is built once), and
-		// the rest of tls (the listener's TLS config, the redirect listener)
-		// do not.
-		{"tls.certificates (TLS on or off)", len(running.TLS.Certificates) > 0, len(next.TLS.Certificates) > 0},
-		{"tls.acme", running.TLS.ACME, next.TLS.ACME},
-		{"tls", tlsSettings(running.TLS), tlsSettings(next.TLS)},
-	} {
-		if !reflect.DeepEqual(f.running, f.next) {
-			out = append(out, f.name)
-		}
-	}
-	return out
-}
-
-// tlsSettings is t without its certificates and tls.acme (reported apart).
-func tlsSettings(t config.TLS) config.TLS {
-	t.Certificates, t.ACME = nil, config.ACME{}
-	return t
-}
-
 // secretBytes is the cookie secrets as the codec takes them.
 func secretBytes(secrets config.List) [][]byte {
 	out := make([][]byte, 0, len(secrets))
@@ -227,4 +184,14 @@ func secretBytes(secrets config.List) [][]byte {
 		out = append(out, []byte(s))
 	}
 	return out
+}
+
+// ReloadCertificates re-reads every tls.certificates pair now (SIGHUP,
+// POST /admin/reload): tlsserve.Certs.Reload, whose pairs given become the
+// list instead, all or nothing. Without TLS it does nothing.
+func (g *Gateway) ReloadCertificates(pairs ...config.Certificate) error {
+	if g.certs == nil {
+		return nil
+	}
+	return g.certs.Reload(pairs...)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/latchgw/latch/discovery"
 	"github.com/latchgw/latch/gateway/affinity"
 	"github.com/latchgw/latch/gateway/config"
+	"github.com/latchgw/latch/gateway/internal/recorder"
 )
 
 // reloadable is a gateway whose loader returns the config last given to
@@ -266,7 +267,7 @@ func TestReloadPendingRestartPersists(t *testing.T) {
 		cfg.Cookie.Secrets = config.List{testSecret}
 		cfg.Routes[0].Backends = []string{a.addr()}
 	}
-	logs := &recorder{}
+	logs := &recorder.Writes{}
 	rl := startReloadableLog(t, base, slog.New(slog.NewTextHandler(logs, nil)), []discovery.Backend{a.backend()})
 	idle := rl.g.c.Server.IdleTimeout.Get()
 	changed := func(cfg *config.Config) { cfg.Server.IdleTimeout = config.Set(idle + time.Minute) }
@@ -287,7 +288,7 @@ func TestReloadPendingRestartPersists(t *testing.T) {
 	}
 	warnings := func() int {
 		n := 0
-		for _, w := range logs.all() {
+		for _, w := range logs.All() {
 			if strings.Contains(w, "need a restart") && strings.Contains(w, "fields=[server]") {
 				n++
 			}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/latchgw/latch/gateway/config"
+	"github.com/latchgw/latch/gateway/tlsserve"
 )
 
 // The behaviour table over TLS, on both server implementations and both
@@ -213,7 +214,7 @@ func TestTLSRedirectAndHSTS(t *testing.T) {
 	}
 
 	// The challenge hook, and a public listener on 443 (no port named).
-	h := redirectHandler("443", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "key-auth") }))
+	h := tlsserve.RedirectHandler("443", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "key-auth") }))
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "http://shop.test/.well-known/acme-challenge/tok", nil))
 	if rec.Code != 200 || rec.Body.String() != "key-auth" {

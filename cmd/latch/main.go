@@ -20,6 +20,7 @@ import (
 
 	"github.com/latchgw/latch/cmd/internal/buildinfo"
 	"github.com/latchgw/latch/gateway"
+	"github.com/latchgw/latch/gateway/accesslog"
 	"github.com/latchgw/latch/gateway/config"
 )
 
@@ -48,7 +49,7 @@ func run(args []string) int {
 		return 0
 	}
 	cfg := inv.Config.Config()
-	log := gateway.NewLogger(cfg.Log, os.Stderr)
+	log := accesslog.NewLogger(cfg.Log, os.Stderr)
 	// From here on SIGHUP never ends latch (before any listener opens): it
 	// reloads the configuration once latch runs.
 	hup := make(chan os.Signal, 1)

@@ -1,4 +1,4 @@
-package gateway
+package accesslog
 
 import (
 	"crypto/sha256"
@@ -13,99 +13,105 @@ import (
 	"github.com/latchgw/latch/session"
 )
 
-// accessEntry is one access line's fields. appendAccess writes them the
+// Entry is one access line's fields. appendAccess writes them the
 // way slog's TextHandler or JSONHandler writes the same record (time,
 // level, msg, then the attributes in this order), byte for byte, without
 // going through slog: the access log is written once per request, and
 // slog's generic path (attrs, handler state, a float through
 // encoding/json) cost a fifth of latch's CPU per request.
-type accessEntry struct {
-	time      time.Time // now: slog's JSONHandler would write an error for years past 9999
-	requestID string
-	method    string
-	host      string
-	path      string
-	remote    string
-	route     string
-	backend   string
-	status    int
-	duration  time.Duration
-	// session is the session kind ("": the request had no route state,
-	// and the line has neither session nor session_hash); hashed says
-	// whether id is logged, as session_hash.
-	session string
-	hashed  bool
-	id      session.ID
+type Entry struct {
+	// Time is when the request ended: slog's JSONHandler would write an
+	// error for years past 9999.
+	Time time.Time
+	// RequestID is the request's X-Request-Id.
+	RequestID string
+	// Method, Host, Path and Remote are the request's, as the server read
+	// them (Remote is the peer's address).
+	Method, Host, Path, Remote string
+	// Route and Backend name the route and the backend that answered ("":
+	// none).
+	Route, Backend string
+	// Status is the status sent to the client.
+	Status int
+	// Duration is the time from the request's arrival to now; it is logged
+	// in seconds, as duration_s.
+	Duration time.Duration
+	// Session is the session kind ("": the request had no route state,
+	// and the line has neither session nor session_hash); Hashed says
+	// whether ID is logged, as session_hash (never raw).
+	Session string
+	Hashed  bool
+	ID      session.ID
 }
 
 // appendAccess appends e as one line in the given format (log.format).
-func appendAccess(b []byte, e *accessEntry, json bool) []byte {
+func appendAccess(b []byte, e *Entry, json bool) []byte {
 	if json {
 		return appendAccessJSON(b, e)
 	}
 	return appendAccessText(b, e)
 }
 
-func appendAccessText(b []byte, e *accessEntry) []byte {
+func appendAccessText(b []byte, e *Entry) []byte {
 	b = append(b, "time="...)
-	b = appendLogTime(b, e.time)
+	b = appendLogTime(b, e.Time)
 	b = append(b, " level=INFO msg=request request_id="...)
-	b = appendTextString(b, e.requestID)
+	b = appendTextString(b, e.RequestID)
 	b = append(b, " method="...)
-	b = appendTextString(b, e.method)
+	b = appendTextString(b, e.Method)
 	b = append(b, " host="...)
-	b = appendTextString(b, e.host)
+	b = appendTextString(b, e.Host)
 	b = append(b, " path="...)
-	b = appendTextString(b, e.path)
+	b = appendTextString(b, e.Path)
 	b = append(b, " remote="...)
-	b = appendTextString(b, e.remote)
+	b = appendTextString(b, e.Remote)
 	b = append(b, " route="...)
-	b = appendTextString(b, e.route)
+	b = appendTextString(b, e.Route)
 	b = append(b, " backend="...)
-	b = appendTextString(b, e.backend)
+	b = appendTextString(b, e.Backend)
 	b = append(b, " status="...)
-	b = strconv.AppendInt(b, int64(e.status), 10)
+	b = strconv.AppendInt(b, int64(e.Status), 10)
 	b = append(b, " duration_s="...)
-	b = strconv.AppendFloat(b, e.duration.Seconds(), 'g', -1, 64)
-	if e.session != "" {
+	b = strconv.AppendFloat(b, e.Duration.Seconds(), 'g', -1, 64)
+	if e.Session != "" {
 		b = append(b, " session="...)
-		b = appendTextString(b, e.session)
-		if e.hashed {
+		b = appendTextString(b, e.Session)
+		if e.Hashed {
 			b = append(b, " session_hash="...)
-			b = appendSessionHash(b, e.id[:])
+			b = appendSessionHash(b, e.ID[:])
 		}
 	}
 	return append(b, '\n')
 }
 
-func appendAccessJSON(b []byte, e *accessEntry) []byte {
+func appendAccessJSON(b []byte, e *Entry) []byte {
 	b = append(b, `{"time":"`...)
-	b = e.time.AppendFormat(b, time.RFC3339Nano) // JSONHandler's time: all the digits, trailing zeros dropped
+	b = e.Time.AppendFormat(b, time.RFC3339Nano) // JSONHandler's time: all the digits, trailing zeros dropped
 	b = append(b, `","level":"INFO","msg":"request","request_id":"`...)
-	b = appendJSONString(b, e.requestID)
+	b = appendJSONString(b, e.RequestID)
 	b = append(b, `","method":"`...)
-	b = appendJSONString(b, e.method)
+	b = appendJSONString(b, e.Method)
 	b = append(b, `","host":"`...)
-	b = appendJSONString(b, e.host)
+	b = appendJSONString(b, e.Host)
 	b = append(b, `","path":"`...)
-	b = appendJSONString(b, e.path)
+	b = appendJSONString(b, e.Path)
 	b = append(b, `","remote":"`...)
-	b = appendJSONString(b, e.remote)
+	b = appendJSONString(b, e.Remote)
 	b = append(b, `","route":"`...)
-	b = appendJSONString(b, e.route)
+	b = appendJSONString(b, e.Route)
 	b = append(b, `","backend":"`...)
-	b = appendJSONString(b, e.backend)
+	b = appendJSONString(b, e.Backend)
 	b = append(b, `","status":`...)
-	b = strconv.AppendInt(b, int64(e.status), 10)
+	b = strconv.AppendInt(b, int64(e.Status), 10)
 	b = append(b, `,"duration_s":`...)
-	b = appendJSONFloat(b, e.duration.Seconds())
-	if e.session != "" {
+	b = appendJSONFloat(b, e.Duration.Seconds())
+	if e.Session != "" {
 		b = append(b, `,"session":"`...)
-		b = appendJSONString(b, e.session)
+		b = appendJSONString(b, e.Session)
 		b = append(b, '"')
-		if e.hashed {
+		if e.Hashed {
 			b = append(b, `,"session_hash":"`...)
-			b = appendSessionHash(b, e.id[:])
+			b = appendSessionHash(b, e.ID[:])
 			b = append(b, '"')
 		}
 	}
@@ -236,7 +242,7 @@ func appendSessionHash(b []byte, id []byte) []byte {
 var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 // writeAccess encodes e into a scratch buffer and hands it to the batch.
-func (b *batchWriter) writeAccess(e *accessEntry, json bool) {
+func (b *batchWriter) writeAccess(e *Entry, json bool) {
 	p := lineBufs.Get().(*[]byte)
 	*p = appendAccess((*p)[:0], e, json)
 	_, _ = b.Write(*p)

@@ -1,4 +1,4 @@
-package gateway
+package admin
 
 import (
 	"mime"
@@ -6,17 +6,19 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+
+	"github.com/latchgw/latch/gateway/config"
 )
 
 // The admin API and web browsers. The admin listener is on loopback by
 // default and needs no token there, so a web page open in an operator's
 // browser on that machine could otherwise drive it (issue 23): a
 // cross-site form POST drained a backend, and a page whose own name was
-// rebound to 127.0.0.1 by DNS could read and change everything. adminGuard
+// rebound to 127.0.0.1 by DNS could read and change everything. guard
 // refuses both; API clients (curl, scripts, Prometheus) send neither an
 // Origin nor a form, and name the listener by address or localhost.
 
-// adminGuard wraps the admin router:
+// guard wraps the admin router (c is the admin section):
 //   - a request that changes state (any method but GET, HEAD, OPTIONS) from
 //     another origin than the listener's own is refused 403: net/http's
 //     CrossOriginProtection (Sec-Fetch-Site, else Origin against Host);
@@ -26,13 +28,13 @@ import (
 //   - without an admin token, a Host that is neither an IP address, nor
 //     localhost, nor in admin.allowed_hosts is refused 403: only a DNS name
 //     can be rebound. With a token a rebound page lacks the token anyway.
-func (g *Gateway) adminGuard(next http.Handler) http.Handler {
+func guard(next http.Handler, c config.Admin) http.Handler {
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeText(w, http.StatusForbidden, "admin: cross-origin request refused\n")
 	}))
-	checkHost := g.c.Admin.Token == ""
-	allowed := g.c.Admin.AllowedHosts
+	checkHost := c.Token == ""
+	allowed := c.AllowedHosts
 	guarded := cop.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if unsafeMethod(r.Method) && formType(r.Header.Get("Content-Type")) {
 			writeText(w, http.StatusUnsupportedMediaType, "admin: form and text/plain bodies are refused (the API takes none)\n")
@@ -49,6 +51,7 @@ func (g *Gateway) adminGuard(next http.Handler) http.Handler {
 	})
 }
 
+// unsafeMethod reports whether a request with method m may change state.
 func unsafeMethod(m string) bool {
 	return m != http.MethodGet && m != http.MethodHead && m != http.MethodOptions
 }

@@ -1,4 +1,4 @@
-package gateway
+package tlsserve
 
 import (
 	"context"
@@ -19,7 +19,7 @@ import (
 	"github.com/latchgw/latch/gateway/config"
 )
 
-// certStore holds the public listener's certificates (tls.certificates)
+// Certs holds the public listener's certificates (tls.certificates)
 // and chooses one per handshake by the client's SNI. The certificates are
 // an immutable certSet swapped atomically: a handshake never waits for a
 // reload, and a connection keeps the certificate it was given. A pair whose
@@ -27,7 +27,7 @@ import (
 // key that does not match, not PEM) is refused with a log line and
 // latch_tls_certificate_reloads_total{result="error"}, and the pair loaded
 // before keeps serving.
-type certStore struct {
+type Certs struct {
 	log     *slog.Logger
 	reloads *prometheus.CounterVec // result: ok, error
 	expiry  *prometheus.GaugeVec   // name: unix time the certificate expires
@@ -63,10 +63,11 @@ func statPair(p config.Certificate) (stamp, error) {
 	return stamp{certSize: cs.Size(), keySize: ks.Size(), certMod: cs.ModTime(), keyMod: ks.ModTime()}, nil
 }
 
-// newCertStore loads every pair: any that fails is an error naming its
-// field (latch does not start without its certificates).
-func newCertStore(pairs []config.Certificate, log *slog.Logger, reg prometheus.Registerer) (*certStore, error) {
-	s := &certStore{log: log,
+// NewCerts loads every pair: any that fails is an error naming its
+// field (latch does not start without its certificates). Its series
+// (reloads, expiry) are registered with reg.
+func NewCerts(pairs []config.Certificate, log *slog.Logger, reg prometheus.Registerer) (*Certs, error) {
+	s := &Certs{log: log,
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "latch_tls_certificate_reloads_total",
 			Help: "Certificate pairs re-read after their files changed (or on ReloadCertificates), by result: ok, or error (refused: the previous certificate keeps serving).",
@@ -88,7 +89,7 @@ func newCertStore(pairs []config.Certificate, log *slog.Logger, reg prometheus.R
 }
 
 // replace loads pairs as the new list, all or nothing.
-func (s *certStore) replace(pairs []config.Certificate) error {
+func (s *Certs) replace(pairs []config.Certificate) error {
 	certs := make([]*tls.Certificate, len(pairs))
 	seen := make([]stamp, len(pairs))
 	var errs []error
@@ -129,7 +130,7 @@ func loadPair(p config.Certificate) (*tls.Certificate, error) {
 
 // publish makes certs the serving set and sets their expiry series.
 // Called with s.mu held.
-func (s *certStore) publish(certs []*tls.Certificate) {
+func (s *Certs) publish(certs []*tls.Certificate) {
 	set := &certSet{certs: certs, byName: map[string]*tls.Certificate{}}
 	s.expiry.Reset()
 	// Earlier pairs win a name both hold, as they win the default.
@@ -167,10 +168,10 @@ func certName(leaf *x509.Certificate) string {
 	return leaf.SerialNumber.String()
 }
 
-// getCertificate is tls.Config.GetCertificate: the certificate holding the
+// GetCertificate is tls.Config.GetCertificate: the certificate holding the
 // SNI name exactly, else by a wildcard of its first label, else the
 // default (the first pair).
-func (s *certStore) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+func (s *Certs) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	set := s.set.Load()
 	name := strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))
 	if name == "" {
@@ -202,7 +203,7 @@ func (s *certStore) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate
 // certificate and the key one after the other from being refused half
 // done. A pair that fails keeps its certificate. It returns the pairs'
 // errors, joined.
-func (s *certStore) reload(force bool) error {
+func (s *Certs) reload(force bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur := s.set.Load()
@@ -246,8 +247,9 @@ func (s *certStore) reload(force bool) error {
 	return errors.Join(errs...)
 }
 
-// run polls the files every interval until ctx ends.
-func (s *certStore) run(ctx context.Context, every time.Duration) {
+// Run polls the files every interval (tls.poll_interval; 0: never) until
+// ctx ends, loading the pairs that changed as reload does.
+func (s *Certs) Run(ctx context.Context, every time.Duration) {
 	if every <= 0 {
 		return
 	}
@@ -263,23 +265,19 @@ func (s *certStore) run(ctx context.Context, every time.Duration) {
 	}
 }
 
-// ReloadCertificates re-reads every tls.certificates pair now (SIGHUP,
-// POST /admin/reload). A pair that fails to load is refused — logged,
-// counted, returned — and the certificate it would replace keeps serving;
-// the others are replaced. With pairs given, they become the list instead,
-// all or nothing: if any fails, nothing changes. Without TLS it does
-// nothing.
-func (g *Gateway) ReloadCertificates(pairs ...config.Certificate) error {
-	if g.certs == nil {
-		return nil
-	}
+// Reload re-reads every pair now (SIGHUP, POST /admin/reload). A pair
+// that fails to load is refused — logged, counted, returned — and the
+// certificate it would replace keeps serving; the others are replaced.
+// With pairs given, they become the list instead, all or nothing: if any
+// fails, nothing changes.
+func (s *Certs) Reload(pairs ...config.Certificate) error {
 	if len(pairs) > 0 {
-		if err := g.certs.replace(pairs); err != nil {
-			g.certs.reloads.WithLabelValues("error").Inc()
+		if err := s.replace(pairs); err != nil {
+			s.reloads.WithLabelValues("error").Inc()
 			return err
 		}
-		g.certs.reloads.WithLabelValues("ok").Inc()
+		s.reloads.WithLabelValues("ok").Inc()
 		return nil
 	}
-	return g.certs.reload(true)
+	return s.reload(true)
 }

@@ -1,66 +1,45 @@
-package gateway
+package accesslog
 
 import (
 	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/latchgw/latch/gateway/config"
-	"github.com/latchgw/latch/gateway/forward"
+	"github.com/latchgw/latch/gateway/internal/recorder"
 )
-
-// recorder remembers each Write separately.
-type recorder struct {
-	mu     sync.Mutex
-	writes []string
-}
-
-func (r *recorder) Write(p []byte) (int, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.writes = append(r.writes, string(p))
-	return len(p), nil
-}
-
-func (r *recorder) all() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]string(nil), r.writes...)
-}
 
 // The access log reaches its writer in batches of whole records, in order,
 // and nothing is left behind when the gateway stops.
 func TestAccessLogBatches(t *testing.T) {
-	out := &recorder{}
+	out := &recorder.Writes{}
 	b := &batchWriter{out: out}
 	for i := range 3 {
 		fmt.Fprintf(b, "record %d\n", i)
 	}
-	if n := len(out.all()); n != 0 {
+	if n := len(out.All()); n != 0 {
 		t.Fatalf("%d writes before a flush; want none", n)
 	}
 	b.flush()
-	if got := out.all(); len(got) != 1 || got[0] != "record 0\nrecord 1\nrecord 2\n" {
+	if got := out.All(); len(got) != 1 || got[0] != "record 0\nrecord 1\nrecord 2\n" {
 		t.Fatalf("flush wrote %q; want the three records in one write", got)
 	}
 
 	// A full batch goes out before it would pass batchMax, whole records only.
-	out.writes = nil
+	out.Reset()
 	line := strings.Repeat("x", 999) + "\n"
 	for range 3 * batchMax / len(line) {
 		_, _ = b.Write([]byte(line))
 	}
-	writes := out.all()
+	writes := out.All()
 	if len(writes) < 2 {
 		t.Fatalf("%d writes for %d bytes; want batches of at most %d", len(writes), 3*batchMax, batchMax)
 	}
@@ -71,14 +50,14 @@ func TestAccessLogBatches(t *testing.T) {
 	}
 
 	// run flushes what is left when its context ends.
-	out.writes = nil
+	out.Reset()
 	_, _ = b.Write([]byte("last\n"))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { b.run(ctx, nil, slog.New(slog.DiscardHandler)); close(done) }()
 	cancel()
 	<-done
-	if got := strings.Join(out.all(), ""); !bytes.HasSuffix([]byte(got), []byte("last\n")) {
+	if got := strings.Join(out.All(), ""); !bytes.HasSuffix([]byte(got), []byte("last\n")) {
 		t.Fatalf("after stop the writer got %q; want the last record", got)
 	}
 }
@@ -89,14 +68,14 @@ func TestAccessLogBatches(t *testing.T) {
 func TestAccessFileRotation(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "access.log")
-	f, err := OpenAccessFile(path)
+	f, err := OpenFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
 	b := &batchWriter{out: f}
 	reopen := make(chan os.Signal, 1)
-	var logs recorder
+	var logs recorder.Writes
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { b.run(ctx, reopen, slog.New(slog.NewTextHandler(&logs, nil))); close(done) }()
@@ -107,7 +86,7 @@ func TestAccessFileRotation(t *testing.T) {
 		deadline := time.Now().Add(5 * time.Second)
 		for !cond() {
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within 5s (logs %q)", what, logs.all())
+				t.Fatalf("%s: not within 5s (logs %q)", what, logs.All())
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
@@ -136,18 +115,21 @@ func TestAccessFileRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	reopen <- syscall.SIGUSR1
-	waitFor("reopened on the signal", func() bool { return strings.Contains(strings.Join(logs.all(), ""), "why=signal") })
+	waitFor("reopened on the signal", func() bool { return strings.Contains(strings.Join(logs.All(), ""), "why=signal") })
 	fmt.Fprintf(b, "three\n")
 	waitFor("third line in the newest file", func() bool { return read(path) == "three\n" })
 
 	// The access line's duration: seconds, unit in the key.
-	g := &Gateway{accessLogOn: true, metrics: NewMetrics()}
-	var line recorder
+	var line recorder.Writes
 	for _, format := range []string{"json", "text"} {
-		line.writes = nil
-		g.accessLogger = NewLogger(config.Log{Level: "info", Format: format}, &line)
-		g.accessLog(httptest.NewRequest("GET", "/x", nil), nil, nil, forward.Result{Status: 404}, time.Now().Add(-1500*time.Millisecond))
-		got := strings.Join(line.all(), "")
+		line.Reset()
+		cfg := config.Log{Level: "info", Format: format, Access: config.Set(true)}
+		l := New(cfg, nil, NewLogger(cfg, &line))
+		if !l.Enabled(context.Background()) {
+			t.Fatalf("%s: the access log is off", format)
+		}
+		l.Write(&Entry{Time: time.Now(), Method: "GET", Path: "/x", Status: 404, Duration: 1500 * time.Millisecond})
+		got := strings.Join(line.All(), "")
 		if !regexp.MustCompile(`"?duration_s"?[=:]1\.5\d*[,}\s]`).MatchString(got) || strings.Contains(got, `duration"`) ||
 			strings.Contains(got, "duration=") {
 			t.Fatalf("%s access line %q; want duration_s=1.5… seconds and no unitless duration", format, got)

@@ -1,4 +1,4 @@
-package gateway
+package accesslog
 
 import (
 	"bytes"
@@ -16,10 +16,10 @@ import (
 
 // slogLine is what slog's handler for format writes for e: the access log
 // as it was written before appendAccess, and the reference it must match.
-func slogLine(t testing.TB, e *accessEntry, format string) []byte {
+func slogLine(t testing.TB, e *Entry, format string) []byte {
 	var out bytes.Buffer
 	h := NewLogger(config.Log{Level: "info", Format: format}, &out).Handler()
-	rec := slog.NewRecord(e.time, slog.LevelInfo, "request", 0)
+	rec := slog.NewRecord(e.Time, slog.LevelInfo, "request", 0)
 	rec.AddAttrs(e.attrs()...)
 	if err := h.Handle(context.Background(), rec); err != nil {
 		t.Fatal(err)
@@ -29,7 +29,7 @@ func slogLine(t testing.TB, e *accessEntry, format string) []byte {
 
 // checkSameAsSlog fails unless appendAccess writes e exactly as slog does,
 // in both formats.
-func checkSameAsSlog(t testing.TB, e *accessEntry) {
+func checkSameAsSlog(t testing.TB, e *Entry) {
 	t.Helper()
 	for _, format := range []string{"text", "json"} {
 		want := slogLine(t, e, format)
@@ -76,24 +76,24 @@ var durations = []time.Duration{
 	time.Hour, -1, -time.Second, math.MaxInt64, math.MinInt64,
 }
 
-func randomEntry(r *rand.Rand) *accessEntry {
+func randomEntry(r *rand.Rand) *Entry {
 	zones := []*time.Location{time.UTC, time.Local, time.FixedZone("", 5*3600+1800), time.FixedZone("X", -8*3600)}
-	e := &accessEntry{
-		time:      time.Unix(r.Int64N(4e9), r.Int64N(1e9)).In(zones[r.IntN(len(zones))]),
-		requestID: randomField(r), method: randomField(r), host: randomField(r), path: randomField(r),
-		remote: randomField(r), route: randomField(r), backend: randomField(r),
-		status:  []int{0, 200, 404, 502, -1, math.MaxInt, math.MinInt}[r.IntN(7)],
-		session: kinds[r.IntN(len(kinds))],
+	e := &Entry{
+		Time:      time.Unix(r.Int64N(4e9), r.Int64N(1e9)).In(zones[r.IntN(len(zones))]),
+		RequestID: randomField(r), Method: randomField(r), Host: randomField(r), Path: randomField(r),
+		Remote: randomField(r), Route: randomField(r), Backend: randomField(r),
+		Status:  []int{0, 200, 404, 502, -1, math.MaxInt, math.MinInt}[r.IntN(7)],
+		Session: kinds[r.IntN(len(kinds))],
 	}
 	if r.IntN(2) == 0 {
-		e.duration = durations[r.IntN(len(durations))]
+		e.Duration = durations[r.IntN(len(durations))]
 	} else {
-		e.duration = time.Duration(r.Int64N(int64(10 * time.Second)))
+		e.Duration = time.Duration(r.Int64N(int64(10 * time.Second)))
 	}
-	if e.session != "" && r.IntN(3) > 0 {
-		e.hashed = true
-		for i := range e.id {
-			e.id[i] = byte(r.IntN(256))
+	if e.Session != "" && r.IntN(3) > 0 {
+		e.Hashed = true
+		for i := range e.ID {
+			e.ID[i] = byte(r.IntN(256))
 		}
 	}
 	return e
@@ -109,8 +109,8 @@ func TestAccessLineSameAsSlog(t *testing.T) {
 	}
 	// Each awkward value in each field.
 	for _, v := range awkward {
-		e := accessEntry{time: time.Date(2026, 12, 1, 12, 0, 0, 999999999, time.UTC), session: "sticky", hashed: true}
-		for _, f := range []*string{&e.requestID, &e.method, &e.host, &e.path, &e.remote, &e.route, &e.backend} {
+		e := Entry{Time: time.Date(2026, 12, 1, 12, 0, 0, 999999999, time.UTC), Session: "sticky", Hashed: true}
+		for _, f := range []*string{&e.RequestID, &e.Method, &e.Host, &e.Path, &e.Remote, &e.Route, &e.Backend} {
 			*f = v
 			checkSameAsSlog(t, &e)
 			*f = ""
@@ -140,23 +140,23 @@ func FuzzAccessLine(f *testing.F) {
 	f.Add(`"=\`, "a b", "\xff\xfe", "/\u2028<>&", "\x00\x7f", "日本", "\ufffd", -1, int64(-1), int64(-62135596800000000), "new", true)
 	f.Add("x", "x", "x", "x", "x", "x", "x", 502, int64(math.MaxInt64), int64(math.MaxInt64), "repinned", false)
 	f.Fuzz(func(t *testing.T, requestID, method, host, path, remote, route, backend string, status int, duration, unixNano int64, kind string, hashed bool) {
-		e := &accessEntry{
-			time:      time.Unix(0, unixNano).UTC(),
-			requestID: requestID, method: method, host: host, path: path, remote: remote, route: route, backend: backend,
-			status: status, duration: time.Duration(duration), session: kind, hashed: hashed && kind != "",
+		e := &Entry{
+			Time:      time.Unix(0, unixNano).UTC(),
+			RequestID: requestID, Method: method, Host: host, Path: path, Remote: remote, Route: route, Backend: backend,
+			Status: status, Duration: time.Duration(duration), Session: kind, Hashed: hashed && kind != "",
 		}
-		copy(e.id[:], path)
+		copy(e.ID[:], path)
 		checkSameAsSlog(t, e)
 	})
 }
 
-func benchEntry() *accessEntry {
-	e := &accessEntry{
-		time: time.Now(), requestID: "9c1f0e2a4b6d-1234", method: "GET", host: "app.example.com",
-		path: "/api/items/42", remote: "10.0.0.7:51234", route: "app", backend: "web-3",
-		status: 200, duration: 412 * time.Microsecond, session: "sticky", hashed: true,
+func benchEntry() *Entry {
+	e := &Entry{
+		Time: time.Now(), RequestID: "9c1f0e2a4b6d-1234", Method: "GET", Host: "app.example.com",
+		Path: "/api/items/42", Remote: "10.0.0.7:51234", Route: "app", Backend: "web-3",
+		Status: 200, Duration: 412 * time.Microsecond, Session: "sticky", Hashed: true,
 	}
-	copy(e.id[:], "0123456789abcdef")
+	copy(e.ID[:], "0123456789abcdef")
 	return e
 }
 
@@ -164,7 +164,7 @@ func benchEntry() *accessEntry {
 // io.Discard when full): through slog's handler as before ("slog") and
 // through appendAccess, for both formats; "hash" is the session hash alone.
 //
-//	go test -run '^$' -bench BenchmarkAccessLog -benchmem ./gateway/
+//	go test -run '^$' -bench BenchmarkAccessLog -benchmem ./gateway/accesslog/
 func BenchmarkAccessLog(b *testing.B) {
 	e := benchEntry()
 	for _, format := range []string{"text", "json"} {
@@ -179,7 +179,7 @@ func BenchmarkAccessLog(b *testing.B) {
 			w := &batchWriter{out: io.Discard}
 			b.ReportAllocs()
 			for b.Loop() {
-				e.time = time.Now() // as slog stamps its record
+				e.Time = time.Now() // as slog stamps its record
 				w.writeAccess(e, format == "json")
 			}
 		})
@@ -188,7 +188,7 @@ func BenchmarkAccessLog(b *testing.B) {
 		buf := make([]byte, 0, 16)
 		b.ReportAllocs()
 		for b.Loop() {
-			buf = appendSessionHash(buf[:0], e.id[:])
+			buf = appendSessionHash(buf[:0], e.ID[:])
 		}
 	})
 }

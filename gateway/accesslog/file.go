@@ -1,34 +1,35 @@
-package gateway
+package accesslog
 
 import (
 	"os"
 	"sync"
 )
 
-// AccessFile is the access log's own file (log.access_file), reopenable so
+// File is the access log's own file (log.access_file), reopenable so
 // logrotate works: after a rename or removal (rotation without
-// copytruncate) the batch writer notices on its next check and reopens the
-// path; SIGUSR1 reopens at once (Deps.ReopenAccessLog).
-type AccessFile struct {
+// copytruncate) Log.Run notices on its next check and reopens the path;
+// a value on Run's reopen channel (SIGUSR1) reopens at once.
+type File struct {
 	path string
 	mu   sync.Mutex // guards f: Write runs on request goroutines when a batch fills
 	f    *os.File
 }
 
-// OpenAccessFile opens (creating) path for appending.
-func OpenAccessFile(path string) (*AccessFile, error) {
+// OpenFile opens (creating) path for appending.
+func OpenFile(path string) (*File, error) {
 	f, err := openAppend(path)
 	if err != nil {
 		return nil, err
 	}
-	return &AccessFile{path: path, f: f}, nil
+	return &File{path: path, f: f}, nil
 }
 
 func openAppend(path string) (*os.File, error) {
 	return os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 }
 
-func (a *AccessFile) Write(p []byte) (int, error) {
+// Write appends p to the file; safe for concurrent use with Reopen.
+func (a *File) Write(p []byte) (int, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.f.Write(p)
@@ -36,7 +37,7 @@ func (a *AccessFile) Write(p []byte) (int, error) {
 
 // Reopen opens the path again and writes there from now on. On error the
 // old file is kept.
-func (a *AccessFile) Reopen() error {
+func (a *File) Reopen() error {
 	f, err := openAppend(a.path)
 	if err != nil {
 		return err
@@ -50,7 +51,7 @@ func (a *AccessFile) Reopen() error {
 
 // moved reports whether the path no longer names the open file (renamed
 // or removed): two stats, no read.
-func (a *AccessFile) moved() bool {
+func (a *File) moved() bool {
 	onDisk, err := os.Stat(a.path)
 	if err != nil {
 		return true
@@ -62,7 +63,7 @@ func (a *AccessFile) moved() bool {
 }
 
 // Close closes the file.
-func (a *AccessFile) Close() error {
+func (a *File) Close() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.f.Close()

@@ -5,9 +5,12 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/latchgw/latch/gateway/h1"
 )
 
 // connLimit enforces server.max_connections and
@@ -126,7 +129,14 @@ func (m *Metrics) registerServer() {
 		Name: "latch_connections_refused_total", Help: "Client connections refused (503 and closed; with TLS on h1, closed before the handshake) by a cap: total (server.max_connections) or per_ip (server.max_connections_per_ip).",
 	}, []string{"limit"})
 	m.reqRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "latch_requests_refused_total", Help: "Requests refused before routing, by reason: connect (501), trace (405), upgrade (400, malformed Upgrade), host (400, empty Host), target (400, non-ASCII target), conn_backends (503, its client connection held server.max_backend_connections_per_connection past the queue wait).",
+		Name: "latch_requests_refused_total", Help: "Requests refused before routing, by reason: connect (501), trace (405), upgrade (400, malformed Upgrade), host (400, empty Host), target (400, non-ASCII target), conn_backends (503, its client connection held server.max_backend_connections_per_connection past the queue wait); and, on gateway/h1, each head refused before routing by its kind: request_line, header_line, host, too_many_fields (431), head_too_large (431), head_memory (503, server.max_header_memory taken), expect (417), truncated, ….",
 	}, []string{"reason"})
 	m.reg.MustRegister(m.connsOpen, m.connsRefused, m.reqRefused)
+}
+
+// headRejected counts a request gateway/h1 refused before the handler, by
+// its kind (snake case: head_too_large, too_many_fields, head_memory, …),
+// in latch_requests_refused_total.
+func (g *Gateway) headRejected(k h1.Kind) {
+	g.metrics.Refused(strings.NewReplacer(" ", "_", "-", "_").Replace(k.String()))
 }

@@ -335,7 +335,8 @@ func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 	connContext = withBackendBudget(connContext, sc.MaxBackendConnectionsPerConnection.Get())
 	h1s := &h1.Server{Handler: g.Handler(), ReadHeaderTimeout: sc.ReadHeaderTimeout.Get(), ReadTimeout: sc.ReadTimeout,
 		WriteTimeout: sc.WriteTimeout, IdleTimeout: sc.IdleTimeout.Get(), MaxHeaderBytes: sc.MaxHeaderBytes.Get(),
-		MaxHeaderFields: sc.MaxHeaderFields.Get(), MaxHeadMemory: sc.MaxHeaderMemory.Get(), BaseContext: base, Log: g.log, ConnContext: connContext, ConnState: connState}
+		MaxHeaderFields: sc.MaxHeaderFields.Get(), MaxHeadMemory: sc.MaxHeaderMemory.Get(), BaseContext: base, Log: g.log, ConnContext: connContext, ConnState: connState,
+		Rejected: g.headRejected}
 	std := &http.Server{
 		Handler:           g.Handler(),
 		ReadHeaderTimeout: sc.ReadHeaderTimeout.Get(),

@@ -67,17 +67,10 @@ unit:
 
 # Each fuzz target for FUZZTIME, on top of its committed seed corpus; then
 # those of the packages over latch's sockets again, built with faults under
-# the sockets (-tags sockfault: gateway/internal/sockio/fault.go).
+# the sockets (-tags sockfault). A finding (an input go test saved) fails it;
+# see integration/tools/fuzz.sh.
 fuzz:
-	@set -e; log=$$(mktemp); trap 'rm -f $$log' EXIT; fuzz() { tags=$$1; shift; for pkg in "$$@"; do \
-		for t in $$($(GO) test -tags "$$tags" -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz' || true); do \
-			echo "fuzz $$pkg $$t $${tags:+-tags $$tags }($(FUZZTIME))"; \
-			$(GO) test -tags "$$tags" -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg >$$log 2>&1 || \
-				{ tail -n 60 $$log; echo "fuzz $$t failed (the input is above, and in $$pkg's testdata/fuzz/$$t): rerun: go test $${tags:+-tags $$tags }-run '^$$' -fuzz '^$$t$$' $$pkg"; exit 1; }; \
-		done; \
-	done; }; \
-	fuzz "" $$($(GO) list ./...); \
-	fuzz sockfault $$($(GO) list -tags sockfault -f '{{.ImportPath}}{{range .Deps}} {{.}}{{end}}' ./... | grep 'internal/sockio' | cut -d' ' -f1)
+	@GO=$(GO) bash integration/tools/fuzz.sh $(FUZZTIME)
 
 # The demo's Consul: LATCH_DEMO_CONSUL_ADDR (an agent already running),
 # else CONSUL_BIN or a `consul` on PATH of a supported version, else the

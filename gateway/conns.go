@@ -8,9 +8,8 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/latchgw/latch/gateway/h1"
+	"github.com/latchgw/latch/gateway/metrics"
 )
 
 // connLimit enforces server.max_connections and
@@ -32,7 +31,7 @@ import (
 // the cap is there to bound.
 type connLimit struct {
 	max, perIP int
-	m          *Metrics
+	m          *metrics.Series
 
 	mu       sync.Mutex
 	n        int
@@ -44,7 +43,7 @@ type connLimit struct {
 // value is the cap ("total" or "per_ip").
 type refusedConn struct{}
 
-func newConnLimit(max, perIP int, m *Metrics) *connLimit {
+func newConnLimit(max, perIP int, m *metrics.Series) *connLimit {
 	if max <= 0 && perIP <= 0 {
 		return nil
 	}
@@ -86,10 +85,10 @@ func (l *connLimit) Admit(c net.Conn) (why string) {
 	}
 	l.mu.Unlock()
 	if why != "" {
-		l.m.connsRefused.WithLabelValues(why).Inc()
+		l.m.ConnRefused(why)
 		return why
 	}
-	l.m.connsOpen.Inc()
+	l.m.ConnOpened()
 	return ""
 }
 
@@ -115,23 +114,8 @@ func (l *connLimit) Release(c net.Conn) {
 	}
 	l.mu.Unlock()
 	if ok {
-		l.m.connsOpen.Dec()
+		l.m.ConnClosed()
 	}
-}
-
-// registerServer adds the public listener's series: connections open and
-// refused, requests refused before routing.
-func (m *Metrics) registerServer() {
-	m.connsOpen = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "latch_connections_open", Help: "Client connections open on the public listener and counted against server.max_connections.",
-	})
-	m.connsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "latch_connections_refused_total", Help: "Client connections refused (503 and closed; with TLS on h1, closed before the handshake) by a cap: total (server.max_connections) or per_ip (server.max_connections_per_ip).",
-	}, []string{"limit"})
-	m.reqRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "latch_requests_refused_total", Help: "Requests refused before routing, by reason: connect (501), trace (405), upgrade (400, malformed Upgrade), host (400, empty Host), target (400, non-ASCII target), conn_backends (503, its client connection held server.max_backend_connections_per_connection past the queue wait); and, on gateway/h1, each head refused before routing by its kind: request_line, header_line, host, too_many_fields (431), head_too_large (431), head_memory (503, server.max_header_memory taken), expect (417), truncated, ….",
-	}, []string{"reason"})
-	m.reg.MustRegister(m.connsOpen, m.connsRefused, m.reqRefused)
 }
 
 // headRejected counts a request gateway/h1 refused before the handler, by

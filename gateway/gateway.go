@@ -70,6 +70,7 @@ import (
 	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/gateway/forward"
 	"github.com/latchgw/latch/gateway/h1"
+	"github.com/latchgw/latch/gateway/metrics"
 	"github.com/latchgw/latch/gateway/statuspage"
 	"github.com/latchgw/latch/gateway/tlsserve"
 	"github.com/latchgw/latch/gateway/tracing"
@@ -89,7 +90,7 @@ type Deps struct {
 	Affinity *session.Affinity
 	// Metrics, when set, is the registry of latch's series (share it with
 	// the session layer's observer); nil makes a new one.
-	Metrics *Metrics
+	Metrics *metrics.Series
 	// AccessLog, when set, receives the access log in batches (see
 	// accesslog.New); nil writes access lines through Logger, one by one.
 	// An *accesslog.File is also reopened when renamed or removed.
@@ -121,7 +122,7 @@ type Gateway struct {
 	source    discovery.Source
 	catalog   *discovery.Catalog
 	affinity  *session.Affinity
-	metrics   *Metrics
+	metrics   *metrics.Series
 	fwd       *forward.Forwarder
 	tracing   *tracing.Tracing // nil: off
 	access    *accesslog.Log
@@ -185,7 +186,7 @@ func New(cfg *config.Compiled, deps Deps) (*Gateway, error) {
 		access:    accesslog.New(c.Log, deps.AccessLog, deps.Logger),
 	}
 	if g.metrics == nil {
-		g.metrics = NewMetrics()
+		g.metrics = metrics.New()
 	}
 	g.conns = newConnLimit(c.Server.MaxConnections.Get(), c.Server.MaxConnectionsPerIP, g.metrics)
 	var p [6]byte
@@ -193,7 +194,7 @@ func New(cfg *config.Compiled, deps Deps) (*Gateway, error) {
 	g.reqPrefix = hex.EncodeToString(p[:]) + "-"
 	if len(c.TLS.Certificates) > 0 {
 		var err error
-		if g.certs, err = tlsserve.NewCerts(c.TLS.Certificates, g.log, g.metrics.reg); err != nil {
+		if g.certs, err = tlsserve.NewCerts(c.TLS.Certificates, g.log, g.metrics.Registry()); err != nil {
 			return nil, err
 		}
 	}
@@ -211,15 +212,15 @@ func New(cfg *config.Compiled, deps Deps) (*Gateway, error) {
 		env.Tracer = g.tracing.Tracer()
 	}
 	g.routes = affinity.NewRoutes(cfg, env)
-	if err := g.metrics.reg.Register(g.routes.Collector()); err != nil {
+	if err := g.metrics.Registry().Register(g.routes.Collector()); err != nil {
 		return nil, fmt.Errorf("gateway: Metrics already serve another gateway: %w", err)
 	}
-	g.sampler = admin.NewSampler(g.metrics.reg, adminState{g}, g.log)
+	g.sampler = admin.NewSampler(g.metrics.Registry(), adminState{g}, g.log)
 	storeKind := "memory"
 	if c.Redis.URL != "" {
 		storeKind = "redis"
 	}
-	g.admin = admin.New(admin.Options{State: adminState{g}, Affinity: g.affinity, Metrics: g.metrics.reg, OpenMetrics: g.tracing != nil,
+	g.admin = admin.New(admin.Options{State: adminState{g}, Affinity: g.affinity, Metrics: g.metrics.Registry(), OpenMetrics: g.tracing != nil,
 		Sampler: g.sampler, Config: c.Admin, StoreKind: storeKind, BackendState: affinity.BackendState, Logger: g.log})
 	return g, nil
 }

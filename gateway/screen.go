@@ -87,7 +87,7 @@ func (g *Gateway) screen(next http.Handler) http.Handler {
 // 405: the request was well framed).
 func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, code int, reason, msg string) {
 	if reason != "" {
-		g.metrics.reqRefused.WithLabelValues(reason).Inc()
+		g.metrics.Refused(reason)
 	}
 	if code != http.StatusMethodNotAllowed {
 		w.Header().Set("Connection", "close")

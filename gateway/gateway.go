@@ -1,9 +1,11 @@
 // Package gateway wires latch: the listeners, chi and its middleware,
 // and Run, which owns every goroutine. The concerns with rules of their
-// own live in packages under it: gateway/affinity (routes, backends,
-// sessions' decisions), gateway/forward (the forwarding pipeline),
-// gateway/h1 (the HTTP/1 server), gateway/admin, gateway/tlsserve,
-// gateway/accesslog, gateway/config, gateway/tracing.
+// own live in packages under it: gateway/admission (what latch admits
+// before routing: connection caps, backend budgets, the screen),
+// gateway/affinity (routes, backends, sessions' decisions),
+// gateway/forward (the forwarding pipeline), gateway/h1 (the HTTP/1
+// server), gateway/metrics (the Prometheus series), gateway/admin,
+// gateway/tlsserve, gateway/accesslog, gateway/config, gateway/tracing.
 //
 // A sticky request's walk (cookie present, its backend alive) crosses
 // each package once on the way in and once on the way out, and nothing
@@ -11,9 +13,9 @@
 //
 //  1. gateway/h1 (or net/http) reads the request and calls the handler;
 //  2. gateway decides whether latch forwards it at all: chi's middleware
-//     (request id, screen.go, recover), then ServeHTTP (serve.go) finds
-//     its route in the table of the moment and starts its
-//     affinity.Session on the route's backends (Route.Begin);
+//     (request id, gateway/admission's screen, recover), then ServeHTTP
+//     (serve.go) finds its route in the table of the moment and starts
+//     its affinity.Session on the route's backends (Route.Begin);
 //  3. gateway/affinity decides where the session goes, in Resolve: the
 //     cookie (session.Codec), the pin from the local cache or the store
 //     (session.Affinity.Resolve, the one store call before forwarding),
@@ -29,9 +31,9 @@
 //     response head goes out: a new or restored pin written (a kept
 //     one's TTL was slid in the background at Resolve), the cookie set
 //     when it must be reissued;
-//  5. gateway counts and logs it: metrics and the access line
-//     (access.go, written by gateway/accesslog); h1 writes the rest of
-//     the response.
+//  5. gateway counts and logs it: metrics (gateway/metrics) and the
+//     access line (access.go, written by gateway/accesslog); h1 writes
+//     the rest of the response.
 //
 // A session whose backend is unusable, or fails mid-loop, is re-pinned
 // between two passes of forward's loop (affinity.Session.Settle: the
@@ -66,6 +68,7 @@ import (
 	"github.com/latchgw/latch/gateway/accesslog"
 	"github.com/latchgw/latch/gateway/acme"
 	"github.com/latchgw/latch/gateway/admin"
+	"github.com/latchgw/latch/gateway/admission"
 	"github.com/latchgw/latch/gateway/affinity"
 	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/gateway/forward"
@@ -129,7 +132,7 @@ type Gateway struct {
 	reopenLog <-chan os.Signal
 	sampler   *statuspage.Sampler
 	admin     *admin.API
-	conns     *connLimit // nil: no connection cap
+	conns     *admission.Caps // nil: no connection cap
 
 	// routes are the routes, their services and sessions' decisions
 	// (gateway/affinity).
@@ -188,7 +191,7 @@ func New(cfg *config.Compiled, deps Deps) (*Gateway, error) {
 	if g.metrics == nil {
 		g.metrics = metrics.New()
 	}
-	g.conns = newConnLimit(c.Server.MaxConnections.Get(), c.Server.MaxConnectionsPerIP, g.metrics)
+	g.conns = admission.NewCaps(c.Server.MaxConnections.Get(), c.Server.MaxConnectionsPerIP, g.metrics)
 	var p [6]byte
 	_, _ = rand.Read(p[:])
 	g.reqPrefix = hex.EncodeToString(p[:]) + "-"
@@ -232,7 +235,12 @@ func New(cfg *config.Compiled, deps Deps) (*Gateway, error) {
 // one pattern registered is what makes chi build its middleware chain.
 func (g *Gateway) Handler() http.Handler {
 	r := chi.NewRouter()
-	r.Use(g.requestID, g.screen, middleware.Recoverer)
+	screen := admission.Screen(admission.ScreenOptions{Lenient: g.c.Server.Implementation == "net/http",
+		AllowTrace: g.c.Server.AllowTrace, MaxFields: g.c.Server.MaxHeaderFields.Get(), Caps: g.conns, Observer: g.metrics,
+		Logged: func(req *http.Request, status int) {
+			g.accessLog(req, nil, nil, forward.Result{Status: status}, time.Now())
+		}})
+	r.Use(g.requestID, screen, middleware.Recoverer)
 	if g.c.TLS.HSTS.MaxAge > 0 {
 		r.Use(tlsserve.HSTS(g.c.TLS.HSTS))
 	}
@@ -331,13 +339,13 @@ func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 	var connContext func(context.Context, net.Conn) context.Context
 	var connState func(net.Conn, http.ConnState)
 	if g.conns != nil {
-		connContext, connState = g.conns.connContext, g.conns.connState
+		connContext, connState = g.conns.ConnContext, g.conns.ConnState
 	}
-	connContext = withBackendBudget(connContext, sc.MaxBackendConnectionsPerConnection.Get())
+	connContext = admission.WithBackendBudget(connContext, sc.MaxBackendConnectionsPerConnection.Get())
 	h1s := &h1.Server{Handler: g.Handler(), ReadHeaderTimeout: sc.ReadHeaderTimeout.Get(), ReadTimeout: sc.ReadTimeout,
 		WriteTimeout: sc.WriteTimeout, IdleTimeout: sc.IdleTimeout.Get(), MaxHeaderBytes: sc.MaxHeaderBytes.Get(),
 		MaxHeaderFields: sc.MaxHeaderFields.Get(), MaxHeadMemory: sc.MaxHeaderMemory.Get(), BaseContext: base, Log: g.log, ConnContext: connContext, ConnState: connState,
-		Rejected: g.headRejected}
+		Rejected: admission.HeadRejected(g.metrics)}
 	std := &http.Server{
 		Handler:           g.Handler(),
 		ReadHeaderTimeout: sc.ReadHeaderTimeout.Get(),

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/latchgw/latch/discovery"
+	"github.com/latchgw/latch/gateway/admission"
 	"github.com/latchgw/latch/gateway/affinity"
 	"github.com/latchgw/latch/gateway/forward"
 	"github.com/latchgw/latch/policy"
@@ -145,8 +146,9 @@ func New() *Series {
 }
 
 var (
-	_ affinity.Metrics = (*Series)(nil)
-	_ forward.Observer = (*Series)(nil)
+	_ affinity.Metrics   = (*Series)(nil)
+	_ forward.Observer   = (*Series)(nil)
+	_ admission.Observer = (*Series)(nil)
 )
 
 // Vectors are the request path's series (affinity.Metrics).

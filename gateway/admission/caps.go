@@ -1,37 +1,36 @@
-package gateway
+package admission
 
 import (
 	"context"
 	"net"
 	"net/http"
 	"net/netip"
-	"strings"
 	"sync"
-
-	"github.com/latchgw/latch/gateway/h1"
-	"github.com/latchgw/latch/gateway/metrics"
 )
 
-// connLimit enforces server.max_connections and
+// Caps enforces server.max_connections and
 // server.max_connections_per_ip on the public listener through the
 // servers' ConnContext and ConnState hooks (h1 and net/http both have
 // them, and the connections keep their types: a TLS connection stays a
 // *tls.Conn). A connection over a cap is not served: its first request is
-// answered 503 with Connection: close (screen), then it closes; one that
+// answered 503 with Connection: close (Screen), then it closes; one that
 // sends nothing closes at server.read_header_timeout. A connection handed
 // over by an upgrade (WebSocket) leaves the count at its StateHijacked:
 // net/http reports it at the hijack, so the tunnel runs uncounted; h1
 // reports it when the handler, which runs the tunnel, returns, so there
 // the connection counts until the tunnel ends.
 //
-// With TLS on h1 (tlsserve.SplitServer) a connection counts from accept, through
-// its handshake: handshakes in progress were counted by nothing, and 6,000
+// With TLS on h1 (tlsserve.SplitServer) a connection counts from accept,
+// through its handshake: handshakes in progress were counted by nothing, and 6,000
 // of them held 155 MB under max_connections: 200 (issue 23). One over a
 // cap there is closed at once: answering it 503 would take the handshake
 // the cap is there to bound.
-type connLimit struct {
+//
+// A nil *Caps caps nothing: it admits every connection. Its methods are
+// safe for concurrent use; it satisfies tlsserve.Caps.
+type Caps struct {
 	max, perIP int
-	m          *metrics.Series
+	obs        Observer
 
 	mu       sync.Mutex
 	n        int
@@ -43,16 +42,20 @@ type connLimit struct {
 // value is the cap ("total" or "per_ip").
 type refusedConn struct{}
 
-func newConnLimit(max, perIP int, m *metrics.Series) *connLimit {
+// NewCaps caps the connections at max in all and perIP from one client
+// address (≤ 0: no such cap), counted through obs. With neither cap it
+// returns nil.
+func NewCaps(max, perIP int, obs Observer) *Caps {
 	if max <= 0 && perIP <= 0 {
 		return nil
 	}
-	return &connLimit{max: max, perIP: perIP, m: m, byIP: map[netip.Addr]int{}, admitted: map[net.Conn]netip.Addr{}}
+	return &Caps{max: max, perIP: perIP, obs: obs, byIP: map[netip.Addr]int{}, admitted: map[net.Conn]netip.Addr{}}
 }
 
-// connContext admits c, or marks its context refused. A connection
+// ConnContext is the servers' ConnContext hook: it admits c, or marks its
+// context refused (Screen answers its requests 503). A connection
 // admitted already (at accept, by tlsserve.SplitServer) passes.
-func (l *connLimit) connContext(ctx context.Context, c net.Conn) context.Context {
+func (l *Caps) ConnContext(ctx context.Context, c net.Conn) context.Context {
 	if why := l.Admit(c); why != "" {
 		return context.WithValue(ctx, refusedConn{}, why)
 	}
@@ -61,7 +64,10 @@ func (l *connLimit) connContext(ctx context.Context, c net.Conn) context.Context
 
 // Admit counts c in and returns "", or returns the cap that refuses it
 // ("total" or "per_ip"), counted as refused. It admits a connection once.
-func (l *connLimit) Admit(c net.Conn) (why string) {
+func (l *Caps) Admit(c net.Conn) (why string) {
+	if l == nil {
+		return ""
+	}
 	var addr netip.Addr
 	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
 		addr = ap.Addr().Unmap()
@@ -85,22 +91,26 @@ func (l *connLimit) Admit(c net.Conn) (why string) {
 	}
 	l.mu.Unlock()
 	if why != "" {
-		l.m.ConnRefused(why)
+		l.obs.ConnRefused(why)
 		return why
 	}
-	l.m.ConnOpened()
+	l.obs.ConnOpened()
 	return ""
 }
 
-// connState counts an admitted connection out when it ends.
-func (l *connLimit) connState(c net.Conn, st http.ConnState) {
+// ConnState is the servers' ConnState hook: it counts an admitted
+// connection out when it ends.
+func (l *Caps) ConnState(c net.Conn, st http.ConnState) {
 	if st == http.StateClosed || st == http.StateHijacked {
 		l.Release(c)
 	}
 }
 
 // Release counts c out, if it was admitted.
-func (l *connLimit) Release(c net.Conn) {
+func (l *Caps) Release(c net.Conn) {
+	if l == nil {
+		return
+	}
 	l.mu.Lock()
 	addr, ok := l.admitted[c]
 	if ok {
@@ -114,13 +124,6 @@ func (l *connLimit) Release(c net.Conn) {
 	}
 	l.mu.Unlock()
 	if ok {
-		l.m.ConnClosed()
+		l.obs.ConnClosed()
 	}
-}
-
-// headRejected counts a request gateway/h1 refused before the handler, by
-// its kind (snake case: head_too_large, too_many_fields, head_memory, …),
-// in latch_requests_refused_total.
-func (g *Gateway) headRejected(k h1.Kind) {
-	g.metrics.Refused(strings.NewReplacer(" ", "_", "-", "_").Replace(k.String()))
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/latchgw/latch/gateway/accesslog"
 	"github.com/latchgw/latch/gateway/acme"
 	"github.com/latchgw/latch/gateway/config"
+	"github.com/latchgw/latch/gateway/metrics"
 	"github.com/latchgw/latch/gateway/tlsserve"
 	"github.com/latchgw/latch/gateway/tracing"
 	"github.com/latchgw/latch/session"
@@ -29,7 +30,7 @@ import (
 // writer (Deps.ReopenAccessLog: cmd/latch passes SIGUSR1).
 func Assemble(cc *config.Compiled, log *slog.Logger, accessLog io.Writer, reopen <-chan os.Signal) (g *Gateway, close func(), err error) {
 	cfg := cc.Config()
-	deps := Deps{Logger: log, Metrics: NewMetrics(), AccessLog: accessLog, ReopenAccessLog: reopen}
+	deps := Deps{Logger: log, Metrics: metrics.New(), AccessLog: accessLog, ReopenAccessLog: reopen}
 	closers := []func(){}
 	close = func() {
 		for i := len(closers) - 1; i >= 0; i-- {
@@ -111,7 +112,7 @@ func Assemble(cc *config.Compiled, log *slog.Logger, accessLog io.Writer, reopen
 	var m *acme.Manager
 	if cfg.TLS.ACME.Enabled() {
 		// g is built after the manager, before any handshake.
-		if m, err = tlsserve.NewACME(cfg, rdb, log, deps.Metrics.reg, func(host string) bool { return g.KnowsHost(host) }); err != nil {
+		if m, err = tlsserve.NewACME(cfg, rdb, log, deps.Metrics.Registry(), func(host string) bool { return g.KnowsHost(host) }); err != nil {
 			return nil, close, err
 		}
 		deps.GetCertificate, deps.NextProtos = m.GetCertificate, []string{acme.NextProto}

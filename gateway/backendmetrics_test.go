@@ -13,7 +13,7 @@ import (
 // gauge reads one series of tg's registry; ok is false when it is absent.
 func (tg *testGateway) gauge(t *testing.T, name string, want map[string]string) (float64, bool) {
 	t.Helper()
-	mfs, err := tg.g.metrics.reg.Gather()
+	mfs, err := tg.g.metrics.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
-
 	"github.com/latchgw/latch/gateway/config"
 )
 
@@ -142,7 +140,9 @@ func TestBackendConnectionsPerClientConnection(t *testing.T) {
 			hold := make(chan struct{})
 			b := newHeldBackend(t, hold)
 			tg := startTLSGateway(t, ca, impl, true, withWait(300*time.Millisecond), b.testBackend)
-			refused := func() float64 { return testutil.ToFloat64(tg.g.metrics.reqRefused.WithLabelValues("conn_backends")) }
+			refused := func() float64 {
+				return counter(t, tg.g, "latch_requests_refused_total", map[string]string{"reason": "conn_backends"})
+			}
 			warm(t, tg, tg.client)
 			const n = 10
 			var got map[int]int

@@ -1,9 +1,11 @@
 // Package gateway wires latch: the listeners, chi and its middleware,
 // and Run, which owns every goroutine. The concerns with rules of their
-// own live in packages under it: gateway/affinity (routes, backends,
-// sessions' decisions), gateway/forward (the forwarding pipeline),
-// gateway/h1 (the HTTP/1 server), gateway/admin, gateway/tlsserve,
-// gateway/accesslog, gateway/config, gateway/tracing.
+// own live in packages under it: gateway/admission (what latch admits
+// before routing: connection caps, backend budgets, the screen),
+// gateway/affinity (routes, backends, sessions' decisions),
+// gateway/forward (the forwarding pipeline), gateway/h1 (the HTTP/1
+// server), gateway/metrics (the Prometheus series), gateway/admin,
+// gateway/tlsserve, gateway/accesslog, gateway/config, gateway/tracing.
 //
 // A sticky request's walk (cookie present, its backend alive) crosses
 // each package once on the way in and once on the way out, and nothing
@@ -11,9 +13,9 @@
 //
 //  1. gateway/h1 (or net/http) reads the request and calls the handler;
 //  2. gateway decides whether latch forwards it at all: chi's middleware
-//     (request id, screen.go, recover), then ServeHTTP (serve.go) finds
-//     its route in the table of the moment and starts its
-//     affinity.Session on the route's backends (Route.Begin);
+//     (request id, gateway/admission's screen, recover), then ServeHTTP
+//     (serve.go) finds its route in the table of the moment and starts
+//     its affinity.Session on the route's backends (Route.Begin);
 //  3. gateway/affinity decides where the session goes, in Resolve: the
 //     cookie (session.Codec), the pin from the local cache or the store
 //     (session.Affinity.Resolve, the one store call before forwarding),
@@ -29,9 +31,9 @@
 //     response head goes out: a new or restored pin written (a kept
 //     one's TTL was slid in the background at Resolve), the cookie set
 //     when it must be reissued;
-//  5. gateway counts and logs it: metrics and the access line
-//     (access.go, written by gateway/accesslog); h1 writes the rest of
-//     the response.
+//  5. gateway counts and logs it: metrics (gateway/metrics) and the
+//     access line (access.go, written by gateway/accesslog); h1 writes
+//     the rest of the response.
 //
 // A session whose backend is unusable, or fails mid-loop, is re-pinned
 // between two passes of forward's loop (affinity.Session.Settle: the
@@ -66,10 +68,12 @@ import (
 	"github.com/latchgw/latch/gateway/accesslog"
 	"github.com/latchgw/latch/gateway/acme"
 	"github.com/latchgw/latch/gateway/admin"
+	"github.com/latchgw/latch/gateway/admission"
 	"github.com/latchgw/latch/gateway/affinity"
 	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/gateway/forward"
 	"github.com/latchgw/latch/gateway/h1"
+	"github.com/latchgw/latch/gateway/metrics"
 	"github.com/latchgw/latch/gateway/statuspage"
 	"github.com/latchgw/latch/gateway/tlsserve"
 	"github.com/latchgw/latch/gateway/tracing"
@@ -89,7 +93,7 @@ type Deps struct {
 	Affinity *session.Affinity
 	// Metrics, when set, is the registry of latch's series (share it with
 	// the session layer's observer); nil makes a new one.
-	Metrics *Metrics
+	Metrics *metrics.Series
 	// AccessLog, when set, receives the access log in batches (see
 	// accesslog.New); nil writes access lines through Logger, one by one.
 	// An *accesslog.File is also reopened when renamed or removed.
@@ -121,14 +125,14 @@ type Gateway struct {
 	source    discovery.Source
 	catalog   *discovery.Catalog
 	affinity  *session.Affinity
-	metrics   *Metrics
+	metrics   *metrics.Series
 	fwd       *forward.Forwarder
 	tracing   *tracing.Tracing // nil: off
 	access    *accesslog.Log
 	reopenLog <-chan os.Signal
 	sampler   *statuspage.Sampler
 	admin     *admin.API
-	conns     *connLimit // nil: no connection cap
+	conns     *admission.Caps // nil: no connection cap
 
 	// routes are the routes, their services and sessions' decisions
 	// (gateway/affinity).
@@ -185,15 +189,15 @@ func New(cfg *config.Compiled, deps Deps) (*Gateway, error) {
 		access:    accesslog.New(c.Log, deps.AccessLog, deps.Logger),
 	}
 	if g.metrics == nil {
-		g.metrics = NewMetrics()
+		g.metrics = metrics.New()
 	}
-	g.conns = newConnLimit(c.Server.MaxConnections.Get(), c.Server.MaxConnectionsPerIP, g.metrics)
+	g.conns = admission.NewCaps(c.Server.MaxConnections.Get(), c.Server.MaxConnectionsPerIP, g.metrics)
 	var p [6]byte
 	_, _ = rand.Read(p[:])
 	g.reqPrefix = hex.EncodeToString(p[:]) + "-"
 	if len(c.TLS.Certificates) > 0 {
 		var err error
-		if g.certs, err = tlsserve.NewCerts(c.TLS.Certificates, g.log, g.metrics.reg); err != nil {
+		if g.certs, err = tlsserve.NewCerts(c.TLS.Certificates, g.log, g.metrics.Registry()); err != nil {
 			return nil, err
 		}
 	}
@@ -211,15 +215,15 @@ func New(cfg *config.Compiled, deps Deps) (*Gateway, error) {
 		env.Tracer = g.tracing.Tracer()
 	}
 	g.routes = affinity.NewRoutes(cfg, env)
-	if err := g.metrics.reg.Register(g.routes.Collector()); err != nil {
+	if err := g.metrics.Registry().Register(g.routes.Collector()); err != nil {
 		return nil, fmt.Errorf("gateway: Metrics already serve another gateway: %w", err)
 	}
-	g.sampler = admin.NewSampler(g.metrics.reg, adminState{g}, g.log)
+	g.sampler = admin.NewSampler(g.metrics.Registry(), adminState{g}, g.log)
 	storeKind := "memory"
 	if c.Redis.URL != "" {
 		storeKind = "redis"
 	}
-	g.admin = admin.New(admin.Options{State: adminState{g}, Affinity: g.affinity, Metrics: g.metrics.reg, OpenMetrics: g.tracing != nil,
+	g.admin = admin.New(admin.Options{State: adminState{g}, Affinity: g.affinity, Metrics: g.metrics.Registry(), OpenMetrics: g.tracing != nil,
 		Sampler: g.sampler, Config: c.Admin, StoreKind: storeKind, BackendState: affinity.BackendState, Logger: g.log})
 	return g, nil
 }
@@ -231,7 +235,12 @@ func New(cfg *config.Compiled, deps Deps) (*Gateway, error) {
 // one pattern registered is what makes chi build its middleware chain.
 func (g *Gateway) Handler() http.Handler {
 	r := chi.NewRouter()
-	r.Use(g.requestID, g.screen, middleware.Recoverer)
+	screen := admission.Screen(admission.ScreenOptions{Lenient: g.c.Server.Implementation == "net/http",
+		AllowTrace: g.c.Server.AllowTrace, MaxFields: g.c.Server.MaxHeaderFields.Get(), Caps: g.conns, Observer: g.metrics,
+		Logged: func(req *http.Request, status int) {
+			g.accessLog(req, nil, nil, forward.Result{Status: status}, time.Now())
+		}})
+	r.Use(g.requestID, screen, middleware.Recoverer)
 	if g.c.TLS.HSTS.MaxAge > 0 {
 		r.Use(tlsserve.HSTS(g.c.TLS.HSTS))
 	}
@@ -330,13 +339,13 @@ func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 	var connContext func(context.Context, net.Conn) context.Context
 	var connState func(net.Conn, http.ConnState)
 	if g.conns != nil {
-		connContext, connState = g.conns.connContext, g.conns.connState
+		connContext, connState = g.conns.ConnContext, g.conns.ConnState
 	}
-	connContext = withBackendBudget(connContext, sc.MaxBackendConnectionsPerConnection.Get())
+	connContext = admission.WithBackendBudget(connContext, sc.MaxBackendConnectionsPerConnection.Get())
 	h1s := &h1.Server{Handler: g.Handler(), ReadHeaderTimeout: sc.ReadHeaderTimeout.Get(), ReadTimeout: sc.ReadTimeout,
 		WriteTimeout: sc.WriteTimeout, IdleTimeout: sc.IdleTimeout.Get(), MaxHeaderBytes: sc.MaxHeaderBytes.Get(),
 		MaxHeaderFields: sc.MaxHeaderFields.Get(), MaxHeadMemory: sc.MaxHeaderMemory.Get(), BaseContext: base, Log: g.log, ConnContext: connContext, ConnState: connState,
-		Rejected: g.headRejected}
+		Rejected: admission.HeadRejected(g.metrics)}
 	std := &http.Server{
 		Handler:           g.Handler(),
 		ReadHeaderTimeout: sc.ReadHeaderTimeout.Get(),

@@ -20,6 +20,7 @@ import (
 	"github.com/latchgw/latch/discovery"
 	"github.com/latchgw/latch/gateway/affinity"
 	"github.com/latchgw/latch/gateway/config"
+	"github.com/latchgw/latch/gateway/metrics"
 	"github.com/latchgw/latch/session"
 )
 
@@ -129,12 +130,12 @@ func startGatewayFull(t testing.TB, mutate func(*config.Config), affinity *sessi
 		static.Set(r.Service, list)
 	}
 	codec := testCodec(t)
-	metrics := NewMetrics()
+	series := metrics.New()
 	if affinity == nil {
 		// The session layer reports to the gateway's metrics, as assemble wires it.
-		affinity = session.NewAffinity(session.Options{Store: session.NewMemoryStore(10000, nil), Codec: codec, Logger: log, Metrics: metrics})
+		affinity = session.NewAffinity(session.Options{Store: session.NewMemoryStore(10000, nil), Codec: codec, Logger: log, Metrics: series})
 	}
-	deps := Deps{Logger: log, Source: static, Affinity: affinity, Metrics: metrics}
+	deps := Deps{Logger: log, Source: static, Affinity: affinity, Metrics: series}
 	for _, f := range withDeps {
 		f(&deps)
 	}

@@ -8,7 +8,6 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/latchgw/latch/gateway/h1"
-	"github.com/latchgw/latch/gateway/internal/httpgrammar"
 	"github.com/latchgw/latch/gateway/tlsserve"
 )
 
@@ -24,7 +23,7 @@ import (
 // The HTTP/1.1 Upgrade to h2c (RFC 7540 §3.2) is not served: RFC 9113
 // §3.1 deprecated it, net/http's Protocols left it out, no gRPC client
 // sends it, and it makes a request with a body the first stream of an
-// HTTP/2 connection. dropH2CUpgrade has the request served in HTTP/1.1,
+// HTTP/2 connection. admission's Screen has the request served in HTTP/1.1,
 // as RFC 9110 §7.8 lets a server ignore an Upgrade, and keeps the
 // Upgrade from reaching a backend: one that honoured it would switch the
 // connection latch relays to HTTP/2 and serve every later stream without
@@ -54,10 +53,6 @@ func (g *Gateway) withH2C(srv server, h1s *h1.Server, std *http.Server) server {
 		Timeout: tlsserve.HandshakeTimeout(g.c.Server.ReadHeaderTimeout.Get()), Caps: g.conns, Log: g.log.Warn}
 }
 
-// h2cOff answers HTTP/2's preface on a plain listener without server.h2c
-// (net/http; gateway/h1 answers it 505 as it parses).
-const h2cOff = "latch: HTTP/2 without TLS (h2c) is off: see server.h2c\n"
-
 // h2cPreface is HTTP/2's client connection preface (RFC 9113 §3.4).
 const h2cPreface = http2.ClientPreface
 
@@ -72,29 +67,4 @@ func prefaceSoFar(got []byte) (h2, done bool) {
 		return false, true
 	}
 	return len(got) == len(h2cPreface), len(got) == len(h2cPreface)
-}
-
-// dropH2CUpgrade removes h2c from r's Upgrade, and HTTP2-Settings (the
-// Upgrade's companion, RFC 7540 §3.2.1): latch serves the request in
-// HTTP/1.1 and forwards no h2c upgrade (see the comment at the top). An
-// Upgrade left empty is removed, so the request takes the plain path.
-func dropH2CUpgrade(r *http.Request) {
-	up := r.Header["Upgrade"]
-	if len(up) == 0 || !httpgrammar.ListHas(up, "h2c") {
-		return
-	}
-	var keep []string
-	for _, v := range up {
-		for p := range strings.SplitSeq(v, ",") {
-			if p = httpgrammar.TrimOWS(p); p != "" && !strings.EqualFold(p, "h2c") {
-				keep = append(keep, p)
-			}
-		}
-	}
-	if len(keep) == 0 {
-		r.Header.Del("Upgrade")
-	} else {
-		r.Header["Upgrade"] = []string{strings.Join(keep, ", ")}
-	}
-	r.Header.Del("Http2-Settings")
 }

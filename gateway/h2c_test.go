@@ -173,3 +173,16 @@ func rawRoundTrip(t *testing.T, tg *testGateway, data string) (*http.Response, [
 	body, _ := io.ReadAll(resp.Body)
 	return resp, body
 }
+
+// server.h2c on h1 with no connection cap (server.max_connections: 0):
+// tlsserve.SplitServer was handed a nil cap in a non-nil interface, and
+// the first connection's Admit dereferenced it; the listener serves.
+func TestH2CWithoutConnectionCaps(t *testing.T) {
+	tg := startGateway(t, func(c *config.Config) {
+		c.Server.H2C = true
+		c.Server.MaxConnections = config.Set(0)
+	}, newBackend(t, "a"))
+	if _, status, _ := tg.get(t, "/", ""); status != 200 {
+		t.Fatalf("status %d; want 200", status)
+	}
+}

@@ -112,9 +112,9 @@ func TestH2CLimits(t *testing.T) {
 				// The subtests before have closed theirs; wait for the
 				// server to see it.
 				deadline := time.Now().Add(5 * time.Second)
-				for tg.g.conns.open() != 0 {
+				for counter(t, tg.g, "latch_connections_open", nil) != 0 {
 					if time.Now().After(deadline) {
-						t.Fatalf("%d connections still counted", tg.g.conns.open())
+						t.Fatalf("%v connections still counted", counter(t, tg.g, "latch_connections_open", nil))
 					}
 					time.Sleep(5 * time.Millisecond)
 				}
@@ -231,11 +231,4 @@ func (a *attacker) request(id uint32, extra []hpack.HeaderField) error {
 		rest = rest[n:]
 	}
 	return nil
-}
-
-// open is how many connections l counts.
-func (l *connLimit) open() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.n
 }

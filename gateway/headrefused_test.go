@@ -4,8 +4,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
-
 	"github.com/latchgw/latch/discovery"
 	"github.com/latchgw/latch/gateway/config"
 )
@@ -30,7 +28,7 @@ func TestHeadRefusalsCounted(t *testing.T) {
 		{"host", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
 	} {
 		res := sendRaw(tg.url, c.raw)
-		got := testutil.ToFloat64(tg.g.metrics.reqRefused.WithLabelValues(c.reason))
+		got := counter(t, tg.g, "latch_requests_refused_total", map[string]string{"reason": c.reason})
 		if res.status != c.status || got != 1 {
 			t.Errorf("%s: status %d (want %d), latch_requests_refused_total{reason=%q} = %v; want 1", c.reason, res.status, c.status, c.reason, got)
 		}

@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
-
 	"github.com/latchgw/latch/discovery"
 	"github.com/latchgw/latch/gateway/config"
 )
@@ -176,13 +174,13 @@ func TestHostileInput(t *testing.T) {
 			held = append(held, conn)
 		}
 		over := sendRaw(tg.url, get(""))
-		refused := testutil.ToFloat64(tg.g.metrics.connsRefused.WithLabelValues(c.label))
+		refused := counter(t, tg.g, "latch_connections_refused_total", map[string]string{"limit": c.label})
 		hostileLine(t, fmt.Sprintf("connection %d (%s)", c.held+1, c.gw),
 			"503, close, counted", fmt.Sprintf("%d, closed=%v, latch_connections_refused_total{limit=%q}=%v", over.status, over.closed, c.label, refused),
 			over.status == 503 && over.closed && refused == 1)
 		held[0].Close()
 		waitUntil(t, "the closed connection counted out", func() bool {
-			return testutil.ToFloat64(tg.g.metrics.connsOpen) == float64(c.held-1)
+			return counter(t, tg.g, "latch_connections_open", nil) == float64(c.held-1)
 		})
 		again := sendRaw(tg.url, get(""))
 		hostileLine(t, fmt.Sprintf("a connection after one closed (%s)", c.gw), "200", strconv.Itoa(again.status), again.status == 200)

@@ -92,7 +92,7 @@ func TestMetricsForgetBackendsThatLeave(t *testing.T) {
 		tg.get(t, "/", "")
 	}
 	series := func(id string) int {
-		mfs, err := tg.g.metrics.reg.Gather()
+		mfs, err := tg.g.metrics.Registry().Gather()
 		if err != nil {
 			t.Fatal(err)
 		}

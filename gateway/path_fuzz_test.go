@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
-
 	"github.com/latchgw/latch/discovery"
 	"github.com/latchgw/latch/gateway/config"
 )
@@ -59,14 +57,16 @@ func FuzzRequestPath(f *testing.F) {
 		// that charged it is the one reported.
 		c.Defaults.Breaker.ConsecutiveFailures = config.Set[uint32](1)
 	}, slog.New(panicCounter{&panics}), []discovery.Backend{{ID: "b", Service: "web", Addr: strings.TrimPrefix(backend.URL, "http://"), Weight: 1, Health: discovery.Passing}})
-	opened := tg.g.metrics.breakerTrans.WithLabelValues("web", "b", "open")
+	opened := func(t testing.TB) float64 {
+		return counter(t, tg.g, "latch_breaker_transitions_total", map[string]string{"service": "web", "backend": "b", "to": "open"})
+	}
 	addr := strings.TrimPrefix(tg.url, "http://")
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) > 64<<10 {
 			return
 		}
-		before, openedBefore := seq.Load(), testutil.ToFloat64(opened)
+		before, openedBefore := seq.Load(), opened(t)
 		out := exchangeRaw(t, addr, data)
 		answered := seq.Load() - before
 		if bytes.Contains(out, []byte("HTTP/1.1 500 ")) || bytes.Contains(out, []byte("HTTP/1.0 500 ")) || panics.Load() > 0 {
@@ -82,7 +82,7 @@ func FuzzRequestPath(f *testing.F) {
 		if int64(len(seen)) > answered {
 			t.Fatalf("%q: %d backend answers relayed, the backend gave %d", data, len(seen), answered)
 		}
-		if testutil.ToFloat64(opened) > openedBefore {
+		if opened(t) > openedBefore {
 			t.Fatalf("%q: the backend's breaker opened", data)
 		}
 	})

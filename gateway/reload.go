@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"time"
 
 	"github.com/latchgw/latch/discovery"
 	"github.com/latchgw/latch/gateway/admin"
@@ -56,18 +55,17 @@ func (g *Gateway) ReloadConfig() (ReloadResult, error) {
 	}
 	cc, err := g.load()
 	if err != nil {
-		g.metrics.reloads.WithLabelValues("error").Inc()
+		g.metrics.Reloaded(false)
 		g.log.Error("configuration reload refused: nothing changed", "err", err)
 		return ReloadResult{}, err
 	}
 	res, err := g.apply(cc)
 	if err != nil {
-		g.metrics.reloads.WithLabelValues("error").Inc()
+		g.metrics.Reloaded(false)
 		g.log.Error("configuration reload refused: nothing changed", "err", err)
 		return ReloadResult{}, err
 	}
-	g.metrics.reloads.WithLabelValues("ok").Inc()
-	g.metrics.reloadedAt.Set(float64(time.Now().UnixNano()) / 1e9)
+	g.metrics.Reloaded(true)
 	g.setPendingRestart(res.NeedsRestart)
 	if len(res.NeedsRestart) > 0 {
 		g.log.Warn("configuration reload: changes that need a restart are not applied until latch restarts", "fields", res.NeedsRestart)
@@ -82,10 +80,7 @@ func (g *Gateway) setPendingRestart(fields []string) {
 	g.mu.Lock()
 	g.pendingRestart = slices.Clone(fields)
 	g.mu.Unlock()
-	g.metrics.restartPending.Reset()
-	for _, f := range fields {
-		g.metrics.restartPending.WithLabelValues(f).Set(1)
-	}
+	g.metrics.RestartPending(fields)
 }
 
 // PendingRestart lists the settings the configuration last read changes

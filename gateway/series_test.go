@@ -10,9 +10,9 @@ import (
 
 // seriesValue reads one series of the gateway's registry: a counter's
 // value or a histogram's count; -1 when the series does not exist.
-func seriesValue(t *testing.T, g *Gateway, name string, labels map[string]string) float64 {
+func seriesValue(t testing.TB, g *Gateway, name string, labels map[string]string) float64 {
 	t.Helper()
-	families, err := g.metrics.reg.Gather()
+	families, err := g.metrics.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,6 +35,14 @@ func seriesValue(t *testing.T, g *Gateway, name string, labels map[string]string
 		}
 	}
 	return -1
+}
+
+// counter reads a counter or gauge of the gateway's registry as
+// testutil.ToFloat64 on its vector's WithLabelValues would: a series not
+// created yet is 0.
+func counter(t testing.TB, g *Gateway, name string, labels map[string]string) float64 {
+	t.Helper()
+	return max(seriesValue(t, g, name, labels), 0)
 }
 
 func metricValue(m *dto.Metric) float64 {

@@ -43,7 +43,7 @@ func TestLeastSessionsCountsWired(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond) // polling interval
 	}
-	families, err := tg.g.metrics.reg.Gather()
+	families, err := tg.g.metrics.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
-
 	"github.com/latchgw/latch/gateway/config"
 )
 
@@ -50,8 +48,10 @@ func TestTLSHandshakesCountAgainstCaps(t *testing.T) {
 					}
 				}, backend)
 				addr := strings.TrimPrefix(tg.url, "https://")
-				open := func() float64 { return testutil.ToFloat64(tg.g.metrics.connsOpen) }
-				refused := func() float64 { return testutil.ToFloat64(tg.g.metrics.connsRefused.WithLabelValues(cap.label)) }
+				open := func() float64 { return counter(t, tg.g, "latch_connections_open", nil) }
+				refused := func() float64 {
+					return counter(t, tg.g, "latch_connections_refused_total", map[string]string{"limit": cap.label})
+				}
 
 				var stalled []net.Conn
 				for range n {

@@ -1,4 +1,10 @@
-package gateway
+// Package metrics owns latch's Prometheus series and their registry:
+// their names, help texts and buckets, and the observers the other
+// packages count through (affinity.Metrics, forward.Observer,
+// session.Observer, admission.Observer), all satisfied by *Series. The
+// registry itself is handed to those that serve or read it (the /metrics
+// endpoint, the status page's sampler, tlsserve's certificate series).
+package metrics
 
 import (
 	"time"
@@ -7,14 +13,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/latchgw/latch/discovery"
+	"github.com/latchgw/latch/gateway/admission"
 	"github.com/latchgw/latch/gateway/affinity"
+	"github.com/latchgw/latch/gateway/forward"
 	"github.com/latchgw/latch/policy"
 	"github.com/latchgw/latch/session"
 )
 
-// Metrics are latch's Prometheus series. Names follow the Prometheus
-// conventions: latch_ prefix, _total counters, _seconds durations.
-type Metrics struct {
+// Series are latch's Prometheus series. Names follow the Prometheus
+// conventions: latch_ prefix, _total counters, _seconds durations. Its
+// methods are safe for concurrent use.
+type Series struct {
 	reg *prometheus.Registry
 
 	requests       *prometheus.CounterVec            // route, backend, code (1xx..5xx)
@@ -43,15 +52,15 @@ type Metrics struct {
 	reloads        *prometheus.CounterVec // result (ok, error)
 	reloadedAt     prometheus.Gauge       // unix time of the last applied reload
 	restartPending *prometheus.GaugeVec   // section: 1 while a reload left it waiting for a restart
-	connsOpen      prometheus.Gauge       // conns.go
+	connsOpen      prometheus.Gauge       // the public listener's connection caps
 	connsRefused   *prometheus.CounterVec // limit
 	reqRefused     *prometheus.CounterVec // reason
 }
 
-// NewMetrics registers latch's series in a registry of their own. It also
+// New registers latch's series in a registry of their own. It also
 // implements the session layer's observer: pass it as session.Options.Metrics.
-func NewMetrics() *Metrics {
-	m := &Metrics{reg: prometheus.NewRegistry()}
+func New() *Series {
+	m := &Series{reg: prometheus.NewRegistry()}
 	latency := []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "latch_requests_total", Help: "Requests answered, by route, backend and status class.",
@@ -136,15 +145,19 @@ func NewMetrics() *Metrics {
 	return m
 }
 
-var _ affinity.Metrics = (*Metrics)(nil)
+var (
+	_ affinity.Metrics   = (*Series)(nil)
+	_ forward.Observer   = (*Series)(nil)
+	_ admission.Observer = (*Series)(nil)
+)
 
 // Vectors are the request path's series (affinity.Metrics).
-func (m *Metrics) Vectors() affinity.Vectors {
+func (m *Series) Vectors() affinity.Vectors {
 	return affinity.Vectors{Requests: m.requests, Duration: m.duration, Upstream: m.upstreamDur, Sessions: m.sessions}
 }
 
 // PanicMode records whether service is in panic mode (affinity.Metrics).
-func (m *Metrics) PanicMode(service string, on bool) {
+func (m *Series) PanicMode(service string, on bool) {
 	v := 0.0
 	if on {
 		v = 1
@@ -153,31 +166,31 @@ func (m *Metrics) PanicMode(service string, on bool) {
 }
 
 // Retry counts a request sent to another backend (forward.Observer).
-func (m *Metrics) Retry(route string) { m.retries.WithLabelValues(route).Inc() }
+func (m *Series) Retry(route string) { m.retries.WithLabelValues(route).Inc() }
 
 // ClientError counts a request body the client broke (forward.Observer).
-func (m *Metrics) ClientError(route, cause string) {
+func (m *Series) ClientError(route, cause string) {
 	m.clientErrors.WithLabelValues(route, cause).Inc()
 }
 
 // Refused counts a request refused before any backend was asked
 // (forward.Observer), in latch_requests_refused_total.
-func (m *Metrics) Refused(cause string) { m.reqRefused.WithLabelValues(cause).Inc() }
+func (m *Series) Refused(cause string) { m.reqRefused.WithLabelValues(cause).Inc() }
 
 // Fallback counts a pick handed on along route's chain (affinity.Metrics).
-func (m *Metrics) Fallback(route, from, to string) {
+func (m *Series) Fallback(route, from, to string) {
 	m.fallbacks.WithLabelValues(route, from, to).Inc()
 }
 
 // BreakerChange counts a transition; latch_breaker_state itself is read
 // at scrape time (affinity's collector) (affinity.Metrics).
-func (m *Metrics) BreakerChange(service, backend string, to policy.BreakerState) {
+func (m *Series) BreakerChange(service, backend string, to policy.BreakerState) {
 	m.breakerTrans.WithLabelValues(service, backend, to.String()).Inc()
 }
 
 // BackendGone deletes the series of a backend that left service, so
 // backends that come and go do not pile up series (affinity.Metrics).
-func (m *Metrics) BackendGone(service string, routes []string, backend string) {
+func (m *Series) BackendGone(service string, routes []string, backend string) {
 	for _, r := range routes {
 		m.requests.DeletePartialMatch(prometheus.Labels{"route": r, "backend": backend})
 		m.upstreamDur.DeletePartialMatch(prometheus.Labels{"route": r, "backend": backend})
@@ -189,7 +202,7 @@ func (m *Metrics) BackendGone(service string, routes []string, backend string) {
 // DiscoveryStart creates a service's discovery series before its first
 // snapshot: stale until Consul has answered, never fresh, so an alert on
 // them fires when Consul is down at start (affinity.Metrics).
-func (m *Metrics) DiscoveryStart(service string) {
+func (m *Series) DiscoveryStart(service string) {
 	m.discStale.WithLabelValues(service).Set(1)
 	m.discLastOK.WithLabelValues(service).Set(0)
 	m.discHeld.WithLabelValues(service)
@@ -197,7 +210,7 @@ func (m *Metrics) DiscoveryStart(service string) {
 
 // DiscoveryUpdate records a snapshot; prev is the one before (nil at
 // first) (affinity.Metrics).
-func (m *Metrics) DiscoveryUpdate(service string, s discovery.Snapshot, prev *discovery.Snapshot) {
+func (m *Series) DiscoveryUpdate(service string, s discovery.Snapshot, prev *discovery.Snapshot) {
 	m.discUpdates.WithLabelValues(service).Inc()
 	if s.Held && (prev == nil || !prev.Held) {
 		m.discHeld.WithLabelValues(service).Inc()
@@ -217,37 +230,37 @@ func (m *Metrics) DiscoveryUpdate(service string, s discovery.Snapshot, prev *di
 	}
 }
 
-// The session layer's observer (session.Observer): NewMetrics' result is
+// The session layer's observer (session.Observer): New's result is
 // passed as session.Options.Metrics.
-var _ session.Observer = (*Metrics)(nil)
+var _ session.Observer = (*Series)(nil)
 
 // StoreError counts a failed session store call, by operation.
-func (m *Metrics) StoreError(op string) { m.storeErrors.WithLabelValues(op).Inc() }
+func (m *Series) StoreError(op string) { m.storeErrors.WithLabelValues(op).Inc() }
 
 // StoreLatency observes a session store call's latency, by operation.
-func (m *Metrics) StoreLatency(op string, d time.Duration) {
+func (m *Series) StoreLatency(op string, d time.Duration) {
 	m.storeDuration.WithLabelValues(op).Observe(d.Seconds())
 }
 
 // CacheHit counts a local session cache lookup that found its session.
-func (m *Metrics) CacheHit() {
+func (m *Series) CacheHit() {
 	m.cacheHit.Get(func() prometheus.Counter { return m.cache.WithLabelValues("hit") }).Inc()
 }
 
 // CacheMiss counts a local session cache lookup that did not.
-func (m *Metrics) CacheMiss() {
+func (m *Series) CacheMiss() {
 	m.cacheMiss.Get(func() prometheus.Counter { return m.cache.WithLabelValues("miss") }).Inc()
 }
 
 // Expired counts a session whose pin had expired when its client came back.
-func (m *Metrics) Expired() { m.expired.Inc() }
+func (m *Series) Expired() { m.expired.Inc() }
 
 // Resigned counts a cookie signed with an old secret, reissued under the
 // first.
-func (m *Metrics) Resigned() { m.reissued.Inc() }
+func (m *Series) Resigned() { m.reissued.Inc() }
 
 // registerSessionCounts adds the refresh's staleness gauge to m.
-func (m *Metrics) registerSessionCounts() {
+func (m *Series) registerSessionCounts() {
 	m.countsAge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "latch_session_counts_age_seconds", Help: "Age of the live-session counts least_sessions works from (time since the last successful read from the session store), by service; it grows while the store is unreachable.",
 	}, []string{"service"})
@@ -255,10 +268,62 @@ func (m *Metrics) registerSessionCounts() {
 }
 
 // TagConflicts records how many tag routes are ignored (affinity.Metrics).
-func (m *Metrics) TagConflicts(n int) { m.tagConflicts.Set(float64(n)) }
+func (m *Series) TagConflicts(n int) { m.tagConflicts.Set(float64(n)) }
 
 // SessionCountsAge records how old least_sessions' counts of service are
 // (affinity.Metrics).
-func (m *Metrics) SessionCountsAge(service string, age time.Duration) {
+func (m *Series) SessionCountsAge(service string, age time.Duration) {
 	m.countsAge.WithLabelValues(service).Set(age.Seconds())
+}
+
+// registerServer adds the public listener's series: connections open and
+// refused, requests refused before routing.
+func (m *Series) registerServer() {
+	m.connsOpen = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "latch_connections_open", Help: "Client connections open on the public listener and counted against server.max_connections.",
+	})
+	m.connsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "latch_connections_refused_total", Help: "Client connections refused (503 and closed; with TLS on h1, closed before the handshake) by a cap: total (server.max_connections) or per_ip (server.max_connections_per_ip).",
+	}, []string{"limit"})
+	m.reqRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "latch_requests_refused_total", Help: "Requests refused before routing, by reason: connect (501), trace (405), upgrade (400, malformed Upgrade), host (400, empty Host), target (400, non-ASCII target), conn_backends (503, its client connection held server.max_backend_connections_per_connection past the queue wait); and, on gateway/h1, each head refused before routing by its kind: request_line, header_line, host, too_many_fields (431), head_too_large (431), head_memory (503, server.max_header_memory taken), expect (417), truncated, ….",
+	}, []string{"reason"})
+	m.reg.MustRegister(m.connsOpen, m.connsRefused, m.reqRefused)
+}
+
+// Registry is the registry every series is in: the /metrics endpoint
+// serves it; collectors of other packages register in it.
+func (m *Series) Registry() *prometheus.Registry { return m.reg }
+
+// ConnOpened counts a client connection admitted on the public listener
+// (latch_connections_open).
+func (m *Series) ConnOpened() { m.connsOpen.Inc() }
+
+// ConnClosed counts an admitted client connection out.
+func (m *Series) ConnClosed() { m.connsOpen.Dec() }
+
+// ConnRefused counts a client connection a cap refused: limit is "total"
+// or "per_ip" (latch_connections_refused_total).
+func (m *Series) ConnRefused(limit string) { m.connsRefused.WithLabelValues(limit).Inc() }
+
+// Reloaded counts a configuration reload, applied (ok) or refused; an
+// applied one also sets the time of the last (latch_config_reload_total,
+// latch_config_last_reload_success_timestamp_seconds).
+func (m *Series) Reloaded(ok bool) {
+	if !ok {
+		m.reloads.WithLabelValues("error").Inc()
+		return
+	}
+	m.reloads.WithLabelValues("ok").Inc()
+	m.reloadedAt.Set(float64(time.Now().UnixNano()) / 1e9)
+}
+
+// RestartPending records the configuration sections the last reload left
+// waiting for a restart (latch_config_restart_pending), replacing the
+// previous list.
+func (m *Series) RestartPending(sections []string) {
+	m.restartPending.Reset()
+	for _, f := range sections {
+		m.restartPending.WithLabelValues(f).Set(1)
+	}
 }

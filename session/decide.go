@@ -273,6 +273,21 @@ func (d *Decision) Picked(bs Backends, b string) (repin bool) {
 	return true
 }
 
+// Declined is called when backend b, the session's kept backend,
+// answered the request with a status the route retries on
+// (retry.on_status), and the policy is about to pick another. A session
+// keyed on a header is detoured: the other backend serves this request
+// and the pin stays (Picked then asks for no re-pin). Issue 27: re-pinned
+// as a cookie session is, it could be moved by anyone who knew the
+// header's value (a bearer token, a user id) by provoking such answers;
+// latch's cookie is a random signed id only its holder has, and a cookie
+// session still moves with the answer.
+func (d *Decision) Declined(req Request, b string) {
+	if req.FromHeader && d.HasID && d.Pinned == b && (d.Kind == KindSticky || d.Kind == KindRestored) {
+		d.Kind = KindDetoured
+	}
+}
+
 // Repick re-pins d's session to b, the policy's pick, after Picked said
 // so: with compare-and-swap, so two replicas racing on one session agree
 // on the winner, which is returned (b, or the other replica's choice; the

@@ -70,3 +70,48 @@ func TestHeaderSession(t *testing.T) {
 		t.Fatalf("no header: %+v; want no session", d)
 	}
 }
+
+// Issue 27: the kept backend answered with a retry.on_status code and the
+// policy picked b. A header session is detoured (b serves the request, the
+// pin stays on a: anyone who knows a header's value could otherwise move
+// the session); a cookie session moves to b, as before; and a decline by
+// a backend the session is not pinned to changes nothing.
+func TestDeclinedDetoursHeaderSession(t *testing.T) {
+	for _, tt := range []struct {
+		name       string
+		fromHeader bool
+		declinedBy string
+		wantKind   Kind
+		wantPin    string
+	}{
+		{"header session", true, "a", KindDetoured, "a"},
+		{"header session, another backend declined", true, "c", KindRepinned, "b"},
+		{"cookie session", false, "a", KindRepinned, "b"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			a := NewAffinity(Options{Store: NewMemoryStore(100, nil), Codec: codec(t, newSecret)})
+			bs := fakeBackends{usable: map[string]bool{"a": true, "b": true}}
+			req := Request{Service: "web", TTL: time.Minute}
+			if tt.fromHeader {
+				req.FromHeader, req.AppValue = true, "bearer-token"
+			}
+			d := a.Resolve(ctx, req, bs)
+			ck, _ := a.Commit(ctx, req, &d, bs, "a", "")
+			if !tt.fromHeader {
+				req.Cookie = a.Codec().Encode(ck)
+			}
+			if d = a.Resolve(ctx, req, bs); d.Kind != KindSticky || d.Backend != "a" {
+				t.Fatalf("second request: %+v; want kept on a", d)
+			}
+			d.Declined(req, tt.declinedBy)
+			if got := picked(ctx, a, req, &d, bs, "b"); got != "b" || d.Kind != tt.wantKind {
+				t.Fatalf("b picked after %s declined: served by %s, kind %v; want b, %v", tt.declinedBy, got, d.Kind, tt.wantKind)
+			}
+			a.Commit(ctx, req, &d, bs, "b", "")
+			if d = a.Resolve(ctx, req, bs); d.Backend != tt.wantPin {
+				t.Fatalf("next request: %+v; want it on %s", d, tt.wantPin)
+			}
+		})
+	}
+}

@@ -31,6 +31,9 @@ type Session struct {
 	asked  bool
 	// repin is the policy's pick waiting on a re-pin (Settle).
 	repin *policy.Backend
+	// declined is the backend that last answered with a status the route
+	// retries on (Declined), until the next Pick.
+	declined *policy.Backend
 	// last is the backend the session layer's last lookup by id found:
 	// Decide asks of one backend several times.
 	last *policy.Backend
@@ -45,6 +48,7 @@ var sessions = sync.Pool{New: func() any {
 
 var (
 	_ forward.Picker   = (*Session)(nil)
+	_ forward.Decliner = (*Session)(nil)
 	_ session.Backends = (*Session)(nil)
 )
 
@@ -99,9 +103,14 @@ func (s *Session) Pick(r *http.Request, skip *policy.Skip) (*policy.Backend, fun
 		}
 		s.repin = nil
 	}
+	declined := s.declined
+	s.declined = nil
 	b, err := s.rs.chain.Pick(r, *skip)
 	if err != nil {
 		return nil, nil
+	}
+	if s.rt.sticky && declined != nil {
+		s.sess.Declined(s.req, declined.ID)
 	}
 	if s.rt.sticky && s.sess.Picked(s, b.ID) {
 		s.repin = b
@@ -109,6 +118,11 @@ func (s *Session) Pick(r *http.Request, skip *policy.Skip) (*policy.Backend, fun
 	}
 	return b, s.done
 }
+
+// Declined notes that b answered with a status the route retries on
+// (forward.Decliner): the next Pick tells the session's decision, which
+// detours a header session rather than re-pin it.
+func (s *Session) Declined(b *policy.Backend) { s.declined = b }
 
 // Waiting reports whether the last Pick's nil holds back a pick that
 // waits on a re-pin.

@@ -71,6 +71,16 @@ type Picker interface {
 	Upstream(b *policy.Backend, toHeaders time.Duration)
 }
 
+// Decliner is a Picker told why it is asked again: Declined(b) runs just
+// before the Pick that follows backend b's answer with a retry.on_status
+// code, an answer the backend gave (it is up) and that is dropped for
+// another backend's. A pick after a failed attempt (no answer) follows no
+// Declined. Like Pick it runs on the request's goroutine, never blocks
+// and does no I/O.
+type Decliner interface {
+	Declined(b *policy.Backend)
+}
+
 // Observer receives the pipeline's measurements (Prometheus in the
 // gateway). Methods must be cheap and safe for concurrent use.
 type Observer interface {

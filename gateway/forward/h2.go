@@ -1,6 +1,8 @@
 package forward
 
 import (
+	"context"
+	"net"
 	"net/http"
 	"time"
 
@@ -40,14 +42,26 @@ func (f *Forwarder) h2For(spec *config.Spec) *http.Transport {
 		p.SetUnencryptedHTTP2(true)
 	} else {
 		p.SetHTTP2(true)
-		// The Transport adds "h2" to the config's NextProtos: a copy, as
-		// the route's config is shared with its HTTP/1.1 pool.
-		t.TLSClientConfig = spec.BackendTLS().Clone()
+		// Issue 27: the Transport's own handshake failed untyped, and a
+		// POST (every gRPC call) to a backend whose certificate the
+		// route does not trust got 502 where nothing had been sent.
+		// The handshake is the HTTP/1.1 pools' (handshake: a dial
+		// error, bounded by the dial timeout), offering h2 only; the
+		// config is a copy, as the route's is shared with its HTTP/1.1
+		// pool.
+		tc := spec.BackendTLS().Clone()
+		tc.NextProtos = []string{"h2"}
+		t.TLSClientConfig = tc
+		dial, timeout := t.DialContext, f.cfg.DialTimeout.Get()
+		t.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			nc, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return handshake(ctx, nc, tc, addr, timeout)
+		}
 	}
 	t.Protocols = &p
-	// The Transport handshakes itself here (not handshake's dialError
-	// path): bound it by the dial timeout, as the HTTP/1.1 pools are.
-	t.TLSHandshakeTimeout = f.cfg.DialTimeout.Get()
 	// A backend gone without a FIN (a crashed host, a cut link) would hold
 	// every stream on its one connection until the kernel gave up: ping a
 	// connection that has read nothing for a while, and close it when the

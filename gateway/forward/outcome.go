@@ -46,6 +46,9 @@ func (x *exchange) answered(r *http.Request, code int) (retry bool) {
 	}
 	skip := x.skip
 	skip.Add(x.backend)
+	if d, ok := x.picker.(Decliner); ok {
+		d.Declined(x.backend)
+	}
 	next, done := x.picker.Pick(r, &skip)
 	// A backend waiting on the picker's re-pin is there too: the loop
 	// settles it before its next pass.

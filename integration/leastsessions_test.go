@@ -109,8 +109,9 @@ func TestLeastSessionsTable(t *testing.T) {
 		// No assertion on the refill: least_sessions measured no better
 		// than p2c here (see the report of issue 26), which is printed.
 	}
-	{
-		r := startSessionsRig(t, consul, redis, "least_sessions")
+	for _, pol := range []string{"p2c", "least_sessions"} {
+		down := harness.StartRedis(t) // killed: one for each policy
+		r := startSessionsRig(t, consul, down, pol)
 		for i := 1; i <= 4; i++ {
 			r.addBackend(t, i)
 		}
@@ -119,13 +120,13 @@ func TestLeastSessionsTable(t *testing.T) {
 		var killed bool
 		r.newSessions(t, 200, func(i int) {
 			if i == 100 && !killed {
-				redis.Kill(t)
+				down.Kill(t)
 				killed = true
 			}
 		})
-		rows = append(rows, fmt.Sprintf("redis down     %-15s new sessions per backend %v  failed %d", "least_sessions", r.picked(), r.failed.Load()))
+		rows = append(rows, fmt.Sprintf("redis down     %-15s new sessions per backend %v  failed %d", pol, r.picked(), r.failed.Load()))
 		if n := r.failed.Load(); n != 0 {
-			t.Errorf("Redis down: %d requests failed", n)
+			t.Errorf("%s, Redis down: %d requests failed", pol, n)
 		}
 	}
 	t.Logf("issue 26 table:\n%s", strings.Join(rows, "\n"))

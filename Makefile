@@ -83,7 +83,7 @@ demo: redis build
 # wrk as the load tool; a few minutes).
 bench: tools bench-tools
 	$(GO) test -run '^$$' -bench . -benchmem ./policy/ ./session/ ./gateway/ ./gateway/accesslog/ ./gateway/h1/
-	$(GO) test -run '^$$' -bench 'BenchmarkRedisMemoryPerSession' -benchtime 1x ./integration/
+	$(GO) test -run '^$$' -bench 'BenchmarkRedisMemory' -benchtime 1x ./integration/
 	$(GO) test -run '^$$' -bench 'BenchmarkCookielessRedis' -benchtime 1000000x -timeout 30m ./integration/
 	$(GO) test -run '^$$' -bench 'BenchmarkInvalidation' -benchtime 200x ./integration/
 	$(GO) test -run '^$$' -bench 'BenchmarkLoad' -benchtime 1x -timeout 20m ./integration/

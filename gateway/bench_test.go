@@ -88,11 +88,7 @@ func BenchmarkScale(b *testing.B) {
 
 // benchScale pins nSessions sessions over the first used of nBackends.
 func benchScale(b *testing.B, nBackends, nSessions, used int) {
-	list := make([]discovery.Backend, nBackends)
-	for i := range list {
-		list[i] = discovery.Backend{ID: fmt.Sprintf("web-%d", i), Service: "web",
-			Addr: fmt.Sprintf("10.0.%d.%d:8080", i/256, i%256), Weight: 1, Health: discovery.Passing}
-	}
+	list := pipeBackends(nBackends)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	affinity := session.NewAffinity(session.Options{
 		Store:     session.NewMemoryStore(nSessions+1000, nil),
@@ -101,13 +97,7 @@ func benchScale(b *testing.B, nBackends, nSessions, used int) {
 		Logger:    log,
 	})
 	tg := startGatewayWith(b, nil, affinity, list)
-	var dials atomic.Int64
-	tg.g.fwd.SetDial(func(context.Context, string, string) (net.Conn, error) {
-		dials.Add(1)
-		c, backend := net.Pipe()
-		go answerCanned(backend)
-		return c, nil
-	})
+	dials := dialPipes(tg)
 
 	codec := tg.g.affinity.Codec()
 	ttl := firstRoute(tg.g).Spec().Route().Sticky.TTL.Get()
@@ -142,4 +132,28 @@ func benchScale(b *testing.B, nBackends, nSessions, used int) {
 		serve(i)
 	}
 	b.ReportMetric(float64(dials.Load())/float64(b.N), "dials/op")
+}
+
+// pipeBackends lists n passing backends of service web, web-0 to web-<n-1>,
+// for dialPipes.
+func pipeBackends(n int) []discovery.Backend {
+	list := make([]discovery.Backend, n)
+	for i := range list {
+		list[i] = discovery.Backend{ID: fmt.Sprintf("web-%d", i), Service: "web",
+			Addr: fmt.Sprintf("10.0.%d.%d:8080", i/256, i%256), Weight: 1, Health: discovery.Passing}
+	}
+	return list
+}
+
+// dialPipes makes tg's backend connections in-memory pipes answering a
+// canned 200, and counts the dials.
+func dialPipes(tg *testGateway) *atomic.Int64 {
+	var dials atomic.Int64
+	tg.g.fwd.SetDial(func(context.Context, string, string) (net.Conn, error) {
+		dials.Add(1)
+		c, backend := net.Pipe()
+		go answerCanned(backend)
+		return c, nil
+	})
+	return &dials
 }

@@ -17,20 +17,23 @@ import (
 
 // blockingStore is a memory store that, once blocked, holds every call
 // until the test ends or the call's context ends (the session layer's
-// timeout, as go-redis honours it). It counts the calls made from inside
-// the picker's Pick, from the resolve and from a re-pin's settling, by the
-// functions on the caller's stack (store calls run on the caller's
-// goroutine).
+// timeout, as go-redis honours it). It counts its calls, and those made
+// from inside the picker's Pick, from the resolve and from a re-pin's
+// settling, by the functions on the caller's stack (store calls run on the
+// caller's goroutine). Sessions (the live-session counts) is counted apart
+// and never blocks.
 type blockingStore struct {
 	*session.MemoryStore
 	blocked atomic.Bool
 	end     chan struct{} // closed when the test ends
+	calls   atomic.Int64  // every call but Sessions
+	counts  atomic.Int64  // Sessions calls
 
 	mu      sync.Mutex
 	callers map[string]int // "pick", "resolve", "settle": calls seen from there
 }
 
-func newBlockingStore(t *testing.T) *blockingStore {
+func newBlockingStore(t testing.TB) *blockingStore {
 	s := &blockingStore{MemoryStore: session.NewMemoryStore(1000, nil), end: make(chan struct{}), callers: map[string]int{}}
 	t.Cleanup(func() { close(s.end) })
 	return s
@@ -39,6 +42,7 @@ func newBlockingStore(t *testing.T) *blockingStore {
 // called notes the caller and, while blocked, waits for the test's end
 // or ctx's.
 func (s *blockingStore) called(ctx context.Context) error {
+	s.calls.Add(1)
 	pcs := make([]uintptr, 64)
 	frames := runtime.CallersFrames(pcs[:runtime.Callers(2, pcs)])
 	seen := map[string]bool{}
@@ -75,6 +79,11 @@ func (s *blockingStore) count(from string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.callers[from]
+}
+
+func (s *blockingStore) Sessions(ctx context.Context, service string, backends []string) (map[string]int64, error) {
+	s.counts.Add(1)
+	return s.MemoryStore.Sessions(ctx, service, backends)
 }
 
 func (s *blockingStore) Get(ctx context.Context, key string) (string, bool, error) {

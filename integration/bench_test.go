@@ -70,7 +70,10 @@ import (
 // the latch under test with gateway/h1 (server.implementation; the
 // baseline keeps its default): LATCH_BENCH_BASELINE=bin/latch with it
 // compares the two servers in one run; LATCH_BENCH_BASELINE_SERVER sets
-// the baseline's. LATCH_BENCH_ONLY=direct,sticky,haproxy sticky runs only
+// the baseline's. LATCH_BENCH_POLICY=least_sessions sets the policy of the
+// latch under test (the baseline keeps the default: with
+// LATCH_BENCH_BASELINE=bin/latch, one run compares the two policies).
+// LATCH_BENCH_ONLY=direct,sticky,haproxy sticky runs only
 // the scenarios named (comma-separated; a bar runs when one of its
 // scenarios is named; sticky@half needs sticky; "sticky tls,haproxy
 // sticky tls": the TLS rows).
@@ -119,8 +122,9 @@ func BenchmarkLoad(b *testing.B) {
 	}
 	cert := newBenchCert(b)
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: cert.client}}
-	// start runs a latch process; tlsOn serves cert (the TLS row).
-	start := func(bin, server string, tlsOn bool) latch {
+	// start runs a latch process; policy, if set, is its routes' policy;
+	// tlsOn serves cert (the TLS row).
+	start := func(bin, server, policy string, tlsOn bool) latch {
 		port, adminPort := harness.FreePort(b), harness.FreePort(b)
 		args := []string{"-listen", fmt.Sprintf("127.0.0.1:%d", port),
 			"-admin-listen", fmt.Sprintf("127.0.0.1:%d", adminPort), "-consul", c.HTTPAddr, "-service", "web",
@@ -129,6 +133,9 @@ func BenchmarkLoad(b *testing.B) {
 		yaml, scheme := "", "http"
 		if server != "" {
 			yaml = "server:\n  implementation: " + server + "\n"
+		}
+		if policy != "" {
+			yaml += "defaults:\n  policy: [" + policy + "]\n"
 		}
 		if tlsOn {
 			yaml, scheme = yaml+cert.yaml(), "https"
@@ -146,10 +153,10 @@ func BenchmarkLoad(b *testing.B) {
 		seenAllB(b, client, l.url, "web-1", "web-2", "web-3", "web-4")
 		return l
 	}
-	cur := start(harness.Binaries(b)+"/latch", os.Getenv("LATCH_BENCH_SERVER"), false)
+	cur := start(harness.Binaries(b)+"/latch", os.Getenv("LATCH_BENCH_SERVER"), os.Getenv("LATCH_BENCH_POLICY"), false)
 	var base latch
 	if baseline != "" {
-		base = start(baseline, os.Getenv("LATCH_BENCH_BASELINE_SERVER"), false)
+		base = start(baseline, os.Getenv("LATCH_BENCH_BASELINE_SERVER"), "", false)
 	}
 
 	// 10,000 established sessions (both latch processes share Redis and
@@ -295,7 +302,7 @@ func BenchmarkLoad(b *testing.B) {
 	// reconnect) through a second latch process serving cert, and through
 	// HAProxy with the same certificate: what terminating TLS costs.
 	if wanted("sticky tls") {
-		tl := start(harness.Binaries(b)+"/latch", os.Getenv("LATCH_BENCH_SERVER"), true)
+		tl := start(harness.Binaries(b)+"/latch", os.Getenv("LATCH_BENCH_SERVER"), os.Getenv("LATCH_BENCH_POLICY"), true)
 		run("sticky tls", "sticky tls", tl, tl.proc, loadgen.Options{URL: tl.url, Cookies: cookies, TLS: cert.client}, true)
 		tl.proc.Stop()
 	}
@@ -320,11 +327,11 @@ func BenchmarkLoad(b *testing.B) {
 		if baseline != "" {
 			base.proc.Stop()
 		}
-		fresh := start(harness.Binaries(b)+"/latch", os.Getenv("LATCH_BENCH_SERVER"), false)
+		fresh := start(harness.Binaries(b)+"/latch", os.Getenv("LATCH_BENCH_SERVER"), os.Getenv("LATCH_BENCH_POLICY"), false)
 		mem = append(mem, measureIdle(b, "latch", fresh.url, cookies[0], fresh.proc, idle))
 		fresh.proc.Stop()
 		if baseline != "" {
-			fresh := start(baseline, os.Getenv("LATCH_BENCH_BASELINE_SERVER"), false)
+			fresh := start(baseline, os.Getenv("LATCH_BENCH_BASELINE_SERVER"), "", false)
 			mem = append(mem, measureIdle(b, "latch (baseline)", fresh.url, cookies[0], fresh.proc, idle))
 			fresh.proc.Stop()
 		}

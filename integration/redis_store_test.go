@@ -168,6 +168,48 @@ func TestRedisSessionCountsLive(t *testing.T) {
 	}
 }
 
+// Issue 26: the live-count sorted sets are trimmed by the writes too.
+// Every session a replica stores is added to its backend's set whatever
+// the policy, and the counts (which trim ended sessions) are read only by
+// least_sessions and the admin API; the set's own expiry is renewed while
+// sessions keep coming. Without a trim on the write path the sets of a
+// busy service under p2c kept every session ever stored (128 bytes each
+// in BenchmarkRedisMemoryLiveCounts). Here nothing counts: ended sessions
+// must leave the set as new ones are written.
+func TestRedisSessionCountsTrimmedByWrites(t *testing.T) {
+	r := harness.StartRedis(t)
+	rdb, err := session.ParseRedisURL(r.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	rc := r.Client(t)
+	defer rc.Close()
+	a := session.NewAffinity(session.Options{Store: session.NewRedisStore(rdb), StoreTimeout: 5 * time.Second})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- a.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	const set, ended = "l:s:{web:web-1}", 100
+	for range ended {
+		if _, err := a.Pin(ctx, "web", session.NewID(), "web-1", time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	harness.WaitFor(t, 10*time.Second, "the short sessions in the set", func() bool { return rc.ZCard(ctx, set).Val() == ended })
+	harness.WaitFor(t, 10*time.Second, "the short sessions' pins expired", func() bool { return rc.DBSize(ctx).Val() == 1 })
+	live := int64(0)
+	harness.WaitFor(t, 20*time.Second, "the ended sessions trimmed from the set by new sessions' writes", func() bool {
+		if _, err := a.Pin(ctx, "web", session.NewID(), "web-1", time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		live++
+		n := rc.ZCard(ctx, set).Val()
+		return n > 0 && n <= live
+	})
+}
+
 // The blob store tls.acme keeps certificates in, against a real Redis:
 // what certmagic's Storage contract asks (missing keys are
 // fs.ErrNotExist, directories are key prefixes, Delete takes a directory

@@ -17,6 +17,7 @@ import (
 type RedisStore struct {
 	c        redis.UniversalClient
 	expiries expiries // count keys given their expiry (redisjobs.go)
+	trims    expiries // count keys trimmed of ended sessions (redisjobs.go)
 }
 
 var _ Store = (*RedisStore)(nil)

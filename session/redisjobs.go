@@ -25,6 +25,14 @@ var (
 // counts of a backend that left vanish by themselves.
 const countExpiry = 5 * time.Minute
 
+// countTrimEvery is how often each count key is trimmed of the sessions
+// whose expiry passed by the writes themselves (one ZREMRANGEBYSCORE per
+// key per period per process). Issue 26: the sets were trimmed only by a
+// count, which only least_sessions and the admin API read, while every
+// write renews the key's expiry: under another policy a busy service's
+// sets kept every session ever stored.
+const countTrimEvery = 5 * time.Second
+
 // countKey names the sorted set of one backend's live sessions: members
 // are session ids, scores the unix milliseconds at which each expires
 // (its last pin or refresh plus its TTL). The hash tag keeps the key in
@@ -38,9 +46,9 @@ func countKey(service, backend string) string {
 	return "l:s:{" + service + ":" + backend + "}"
 }
 
-// expiries remembers the count keys this process has given an expiry in
-// the current period, so each gets one EXPIRE per period, not one per
-// session. The set is forgotten when the period turns: it stays as small
+// expiries remembers the count keys this process has given an expiry (or
+// trimmed) in the current period, so each gets one EXPIRE (or
+// ZREMRANGEBYSCORE) per period, not one per session. The set is forgotten when the period turns: it stays as small
 // as the service × backend pairs.
 type expiries struct {
 	mu     sync.Mutex
@@ -73,8 +81,9 @@ func (e *expiries) forget(keys []string) {
 }
 
 // Batch runs jobs in one pipelined round trip: pins SET NX, refreshes
-// PEXPIRE, one ZADD per backend counted (and its EXPIRE once per period),
-// and for sessions that moved one ZREM from their old backend's set.
+// PEXPIRE, one ZADD per backend counted (its EXPIRE once per countExpiry,
+// its trim of ended sessions once per countTrimEvery), and for sessions
+// that moved one ZREM from their old backend's set.
 func (s *RedisStore) Batch(ctx context.Context, jobs []Job) error {
 	now := time.Now()
 	period := now.UnixNano() / int64(countExpiry)
@@ -102,7 +111,11 @@ func (s *RedisStore) Batch(ctx context.Context, jobs []Job) error {
 			}
 			countTTL = max(countTTL, j.TTL)
 		}
+		trimPeriod := now.UnixNano() / int64(countTrimEvery)
 		for key, zs := range counts {
+			if s.trims.claim(trimPeriod, key) { // best effort: not forgotten on error
+				p.ZRemRangeByScore(ctx, key, "-inf", strconv.FormatInt(now.UnixMilli(), 10))
+			}
 			p.ZAdd(ctx, key, zs...)
 			if s.expiries.claim(period, key) {
 				p.Expire(ctx, key, countTTL+2*countExpiry)

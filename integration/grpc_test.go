@@ -5,8 +5,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -21,7 +19,6 @@ import (
 
 	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/integration/harness"
-	"github.com/latchgw/latch/integration/harness/testcert"
 )
 
 // grpcServer is a grpc-go backend on loopback: grpc.testing's
@@ -82,21 +79,7 @@ func TestGRPCThroughConsul(t *testing.T) {
 		registerGRPC(t, c, s, "orders")
 	}
 
-	ca, err := testcert.NewCA()
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM, keyPEM, _, err := ca.Issue("127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	pair := config.Certificate{CertFile: filepath.Join(dir, "latch.crt"), KeyFile: filepath.Join(dir, "latch.key")}
-	for f, b := range map[string][]byte{pair.CertFile: certPEM, pair.KeyFile: keyPEM} {
-		if err := os.WriteFile(f, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	ca, pair := certPair(t)
 	cfg := harness.LatchConfig(c.HTTPAddr, r.URL, "orders")
 	cfg.TLS.Certificates = []config.Certificate{pair}
 	cfg.Routes[0].BackendProtocol = config.Set(config.ProtocolH2C)

@@ -6,8 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,7 +15,6 @@ import (
 
 	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/integration/harness"
-	"github.com/latchgw/latch/integration/harness/testcert"
 )
 
 // The hostile process's scale: what two shared cores do in about a
@@ -107,21 +104,7 @@ func TestHostileProcess(t *testing.T) {
 		ports[port] = true
 		backends = append(backends, b)
 	}
-	ca, err := testcert.NewCA()
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM, keyPEM, _, err := ca.Issue("127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	pair := config.Certificate{CertFile: filepath.Join(dir, "latch.crt"), KeyFile: filepath.Join(dir, "latch.key")}
-	for f, b := range map[string][]byte{pair.CertFile: certPEM, pair.KeyFile: keyPEM} {
-		if err := os.WriteFile(f, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	ca, pair := certPair(t)
 	start := func(secrets ...string) (*harness.LatchProcess, string) {
 		cfg := harness.LatchConfig(consul.HTTPAddr, redis.URL, "web")
 		addr := "127.0.0.1:" + strconv.Itoa(harness.FreePort(t))

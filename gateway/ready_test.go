@@ -78,3 +78,55 @@ func TestReadyWaitsForDiscovery(t *testing.T) {
 		t.Fatal("stale gauge not cleared by the first snapshot")
 	}
 }
+
+// Ready waits for Consul's first health answer too: a check starts
+// critical until it has run, and a snapshot of backends that are all
+// unchecked serves nothing (docker compose up --wait returned while the
+// README's first curl got 503). A backend whose check answered, even
+// failing, makes the service ready: it is what Consul knows.
+func TestReadyWaitsForAFirstCheck(t *testing.T) {
+	b := newBackend(t, "b1")
+	unchecked := b.backend()
+	unchecked.Health, unchecked.Unchecked = discovery.Critical, true
+	src := discovery.NewStatic(map[string][]discovery.Backend{"web": {unchecked}})
+	cfg, err := config.Config{Routes: []config.Route{{Service: "web", Backends: config.List{"127.0.0.1:1"}}},
+		Consul: config.Consul{Disabled: true}, Log: config.Log{Access: config.Set(false)}}.Compile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	aff := session.NewAffinity(session.Options{Store: session.NewMemoryStore(100, nil), Codec: testCodec(t), Logger: log})
+	g, err := New(cfg, Deps{Logger: log, Source: src, Affinity: aff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := net.Listen("tcp", "127.0.0.1:0")
+	adm, _ := net.Listen("tcp", "127.0.0.1:0")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx, pub, adm) }()
+	defer func() { cancel(); <-done }()
+	get := func(path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get("http://" + adm.Addr().String() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	// The snapshot has arrived (the stale gauge is cleared by it), and
+	// still latch is not ready.
+	waitUntil(t, "the first snapshot applied", func() bool {
+		_, m := get("/metrics")
+		return strings.Contains(m, `latch_discovery_stale{service="web"} 0`)
+	})
+	if code, body := get("/readyz"); code != 503 || !strings.Contains(body, "service web") {
+		t.Fatalf("readyz with every backend unchecked: %d %q; want 503 naming service web", code, body)
+	}
+	checked := b.backend()
+	checked.Health = discovery.Critical // answered, failing
+	src.Set("web", []discovery.Backend{checked})
+	waitUntil(t, "ready once a check answered", func() bool { code, _ := get("/readyz"); return code == 200 })
+}

@@ -116,12 +116,28 @@ func (svc *Service) update(s discovery.Snapshot) {
 	svc.env.Metrics.DiscoveryUpdate(svc.name, s, prev)
 	svc.updated.Store(time.Now().UnixNano())
 	svc.republish()
-	// Ready only once the routes can serve from this snapshot.
-	if !svc.ready.Swap(true) {
-		svc.env.Log.Info("service discovered", "service", svc.name, "backends", len(s.Backends), "stale", s.Stale)
-	} else {
+	// Ready only once the routes can serve from this snapshot: Consul has
+	// answered, and has run the check of a backend at least (a check starts
+	// critical until its first answer, so backends that are all unchecked
+	// serve nothing yet: docker compose up --wait returned while the
+	// README's first curl got 503).
+	switch {
+	case svc.ready.Load():
 		svc.env.Log.Debug("service changed", "service", svc.name, "backends", len(s.Backends), "stale", s.Stale)
+	case !allUnchecked(s.Backends) && !svc.ready.Swap(true):
+		svc.env.Log.Info("service discovered", "service", svc.name, "backends", len(s.Backends), "stale", s.Stale)
 	}
+}
+
+// allUnchecked reports whether there are backends and none has had its
+// health check answered yet.
+func allUnchecked(backends []discovery.Backend) bool {
+	for _, b := range backends {
+		if !b.Unchecked {
+			return false
+		}
+	}
+	return len(backends) > 0
 }
 
 // republish rebuilds the set and every route's pickers from the last

@@ -19,20 +19,9 @@ import (
 func TestMaxHeadMemory(t *testing.T) {
 	srv := &Server{MaxHeadMemory: 100 << 10, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") })}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	t.Cleanup(func() { srv.Close(); <-served })
-	dial := func() (net.Conn, *bufio.Reader) {
-		c, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	addr := start(t, srv)
+	connect := func() (net.Conn, *bufio.Reader) {
+		c := dial(t, addr, 10*time.Second)
 		return c, bufio.NewReader(c)
 	}
 	big := "GET / HTTP/1.1\r\nHost: h\r\nX-Big: " + strings.Repeat("b", 60<<10) + "\r\n\r\n"
@@ -59,18 +48,18 @@ func TestMaxHeadMemory(t *testing.T) {
 	}
 
 	// A holds most of a big head; its buffer grew to 64 KiB.
-	a, abr := dial()
+	a, abr := connect()
 	if _, err := io.WriteString(a, big[:len(big)-10]); err != nil {
 		t.Fatal(err)
 	}
 	waitFor("a's buffer to grow", func() bool { return srv.headMem.Load() >= 60<<10 })
 	// B's head would need as much again: over the bound.
-	b, bbr := dial()
+	b, bbr := connect()
 	if s := status(b, bbr, big); s != http.StatusServiceUnavailable {
 		t.Fatalf("a second big head while the first holds the memory: %d; want 503", s)
 	}
 	// Small heads need no growth: served.
-	c, cbr := dial()
+	c, cbr := connect()
 	if s := status(c, cbr, "GET / HTTP/1.1\r\nHost: h\r\n\r\n"); s != 200 {
 		t.Fatalf("a small head: %d; want 200", s)
 	}
@@ -80,7 +69,7 @@ func TestMaxHeadMemory(t *testing.T) {
 		t.Fatalf("the first big head: %d; want 200", s)
 	}
 	waitFor("a's buffer returned", func() bool { return srv.headMem.Load() == 0 })
-	d, dbr := dial()
+	d, dbr := connect()
 	if s := status(d, dbr, big); s != 200 {
 		t.Fatalf("a big head once the memory is back: %d; want 200", s)
 	}
@@ -110,19 +99,7 @@ func TestBigHeadBufferGivenUp(t *testing.T) {
 		seenc <- seen{n, int(srv.headMem.Load())}
 		_, _ = io.WriteString(w, "ok")
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	t.Cleanup(func() { srv.Close(); <-served })
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := dial(t, start(t, srv), 10*time.Second)
 	br := bufio.NewReader(c)
 	big := "GET / HTTP/1.1\r\nHost: h\r\nX-Big: " + strings.Repeat("b", 60<<10) + "\r\n\r\n"
 	answer := func() {

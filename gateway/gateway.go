@@ -210,7 +210,8 @@ func New(cfg *config.Compiled, deps Deps) (*Gateway, error) {
 		g.fwd.SetBodyTimeout(c.Server.BodyTimeout.Get())
 	}
 	env := affinity.Env{Log: g.log, Source: g.source, Sessions: g.affinity, Metrics: g.metrics, Trusted: g.trusted,
-		Transport: g.fwd.TransportFor, Scheme: g.fwd.Scheme, RetireTLS: g.fwd.RetireTLSPools}
+		Transport: g.fwd.TransportFor, Scheme: g.fwd.Scheme, RetireTLS: g.fwd.RetireTLSPools,
+		FirstCheckWait: c.Discovery.FirstCheckWait.Get()}
 	if g.tracing != nil {
 		env.Tracer = g.tracing.Tracer()
 	}

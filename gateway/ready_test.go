@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/latchgw/latch/discovery"
 	"github.com/latchgw/latch/gateway/config"
@@ -85,12 +86,47 @@ func TestReadyWaitsForDiscovery(t *testing.T) {
 // README's first curl got 503). A backend whose check answered, even
 // failing, makes the service ready: it is what Consul knows.
 func TestReadyWaitsForAFirstCheck(t *testing.T) {
+	src, b, get := startUnchecked(t, config.Discovery{})
+	if code, body := get("/readyz"); code != 503 || !strings.Contains(body, "service web") {
+		t.Fatalf("readyz with every backend unchecked: %d %q; want 503 naming service web", code, body)
+	}
+	checked := b.backend()
+	checked.Health = discovery.Critical // answered, failing
+	src.Set("web", []discovery.Backend{checked})
+	waitUntil(t, "ready once a check answered", func() bool { code, _ := get("/readyz"); return code == 200 })
+}
+
+// A check that never answers (a TTL check nobody updates, or one a
+// restarted agent restored critical) holds readiness back for
+// discovery.first_check_wait, not for ever.
+func TestReadyAfterFirstCheckWait(t *testing.T) {
+	const wait = 700 * time.Millisecond
+	_, _, get := startUnchecked(t, config.Discovery{FirstCheckWait: config.Set(wait)})
+	applied := time.Now()
+	if code, _ := get("/readyz"); code != 503 {
+		t.Fatalf("readyz with every backend unchecked: %d; want 503 for %v", code, wait)
+	}
+	waitUntil(t, "ready after first_check_wait", func() bool { code, _ := get("/readyz"); return code == 200 })
+	// The snapshot was applied before `applied`, so the wait may look a
+	// little shorter from here, never by more than the time to read
+	// /metrics once.
+	if took := time.Since(applied); took < wait-200*time.Millisecond {
+		t.Fatalf("ready %v after the snapshot; want about %v", took, wait)
+	}
+}
+
+// startUnchecked runs a gateway whose one service has one backend whose
+// check has not answered, and returns once that snapshot is applied:
+// the source (to change it), the backend, and a GET on the admin
+// listener.
+func startUnchecked(t *testing.T, d config.Discovery) (*discovery.Static, *testBackend, func(path string) (int, string)) {
+	t.Helper()
 	b := newBackend(t, "b1")
 	unchecked := b.backend()
 	unchecked.Health, unchecked.Unchecked = discovery.Critical, true
 	src := discovery.NewStatic(map[string][]discovery.Backend{"web": {unchecked}})
 	cfg, err := config.Config{Routes: []config.Route{{Service: "web", Backends: config.List{"127.0.0.1:1"}}},
-		Consul: config.Consul{Disabled: true}, Log: config.Log{Access: config.Set(false)}}.Compile()
+		Consul: config.Consul{Disabled: true}, Discovery: d, Log: config.Log{Access: config.Set(false)}}.Compile()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +141,7 @@ func TestReadyWaitsForAFirstCheck(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- g.Run(ctx, pub, adm) }()
-	defer func() { cancel(); <-done }()
+	t.Cleanup(func() { cancel(); <-done })
 	get := func(path string) (int, string) {
 		t.Helper()
 		resp, err := http.Get("http://" + adm.Addr().String() + path)
@@ -116,17 +152,10 @@ func TestReadyWaitsForAFirstCheck(t *testing.T) {
 		body, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(body)
 	}
-	// The snapshot has arrived (the stale gauge is cleared by it), and
-	// still latch is not ready.
+	// The snapshot has arrived when the stale gauge is cleared by it.
 	waitUntil(t, "the first snapshot applied", func() bool {
 		_, m := get("/metrics")
 		return strings.Contains(m, `latch_discovery_stale{service="web"} 0`)
 	})
-	if code, body := get("/readyz"); code != 503 || !strings.Contains(body, "service web") {
-		t.Fatalf("readyz with every backend unchecked: %d %q; want 503 naming service web", code, body)
-	}
-	checked := b.backend()
-	checked.Health = discovery.Critical // answered, failing
-	src.Set("web", []discovery.Backend{checked})
-	waitUntil(t, "ready once a check answered", func() bool { code, _ := get("/readyz"); return code == 200 })
+	return src, b, get
 }

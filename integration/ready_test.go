@@ -55,8 +55,11 @@ func TestReadyWaitsForConsul(t *testing.T) {
 	if v := metricValue(t, l.AdminURL, `latch_discovery_last_fresh_timestamp_seconds{service="web"}`); v != 0 {
 		t.Fatalf("last fresh timestamp = %v before any answer; want 0", v)
 	}
+	// The restarted agent restores the backend's TTL check critical until
+	// something updates it, so latch is ready at discovery.first_check_wait
+	// (10 s) after Consul's first answer, at the latest.
 	c.Start(t)
-	harness.WaitFor(t, 15*time.Second, "ready once Consul answers", func() bool { code, _ := readyz(); return code == 200 })
+	harness.WaitFor(t, 30*time.Second, "ready once Consul answers", func() bool { code, _ := readyz(); return code == 200 })
 	if v := metricValue(t, l.AdminURL, `latch_discovery_stale{service="web"}`); v != 0 {
 		t.Fatalf("latch_discovery_stale = %v after Consul answered; want 0", v)
 	}

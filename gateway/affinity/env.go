@@ -40,6 +40,10 @@ type Env struct {
 	RetireTLS func(inUse []*config.Spec)
 	// Tracer makes the session store spans (nil: tracing off).
 	Tracer trace.Tracer
+	// FirstCheckWait is how long a service whose backends' checks have
+	// not answered yet waits for one before it is ready anyway
+	// (discovery.first_check_wait; not positive: ready at once).
+	FirstCheckWait time.Duration
 }
 
 // Metrics is the registry's side of this package: the gateway's

@@ -32,14 +32,17 @@ type Service struct {
 	// once. Until then panic mode is off (see judgePanic).
 	answered bool
 
-	ready    atomic.Bool
-	updated  atomic.Int64 // unix nanos of the last snapshot
-	cancel   context.CancelFunc
-	running  sync.WaitGroup // the watch and the active checks
-	checks   *activeChecks
-	checkCfg config.HealthCheck
-	checkTLS *config.Spec // its backend_tls: how the active checks reach the backends
-	ttl      atomic.Int64 // session TTL (a time.Duration), for session counts; a reload sets it
+	ready atomic.Bool
+	// firstCheck, once set, makes the service ready after Env.FirstCheckWait
+	// even if no backend's check has answered by then. Guarded by mu.
+	firstCheck *time.Timer
+	updated    atomic.Int64 // unix nanos of the last snapshot
+	cancel     context.CancelFunc
+	running    sync.WaitGroup // the watch and the active checks
+	checks     *activeChecks
+	checkCfg   config.HealthCheck
+	checkTLS   *config.Spec // its backend_tls: how the active checks reach the backends
+	ttl        atomic.Int64 // session TTL (a time.Duration), for session counts; a reload sets it
 }
 
 func newService(env *Env, name string, spec *config.Spec) *Service {
@@ -104,6 +107,11 @@ func (svc *Service) stop() {
 	if svc.cancel != nil {
 		svc.cancel()
 	}
+	svc.mu.Lock()
+	if svc.firstCheck != nil {
+		svc.firstCheck.Stop()
+	}
+	svc.mu.Unlock()
 	svc.running.Wait()
 }
 
@@ -120,13 +128,37 @@ func (svc *Service) update(s discovery.Snapshot) {
 	// answered, and has run the check of a backend at least (a check starts
 	// critical until its first answer, so backends that are all unchecked
 	// serve nothing yet: docker compose up --wait returned while the
-	// README's first curl got 503).
+	// README's first curl got 503). A check that never answers (a TTL
+	// check nobody updates, one restored critical by a restarted agent)
+	// holds readiness back for FirstCheckWait at most.
 	switch {
 	case svc.ready.Load():
 		svc.env.Log.Debug("service changed", "service", svc.name, "backends", len(s.Backends), "stale", s.Stale)
-	case !allUnchecked(s.Backends) && !svc.ready.Swap(true):
-		svc.env.Log.Info("service discovered", "service", svc.name, "backends", len(s.Backends), "stale", s.Stale)
+	case !allUnchecked(s.Backends):
+		if !svc.ready.Swap(true) {
+			svc.env.Log.Info("service discovered", "service", svc.name, "backends", len(s.Backends), "stale", s.Stale)
+		}
+	default:
+		svc.waitFirstCheck(len(s.Backends))
 	}
+}
+
+// waitFirstCheck makes the service ready FirstCheckWait after the first
+// snapshot whose backends were all unchecked, unless a check answers
+// first (at once when FirstCheckWait is not positive).
+func (svc *Service) waitFirstCheck(backends int) {
+	wait := svc.env.FirstCheckWait
+	svc.mu.Lock()
+	defer svc.mu.Unlock()
+	if svc.firstCheck != nil {
+		return
+	}
+	svc.firstCheck = time.AfterFunc(max(wait, 0), func() {
+		if !svc.ready.Swap(true) {
+			svc.env.Log.Warn("service ready with no backend's health check answered yet", "service", svc.name,
+				"backends", backends, "waited", wait)
+		}
+	})
 }
 
 // allUnchecked reports whether there are backends and none has had its

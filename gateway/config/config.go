@@ -146,6 +146,12 @@ type Discovery struct {
 	// apply at once). An agent restarted without its state answers so
 	// until the services register again.
 	EmptyGrace Opt[time.Duration] `yaml:"empty_grace"`
+	// FirstCheckWait is how long latch, starting, waits for Consul to run
+	// a health check of a service's backends before calling the service
+	// ready with none answered (default 10s; 0: ready at Consul's first
+	// answer). A check starts critical until its first run, so without the
+	// wait /readyz says ready while every request gets 503.
+	FirstCheckWait Opt[time.Duration] `yaml:"first_check_wait"`
 }
 
 // Redis is the shared session store. Empty URL: an in-memory store (sessions

@@ -51,6 +51,7 @@ func (c Config) withDefaults() Config {
 	c.Consul.RoutesFromTags = c.Consul.RoutesFromTags.orValue(true)
 	str(&c.Consul.Consistency, "stale")
 	c.Discovery.EmptyGrace = c.Discovery.EmptyGrace.orValue(30 * time.Second)
+	c.Discovery.FirstCheckWait = c.Discovery.FirstCheckWait.orValue(10 * time.Second)
 	c.Redis.Timeout = c.Redis.Timeout.orValue(session.DefaultStoreTimeout)
 	c.Redis.CacheTTL = c.Redis.CacheTTL.orValue(session.DefaultCacheTTL)
 	c.Redis.CacheSize = c.Redis.CacheSize.orValue(session.DefaultCacheSize)

@@ -1,6 +1,8 @@
 package affinity
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/latchgw/latch/discovery"
@@ -10,10 +12,12 @@ import (
 // backendCollector exports each live backend's state, read at scrape time
 // from the services' current sets: nothing on the request path, series
 // present from a backend's first appearance, and gone with the backend
-// (the set no longer lists it).
+// (the set no longer lists it). It also exports how old each service's
+// live-session counts are, as of the scrape.
 type backendCollector struct {
 	rs                                  *Routes
 	up, health, inFlight, drained, brkr *prometheus.Desc
+	countsAge                           *prometheus.Desc
 }
 
 // healthStates are latch_backend_health's state values, as the status
@@ -24,7 +28,8 @@ var healthStates = []string{
 }
 
 // Collector exports the state of rs's backends at scrape time
-// (latch_backend_up, _health, _in_flight, _drained, latch_breaker_state):
+// (latch_backend_up, _health, _in_flight, _drained, latch_breaker_state)
+// and the age of least_sessions' counts (latch_session_counts_age_seconds):
 // register it in the gateway's registry.
 func (rs *Routes) Collector() prometheus.Collector {
 	sb := []string{"service", "backend"}
@@ -38,12 +43,15 @@ func (rs *Routes) Collector() prometheus.Collector {
 		drained:  prometheus.NewDesc("latch_backend_drained", "1 while the backend is drained through the admin API.", sb, nil),
 		brkr: prometheus.NewDesc("latch_breaker_state",
 			"Circuit breaker state per backend: 0 closed, 1 half-open, 2 open.", sb, nil),
+		countsAge: prometheus.NewDesc("latch_session_counts_age_seconds",
+			"Age, at the scrape, of the live-session counts least_sessions works from (time since the last successful read from the session store), by service; it grows while the store is unreachable.",
+			[]string{"service"}, nil),
 	}
 }
 
 // Describe sends the collector's descriptions (prometheus.Collector).
 func (c *backendCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.up, c.health, c.inFlight, c.drained, c.brkr} {
+	for _, d := range []*prometheus.Desc{c.up, c.health, c.inFlight, c.drained, c.brkr, c.countsAge} {
 		ch <- d
 	}
 }
@@ -55,6 +63,9 @@ func (c *backendCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
 	for _, svc := range services {
+		if at := svc.SessionsCountedAt(); !at.IsZero() {
+			gauge(c.countsAge, time.Since(at).Seconds(), svc.name)
+		}
 		set := svc.registry.Current()
 		if set == nil {
 			continue

@@ -66,9 +66,6 @@ type Metrics interface {
 	BreakerChange(service, backend string, to policy.BreakerState)
 	// TagConflicts records how many tag routes are ignored for a conflict.
 	TagConflicts(n int)
-	// SessionCountsAge records how old least_sessions' counts of service
-	// are.
-	SessionCountsAge(service string, age time.Duration)
 	// Vectors are the request path's series, cached per snapshot.
 	Vectors() Vectors
 }

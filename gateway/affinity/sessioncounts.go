@@ -35,7 +35,8 @@ func (svc *Service) countsSessions() bool {
 // runSessionCounts refreshes svc's live-session counts every
 // sessionCountEvery until ctx ends, while a route needs them. A failed
 // read keeps the last counts (the replica's own new sessions keep adding
-// to them) and lets the age gauge grow.
+// to them) and lets latch_session_counts_age_seconds grow (computed at
+// each scrape by the Routes' collector).
 func (svc *Service) runSessionCounts(ctx context.Context) {
 	t := time.NewTicker(sessionCountEvery)
 	defer t.Stop()
@@ -58,9 +59,6 @@ func (svc *Service) runSessionCounts(ctx context.Context) {
 			} else {
 				svc.env.Log.Debug("counting sessions", "service", svc.name, "err", err)
 			}
-		}
-		if at := svc.registry.SessionsCountedAt(); !at.IsZero() {
-			svc.env.Metrics.SessionCountsAge(svc.name, time.Since(at))
 		}
 	}
 }

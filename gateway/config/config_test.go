@@ -296,3 +296,51 @@ func TestSecretWithSharedStore(t *testing.T) {
 		}
 	}
 }
+
+// With sessions shared in Redis, a sticky route that names no policy (and
+// whose defaults name none) balances with least_sessions; a policy named
+// anywhere (the route, a tag, defaults, the -policy flag's defaults), a
+// route without sessions, or the memory store keeps what was named or p2c.
+func TestDefaultPolicyWithSharedSessions(t *testing.T) {
+	redis := Redis{URL: "redis://127.0.0.1:6379/0"}
+	unsticky := RouteSettings{Sticky: Sticky{Enabled: Set(false)}}
+	named := RouteSettings{Policy: Set(List{"round_robin"})}
+	tests := []struct {
+		name string
+		cfg  Config
+		tags []string // a route from these tags instead of the file's
+		want string
+	}{
+		{"redis, sticky route", Config{Redis: redis, Routes: []Route{{Service: "web"}}}, nil, "least_sessions"},
+		{"memory store", Config{Routes: []Route{{Service: "web"}}}, nil, "p2c"},
+		{"redis, route without sessions", Config{Redis: redis, Routes: []Route{{Service: "web", RouteSettings: unsticky}}}, nil, "p2c"},
+		{"redis, route names a policy", Config{Redis: redis, Routes: []Route{{Service: "web", RouteSettings: named}}}, nil, "round_robin"},
+		{"redis, defaults name a policy", Config{Redis: redis, Defaults: named, Routes: []Route{{Service: "web"}}}, nil, "round_robin"},
+		{"redis, defaults name p2c", Config{Redis: redis, Defaults: RouteSettings{Policy: Set(List{"p2c"})}, Routes: []Route{{Service: "web"}}}, nil, "p2c"},
+		{"redis, tag route", Config{Redis: redis}, []string{"latch.route=/"}, "least_sessions"},
+		{"redis, tag route names a policy", Config{Redis: redis}, []string{"latch.route=/", "latch.policy=random"}, "random"},
+		{"memory store, tag route", Config{}, []string{"latch.route=/"}, "p2c"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.cfg.Consul.RoutesFromTags = Set(true)
+			tt.cfg.Cookie.Ephemeral = true // a shared store wants a shared secret otherwise
+			c, err := tt.cfg.Compile()
+			if err != nil {
+				t.Fatal(err)
+			}
+			routes := c.Routes()
+			if tt.tags != nil {
+				if routes, err = c.RoutesFromTags("web", tt.tags); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if len(routes) != 1 {
+				t.Fatalf("%d routes; want 1", len(routes))
+			}
+			if got := strings.Join(routes[0].Route().Policy.Get(), ","); got != tt.want {
+				t.Fatalf("policy %q; want %q", got, tt.want)
+			}
+		})
+	}
+}

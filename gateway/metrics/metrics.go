@@ -48,7 +48,6 @@ type Series struct {
 	discHeld       *prometheus.CounterVec // service: empty answers held back
 	tagConflicts   prometheus.Gauge
 	panic          *prometheus.GaugeVec   // service
-	countsAge      *prometheus.GaugeVec   // service (affinity's session counts)
 	reloads        *prometheus.CounterVec // result (ok, error)
 	reloadedAt     prometheus.Gauge       // unix time of the last applied reload
 	restartPending *prometheus.GaugeVec   // section: 1 while a reload left it waiting for a restart
@@ -141,7 +140,6 @@ func New() *Series {
 		m.discStale, m.discBackends, m.discLastOK, m.discHeld, m.tagConflicts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.registerServer()
-	m.registerSessionCounts()
 	return m
 }
 
@@ -259,22 +257,8 @@ func (m *Series) Expired() { m.expired.Inc() }
 // first.
 func (m *Series) Resigned() { m.reissued.Inc() }
 
-// registerSessionCounts adds the refresh's staleness gauge to m.
-func (m *Series) registerSessionCounts() {
-	m.countsAge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "latch_session_counts_age_seconds", Help: "Age of the live-session counts least_sessions works from (time since the last successful read from the session store), by service; it grows while the store is unreachable.",
-	}, []string{"service"})
-	m.reg.MustRegister(m.countsAge)
-}
-
 // TagConflicts records how many tag routes are ignored (affinity.Metrics).
 func (m *Series) TagConflicts(n int) { m.tagConflicts.Set(float64(n)) }
-
-// SessionCountsAge records how old least_sessions' counts of service are
-// (affinity.Metrics).
-func (m *Series) SessionCountsAge(service string, age time.Duration) {
-	m.countsAge.WithLabelValues(service).Set(age.Seconds())
-}
 
 // registerServer adds the public listener's series: connections open and
 // refused, requests refused before routing.

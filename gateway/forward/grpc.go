@@ -20,7 +20,8 @@ import (
 // route's breaker.failure_status (and retry.on_status, for a
 // trailers-only answer) apply to gRPC as they do to HTTP.
 
-// grpcAnswer reports whether h is the head of a gRPC response.
+// grpcAnswer reports whether h is the head of a gRPC response (or call:
+// the same content type).
 func grpcAnswer(h http.Header) bool {
 	ct := h.Get("Content-Type")
 	return strings.HasPrefix(ct, "application/grpc") &&

@@ -3,6 +3,7 @@ package forward
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
@@ -102,7 +103,25 @@ func (f *Forwarder) rewrite(pr *httputil.ProxyRequest) {
 		// answers 502.
 		out.Header = http.Header{"X-Invalid": {"\n"}}
 	}
+	if out.Body == nil && x.spec.HTTP2() && grpcAnswer(pr.In.Header) {
+		// A gRPC call without a message (an HTTP/1.1 client's empty
+		// POST; a client stream of none). ReverseProxy sends no body for
+		// a Content-Length of 0, and the Transport then ends the stream
+		// on its HEADERS frame, which grpc-go's server never notices (it
+		// waits for a DATA frame): the call hung until the response
+		// timeout. A body of unknown length that is empty makes the
+		// Transport end the stream with an empty DATA frame, as gRPC
+		// clients do.
+		out.Body, out.ContentLength = noMessage{}, 0
+	}
 }
+
+// noMessage is the empty body of a gRPC call without a message: not
+// http.NoBody, which the Transport sends as no body at all.
+type noMessage struct{}
+
+func (noMessage) Read([]byte) (int, error) { return 0, io.EOF }
+func (noMessage) Close() error             { return nil }
 
 // modifyResponse runs once the backend answered, before anything is
 // written to the client.

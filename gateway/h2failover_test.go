@@ -38,7 +38,7 @@ type h2Backend struct {
 	hits    atomic.Int64
 }
 
-func newH2Backend(t *testing.T, id string, ca *testCA, handle http.HandlerFunc) *h2Backend {
+func newH2Backend(t *testing.T, id string, ca *testCA, handle http.HandlerFunc, tlsOpts ...func(*tls.Config)) *h2Backend {
 	t.Helper()
 	b := &h2Backend{id: id}
 	b.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -57,6 +57,9 @@ func newH2Backend(t *testing.T, id string, ca *testCA, handle http.HandlerFunc) 
 	}
 	b.srv.Listener = countAccepts{b.srv.Listener, &b.accepts}
 	b.srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	for _, o := range tlsOpts {
+		o(b.srv.TLS)
+	}
 	b.srv.EnableHTTP2 = true
 	b.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the handshakes latch refuses
 	b.srv.StartTLS()
@@ -136,7 +139,9 @@ func postAll(t *testing.T, tg *testGateway, n int) (codes []int, bodies []string
 
 // A POST to a route whose h2 backend cannot be handshaken with (a
 // certificate the route does not trust, no answer to the handshake,
-// nothing listening) goes to the other backend: 0 failed.
+// nothing listening, a client certificate required) goes to the other
+// backend: 0 failed. The same over HTTP/1.1 with backend_tls (the fast
+// path's pool).
 func TestH2HandshakeFailureFailsOver(t *testing.T) {
 	ca, other := newTestCA(t), newTestCA(t)
 	for _, c := range []struct {
@@ -152,28 +157,43 @@ func TestH2HandshakeFailureFailsOver(t *testing.T) {
 			return addr, n.Load
 		}},
 		{"refused", func(t *testing.T) (string, func() int64) { return closedAddrOf(t), nil }},
+		// TLS 1.3: latch's handshake is over before the backend has
+		// checked latch's side of it; its refusal (certificate
+		// required) is an alert the first read meets, after the request
+		// was written. The backend processed nothing.
+		{"client certificate required, TLS 1.3", func(t *testing.T) (string, func() int64) {
+			b := newH2Backend(t, "bad", ca, nil, func(c *tls.Config) { c.ClientAuth, c.MinVersion = tls.RequireAnyClientCert, tls.VersionTLS13 })
+			return b.backend().Addr, b.accepts.Load
+		}},
 	} {
-		t.Run(c.name, func(t *testing.T) {
-			good := newH2Backend(t, "good", ca, nil)
-			badAddr, accepts := c.bad(t)
-			bad := discovery.Backend{ID: "bad", Service: "web", Addr: badAddr, Weight: 1, Health: discovery.Passing}
-			tg := startGatewayWith(t, h2Route(t, ca), nil, []discovery.Backend{bad, good.backend()})
-			codes, bodies := postAll(t, tg, 4)
-			failed := 0
-			for i, code := range codes {
-				if want := fmt.Sprintf("good HTTP/2.0 POST body=order %d", i); code != http.StatusOK || bodies[i] != want {
-					failed++
-					t.Errorf("POST %d: %d %q; want 200 %q", i, code, bodies[i], want)
+		for _, proto := range []string{config.ProtocolH2, config.ProtocolH1} {
+			t.Run(proto+"/"+c.name, func(t *testing.T) {
+				good := newH2Backend(t, "good", ca, nil)
+				badAddr, accepts := c.bad(t)
+				bad := discovery.Backend{ID: "bad", Service: "web", Addr: badAddr, Weight: 1, Health: discovery.Passing}
+				route := h2Route(t, ca)
+				tg := startGatewayWith(t, func(c *config.Config) {
+					route(c)
+					c.Routes[0].BackendProtocol = config.Set(proto)
+				}, nil, []discovery.Backend{bad, good.backend()})
+				version := map[string]string{config.ProtocolH2: "HTTP/2.0", config.ProtocolH1: "HTTP/1.1"}[proto]
+				codes, bodies := postAll(t, tg, 4)
+				failed := 0
+				for i, code := range codes {
+					if want := fmt.Sprintf("good %s POST body=order %d", version, i); code != http.StatusOK || bodies[i] != want {
+						failed++
+						t.Errorf("POST %d: %d %q; want 200 %q", i, code, bodies[i], want)
+					}
 				}
-			}
-			if good.hits.Load() != 4 {
-				t.Errorf("the good backend got %d requests; want 4", good.hits.Load())
-			}
-			if accepts != nil && accepts() == 0 {
-				t.Error("the bad backend was never tried: the test proves nothing")
-			}
-			t.Logf("4 POSTs, %d failed; good got %d", failed, good.hits.Load())
-		})
+				if good.hits.Load() != 4 {
+					t.Errorf("the good backend got %d requests; want 4", good.hits.Load())
+				}
+				if accepts != nil && accepts() == 0 {
+					t.Error("the bad backend was never tried: the test proves nothing")
+				}
+				t.Logf("4 POSTs, %d failed; good got %d", failed, good.hits.Load())
+			})
+		}
 	}
 }
 

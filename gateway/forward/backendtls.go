@@ -3,6 +3,7 @@ package forward
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"net"
 	"net/http"
 	"time"
@@ -91,6 +92,31 @@ func handshake(ctx context.Context, nc net.Conn, tc *tls.Config, addr string, ti
 	}
 	_ = nc.SetDeadline(time.Time{})
 	return c, nil
+}
+
+// handshakeAlerts are the texts of the TLS alerts a server sends only to
+// refuse a handshake: about the client's certificate (or its lack of
+// one), or no terms in common.
+var handshakeAlerts = func() map[string]bool {
+	m := map[string]bool{}
+	for _, a := range []tls.AlertError{40, 42, 43, 44, 45, 46, 48, 49, 116} { // handshake_failure, bad_certificate … access_denied, certificate_required
+		m[a.Error()] = true
+	}
+	return m
+}()
+
+// refusedHandshake reports whether err is a backend's TLS alert refusing
+// latch's handshake. In TLS 1.3 the client's handshake is over before
+// the server has checked the client's side of it: a server that wants a
+// client certificate says so in an alert that only the first read meets,
+// after the request was written (issue 27: a POST got 502). The server
+// processed nothing, so the request may go to another backend whatever
+// its method, as after a failed dial. (crypto/tls reports a peer's alert
+// as a net.OpError "remote error" around an unexported alert type whose
+// text is tls.AlertError's.)
+func refusedHandshake(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "remote error" && oe.Err != nil && handshakeAlerts[oe.Err.Error()]
 }
 
 // transport is ReverseProxy's Transport: the request's route's pool's.

@@ -76,7 +76,7 @@ func (f *Forwarder) failed(ctx context.Context, w http.ResponseWriter, r *http.R
 	}
 	x.outcome = policy.Failure
 	var de dialError
-	if errors.As(err, &de) && x.body.detach(x.gen) {
+	if (errors.As(err, &de) || refusedHandshake(err)) && x.body.detach(x.gen) {
 		x.retryable = true
 		if x.canRetry {
 			return

@@ -9,15 +9,16 @@ import (
 	"github.com/latchgw/latch/integration/harness/testcert"
 )
 
-// certPair makes a test CA and a certificate for 127.0.0.1 it signed,
-// written to files for latch's tls.certificates; clients trust ca.Pool.
-func certPair(t *testing.T) (*testcert.CA, config.Certificate) {
+// certPair makes a test CA and a certificate for 127.0.0.1 (and names) it
+// signed, written to files for latch's tls.certificates; clients trust
+// ca.Pool.
+func certPair(t *testing.T, names ...string) (*testcert.CA, config.Certificate) {
 	t.Helper()
 	ca, err := testcert.NewCA()
 	if err != nil {
 		t.Fatal(err)
 	}
-	certPEM, keyPEM, _, err := ca.Issue("127.0.0.1")
+	certPEM, keyPEM, _, err := ca.Issue(append([]string{"127.0.0.1"}, names...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
-	"strconv"
 	"testing"
 	"time"
 
@@ -49,19 +48,10 @@ func (s *grpcServer) UnaryCall(context.Context, *testgrpc.SimpleRequest) (*testg
 	return &testgrpc.SimpleResponse{Hostname: s.id}, nil
 }
 
-// registerGRPC registers s in Consul with a GRPC check, as gRPC services
-// register themselves.
+// registerGRPC registers s in Consul with a GRPC check.
 func registerGRPC(t *testing.T, c *harness.Consul, s *grpcServer, service string) {
 	t.Helper()
-	host, portStr, _ := net.SplitHostPort(s.lis.Addr().String())
-	port, _ := strconv.Atoi(portStr)
-	err := c.Client(t).Agent().ServiceRegister(&api.AgentServiceRegistration{
-		ID: s.id, Name: service, Address: host, Port: port,
-		Check: &api.AgentServiceCheck{CheckID: "grpc:" + s.id, GRPC: s.lis.Addr().String(), Interval: "500ms", Timeout: "400ms"},
-	})
-	if err != nil {
-		t.Fatalf("registering %s: %v", s.id, err)
-	}
+	registerGRPCAddr(t, c, s.id, s.lis.Addr().String(), service)
 }
 
 // gRPC through two latch replicas over a real Consul (GRPC checks) and a
@@ -121,18 +111,7 @@ func TestGRPCThroughConsul(t *testing.T) {
 	t.Logf("100 calls of session-1 through 2 replicas: all on %s", first)
 
 	servers[first].srv.Stop()
-	harness.WaitFor(t, 15*time.Second, "Consul's GRPC check of "+first+" critical", func() bool {
-		checks, _, err := c.Client(t).Health().Checks("orders", nil)
-		if err != nil {
-			return false
-		}
-		for _, ch := range checks {
-			if ch.ServiceID == first {
-				return ch.Status == api.HealthCritical
-			}
-		}
-		return false
-	})
+	waitCheckCritical(t, c, "orders", first)
 	moved, err := call(0, "session-1")
 	if err != nil || moved == first {
 		t.Fatalf("after %s died: %s, %v; want another backend", first, moved, err)
@@ -153,4 +132,19 @@ func TestGRPCThroughConsul(t *testing.T) {
 	if moves != 0 {
 		t.Fatalf("%d needless moves after the re-pin; want 0", moves)
 	}
+}
+
+// waitCheckCritical waits until Consul's check of service's backend id is
+// critical.
+func waitCheckCritical(t *testing.T, c *harness.Consul, service, id string) {
+	t.Helper()
+	harness.WaitFor(t, 15*time.Second, "Consul's check of "+id+" critical", func() bool {
+		checks, _, err := c.Client(t).Health().Checks(service, nil)
+		for _, ch := range checks {
+			if err == nil && ch.ServiceID == id {
+				return ch.Status == api.HealthCritical
+			}
+		}
+		return false
+	})
 }

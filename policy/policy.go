@@ -81,12 +81,6 @@ var Builders = map[string]Builder{
 // DefaultPolicy is the chain of a route that names none.
 var DefaultPolicy = []string{"p2c"}
 
-// SharedSessionsPolicy is the chain of a sticky route that names none
-// when every replica shares its sessions (a Redis store): least_sessions
-// balances the sessions all replicas placed, which it can count only
-// there.
-var SharedSessionsPolicy = []string{"least_sessions"}
-
 // ValidatePolicy checks a chain's names without building anything; the
 // error names the first unknown policy.
 func ValidatePolicy(names []string) error {

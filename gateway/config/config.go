@@ -49,11 +49,6 @@ type Config struct {
 	// longest path prefix, wins.
 	Routes []Route `yaml:"routes"`
 
-	// sharedSessions: sessions are shared in Redis and the defaults name
-	// no policy, so sticky routes that name none balance with
-	// least_sessions (set by withDefaults; see Config.route).
-	sharedSessions bool
-
 	// src is where the fields came from (Parse and Load fill it), so that
 	// validation errors name the file, the line and the flag.
 	src *source

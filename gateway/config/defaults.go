@@ -87,30 +87,13 @@ func (c Config) withDefaults() Config {
 	t.MaxResponseHeaderBytes = t.MaxResponseHeaderBytes.orValue(64 << 10)
 	str(&c.TLS.MinVersion, "1.2")
 	c.TLS.PollInterval = c.TLS.PollInterval.orValue(2 * time.Second)
-	c.sharedSessions = c.Redis.URL != "" && !c.Defaults.Policy.IsSet()
 	c.Defaults = c.Defaults.inherit(Builtin())
 	routes := make([]Route, len(c.Routes))
 	for i, r := range c.Routes {
-		routes[i] = c.route(r)
+		routes[i] = r.withDefaults(c.Defaults)
 	}
 	c.Routes = routes
 	return c
-}
-
-// route fills r's unset fields from c's defaults. A sticky route that
-// names no policy, where the defaults name none either, balances with
-// least_sessions when the sessions are shared in Redis: every replica
-// then counts every replica's sessions, and least_sessions filled a new
-// backend and an emptied one better than p2c at the same cost per
-// request (configuration.md: Policies). Without Redis, or without
-// sessions, p2c's requests in flight are what there is to balance.
-func (c Config) route(r Route) Route {
-	named := r.Policy.IsSet()
-	r = r.withDefaults(c.Defaults)
-	if !named && c.sharedSessions && r.Sticky.Enabled.Get() {
-		r.Policy = Set(List(policy.SharedSessionsPolicy))
-	}
-	return r
 }
 
 // withDefaults fills a route's unset fields from d.

@@ -67,7 +67,7 @@ func (c *Compiled) RoutesFromTags(service string, tags []string) ([]*Spec, error
 	for _, pfx := range prefixes {
 		r := base
 		r.Host, r.PathPrefix = host, pfx
-		r = c.cfg.route(r)
+		r = r.withDefaults(c.cfg.Defaults)
 		var p problems
 		r.validate(&p, "tags of service "+service, false)
 		if len(p.errs) > 0 {

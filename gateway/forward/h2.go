@@ -2,8 +2,12 @@ package forward
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/latchgw/latch/gateway/config"
@@ -58,7 +62,12 @@ func (f *Forwarder) h2For(spec *config.Spec) *http.Transport {
 			if err != nil {
 				return nil, err
 			}
-			return handshake(ctx, nc, tc, addr, timeout)
+			c, asked := certAsked(tc)
+			conn, err := handshake(ctx, nc, c, addr, timeout)
+			if err != nil || !asked.Load() || conn.(*tls.Conn).ConnectionState().Version < tls.VersionTLS13 {
+				return conn, err
+			}
+			return awaitPreface(ctx, conn.(*tls.Conn), timeout)
 		}
 	}
 	t.Protocols = &p
@@ -70,6 +79,108 @@ func (f *Forwarder) h2For(spec *config.Spec) *http.Transport {
 	t.HTTP2 = &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 15 * time.Second, WriteByteTimeout: 30 * time.Second}
 	actual, _ := f.h2.LoadOrStore(key, t)
 	return actual.(*http.Transport)
+}
+
+// Issue 27: in TLS 1.3 the client's handshake is over before the server
+// has read the client's certificate; a backend that refuses it (mTLS)
+// says so with an alert after, which the Transport read only once the
+// request was written: a POST got 502 where the backend had taken none of
+// it. When the backend asked for a certificate under TLS 1.3, the dial
+// goes on until the server's connection preface (its SETTINGS) arrives,
+// as grpc-go's client does before it calls a connection ready: an alert
+// instead is a dial error (nothing of any request was sent, a retry is
+// safe), bounded by the dial timeout as the handshake is. The client's
+// preface is written to provoke it (a server may wait for it) and left
+// out of what the Transport then writes. A server that asked for no
+// certificate, or TLS 1.2 (whose handshake carries the refusal), costs
+// nothing more.
+
+// certAsked is a copy of tc for one dial that records whether the server
+// asked for a client certificate.
+func certAsked(tc *tls.Config) (*tls.Config, *atomic.Bool) {
+	asked := new(atomic.Bool)
+	c := tc.Clone()
+	get := tc.GetClientCertificate
+	c.GetClientCertificate = func(info *tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		asked.Store(true)
+		if get != nil {
+			return get(info)
+		}
+		for i := range tc.Certificates {
+			if info.SupportsCertificate(&tc.Certificates[i]) == nil {
+				return &tc.Certificates[i], nil
+			}
+		}
+		return &tls.Certificate{}, nil // none: the server decides
+	}
+	return c, asked
+}
+
+// clientPreface opens every HTTP/2 connection (RFC 9113 §3.4).
+const clientPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+// awaitPreface writes the client's preface on c and reads the first bytes
+// the server sends, within timeout.
+func awaitPreface(ctx context.Context, c *tls.Conn, timeout time.Duration) (net.Conn, error) {
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	if d, ok := ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
+		deadline = d
+	}
+	_ = c.SetDeadline(deadline)
+	buf := make([]byte, 64)
+	n := 0
+	_, err := c.Write([]byte(clientPreface))
+	if err == nil {
+		n, err = c.Read(buf)
+	}
+	if err != nil {
+		c.Close()
+		return nil, dialError{fmt.Errorf("awaiting the server's preface: %w", err)}
+	}
+	_ = c.SetDeadline(time.Time{})
+	return &prefacedConn{Conn: c, skip: len(clientPreface), read: buf[:n]}, nil
+}
+
+// prefacedConn is a connection whose client preface is written and whose
+// first bytes from the server are read: it leaves the preface out of the
+// Transport's first writes and gives back the bytes on the first reads.
+// The Transport writes under one lock and reads on one goroutine, so
+// neither field is shared. The embedded *tls.Conn gives the Transport its
+// ConnectionState (ALPN's "h2").
+type prefacedConn struct {
+	*tls.Conn
+	skip int    // preface bytes still to leave out of writes
+	read []byte // server bytes still to give back
+}
+
+var errPrefaceMismatch = errors.New("http/2 transport wrote no client preface")
+
+func (p *prefacedConn) Write(b []byte) (int, error) {
+	if p.skip == 0 {
+		return p.Conn.Write(b)
+	}
+	n := min(p.skip, len(b))
+	if string(b[:n]) != clientPreface[len(clientPreface)-p.skip:][:n] {
+		return 0, errPrefaceMismatch
+	}
+	p.skip -= n
+	if n == len(b) {
+		return n, nil
+	}
+	m, err := p.Conn.Write(b[n:])
+	return n + m, err
+}
+
+func (p *prefacedConn) Read(b []byte) (int, error) {
+	if len(p.read) == 0 {
+		return p.Conn.Read(b)
+	}
+	n := copy(b, p.read)
+	p.read = p.read[n:]
+	return n, nil
 }
 
 // retireH2 forgets the HTTP/2 Transports none of inUse speaks through and

@@ -9,8 +9,20 @@ import (
 const Supported = true
 
 // sysRead and sysWrite are read(2) and write(2) without entersyscall.
-func sysRead(fd uintptr, p []byte) (int, error)  { return rawIO(syscall.SYS_READ, fd, p) }
-func sysWrite(fd uintptr, p []byte) (int, error) { return rawIO(syscall.SYS_WRITE, fd, p) }
+// Under -race they tell the detector what the kernel read and wrote
+// (race.go).
+func sysRead(fd uintptr, p []byte) (int, error) {
+	n, err := rawIO(syscall.SYS_READ, fd, p)
+	raceReadDone(p, n)
+	return n, err
+}
+
+func sysWrite(fd uintptr, p []byte) (int, error) {
+	raceWriteStart()
+	n, err := rawIO(syscall.SYS_WRITE, fd, p)
+	raceWriteDone(p, n)
+	return n, err
+}
 
 // rawIO is read(2) or write(2) as a raw call, retried when interrupted.
 func rawIO(trap, fd uintptr, p []byte) (int, error) {

@@ -356,11 +356,7 @@ func (g *Gateway) serve(ctx context.Context, ls Listeners) error {
 		MaxHeaderBytes:    sc.MaxHeaderBytes.Get(),
 		// Issue 23: 250 streams (Go's default) each waiting for a body held
 		// a backend connection apiece.
-		// Issue 27: with write_timeout 0 (streams), a client that stops
-		// reading held its connection for ever; WriteByteTimeout closes a
-		// connection on which no byte could be written for 30 s, which a
-		// slow but living reader never hits.
-		HTTP2:       &http.HTTP2Config{MaxConcurrentStreams: sc.MaxConcurrentStreams.Get(), WriteByteTimeout: 30 * time.Second},
+		HTTP2:       &http.HTTP2Config{MaxConcurrentStreams: sc.MaxConcurrentStreams.Get()},
 		ErrorLog:    accesslog.ErrorLog(g.log),
 		BaseContext: base,
 		ConnContext: connContext,

@@ -74,9 +74,8 @@ func (f *Forwarder) h2For(spec *config.Spec) *http.Transport {
 	// A backend gone without a FIN (a crashed host, a cut link) would hold
 	// every stream on its one connection until the kernel gave up: ping a
 	// connection that has read nothing for a while, and close it when the
-	// ping goes unanswered; and close a connection on which no byte could
-	// be written for 30 s (a backend that stopped reading).
-	t.HTTP2 = &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 15 * time.Second, WriteByteTimeout: 30 * time.Second}
+	// ping goes unanswered.
+	t.HTTP2 = &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 15 * time.Second}
 	actual, _ := f.h2.LoadOrStore(key, t)
 	return actual.(*http.Transport)
 }

@@ -291,8 +291,8 @@ func TestGRPCTable(t *testing.T) {
 		row("unavailable     20 calls to a backend answering UNAVAILABLE: %v; its breaker open (latch_breaker_state 2)", codesSeen)
 	}
 
-	// HTTP/2 abuse against replica 1: rapid reset (the connection ends)
-	// and a PING flood; the process keeps serving, its cost bounded.
+	// HTTP/2 abuse against replica 1: rapid reset and a PING flood; the
+	// process keeps serving, its cost bounded.
 	{
 		l := replicas[0]
 		before := costOf(t, l.PID(), l.Admin, nil)
@@ -328,16 +328,17 @@ func TestGRPCTable(t *testing.T) {
 		if _, err := unary(0, "s-after-abuse"); err != nil {
 			t.Fatalf("a call after the abuse: %v", err)
 		}
-		// A PING flood whose ACKs the client reads costs latch one small
-		// write each: Go's HTTP/2 server ends a connection only when its
-		// ACKs pile up unread (TestH2CAbuse's row), so here it need not.
-		if !closed {
-			t.Fatal("the rapid-reset connection was not ended by latch")
-		}
+		// Whether Go's HTTP/2 server ends a rapid-reset connection depends
+		// on timing (it counts resets against what its handlers finished:
+		// on a quiet machine 20,000 resets once left it open), and a PING
+		// flood whose ACKs the client reads costs latch one small write
+		// each (it ends a connection whose ACKs pile up unread:
+		// TestH2CAbuse). What must hold is the cost: bounded above, and
+		// calls still served.
 		if grown := after.rss - before.rss; grown > 64<<20 {
 			t.Fatalf("RSS grew %d MB over the abuse; want under 64", grown>>20)
 		}
-		row("rapid reset     %d streams opened and reset in %v: connection ended; latch %s (before: %s)", sent, time.Since(start).Round(time.Millisecond), rapidCost, before)
+		row("rapid reset     %d streams opened and reset in %v: connection ended %v; latch %s (before: %s)", sent, time.Since(start).Round(time.Millisecond), closed, rapidCost, before)
 		row("PING flood      %d PINGs, ACKs read: connection ended %v; latch %s; calls still served", pings, pingClosed, after)
 	}
 }

@@ -4,17 +4,21 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/consul/api"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
+	grpcstatus "google.golang.org/grpc/status"
 
 	"github.com/latchgw/latch/gateway/config"
 	"github.com/latchgw/latch/integration/harness"
@@ -22,12 +26,24 @@ import (
 
 // grpcServer is a grpc-go backend on loopback: grpc.testing's
 // TestService answering with its id, and grpc.health.v1, which Consul's
-// GRPC check asks.
+// GRPC check asks. Every call names the backend in its header metadata
+// (x-backend-id). A call whose metadata has x-block waits for its context
+// to end and reports how it ended on ended (when set); fail, when set, is
+// the code every call ends with.
 type grpcServer struct {
 	testgrpc.UnimplementedTestServiceServer
-	id  string
-	srv *grpc.Server
-	lis net.Listener
+	id    string
+	srv   *grpc.Server
+	lis   net.Listener
+	calls atomic.Int64
+	fail  atomic.Uint32
+	ended chan endedCall
+}
+
+// endedCall is how a blocked call ended, as its backend saw it.
+type endedCall struct {
+	deadline time.Time // zero: none
+	err      error
 }
 
 func startGRPCServer(t *testing.T, id string) *grpcServer {
@@ -44,8 +60,94 @@ func startGRPCServer(t *testing.T, id string) *grpcServer {
 	return s
 }
 
-func (s *grpcServer) UnaryCall(context.Context, *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
-	return &testgrpc.SimpleResponse{Hostname: s.id}, nil
+// begin counts a call, names the backend, and returns the call's failure
+// (nil: none); with x-block it first waits for the call to end.
+func (s *grpcServer) begin(ctx context.Context) error {
+	s.calls.Add(1)
+	if c := codes.Code(s.fail.Load()); c != codes.OK {
+		return grpcstatus.Error(c, "backend "+s.id+" failing")
+	}
+	_ = grpc.SendHeader(ctx, metadata.Pairs("x-backend-id", s.id))
+	if md, _ := metadata.FromIncomingContext(ctx); len(md["x-block"]) > 0 {
+		return s.blocked(ctx)
+	}
+	return nil
+}
+
+// blocked waits for the call of ctx to end and reports how it ended.
+func (s *grpcServer) blocked(ctx context.Context) error {
+	<-ctx.Done()
+	d, _ := ctx.Deadline()
+	if s.ended != nil {
+		s.ended <- endedCall{deadline: d, err: ctx.Err()}
+	}
+	return grpcstatus.FromContextError(ctx.Err()).Err()
+}
+
+// UnaryCall echoes the payload, or ends with the status asked for.
+func (s *grpcServer) UnaryCall(ctx context.Context, in *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
+	if err := s.begin(ctx); err != nil {
+		return nil, err
+	}
+	if st := in.GetResponseStatus(); st != nil {
+		return nil, grpcstatus.Error(codes.Code(st.GetCode()), st.GetMessage())
+	}
+	return &testgrpc.SimpleResponse{Hostname: s.id, Payload: in.GetPayload()}, nil
+}
+
+// StreamingOutputCall sends a message per response parameter, of its
+// size, then blocks (x-block) or ends with the status asked for.
+func (s *grpcServer) StreamingOutputCall(in *testgrpc.StreamingOutputCallRequest, st grpc.ServerStreamingServer[testgrpc.StreamingOutputCallResponse]) error {
+	s.calls.Add(1)
+	_ = st.SendHeader(metadata.Pairs("x-backend-id", s.id))
+	for _, p := range in.GetResponseParameters() {
+		if err := st.Send(&testgrpc.StreamingOutputCallResponse{Payload: &testgrpc.Payload{Body: make([]byte, p.GetSize())}}); err != nil {
+			return err
+		}
+	}
+	if md, _ := metadata.FromIncomingContext(st.Context()); len(md["x-block"]) > 0 {
+		return s.blocked(st.Context())
+	}
+	if rs := in.GetResponseStatus(); rs != nil {
+		return grpcstatus.Error(codes.Code(rs.GetCode()), rs.GetMessage())
+	}
+	return nil
+}
+
+// StreamingInputCall answers the total size of the payloads it received.
+func (s *grpcServer) StreamingInputCall(st grpc.ClientStreamingServer[testgrpc.StreamingInputCallRequest, testgrpc.StreamingInputCallResponse]) error {
+	s.calls.Add(1)
+	total := 0
+	for {
+		m, err := st.Recv()
+		if err == io.EOF {
+			return st.SendAndClose(&testgrpc.StreamingInputCallResponse{AggregatedPayloadSize: int32(total)})
+		}
+		if err != nil {
+			return err
+		}
+		total += len(m.GetPayload().GetBody())
+	}
+}
+
+// FullDuplexCall answers each message as it comes, with a payload of the
+// size it asks for.
+func (s *grpcServer) FullDuplexCall(st grpc.BidiStreamingServer[testgrpc.StreamingOutputCallRequest, testgrpc.StreamingOutputCallResponse]) error {
+	s.calls.Add(1)
+	for {
+		m, err := st.Recv()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		for _, p := range m.GetResponseParameters() {
+			if err := st.Send(&testgrpc.StreamingOutputCallResponse{Payload: &testgrpc.Payload{Body: make([]byte, p.GetSize())}}); err != nil {
+				return err
+			}
+		}
+	}
 }
 
 // registerGRPC registers s in Consul with a GRPC check.

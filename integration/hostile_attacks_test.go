@@ -98,7 +98,7 @@ func peakCost(t *testing.T, d time.Duration, sample func() procCost) procCost {
 // h2Conn is a raw HTTP/2 client connection: it opens streams, acknowledges
 // the server's settings, and records the status of each stream answered.
 type h2Conn struct {
-	tc  *tls.Conn
+	tc  net.Conn
 	fr  *http2.Framer
 	mu  sync.Mutex // writes
 	enc *hpack.Encoder
@@ -118,6 +118,24 @@ func dialH2(t *testing.T, addr string, roots *x509.CertPool) *h2Conn {
 	if p := tc.ConnectionState().NegotiatedProtocol; p != "h2" {
 		t.Fatalf("ALPN %q; want h2", p)
 	}
+	return newH2Conn(t, tc)
+}
+
+// dialH2C is dialH2 over plain TCP, with prior knowledge (server.h2c).
+func dialH2C(t *testing.T, addr string) *h2Conn {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return newH2Conn(t, nc)
+}
+
+// newH2Conn sends the client preface and settings on tc and reads its
+// frames.
+func newH2Conn(t *testing.T, tc net.Conn) *h2Conn {
+	t.Helper()
 	c := &h2Conn{tc: tc, fr: http2.NewFramer(tc, tc), done: make(chan struct{})}
 	c.enc = hpack.NewEncoder(&c.buf)
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)

@@ -74,8 +74,9 @@ func tryIdle(b *testing.B, name, url, cookie string, proc *harness.Process, n in
 		}
 	}
 	// Past latch's park delay (a second), so its idle connections are
-	// parked as they are in use; RSS does not fall as they park.
-	time.Sleep(2 * time.Second)
+	// parked as they are in use, and past the memory its watcher returns
+	// a second or two after the goroutines' count stops falling.
+	time.Sleep(4 * time.Second)
 	m.Open = settledRSS(b, proc)
 	for _, c := range conns {
 		c.Close()

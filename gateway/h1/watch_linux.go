@@ -18,7 +18,9 @@ import (
 //
 // It also keeps the parked connections (park_linux.go): idle ones whose
 // goroutine has ended, waiting in the same epoll set for their next bytes,
-// and closes those whose idle timeout passes.
+// and closes those whose idle timeout passes; and, a second at a time,
+// returns freed memory to the system after a large drop in connections or
+// goroutines (release_linux.go).
 type watcher struct {
 	epfd, wake int // the epoll set; an eventfd that stops the loop
 	mu         sync.RWMutex
@@ -30,6 +32,8 @@ type watcher struct {
 	wheel  map[int64][]*conn // parked connections by the second after their idle timeout
 	parked int               // entries in wheel
 	swept  int64             // the last second swept
+
+	mem memWatch // when to return freed memory (release_linux.go); the loop's own
 }
 
 const watchEvents = syscall.EPOLLRDHUP | 1<<31 // EPOLLET
@@ -140,7 +144,12 @@ func (w *watcher) loop() {
 				c.cancel()
 			}
 		}
-		w.sweep(time.Now())
+		now := time.Now()
+		w.sweep(now)
+		w.mu.RLock()
+		conns := len(w.conns)
+		w.mu.RUnlock()
+		w.mem.check(now, conns)
 	}
 }
 

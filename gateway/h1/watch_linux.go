@@ -93,6 +93,21 @@ func (w *watcher) forget(c *conn) {
 	w.mu.Unlock()
 }
 
+// peekEOF reports whether c's socket has nothing left to read but the
+// end of the stream (or was reset): a hung-up parked connection the
+// watcher closes itself, without a goroutine to read the EOF.
+func (c *conn) peekEOF() bool {
+	var n int
+	var err error
+	if c.sock.Control(func(fd uintptr) {
+		var b [1]byte
+		n, _, err = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	}) != nil {
+		return false
+	}
+	return err == nil && n == 0 || err == syscall.ECONNRESET
+}
+
 // ctl is epoll_ctl on c's socket. Inside Control the descriptor cannot be
 // closed (and its number reused by another connection's socket) under
 // the call; once closed it has left the epoll set by itself.
@@ -130,16 +145,24 @@ func (w *watcher) loop() {
 				_, _ = syscall.Read(w.wake, b[:]) // a first parked connection: wait a second at most now
 				continue
 			}
+			hup := ev.Events&(syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0
 			w.mu.Lock()
 			c := w.conns[id]
-			wake := c != nil && c.state.CompareAndSwap(stateParked, stateActive)
-			if wake {
+			var wake, gone bool
+			if c != nil && hup && c.state.Load() == stateParked && c.peekEOF() {
+				gone = c.state.CompareAndSwap(stateParked, stateClosed)
+			} else {
+				wake = c != nil && c.state.CompareAndSwap(stateParked, stateActive)
+			}
+			if wake || gone {
 				w.unwheel(c)
 			}
 			w.mu.Unlock()
 			switch {
+			case gone:
+				c.close() // the client hung up with nothing left to read: no goroutine for it
 			case wake:
-				go c.resume() // bytes to read, or the client hung up: its goroutine sees which
+				go c.resume() // bytes to read, or the client hung up with some: its goroutine sees which
 			case c != nil && c.cancel != nil:
 				c.cancel()
 			}

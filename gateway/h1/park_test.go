@@ -197,16 +197,7 @@ func TestParkedHangUpWithoutGoroutine(t *testing.T) {
 				closed.Add(1)
 			}
 		}})
-	conns := make([]net.Conn, 0, n)
-	for range n {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns = append(conns, c)
-		keepAlive(t, c, bufio.NewReader(c), "/")
-	}
-	waitFor(t, "connections did not park", func() bool { return connGoroutines() == 0 })
+	conns := openParked(t, addr, n)
 	before := idles.Load()
 	for _, c := range conns {
 		c.Close()
@@ -239,4 +230,22 @@ func TestParkedHangUpWithoutGoroutine(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("request sent before the hang-up: %s", resp.Status)
 	}
+}
+
+// openParked opens n connections to addr, one request on each, and waits
+// until they have all parked (the server parks at once).
+func openParked(t *testing.T, addr string, n int) []net.Conn {
+	t.Helper()
+	conns := make([]net.Conn, 0, n)
+	for range n {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		conns = append(conns, c)
+		keepAlive(t, c, bufio.NewReader(c), "/")
+	}
+	waitFor(t, "connections did not park", func() bool { return connGoroutines() == 0 })
+	return conns
 }

@@ -3,8 +3,6 @@
 package h1
 
 import (
-	"bufio"
-	"net"
 	"os"
 	"runtime"
 	"strconv"
@@ -24,16 +22,7 @@ func TestReturnMemoryAfterDrop(t *testing.T) {
 	t.Cleanup(func() { releaseMin, releaseEvery, freeOSMemory = min, every, free })
 
 	_, addr, _, closed := parked(t, -1, time.Minute)
-	conns := make([]net.Conn, 0, n)
-	for range n {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns = append(conns, c)
-		keepAlive(t, c, bufio.NewReader(c), "/")
-	}
-	waitFor(t, "connections did not park", func() bool { return connGoroutines() == 0 })
+	conns := openParked(t, addr, n)
 	select {
 	case <-returned:
 		t.Fatal("memory returned while every connection is still open")

@@ -41,7 +41,7 @@ import (
 //   - sticky-redis-down: sticky with Redis stopped;
 //   - idle: 10,000 keep-alive connections left idle after one request
 //     each, on latch and each bar, each in a fresh process started for it:
-//     RSS before, with them open, 30 s after they close, and how long RSS
+//     RSS before, with them open, 30 s and 60 s after they close, and how long RSS
 //     took to come back within 20% of where it started.
 //
 // Every proxy runs in this process session (no setsid), so the kernel's

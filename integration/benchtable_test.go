@@ -85,15 +85,15 @@ func benchTable(rows []benchRow, mem []idleMem, half float64, withBaseline bool)
 		out.WriteString("\n")
 	}
 	if len(mem) > 0 {
-		fmt.Fprintf(&out, "\n%-20s %7s %10s %10s %12s %14s %12s\n", "idle connections", "conns", "rss before", "rss open",
-			"per conn", "rss 30s closed", "back ≤1.2×")
+		fmt.Fprintf(&out, "\n%-20s %7s %10s %10s %12s %14s %14s %12s\n", "idle connections", "conns", "rss before", "rss open",
+			"per conn", "rss 30s closed", "rss 60s closed", "back ≤1.2×")
 		for _, m := range mem {
 			back := "no"
 			if m.Back >= 0 {
 				back = m.Back.Round(100 * time.Millisecond).String()
 			}
-			fmt.Fprintf(&out, "%-20s %7d %8.1f M %8.1f M %8.2f KiB %12.1f M %12s\n", m.Proxy, m.Conns, float64(m.Before)/(1<<20),
-				float64(m.Open)/(1<<20), m.PerConn()/1024, float64(m.Closed)/(1<<20), back)
+			fmt.Fprintf(&out, "%-20s %7d %8.1f M %8.1f M %8.2f KiB %12.1f M %12.1f M %12s\n", m.Proxy, m.Conns, float64(m.Before)/(1<<20),
+				float64(m.Open)/(1<<20), m.PerConn()/1024, float64(m.Closed)/(1<<20), float64(m.Late)/(1<<20), back)
 		}
 	}
 	return out.String()

@@ -18,11 +18,12 @@ import (
 type idleMem struct {
 	Proxy  string `json:"proxy"`
 	Conns  int    `json:"connections"`
-	Before int64  `json:"rss_before_bytes"` // RSS before the connections opened
-	Open   int64  `json:"rss_open_bytes"`   // with every connection open and idle
-	Closed int64  `json:"rss_closed_bytes"` // 30 s after they closed
+	Before int64  `json:"rss_before_bytes"`     // RSS before the connections opened
+	Open   int64  `json:"rss_open_bytes"`       // with every connection open and idle
+	Closed int64  `json:"rss_closed_bytes"`     // 30 s after they closed
+	Late   int64  `json:"rss_closed_60s_bytes"` // 60 s after they closed
 	// Back is how long after the close RSS took to come back within 20%
-	// of Before (-1: not within the 30 s).
+	// of Before (-1: not within the 60 s).
 	Back time.Duration `json:"rss_back_within_20pct_ns"`
 }
 
@@ -32,7 +33,7 @@ func (m idleMem) PerConn() float64 { return float64(m.Open-m.Before) / float64(m
 // measureIdle opens n keep-alive connections to url, sends one request on
 // each (with cookie, so no new session is made) and reads the answer, then
 // reads proc's RSS with all of them idle, closes them and follows it for
-// 30 s.
+// 60 s (issue 25's target: within 20% of Before by then).
 func measureIdle(b *testing.B, name, url, cookie string, proc *harness.Process, n int) idleMem {
 	m, err := tryIdle(b, name, url, cookie, proc, n)
 	if err != nil {
@@ -73,8 +74,9 @@ func tryIdle(b *testing.B, name, url, cookie string, proc *harness.Process, n in
 		}
 	}
 	// Past latch's park delay (a second), so its idle connections are
-	// parked as they are in use; RSS does not fall as they park.
-	time.Sleep(2 * time.Second)
+	// parked as they are in use, and past the memory its watcher returns
+	// a second or two after the goroutines' count stops falling.
+	time.Sleep(4 * time.Second)
 	m.Open = settledRSS(b, proc)
 	for _, c := range conns {
 		c.Close()
@@ -82,13 +84,16 @@ func tryIdle(b *testing.B, name, url, cookie string, proc *harness.Process, n in
 	conns = nil
 	closed := time.Now()
 	m.Back = -1
-	for time.Since(closed) < 30*time.Second {
+	for time.Since(closed) < 60*time.Second {
 		time.Sleep(500 * time.Millisecond)
 		s, err := procstat.Read(proc.PID())
 		if err != nil {
 			b.Fatal(err)
 		}
-		if m.Closed = s.RSS; m.Back < 0 && 5*s.RSS <= 6*m.Before {
+		if time.Since(closed) < 30*time.Second {
+			m.Closed = s.RSS
+		}
+		if m.Late = s.RSS; m.Back < 0 && 5*s.RSS <= 6*m.Before {
 			m.Back = time.Since(closed)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"syscall"
@@ -110,12 +111,19 @@ func idleRSS(b *testing.B, kind string, n int) (before, open, closed int64) {
 		stdin.Close() // the child serves until its stdin ends
 		_ = cmd.Wait()
 	}()
-	addr, err := bufio.NewReader(stdout).ReadString('\n')
+	out := bufio.NewReader(stdout)
+	addr, err := out.ReadString('\n')
 	if err != nil {
 		b.Fatalf("server child: %v", err)
 	}
 	addr = strings.TrimSpace(addr)
-	rss := func() int64 { return settledRSS(b, cmd.Process.Pid) }
+	rss := func() int64 {
+		r := settledRSS(b, cmd.Process.Pid)
+		_, _ = io.WriteString(stdin, "m\n")
+		classes, _ := out.ReadString('\n')
+		fmt.Printf("%s: RSS %.1f MiB; runtime: %s", kind, float64(r)/(1<<20), classes)
+		return r
+	}
 	before = rss()
 	conns := make([]*rawClient, 0, n)
 	for range n {
@@ -126,7 +134,10 @@ func idleRSS(b *testing.B, kind string, n int) (before, open, closed int64) {
 		rc.buf = nil
 		conns = append(conns, rc)
 	}
-	time.Sleep(2 * defaultParkAfter) // h1 parks idle connections after defaultParkAfter
+	// h1 parks idle connections after defaultParkAfter; its watcher
+	// returns the memory their goroutines took a second or two after
+	// their count stops falling (release_linux.go): read RSS after both.
+	time.Sleep(2*defaultParkAfter + 2*time.Second)
 	open = rss()
 	for _, rc := range conns {
 		rc.c.Close()
@@ -179,5 +190,35 @@ func TestIdleServerChild(t *testing.T) {
 		defer s.Close()
 	}
 	fmt.Println(l.Addr().String())
-	_, _ = io.Copy(io.Discard, os.Stdin)
+	// Each line on stdin asks where the memory is: one line back.
+	for sc := bufio.NewScanner(os.Stdin); sc.Scan(); {
+		fmt.Println(memClasses())
+	}
+}
+
+// memClasses is where the runtime's memory is, from runtime/metrics.
+func memClasses() string {
+	names := []string{"/memory/classes/total:bytes", "/memory/classes/heap/stacks:bytes", "/memory/classes/heap/objects:bytes",
+		"/memory/classes/heap/unused:bytes", "/memory/classes/heap/free:bytes", "/memory/classes/heap/released:bytes",
+		"/memory/classes/metadata/other:bytes", "/memory/classes/metadata/mspan/inuse:bytes", "/memory/classes/metadata/mspan/free:bytes",
+		"/memory/classes/metadata/mcache/inuse:bytes", "/memory/classes/os-stacks:bytes", "/memory/classes/other:bytes",
+		"/memory/classes/profiling/buckets:bytes", "/gc/cycles/total:gc-cycles"}
+	samples := make([]metrics.Sample, len(names))
+	for i, n := range names {
+		samples[i].Name = n
+	}
+	metrics.Read(samples)
+	var b strings.Builder
+	for i, s := range samples {
+		label := strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(names[i], "/memory/classes/"), "/gc/cycles/"), ":bytes")
+		if s.Value.Kind() != metrics.KindUint64 {
+			continue
+		}
+		if strings.HasSuffix(names[i], ":bytes") {
+			fmt.Fprintf(&b, "%s %.1f MiB, ", label, float64(s.Value.Uint64())/(1<<20))
+		} else {
+			fmt.Fprintf(&b, "gc cycles %d", s.Value.Uint64())
+		}
+	}
+	return b.String()
 }

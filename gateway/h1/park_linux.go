@@ -113,11 +113,12 @@ func (w *watcher) unwheel(c *conn) {
 }
 
 // timeout is the loop's wait: until the next second while connections
-// are parked with an idle timeout, else until an event.
+// are parked with an idle timeout or a drop in them may call for memory
+// to be returned (release_linux.go), else until an event.
 func (w *watcher) timeout() int {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
-	if w.parked == 0 {
+	if w.parked == 0 && !w.mem.watching() {
 		return -1
 	}
 	return 1000 - int(time.Now().UnixMilli()%1000) + 1

@@ -181,3 +181,71 @@ func TestShutdownClosesParked(t *testing.T) {
 		}
 	}
 }
+
+// A parked connection whose client hangs up with nothing unread is closed
+// by the watcher itself, no goroutine started to read the EOF (10,000 of
+// them at a mass close left their stacks and descriptors behind); one
+// whose client sent a request before shutting its side still gets it
+// served.
+func TestParkedHangUpWithoutGoroutine(t *testing.T) {
+	const n = 20
+	var idles, closed atomic.Int64
+	addr := start(t, &Server{Handler: http.HandlerFunc(echo), IdleTimeout: time.Minute, parkDelay: -1,
+		testHookIdle: func(*conn) { idles.Add(1) },
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			if st == http.StateClosed {
+				closed.Add(1)
+			}
+		}})
+	conns := openParked(t, addr, n)
+	before := idles.Load()
+	for _, c := range conns {
+		c.Close()
+	}
+	waitFor(t, "hung-up connections not closed", func() bool { return closed.Load() == n })
+	if got := idles.Load() - before; got != 0 {
+		t.Errorf("%d hung-up parked connections were resumed to wait again; want none resumed", got)
+	}
+
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	keepAlive(t, c, br, "/")
+	waitFor(t, "connection did not park", func() bool { return connGoroutines() == 0 })
+	if _, err := io.WriteString(c, "GET /last HTTP/1.1\r\nHost: h\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("request sent before the hang-up: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("request sent before the hang-up: %s", resp.Status)
+	}
+}
+
+// openParked opens n connections to addr, one request on each, and waits
+// until they have all parked (the server parks at once).
+func openParked(t *testing.T, addr string, n int) []net.Conn {
+	t.Helper()
+	conns := make([]net.Conn, 0, n)
+	for range n {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		conns = append(conns, c)
+		keepAlive(t, c, bufio.NewReader(c), "/")
+	}
+	waitFor(t, "connections did not park", func() bool { return connGoroutines() == 0 })
+	return conns
+}

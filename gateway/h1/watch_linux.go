@@ -18,7 +18,9 @@ import (
 //
 // It also keeps the parked connections (park_linux.go): idle ones whose
 // goroutine has ended, waiting in the same epoll set for their next bytes,
-// and closes those whose idle timeout passes.
+// and closes those whose idle timeout passes; and, a second at a time,
+// returns freed memory to the system after a large drop in connections or
+// goroutines (release_linux.go).
 type watcher struct {
 	epfd, wake int // the epoll set; an eventfd that stops the loop
 	mu         sync.RWMutex
@@ -30,6 +32,8 @@ type watcher struct {
 	wheel  map[int64][]*conn // parked connections by the second after their idle timeout
 	parked int               // entries in wheel
 	swept  int64             // the last second swept
+
+	mem memWatch // when to return freed memory (release_linux.go); the loop's own
 }
 
 const watchEvents = syscall.EPOLLRDHUP | 1<<31 // EPOLLET
@@ -89,6 +93,21 @@ func (w *watcher) forget(c *conn) {
 	w.mu.Unlock()
 }
 
+// peekEOF reports whether c's socket has nothing left to read but the
+// end of the stream (or was reset): a hung-up parked connection the
+// watcher closes itself, without a goroutine to read the EOF.
+func (c *conn) peekEOF() bool {
+	var n int
+	var err error
+	if c.sock.Control(func(fd uintptr) {
+		var b [1]byte
+		n, _, err = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	}) != nil {
+		return false
+	}
+	return err == nil && n == 0 || err == syscall.ECONNRESET
+}
+
 // ctl is epoll_ctl on c's socket. Inside Control the descriptor cannot be
 // closed (and its number reused by another connection's socket) under
 // the call; once closed it has left the epoll set by itself.
@@ -126,21 +145,34 @@ func (w *watcher) loop() {
 				_, _ = syscall.Read(w.wake, b[:]) // a first parked connection: wait a second at most now
 				continue
 			}
+			hup := ev.Events&(syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0
 			w.mu.Lock()
 			c := w.conns[id]
-			wake := c != nil && c.state.CompareAndSwap(stateParked, stateActive)
-			if wake {
+			var wake, gone bool
+			if c != nil && hup && c.state.Load() == stateParked && c.peekEOF() {
+				gone = c.state.CompareAndSwap(stateParked, stateClosed)
+			} else {
+				wake = c != nil && c.state.CompareAndSwap(stateParked, stateActive)
+			}
+			if wake || gone {
 				w.unwheel(c)
 			}
 			w.mu.Unlock()
 			switch {
+			case gone:
+				c.close() // the client hung up with nothing left to read: no goroutine for it
 			case wake:
-				go c.resume() // bytes to read, or the client hung up: its goroutine sees which
+				go c.resume() // bytes to read, or the client hung up with some: its goroutine sees which
 			case c != nil && c.cancel != nil:
 				c.cancel()
 			}
 		}
-		w.sweep(time.Now())
+		now := time.Now()
+		w.sweep(now)
+		w.mu.RLock()
+		conns := len(w.conns)
+		w.mu.RUnlock()
+		w.mem.check(now, conns)
 	}
 }
 

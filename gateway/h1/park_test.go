@@ -188,16 +188,23 @@ func TestShutdownClosesParked(t *testing.T) {
 // whose client sent a request before shutting its side still gets it
 // served.
 func TestParkedHangUpWithoutGoroutine(t *testing.T) {
+	parkedHangUp(t, func(srv *Server) string { return start(t, srv) },
+		func(addr string) (net.Conn, error) { return net.Dial("tcp", addr) })
+}
+
+// parkedHangUp is TestParkedHangUpWithoutGoroutine's case on a server
+// started by serve (which returns its address) and clients dialed by dial.
+func parkedHangUp(t *testing.T, serve func(*Server) string, dial func(addr string) (net.Conn, error)) {
 	const n = 20
 	var idles, closed atomic.Int64
-	addr := start(t, &Server{Handler: http.HandlerFunc(echo), IdleTimeout: time.Minute, parkDelay: -1,
+	addr := serve(&Server{Handler: http.HandlerFunc(echo), IdleTimeout: time.Minute, parkDelay: -1,
 		testHookIdle: func(*conn) { idles.Add(1) },
 		ConnState: func(_ net.Conn, st http.ConnState) {
 			if st == http.StateClosed {
 				closed.Add(1)
 			}
 		}})
-	conns := openParked(t, addr, n)
+	conns := openParked(t, addr, n, dial)
 	before := idles.Load()
 	for _, c := range conns {
 		c.Close()
@@ -207,7 +214,7 @@ func TestParkedHangUpWithoutGoroutine(t *testing.T) {
 		t.Errorf("%d hung-up parked connections were resumed to wait again; want none resumed", got)
 	}
 
-	c, err := net.Dial("tcp", addr)
+	c, err := dial(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +225,7 @@ func TestParkedHangUpWithoutGoroutine(t *testing.T) {
 	if _, err := io.WriteString(c, "GET /last HTTP/1.1\r\nHost: h\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+	if err := c.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
 		t.Fatal(err)
 	}
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -234,11 +241,11 @@ func TestParkedHangUpWithoutGoroutine(t *testing.T) {
 
 // openParked opens n connections to addr, one request on each, and waits
 // until they have all parked (the server parks at once).
-func openParked(t *testing.T, addr string, n int) []net.Conn {
+func openParked(t *testing.T, addr string, n int, dial func(addr string) (net.Conn, error)) []net.Conn {
 	t.Helper()
 	conns := make([]net.Conn, 0, n)
 	for range n {
-		c, err := net.Dial("tcp", addr)
+		c, err := dial(addr)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,6 +3,7 @@
 package h1
 
 import (
+	"net"
 	"os"
 	"runtime"
 	"strconv"
@@ -22,7 +23,7 @@ func TestReturnMemoryAfterDrop(t *testing.T) {
 	t.Cleanup(func() { releaseMin, releaseEvery, freeOSMemory = min, every, free })
 
 	_, addr, _, closed := parked(t, -1, time.Minute)
-	conns := openParked(t, addr, n)
+	conns := openParked(t, addr, n, func(addr string) (net.Conn, error) { return net.Dial("tcp", addr) })
 	select {
 	case <-returned:
 		t.Fatal("memory returned while every connection is still open")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -95,4 +96,27 @@ func TestPushBackOverVeth(t *testing.T) {
 			t.Fatalf("answer %d: the client read other bytes than the server wrote", i)
 		}
 	}
+}
+
+// The watcher's hang-up check on parked connections (a MSG_PEEK for the
+// end of the stream) over a real link: clients in a network namespace
+// behind veth hang up parked connections, which the watcher closes with
+// no goroutine, and a request whose bytes and FIN come in separate
+// segments is still answered.
+func TestParkedHangUpOverVeth(t *testing.T) {
+	hosts := netns.StartHosts(t, 1)
+	client := hosts.Hosts[0]
+	client.Buffers(t, 4096, 4096)
+	parkedHangUp(t, func(srv *Server) string {
+		srv.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		ln := netns.Listen(t, nil, hosts.Gateway+":0", netns.SockOpts{SndBuf: 4096})
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve(ln) }()
+		t.Cleanup(func() { srv.Close(); <-served })
+		return ln.Addr().String()
+	}, func(addr string) (net.Conn, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return client.Dial(ctx, addr, netns.SockOpts{RcvBuf: 4096, SndBuf: 4096})
+	})
 }

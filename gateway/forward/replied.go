@@ -1,7 +1,6 @@
 package forward
 
 import (
-	"crypto/tls"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -41,7 +40,9 @@ func (w *replyWatch) trace(r *http.Request) *http.Request {
 	return r.WithContext(httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{
 		GotConn: func(info httptrace.GotConnInfo) {
 			nc := info.Conn
-			if tc, ok := nc.(*tls.Conn); ok {
+			// A *tls.Conn, or a connection wrapping one (h2.go's
+			// prefacedConn): the count is on the connection under it.
+			if tc, ok := nc.(interface{ NetConn() net.Conn }); ok {
 				nc = tc.NetConn()
 			}
 			w.conn, w.mark = nil, 0

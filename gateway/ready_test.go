@@ -35,35 +35,8 @@ func (s gatedSource) Watch(ctx context.Context, service string, update func(disc
 // before Consul ever answered.
 func TestReadyWaitsForDiscovery(t *testing.T) {
 	b := newBackend(t, "b1")
-	cfg, err := config.Config{Routes: []config.Route{{Service: "web", Backends: config.List{"127.0.0.1:1"}}},
-		Consul: config.Consul{Disabled: true}, Log: config.Log{Access: config.Set(false)}}.Compile()
-	if err != nil {
-		t.Fatal(err)
-	}
 	src := gatedSource{Static: discovery.NewStatic(map[string][]discovery.Backend{"web": {b.backend()}}), open: make(chan struct{})}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	aff := session.NewAffinity(session.Options{Store: session.NewMemoryStore(100, nil), Codec: testCodec(t), Logger: log})
-	g, err := New(cfg, Deps{Logger: log, Source: src, Affinity: aff})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, _ := net.Listen("tcp", "127.0.0.1:0")
-	adm, _ := net.Listen("tcp", "127.0.0.1:0")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx, pub, adm) }()
-	defer func() { cancel(); <-done }()
-	admin := "http://" + adm.Addr().String()
-	get := func(path string) (int, string) {
-		t.Helper()
-		resp, err := http.Get(admin + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(body)
-	}
+	get := startReadyGateway(t, config.Discovery{}, src)
 	if code, body := get("/readyz"); code != 503 || !strings.Contains(body, "service web") {
 		t.Fatalf("readyz before discovery: %d %q; want 503 naming service web", code, body)
 	}
@@ -125,6 +98,20 @@ func startUnchecked(t *testing.T, d config.Discovery) (*discovery.Static, *testB
 	unchecked := b.backend()
 	unchecked.Health, unchecked.Unchecked = discovery.Critical, true
 	src := discovery.NewStatic(map[string][]discovery.Backend{"web": {unchecked}})
+	get := startReadyGateway(t, d, src)
+	// The snapshot has arrived when the stale gauge is cleared by it.
+	waitUntil(t, "the first snapshot applied", func() bool {
+		_, m := get("/metrics")
+		return strings.Contains(m, `latch_discovery_stale{service="web"} 0`)
+	})
+	return src, b, get
+}
+
+// startReadyGateway runs a gateway whose one route "web" (Consul off)
+// takes its backends from src, with discovery settings d, until the test
+// ends, and returns a GET on its admin listener.
+func startReadyGateway(t *testing.T, d config.Discovery, src discovery.Source) func(path string) (int, string) {
+	t.Helper()
 	cfg, err := config.Config{Routes: []config.Route{{Service: "web", Backends: config.List{"127.0.0.1:1"}}},
 		Consul: config.Consul{Disabled: true}, Discovery: d, Log: config.Log{Access: config.Set(false)}}.Compile()
 	if err != nil {
@@ -142,9 +129,10 @@ func startUnchecked(t *testing.T, d config.Discovery) (*discovery.Static, *testB
 	done := make(chan error, 1)
 	go func() { done <- g.Run(ctx, pub, adm) }()
 	t.Cleanup(func() { cancel(); <-done })
-	get := func(path string) (int, string) {
+	admin := "http://" + adm.Addr().String()
+	return func(path string) (int, string) {
 		t.Helper()
-		resp, err := http.Get("http://" + adm.Addr().String() + path)
+		resp, err := http.Get(admin + path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -152,10 +140,4 @@ func startUnchecked(t *testing.T, d config.Discovery) (*discovery.Static, *testB
 		body, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(body)
 	}
-	// The snapshot has arrived when the stale gauge is cleared by it.
-	waitUntil(t, "the first snapshot applied", func() bool {
-		_, m := get("/metrics")
-		return strings.Contains(m, `latch_discovery_stale{service="web"} 0`)
-	})
-	return src, b, get
 }
